@@ -1,0 +1,415 @@
+"""CPU compile stages: torch -> ONNX export, simplification, transformer fusion, int8/fp16 conversion.
+
+Each stage is a small function that reads a model file (or a torch module), writes one ONNX file and
+returns a `StageResult`; a failure raises `core.errors.UserError` naming the stage. The CPU compile
+backend chains them; nothing here keeps state.
+
+Findings behind the choices (torch 2.13, transformers 5.23, onnxruntime 1.31, 2-core AVX2 host):
+- ORT's transformer optimizer fuses `Attention` only on graphs from the TorchScript-based exporter
+  (`dynamo=False`) of models running the *eager* attention implementation. Transformers 5 defaults
+  to SDPA, whose exported pattern (IsNaN/Where around Softmax) the fusion does not recognise.
+- The dynamo exporter's graph gets no Attention fusion even at opset 18, and down-converting it to
+  opset 17 writes an invalid `Split(num_outputs=...)`; it also cannot take TorchScript modules.
+- DeBERTa (v1 and v3) attention has relative-position terms that no ORT fusion matches; the BERT
+  fusions still apply to its LayerNorm/Gelu/residual parts and keep outputs equal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import re
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# ORT optimizer model_type per Hugging Face model_type. DeBERTa maps to "bert" for the LayerNorm,
+# Gelu and SkipLayerNorm fusions; its attention stays unfused (see module docstring).
+_FUSION_MODEL_TYPES = {
+    "albert": "bert",
+    "bert": "bert",
+    "roberta": "bert",
+    "deberta": "bert",
+    "deberta-v2": "bert",
+}
+
+# Feed names that differ from the Hugging Face forward() argument they carry.
+_ROLE_ALIASES = {"input_mask": "attention_mask", "segment_ids": "token_type_ids"}
+
+_OPERATOR_IN_MESSAGE = re.compile(r"operator '([^']+)'")
+
+ORT_CONTRIB_DOMAIN = "com.microsoft"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What one compile stage did: its name, the file it wrote, how long it took, and facts."""
+
+    name: str
+    path: Path
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def fusion_model_type(hf_model_type: str) -> str | None:
+    """The ORT transformer optimizer's model_type for a Hugging Face model_type, None if unsupported."""
+    return _FUSION_MODEL_TYPES.get(hf_model_type.lower().replace("_", "-"))
+
+
+def operator_counts(path: Path) -> dict[str, int]:
+    """How many nodes of each op type the graph's top level holds."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return dict(Counter(node.op_type for node in graph.node))
+
+
+def fused_operator_counts(path: Path) -> dict[str, int]:
+    """Counts of onnxruntime contrib ops (Attention, SkipLayerNormalization, BiasGelu, ...) in the graph."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return dict(Counter(node.op_type for node in graph.node if node.domain == ORT_CONTRIB_DOMAIN))
+
+
+# --- 1. export ------------------------------------------------------------------------------------
+
+
+def export_onnx(
+    module: Any,
+    sample_feeds: dict[str, np.ndarray],
+    output_names: list[str],
+    path: Path,
+    *,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+    dynamic_sequence: bool = True,
+) -> StageResult:
+    """Export a torch module (Hugging Face model, TorchScript module or plain nn.Module) to one ONNX file.
+
+    Graph inputs are named after `sample_feeds`' keys, in order (ByteMLPerf names such as
+    `input_ids.1` survive). A Hugging Face model receives each feed as the keyword its name means
+    (`input_ids.1` -> input_ids, `input_mask` -> attention_mask) and is exported with eager attention
+    and tuple outputs, restored afterwards; other modules receive the feeds positionally. Axis 0 of
+    every input is dynamic ("batch") if `dynamic_batch`, axis 1 ("sequence") if `dynamic_sequence`.
+    An input the traced graph never reads (deberta's token_type_ids) is dropped by the exporter:
+    `details["inputs"]` lists what the graph declares, feed only those.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(sample_feeds)
+    args = tuple(torch.from_numpy(np.ascontiguousarray(sample_feeds[n])) for n in names)
+    axes = {0: "batch"} if dynamic_batch else {}
+    if dynamic_sequence:
+        axes[1] = "sequence"
+    dynamic_axes = {n: dict(axes) for n in names if sample_feeds[n].ndim > max(axes)} if axes else None
+
+    is_hf = hasattr(module, "config") and hasattr(module, "set_attn_implementation")
+    start = time.perf_counter()
+    with _export_mode(module) if is_hf else contextlib.nullcontext(), torch.no_grad(), warnings.catch_warnings():
+        # Tracer warnings flag Python branches on shapes; the exported graph is checked at other shapes in tests.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        target = _keyword_wrapper(module, names, len(output_names)) if is_hf else module
+        try:
+            # TorchScript-based exporter: see the module docstring for why not dynamo.
+            torch.onnx.export(
+                target,
+                args,
+                str(path),
+                input_names=names,
+                output_names=list(output_names),
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        except Exception as exc:  # the exporter raises many types; the user needs the message
+            raise _export_error(exc, path) from exc
+    seconds = time.perf_counter() - start
+
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return StageResult(
+        "export",
+        path,
+        seconds,
+        {
+            "exporter": "torchscript",
+            "opset": opset,
+            "inputs": [i.name for i in graph.input],
+            "outputs": [o.name for o in graph.output],
+            "nodes": len(graph.node),
+            "attention": "eager" if is_hf else "as traced",
+        },
+    )
+
+
+def _keyword_wrapper(model, names: list[str], n_outputs: int):
+    """A module passing positional tensors to a Hugging Face model as the keywords they stand for."""
+    import torch
+
+    params = inspect.signature(model.forward).parameters
+    keywords = []
+    for name in names:
+        role = re.sub(r"\.\d+$", "", name)
+        role = _ROLE_ALIASES.get(role, role)
+        if role not in params:
+            raise UserError(
+                f"export: input {name!r} matches no argument of {type(model).__name__}.forward",
+                field="inputs",
+                fix=f"name inputs after {', '.join(p for p in params if p.endswith(('ids', 'mask')))}",
+            )
+        keywords.append(role)
+
+    class KeywordFeeds(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors):
+            outputs = self.model(**dict(zip(keywords, tensors)), return_dict=False)
+            return tuple(outputs[:n_outputs])
+
+    return KeywordFeeds().eval()
+
+
+@contextlib.contextmanager
+def _export_mode(model) -> Iterator[None]:
+    """Eager attention (the only kind ORT fuses) for the duration of an export, then the old one back."""
+    previous = model.config._attn_implementation
+    try:
+        model.set_attn_implementation("eager")
+    except (ValueError, AttributeError) as exc:  # a model without an eager path keeps its own
+        log.info("keeping attention implementation %s: %s", previous, exc)
+    try:
+        yield
+    finally:
+        if model.config._attn_implementation != previous:
+            model.set_attn_implementation(previous)
+
+
+def _export_error(exc: Exception, path: Path) -> UserError:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    operator = _OPERATOR_IN_MESSAGE.search(message)
+    what = f"operator {operator.group(1)} cannot be exported" if operator else message
+    return UserError(
+        f"export to ONNX failed: {what}",
+        file=path,
+        field="export",
+        fix="use a higher opset, a model without that operator, or an ONNX model file",
+    )
+
+
+# --- 2. simplify ----------------------------------------------------------------------------------
+
+
+def simplify(in_path: Path, out_path: Path) -> StageResult:
+    """Constant-fold and clean the graph with onnxslim; details hold node counts before and after."""
+    import onnx
+    import onnxslim
+
+    start = time.perf_counter()
+    model = onnx.load(str(in_path))
+    before = len(model.graph.node)
+    try:
+        slim = onnxslim.slim(model)
+    except Exception as exc:  # onnxslim raises whatever its passes hit
+        raise UserError(f"simplify failed: {exc}", file=in_path, field="simplify", fix="disable simplification") from exc
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(slim, str(out_path))
+    return StageResult(
+        "simplify", Path(out_path), time.perf_counter() - start, {"nodes_before": before, "nodes_after": len(slim.graph.node)}
+    )
+
+
+# --- 3. transformer fusion ------------------------------------------------------------------------
+
+
+def optimize_transformer(
+    in_path: Path,
+    out_path: Path,
+    *,
+    model_type: str,
+    num_heads: int,
+    hidden_size: int,
+    use_gpu: bool = False,
+    raw_attention_mask: bool = True,
+) -> StageResult:
+    """Fuse Attention, SkipLayerNormalization, Gelu and friends with ORT's transformer optimizer.
+
+    `raw_attention_mask` keeps the fused Attention reading the 2-D 0/1 mask, which is right for any
+    padding; False lets it reduce the mask to per-row lengths, valid only for right-padded inputs.
+    details["fused"] holds the optimizer's non-zero fused-operator statistics.
+    """
+    import onnx
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
+
+    if model_type not in MODEL_TYPES:
+        raise UserError(
+            f"unknown transformer model_type {model_type!r}",
+            field="optimize.model_type",
+            fix=f"use one of {', '.join(sorted(MODEL_TYPES))}",
+        )
+    options = FusionOptions(model_type)
+    options.use_raw_attention_mask(raw_attention_mask)
+    start = time.perf_counter()
+    model = onnx.load(str(in_path))
+    swapped = _put_branch_before_skip(model.graph)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    # Through a file: given a ModelProto, optimize_model moves every tensor (shape constants too) to
+    # external initializers, and ORT's shape inference then fails on them.
+    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp:
+        reordered = Path(tmp) / "reordered.onnx"
+        onnx.save(model, str(reordered))
+        try:
+            optimized = optimize_model(
+                str(reordered),
+                model_type=model_type,
+                num_heads=num_heads,
+                hidden_size=hidden_size,
+                optimization_options=options,
+                use_gpu=use_gpu,
+            )
+        except Exception as exc:  # ORT's fusion scripts raise plain exceptions
+            raise UserError(f"transformer optimizer failed: {exc}", file=in_path, field="optimize", fix="disable fusion") from exc
+    optimized.save_model_to_file(str(out_path))
+    fused = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
+    return StageResult(
+        "optimize",
+        Path(out_path),
+        time.perf_counter() - start,
+        {"model_type": model_type, "fused": fused, "nodes": len(optimized.model.graph.node), "residual_adds_swapped": swapped},
+    )
+
+
+def _put_branch_before_skip(graph) -> int:
+    """Order each pre-LayerNorm residual Add as (branch output, skip input); returns how many it swapped.
+
+    ORT's attention fusion follows the first Add parent of that Add/SkipLayerNorm and never tries the
+    other. ALBERT adds the skip first (`LayerNorm(x + attn(x))`), and in its first layer the skip is
+    itself an Add (the embedding projection), so that layer's attention went unfused. The skip
+    feeds several nodes, the branch output only this Add; Add is commutative, so swapping is exact.
+    """
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    swapped = 0
+    for node in graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        if not {"LayerNormalization", "ReduceMean"} & set(consumers.get(node.output[0], [])):
+            continue
+        skip, branch = node.input
+        if len(consumers.get(skip, [])) > 1 and len(consumers.get(branch, [])) == 1:
+            node.input[0], node.input[1] = branch, skip
+            swapped += 1
+    return swapped
+
+
+# --- 4. precision -------------------------------------------------------------------------------
+
+
+def quantize_int8_dynamic(in_path: Path, out_path: Path, *, per_channel: bool = False) -> StageResult:
+    """Int8 weights, activations quantized at run time (MatMulInteger + DynamicQuantizeLinear).
+
+    On this AVX2 CPU without VNNI it brings no speed-up (GUIDE §4); it is kept for comparison.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    start = time.perf_counter()
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        quantize_dynamic(str(in_path), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8)
+    except Exception as exc:  # the quantizer raises plain exceptions
+        raise UserError(f"int8 dynamic quantization failed: {exc}", file=in_path, field="quantize", fix="use fp32") from exc
+    return StageResult(
+        "quantize_int8_dynamic",
+        Path(out_path),
+        time.perf_counter() - start,
+        {"per_channel": per_channel, "operators": operator_counts(out_path)},
+    )
+
+
+def quantize_int8_static(
+    in_path: Path,
+    out_path: Path,
+    calibration_feeds: Iterable[dict[str, np.ndarray]],
+    *,
+    per_channel: bool = False,
+) -> StageResult:
+    """Int8 QDQ model with activation ranges calibrated (MinMax) on the given feeds.
+
+    Feeds may carry inputs the graph does not declare; those are dropped.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    declared = {i.name for i in onnx.load(str(in_path), load_external_data=False).graph.input}
+    batches = [{k: v for k, v in feeds.items() if k in declared} for feeds in calibration_feeds]
+    if not batches:
+        raise UserError("int8 static quantization needs calibration data", file=in_path, field="calibration", fix="give at least one batch")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter(batches)
+
+        def get_next(self):
+            return next(self._batches, None)
+
+    start = time.perf_counter()
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        quantize_static(
+            str(in_path),
+            str(out_path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+        )
+    except Exception as exc:  # the quantizer raises plain exceptions
+        raise UserError(f"int8 static quantization failed: {exc}", file=in_path, field="quantize", fix="use fp32") from exc
+    return StageResult(
+        "quantize_int8_static",
+        Path(out_path),
+        time.perf_counter() - start,
+        {"per_channel": per_channel, "calibration_batches": len(batches), "operators": operator_counts(out_path)},
+    )
+
+
+def convert_fp16(in_path: Path, out_path: Path) -> StageResult:
+    """Float16 weights and compute, float32 graph inputs and outputs (keep_io_types).
+
+    ORT's CPU execution provider has few fp16 kernels: the session still loads, because ORT wraps
+    every node lacking one in Cast-to-fp32 / Cast-back pairs, so the model runs mostly in fp32 plus
+    the casts (slower than fp32, with fp16 rounding of weights). Worth it only on a GPU provider.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    start = time.perf_counter()
+    try:
+        model = convert_float_to_float16(onnx.load(str(in_path)), keep_io_types=True)
+    except Exception as exc:  # the converter raises plain exceptions
+        raise UserError(f"fp16 conversion failed: {exc}", file=in_path, field="precision", fix="use fp32") from exc
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out_path))
+    return StageResult("convert_fp16", Path(out_path), time.perf_counter() - start, {"keep_io_types": True})

@@ -1,0 +1,134 @@
+"""The two halves of a backend, after ByteMLPerf: a compile backend prepares the model once,
+a runtime backend loads it for a batch size and runs it.
+
+To add a hardware type, create backends/<HW>/__init__.py with
+    BACKEND = BackendSpec(name="<HW>", description=..., config_class=..., compile_backend=..., runtime_backend=...)
+where config_class is a pydantic model of the backend's options (the workload's `engine` and
+`engine_options` are validated against it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from core.errors import UserError
+
+if TYPE_CHECKING:
+    from core.config import ModelEntry
+    from core.model_source import SourceModel
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass
+class CompileRequest:
+    """What to compile: the model entry, where its weights come from, and at which precision."""
+
+    model: ModelEntry
+    source: SourceModel
+    precision: str
+    batch_sizes: list[int]
+    cache_dir: Path
+    sample_feeds: Callable[[int], Feeds]                       # batch size -> shape-correct inputs
+    calibration_feeds: Callable[[], list[Feeds]] | None = None  # real data for static quantization
+
+
+@dataclass
+class CompiledModel:
+    """The compile result the runtime loads, and the facts the report's Graph Compile section shows."""
+
+    engine: str
+    precision: str
+    artifact: Path | None          # file the runtime loads (None: an in-memory module)
+    input_names: list[str]         # the inputs the compiled graph declares (feed only these)
+    output_names: list[str]
+    compile_seconds: float
+    cache_hit: bool
+    optimizations: list[str] = field(default_factory=list)
+    subgraph_coverage: float = 100.0
+    details: dict[str, Any] = field(default_factory=dict)
+    module: Any = None             # in-memory model for engines that need no artifact
+
+
+class CompileBackend(ABC):
+    """Prepares a model for a runtime: export, optimize, quantize, cache."""
+
+    def __init__(self, config: BaseModel):
+        self.config = config
+
+    def pre_optimize(self, request: CompileRequest) -> CompileRequest:
+        """Optional hook before compile (ByteMLPerf's pre_optimize); default: unchanged."""
+        return request
+
+    @abstractmethod
+    def compile(self, request: CompileRequest) -> CompiledModel:
+        """Produce (or fetch from cache) the artifact the runtime loads."""
+
+    def get_best_batch_size(self) -> list[int] | None:
+        """Batch sizes this backend recommends, or None to use the workload's."""
+        return None
+
+
+class RuntimeBackend(ABC):
+    """Runs a compiled model. `load` is called per batch size, before any predict."""
+
+    def __init__(self, compiled: CompiledModel, config: BaseModel):
+        self.compiled = compiled
+        self.config = config
+        self.batch_size: int | None = None
+
+    @abstractmethod
+    def load(self, batch_size: int) -> None:
+        """Make the model ready to run at `batch_size`."""
+
+    @abstractmethod
+    def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
+        """Run once; feeds and results are keyed by input/output name."""
+
+    def bind(self, feeds: Feeds) -> Callable[[], object]:
+        """A zero-argument call that runs the model on `feeds`, for the timed loop.
+
+        Backends override this to move input preparation (copies, bindings) out of the timed call.
+        """
+        return lambda: self.predict(feeds)
+
+    def get_loaded_batch_size(self) -> int | None:
+        return self.batch_size
+
+    def settings(self) -> dict[str, Any]:
+        """What the report should say about how this runtime ran (threads, providers, ...)."""
+        return {}
+
+    def close(self) -> None:
+        """Free engine resources."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    description: str
+    config_class: type[BaseModel]
+    compile_backend: type[CompileBackend]
+    runtime_backend: type[RuntimeBackend]
+
+    def make_config(self, engine: str | None, engine_options: dict[str, Any], *, source: Path | str) -> BaseModel:
+        """Validate the workload's engine choice and options against this backend's config."""
+        data = dict(engine_options)
+        if engine is not None:
+            data["engine"] = engine
+        try:
+            return self.config_class.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            loc = "engine_options." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "engine_options"
+            if loc == "engine_options.engine":
+                loc = "engine"
+            known = ", ".join(self.config_class.model_fields)
+            raise UserError(first["msg"], file=source, field=loc, fix=f"{self.name} backend options: {known}") from None

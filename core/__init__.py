@@ -1,0 +1,1 @@
+"""perfbench core: configuration, measurement, orchestration and reports."""

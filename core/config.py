@@ -1,0 +1,223 @@
+"""Typed workload and model-zoo configuration, read from JSON or YAML.
+
+Every ByteMLPerf field is accepted with the same meaning, so their files load unchanged; our own
+fields are optional with defaults. Unknown keys are errors with a did-you-mean suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.assets.spec import AssetSpec
+from core.errors import UserError
+
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+MAX_YAML_ALIASES = 100  # YAML anchors are legitimate; thousands of them are an expansion bomb
+MAX_CONFIG_BYTES = 1 << 20
+
+Precision = Literal["FP32", "FP16", "BF16", "INT8"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Workload(_Strict):
+    """A task: which model, which checks, which batch sizes, how long to measure."""
+
+    # ByteMLPerf fields, same meaning.
+    model: str = Field(min_length=1, description="model-zoo entry name")
+    test_perf: bool = True
+    test_accuracy: bool = False
+    test_numeric: bool = False
+    clients: int = Field(1, ge=1, le=1024, description="concurrent clients (recorded; one client is measured)")
+    iterations: int = Field(100, ge=1, description="minimum timed iterations per batch size, unless max_seconds ends it first")
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    data_percent: float = Field(100, gt=0, le=100, description="share of the dataset's questions used for accuracy")
+    compile_only: bool = False
+
+    # Our fields.
+    description: str = ""
+    warmup_iterations: int = Field(3, ge=1, description="warm-up iterations before timing (at least one)")
+    warmup_seconds: float = Field(5.0, gt=0, description="warm-up stops after this long, even before warmup_iterations")
+    min_seconds: float = Field(2.0, ge=0, description="keep measuring at least this long")
+    max_seconds: float = Field(15.0, gt=0, description="stop measuring a batch size after this long")
+    seed: int = Field(0, ge=0)
+    precision: Precision | None = Field(None, description="compile precision; default: the model's")
+    engine: str | None = Field(None, description="backend engine, e.g. onnxruntime or pytorch")
+    engine_options: dict[str, Any] = Field(default_factory=dict)
+    data_path: str | None = Field(None, description="dataset file or folder; default: the loader's")
+    length_aware: bool = Field(True, description="dataset runs group features by length and trim padding")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_batches(cls, sizes: list[int]) -> list[int]:
+        for size in sizes:
+            if size < 1:
+                raise ValueError(f"batch size {size} must be at least 1")
+        return sorted(set(sizes))
+
+    @model_validator(mode="after")
+    def _time_bounds(self) -> "Workload":
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds}) is below min_seconds ({self.min_seconds})")
+        return self
+
+
+class ModelEntry(_Strict):
+    """A model-zoo entry: the model file and how to feed it."""
+
+    # ByteMLPerf fields, same meaning.
+    model: str = Field(min_length=1)
+    model_path: str | None = None
+    framework: str = "Pytorch"
+    framework_version: str | None = None
+    model_format: str = "pt"
+    model_precision: Precision = "FP32"
+    inputs: str = Field(min_length=1, description="comma-separated input names")
+    outputs: str = Field(min_length=1, description="comma-separated output names")
+    input_shape: dict[str, list[int]]
+    input_type: str = Field(min_length=1, description="comma-separated types, e.g. LONG,LONG,LONG")
+    dataset_name: str | None = None
+    max_batch_size: int = Field(64, ge=1)
+    is_quantized: bool = False
+    layout: str | None = None
+
+    # Our fields.
+    description: str = ""
+    architecture: str | None = Field(None, description="bundled config under model_zoo/architectures/, for synthetic weights")
+    hf_model: str | None = Field(None, description="Hugging Face id or local checkpoint folder")
+    tokenizer: str | None = Field(None, description="Hugging Face id or local folder of the tokenizer")
+    labels: list[str] = Field(default_factory=list, description="classification label order")
+    sha256: str | None = Field(None, description="expected digest of model_path")
+    assets: list[AssetSpec] = Field(default_factory=list)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [n.strip() for n in self.inputs.split(",")]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [n.strip() for n in self.outputs.split(",")]
+
+    @property
+    def input_types(self) -> list[str]:
+        return [t.strip().upper() for t in self.input_type.split(",")]
+
+    @property
+    def seq_len(self) -> int:
+        shape = self.input_shape[self.input_names[0]]
+        return shape[1] if len(shape) > 1 else 1
+
+    @model_validator(mode="after")
+    def _consistent_inputs(self) -> "ModelEntry":
+        from datasets.base import NUMPY_DTYPES
+
+        names, types = self.input_names, self.input_types
+        if len(names) != len(types):
+            raise ValueError(f"inputs lists {len(names)} names but input_type lists {len(types)} types")
+        missing = [n for n in names if n not in self.input_shape]
+        if missing:
+            raise ValueError(f"input_shape has no shape for {', '.join(missing)}")
+        unknown = [t for t in types if t not in NUMPY_DTYPES]
+        if unknown:
+            raise ValueError(f"unknown input_type {', '.join(unknown)}; expected one of {', '.join(NUMPY_DTYPES)}")
+        for name, shape in self.input_shape.items():
+            if not shape or any(d < 1 for d in shape):
+                raise ValueError(f"input_shape[{name}] = {shape} must be a list of positive sizes")
+        return self
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a JSON or YAML file into a mapping, or raise a one-line UserError."""
+    if path.suffix.lower() not in CONFIG_SUFFIXES:
+        raise UserError("not a .json/.yaml/.yml file", file=path)
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"file is larger than {MAX_CONFIG_BYTES} bytes", file=path)
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot read file: {err.strerror}", file=path) from None
+    except UnicodeDecodeError:
+        raise UserError("file is not UTF-8 text", file=path) from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}", file=path) from None
+    else:
+        data = _load_yaml(text, path)
+    if not isinstance(data, dict):
+        raise UserError(f"expected a mapping of fields at the top level, got {type(data).__name__}", file=path)
+    return data
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        aliases_seen = 0
+
+        def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+            if self.check_event(yaml.AliasEvent):
+                BoundedLoader.aliases_seen += 1
+                if BoundedLoader.aliases_seen > MAX_YAML_ALIASES:
+                    raise UserError(
+                        f"more than {MAX_YAML_ALIASES} YAML aliases; refusing a possible expansion bomb", file=path
+                    )
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"invalid YAML{where}: {problem}", file=path) from None
+
+
+def validate(model_cls: type[_Strict], data: dict[str, Any], path: Path | str) -> Any:
+    """Validate a mapping into `model_cls`, turning the first problem into a one-line UserError."""
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            key = str(first["loc"][-1])
+            close = difflib.get_close_matches(key, list(model_cls.model_fields), n=1)
+            fix = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(model_cls.model_fields)}"
+            raise UserError("unknown field", file=path, field=loc, fix=fix) from None
+        message = first["msg"].removeprefix("Value error, ")
+        field = loc or None
+        expected = _expected(model_cls, first["loc"])
+        raise UserError(message, file=path, field=field, fix=expected) from None
+
+
+def _expected(model_cls: type[_Strict], loc: tuple) -> str | None:
+    """A short 'expected …' hint from the field's declared type and description."""
+    if not loc or loc[0] not in model_cls.model_fields:
+        return None
+    info = model_cls.model_fields[str(loc[0])]
+    hint = f"expected {_type_name(info.annotation)}"
+    if info.description:
+        hint += f": {info.description}"
+    return hint
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "")
+
+
+def load_workload(path: Path) -> Workload:
+    return validate(Workload, read_config_file(path), path)
+
+
+def load_model_entry(path: Path) -> ModelEntry:
+    return validate(ModelEntry, read_config_file(path), path)

@@ -1,0 +1,65 @@
+"""Terminal output: one rich console, progress bars, banners and the summary table."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+def info(message: str) -> None:
+    console.print(message)
+
+
+def warn(message: str) -> None:
+    console.print(f"[bold yellow]warning:[/] {message}")
+
+
+def banner(message: str) -> None:
+    """A loud, boxed notice, e.g. for synthetic weights."""
+    console.print(Panel(message, style="bold red", expand=False))
+
+
+@contextmanager
+def progress(description: str, total: float | None = None):
+    """A progress bar; `advance(completed)` sets the position. Quiet when output is not a terminal."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda completed: bar.update(task, completed=completed)
+
+
+def performance_table(title: str, rows: list[dict]) -> Table:
+    table = Table(title=title)
+    for column in ("BS", "QPS", "AVG ms", "P50 ms", "P90 ms", "P99 ms", "Std ms", "Iters", "Status"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        if row.get("Status") == "ok":
+            table.add_row(
+                str(row["BS"]),
+                f"{row['QPS']:.2f}",
+                f"{row['AVG Latency']:.2f}",
+                f"{row['P50 Latency']:.2f}",
+                f"{row['P90 Latency']:.2f}",
+                f"{row['P99 Latency']:.2f}",
+                f"{row['Std Latency']:.2f}",
+                str(row["Iterations"]),
+                "ok" if "Warning" not in row else "few iters",
+            )
+        else:
+            table.add_row(str(row["BS"]), "-", "-", "-", "-", "-", "-", "-", f"[red]{row.get('Status')}[/]")
+    return table

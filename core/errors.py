@@ -1,0 +1,27 @@
+"""The one error type users see: a single line naming the file, the field and the fix."""
+
+from __future__ import annotations
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Bad input from the user. The CLI prints `str(err)` and exits with code 2."""
+
+    def __init__(self, message: str, *, file: object = None, field: str | None = None, fix: str | None = None):
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.field = field
+        self.fix = fix
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}: "
+        if self.field:
+            where += f"{self.field}: "
+        text = f"{where}{self.message}"
+        if self.fix:
+            text += f" ({self.fix})"
+        return text.replace("\n", " ")

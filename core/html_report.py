@@ -1,0 +1,319 @@
+"""Self-contained HTML pages for one run or a comparison of runs.
+
+One file, no network: CSS inline, plots as base64 PNGs from matplotlib's Agg canvas (imported
+lazily, no pyplot state), and a Content-Security-Policy that forbids every outside resource. Every
+string from a report is escaped: reports are untrusted input.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.compare import Cell, TextTable, build_comparison, comparison_notes, comparison_tables, fmt
+from core.paths import REPO_ROOT
+from core.report_io import LATENCY_KEYS, PERF_KEYS, QPS, atomic_write_text, normalize_report
+
+MAX_EMBED_BYTES = 8 << 20
+COUNT_KEYS = ("Iterations", "Warmup Iterations")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Only inline styles and data: images may load; scripts and everything else are refused.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ddd;padding:.25em .6em}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.bad{background:#fde2e2;color:#a00;font-weight:bold}td.best{font-weight:bold;color:#060}
+.banner{padding:.8em 1em;margin:1em 0;border-radius:4px;font-weight:bold}
+.synthetic{background:#b00020;color:#fff;font-size:1.2em}.warn{background:#fff4ce;border:1px solid #e0c060}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555}
+code{white-space:pre-wrap;word-break:break-all}
+"""
+PLOT_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+# ---------------------------------------------------------------- building blocks
+def _table_html(table: TextTable) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in table.headers)
+    body = []
+    for row in table.rows:
+        cells = []
+        for i, cell in enumerate(row):
+            classes = [c for c, on in (("num", i >= table.text_columns), ("bad", cell.bad), ("best", cell.strong)) if on]
+            mark = " ⚠" if cell.bad else ""
+            cells.append(f'<td class="{" ".join(classes)}">{_e(cell.text)}{mark}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<h3>{_e(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _value_html(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return f"<code>{_e(json.dumps(value, indent=1, ensure_ascii=False, default=str))}</code>"
+    return _e("—" if value is None else value)
+
+
+def _kv_table(title: str, section: Any) -> str:
+    """A key/value table for one report section; nested values shown as JSON text."""
+    if not isinstance(section, dict) or not section:
+        return ""
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in section.items())
+    return f"<h3>{_e(title)}</h3><table>{rows}</table>"
+
+
+def _img(png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img class="plot" alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _page(title: str, body: str) -> str:
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n")
+
+
+def find_diff_png(diff_dist: str | None, base_dir: Path | None) -> bytes | None:
+    """The bytes of `Accuracy.Diff Dist` if it names an existing PNG (next to the report, or repo-relative)."""
+    if not diff_dist:
+        return None
+    name = Path(diff_dist)
+    candidates = [name] if name.is_absolute() else []
+    if base_dir is not None:
+        candidates += [base_dir / name, base_dir / name.name]
+    if not name.is_absolute():
+        parts = name.parts[1:] if name.parts[:1] == ("general_perf",) else name.parts
+        candidates += [REPO_ROOT.joinpath(*parts)] if parts else []
+    for path in candidates:
+        try:
+            if path.is_file() and path.stat().st_size <= MAX_EMBED_BYTES:
+                data = path.read_bytes()
+                if data.startswith(PNG_MAGIC):  # a report may name any file: embed real PNGs only
+                    return data
+        except OSError:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------- plots
+def _plain(text: str) -> str:
+    """A report string as matplotlib draws it literally: `$` would start math text, `_` hides a legend entry."""
+    return text.replace("$", r"\$").lstrip("_") or "?"
+
+
+class _Plots:
+    """matplotlib's Agg canvas, imported on first use; no pyplot, so no global figure state."""
+
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self._figure, self._canvas = Figure, FigureCanvasAgg
+
+    def render(self, draw, size=(7.5, 4.2)) -> bytes:
+        fig = self._figure(figsize=size, dpi=100, layout="constrained")
+        self._canvas(fig)
+        draw(fig.add_subplot())
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", metadata={"Software": None})
+        return buffer.getvalue()
+
+
+def _series(report: dict, key: str) -> tuple[list[int], list[float]]:
+    points = [(bs, row[key]) for bs, row in report["perf"].items() if row[key] is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _bs_axis(ax, reports: Sequence[dict]) -> None:
+    sizes = sorted({bs for r in reports for bs in r["perf"]})
+    if sizes and max(sizes) / min(sizes) >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xlabel("batch size")
+    ax.grid(True, alpha=0.3)
+
+
+def _qps_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> str:
+    def draw(ax):
+        for i, (r, label) in enumerate(zip(reports, labels)):
+            xs, ys = _series(r, QPS)
+            ax.plot(xs, ys, marker="o", color=PLOT_COLORS[i % len(PLOT_COLORS)], label=_plain(label))
+        _bs_axis(ax, reports)
+        ax.set_ylabel("QPS (samples/s)")
+        top = max((v for r in reports for v in _series(r, QPS)[1]), default=0)
+        ax.set_ylim(0, top * 1.12 or 1)  # from zero, with room above the highest point
+        ax.legend(loc="best", fontsize="small")
+        ax.set_title("Throughput vs batch size")
+
+    return _img(plots.render(draw), "QPS vs batch size")
+
+
+def _latency_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> str:
+    styles = {"AVG Latency": ("x", ":"), "P50 Latency": ("o", "-"), "P90 Latency": ("s", "--"),
+              "P99 Latency": ("^", "-.")}
+
+    def draw(ax):
+        for i, (r, label) in enumerate(zip(reports, labels)):
+            color = PLOT_COLORS[i % len(PLOT_COLORS)]
+            for key in LATENCY_KEYS:
+                xs, ys = _series(r, key)
+                if xs:
+                    marker, line = styles[key]
+                    name = key.replace(" Latency", "")
+                    ax.plot(xs, ys, marker=marker, linestyle=line, color=color,
+                            label=_plain(f"{label} {name}") if len(reports) > 1 else name)
+            lows, highs = _series(r, "Min Latency"), _series(r, "Max Latency")
+            if len(reports) == 1 and lows[0] and lows[0] == highs[0]:
+                ax.fill_between(lows[0], lows[1], highs[1], color=color, alpha=0.12, label="min–max")
+        _bs_axis(ax, reports)
+        ax.set_yscale("log")
+        ax.set_ylabel("latency per batch (ms)")
+        ax.legend(loc="best", fontsize="small", ncol=2)
+        ax.set_title("Latency percentiles per batch size")
+
+    return _img(plots.render(draw), "Latency percentiles per batch size")
+
+
+def _histogram_plot(plots: _Plots, hist: dict[str, list[float]], label: str) -> str:
+    def draw(ax):
+        edges, counts = hist["edges"], hist["counts"]
+        widths = [b - a for a, b in zip(edges, edges[1:])]
+        ax.bar(edges[:-1], counts, width=widths, align="edge", color=PLOT_COLORS[0], edgecolor="white")
+        ax.set_xlabel("|output - reference|")
+        ax.set_ylabel("count")
+        ax.set_title(_plain(f"Numeric diff distribution: {label}"))
+
+    return _img(plots.render(draw), f"Numeric diff histogram: {label}")
+
+
+def _bars_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str], section: str, title: str,
+               log: bool) -> str:
+    names = list(dict.fromkeys(n for r in reports for n in r[section]))
+    if not names:
+        return ""
+
+    def draw(ax):
+        width = 0.8 / len(reports)
+        for i, (r, label) in enumerate(zip(reports, labels)):
+            xs = [j + i * width for j, n in enumerate(names) if r[section].get(n) is not None]
+            ys = [r[section][n] for n in names if r[section].get(n) is not None]
+            ax.bar(xs, ys, width=width, color=PLOT_COLORS[i % len(PLOT_COLORS)], label=_plain(label))
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], [_plain(n) for n in names])
+        if log:
+            ax.set_yscale("log")
+        ax.legend(loc="best", fontsize="small")
+        ax.set_title(title)
+
+    return _img(plots.render(draw), title)
+
+
+def _diff_figure(plots: _Plots, report: dict, label: str, base_dir: Path | None) -> str:
+    png = find_diff_png(report["diff_dist"], base_dir)
+    if png is not None:
+        return _img(png, f"Numeric diff distribution: {label} ({report['diff_dist']})")
+    if report["diff_histogram"]:
+        return _histogram_plot(plots, report["diff_histogram"], label)
+    if report["diff_dist"]:
+        return f"<p>Numeric diff plot {_e(report['diff_dist'])} for {_e(label)} was not found.</p>"
+    return ""
+
+
+# ---------------------------------------------------------------- pages
+def _banners(report: dict, label: str) -> str:
+    out = []
+    if report["weights_kind"] == "synthetic":
+        out.append(f'<div class="banner synthetic">⚠ {_e(label)}: SYNTHETIC WEIGHTS (random, not trained). '
+                   "Timings are real; accuracy and numeric results are meaningless."
+                   f"{' ' + _e(report['weights_note']) if report['weights_note'] else ''}</div>")
+    if report["run_status"] and report["run_status"] != "complete":
+        out.append(f'<div class="banner warn">{_e(label)}: run status is {_e(report["run_status"])}; '
+                   "results may be partial.</div>")
+    return "".join(out)
+
+
+def _perf_table(report: dict) -> TextTable:
+    keys = [k for k in PERF_KEYS if any(row[k] is not None for row in report["perf"].values())]
+    table = TextTable("Performance (latency in ms)", ["BS", "status", *keys, "error"], text_columns=2)
+    for bs, row in report["perf"].items():
+        failed = row["Status"] != "ok"
+        table.rows.append([Cell(str(bs)), Cell(row["Status"], bad=failed),
+                           *(Cell(fmt(row[k]) if k not in COUNT_KEYS or row[k] is None else f"{row[k]:.0f}")
+                             for k in keys),
+                           Cell(row["Error"] or "", bad=failed)])
+    return table
+
+
+def _plots_section(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> str:
+    if not any(r["perf"] for r in reports):
+        return "<p>No performance rows in this report.</p>"
+    return _qps_plot(plots, reports, labels) + _latency_plot(plots, reports, labels)
+
+
+def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
+    """One run's page. base_dir: where `Accuracy.Diff Dist` is looked up (the report's folder)."""
+    norm = normalize_report(report)
+    label = norm["run_id"] or norm["model"] or "report"
+    plots = _Plots()
+    run = report.get("Run") if isinstance(report.get("Run"), dict) else {}
+    summary = {"Model": norm["model"], "Backend": norm["backend"], "Engine": norm["engine"],
+               "Dataset": norm["dataset"], "Precision": norm["precision"], "Weights": norm["weights_kind"],
+               "Report format": norm["schema"] or "ByteMLPerf", **{f"Run {k}": v for k, v in run.items()}}
+    accuracy = report.get("Accuracy") if isinstance(report.get("Accuracy"), dict) else {}
+    provenance = {"Weights": report.get("Weights"), "Dataset Provenance": accuracy.get("Dataset Provenance"),
+                  "Host": report.get("Host"), "Host Info": report.get("Host Info"),
+                  "Software": report.get("Software")}
+    body = [f"<h1>perfbench report: {_e(norm['model'] or 'unnamed model')}</h1>", _banners(norm, label),
+            "<h2>Configuration</h2>", _kv_table("Run", summary), _kv_table("Config", report.get("Config")),
+            _kv_table("Graph Compile", report.get("Graph Compile")),
+            "<h2>Provenance</h2>", *(_kv_table(k, v if isinstance(v, dict) else {k: v})
+                                     for k, v in provenance.items() if v),
+            "<h2>Performance</h2>", _table_html(_perf_table(norm)) if norm["perf"] else "<p>No performance rows.</p>",
+            _plots_section(plots, [norm], [label]),
+            "<h2>Accuracy and numeric diff</h2>",
+            _kv_table("Accuracy", {k: v for k, v in accuracy.items() if k != "Dataset Provenance"})
+            or "<p>No accuracy section.</p>",
+            _diff_figure(plots, norm, label, base_dir),
+            _kv_table("Dataset Throughput", report.get("Dataset Throughput"))]
+    return _page(f"perfbench: {norm['model'] or 'report'}", "".join(body))
+
+
+def write_run_html(report: dict, path: Path, *, base_dir: Path | None = None) -> Path:
+    """Write render_run_html atomically; Diff Dist is looked up next to `path` unless base_dir says otherwise."""
+    path = Path(path)
+    return atomic_write_text(path, render_run_html(report, base_dir=base_dir or path.parent))
+
+
+def render_compare_html(reports: Sequence[dict], labels: Sequence[str] | None = None, *,
+                        threshold: float | None = None,
+                        base_dirs: Sequence[Path | None] | None = None) -> str:
+    """Several runs on the same plots, with the comparison tables, warnings and regressions."""
+    norms = [normalize_report(r) for r in reports]
+    labels = list(labels) if labels else [n["run_id"] or f"report {i + 1}" for i, n in enumerate(norms)]
+    base_dirs = list(base_dirs) if base_dirs else [None] * len(norms)
+    cmp = build_comparison(norms, labels, threshold)
+    plots = _Plots()
+    notes = "".join(f'<li class="{_e(kind)}"><b>{_e(kind)}</b> {_e(line)}</li>' if kind else f"<li>{_e(line)}</li>"
+                    for kind, line in comparison_notes(cmp))
+    runs = TextTable("Runs", ["label", "model", "backend", "engine", "precision", "weights", "host cpu", "started"])
+    for label, n in zip(labels, norms):
+        runs.rows.append([Cell(label), *(Cell(n[k] or "—") for k in
+                                         ("model", "backend", "engine", "precision", "weights_kind", "host_cpu",
+                                          "started"))])
+    body = [f"<h1>perfbench comparison: {_e(' vs '.join(labels))}</h1>",
+            *(_banners(n, label) for n, label in zip(norms, labels)),
+            _table_html(runs), f"<ul>{notes}</ul>" if notes else "",
+            "<h2>Tables</h2>", *(_table_html(t) for t in comparison_tables(cmp)),
+            "<h2>Plots</h2>", _plots_section(plots, norms, labels),
+            _bars_plot(plots, norms, labels, "accuracy", "Accuracy", log=False),
+            _bars_plot(plots, norms, labels, "numeric", "Numeric diff vs reference", log=True),
+            *(_diff_figure(plots, n, label, d) for n, label, d in zip(norms, labels, base_dirs))]
+    return _page("perfbench comparison", "".join(body))

@@ -1,0 +1,151 @@
+"""The timed loop and its statistics: warm up, then measure until enough iterations *and* time,
+stopping at a time cap. All latency statistics are computed here and nowhere else."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+Clock = Callable[[], int]  # nanoseconds
+
+
+@dataclass(frozen=True)
+class MeasurePolicy:
+    warmup_iterations: int = 3
+    warmup_seconds: float = 5.0
+    min_iterations: int = 100
+    min_seconds: float = 2.0
+    max_seconds: float = 15.0
+
+    @classmethod
+    def from_workload(cls, workload) -> "MeasurePolicy":
+        return cls(
+            warmup_iterations=workload.warmup_iterations,
+            warmup_seconds=workload.warmup_seconds,
+            min_iterations=workload.iterations,
+            min_seconds=workload.min_seconds,
+            max_seconds=workload.max_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency percentiles and spread, in milliseconds."""
+
+    count: int
+    mean: float
+    std: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+    @classmethod
+    def from_ns(cls, samples_ns: list[int]) -> "LatencyStats":
+        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        return cls(
+            count=len(ms),
+            mean=float(ms.mean()),
+            std=float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
+            min=float(ms.min()),
+            p50=float(p50),
+            p90=float(p90),
+            p99=float(p99),
+            max=float(ms.max()),
+        )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    batch_size: int
+    latency: LatencyStats
+    measured_seconds: float
+    warmup_iterations: int
+    warmup_seconds: float
+    stop_reason: str     # "enough iterations and time" | "time cap"
+
+    @property
+    def qps(self) -> float:
+        return self.batch_size * self.latency.count / self.measured_seconds if self.measured_seconds > 0 else math.nan
+
+    @property
+    def low_sample(self) -> bool:
+        """Too few iterations for the tail percentiles to mean much."""
+        return self.latency.count < 10
+
+    def report_row(self) -> dict:
+        lat = self.latency
+        row = {
+            "BS": self.batch_size,
+            "QPS": round(self.qps, 4),
+            "AVG Latency": round(lat.mean, 4),
+            "P99 Latency": round(lat.p99, 4),
+            "P50 Latency": round(lat.p50, 4),
+            "P90 Latency": round(lat.p90, 4),
+            "Min Latency": round(lat.min, 4),
+            "Max Latency": round(lat.max, 4),
+            "Std Latency": round(lat.std, 4),
+            "Iterations": lat.count,
+            "Measured Seconds": round(self.measured_seconds, 4),
+            "Warmup Iterations": self.warmup_iterations,
+            "Stop Reason": self.stop_reason,
+            "Status": "ok",
+        }
+        if self.low_sample:
+            row["Warning"] = f"only {lat.count} timed iterations: percentiles are rough"
+        return row
+
+
+def measure(
+    run: Callable[[], object],
+    policy: MeasurePolicy,
+    batch_size: int,
+    *,
+    clock: Clock = time.perf_counter_ns,
+    on_iteration: Callable[[float], None] | None = None,
+) -> Measurement:
+    """Warm up, then time `run` per call.
+
+    Warm-up: at least one call; stops after `warmup_iterations` calls or `warmup_seconds`, whichever first.
+    Timed: stops once both `min_iterations` and `min_seconds` are reached, or at `max_seconds`
+    (never before one timed call). `on_iteration` gets the elapsed timed seconds (for progress bars).
+    """
+    start = clock()
+    warmups = 0
+    while True:
+        run()
+        warmups += 1
+        if warmups >= policy.warmup_iterations or (clock() - start) / 1e9 >= policy.warmup_seconds:
+            break
+    warmup_seconds = (clock() - start) / 1e9
+
+    samples: list[int] = []
+    begin = clock()
+    while True:
+        t0 = clock()
+        run()
+        t1 = clock()
+        samples.append(t1 - t0)
+        elapsed = (t1 - begin) / 1e9
+        if on_iteration is not None:
+            on_iteration(elapsed)
+        if len(samples) >= policy.min_iterations and elapsed >= policy.min_seconds:
+            reason = "enough iterations and time"
+            break
+        if elapsed >= policy.max_seconds:
+            reason = "time cap"
+            break
+    return Measurement(
+        batch_size=batch_size,
+        latency=LatencyStats.from_ns(samples),
+        measured_seconds=(clock() - begin) / 1e9,
+        warmup_iterations=warmups,
+        warmup_seconds=warmup_seconds,
+        stop_reason=reason,
+    )

@@ -1,0 +1,224 @@
+"""Which weights a run uses: the model-zoo file, a local/cached Hugging Face checkpoint, or synthetic.
+
+Synthetic weights are the exact architecture from a bundled config with seeded random values:
+the compute is faithful, the answers are not.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import ModelEntry
+from core.errors import UserError
+from core.paths import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+# Heads we build from a config; the class comes from the config's `architectures` field.
+HEAD_SUFFIXES = ("ForQuestionAnswering", "ForSequenceClassification")
+# The role of each model input, in ByteMLPerf's order, as Hugging Face keyword arguments.
+HF_INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def resolve_repo_path(value: str) -> Path:
+    """A path from a config file: absolute, or relative to the repo root (ByteMLPerf's `general_perf/` prefix dropped)."""
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    parts = path.parts
+    if parts and parts[0] == "general_perf":
+        path = Path(*parts[1:])
+    return REPO_ROOT / path
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class SourceModel:
+    """Where the weights come from, with a digest that keys every cache built from them."""
+
+    kind: str                       # "torchscript" | "onnx" | "hf_checkpoint" | "synthetic"
+    digest: str
+    path: Path | None = None
+    hf_config: dict[str, Any] | None = None
+    seed: int = 0
+    note: str = ""
+    _module: Any = field(default=None, repr=False)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.kind == "synthetic"
+
+    def report_entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"kind": self.kind, "note": self.note}
+        if self.path is not None:
+            entry["path"] = str(self.path)
+        if self.kind in ("torchscript", "onnx"):
+            entry["sha256"] = self.digest
+        if self.synthetic:
+            entry["seed"] = self.seed
+            entry["architecture"] = self.hf_config.get("_name", "") if self.hf_config else ""
+        return entry
+
+    def torch_module(self):
+        """The model as a torch module taking positional inputs in the entry's order and returning a tuple."""
+        if self._module is None:
+            self._module = _build_module(self)
+        return self._module
+
+
+def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> SourceModel:
+    """Pick the weights: model file, then HF checkpoint, then synthetic from the bundled architecture."""
+    if model.model_path:
+        path = resolve_repo_path(model.model_path)
+        if path.is_file():
+            return _file_source(model, path, model_file)
+    if model.hf_model:
+        checkpoint = _find_checkpoint(model.hf_model)
+        if checkpoint is not None:
+            config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+            return SourceModel(
+                kind="hf_checkpoint",
+                digest=_checkpoint_digest(checkpoint),
+                path=checkpoint,
+                hf_config=config,
+                note=f"Hugging Face checkpoint {model.hf_model}",
+            )
+    if model.architecture:
+        from core.registry import architecture_config
+
+        config = dict(architecture_config(model.architecture, model_file=model_file))
+        config["_name"] = model.architecture
+        return SourceModel(
+            kind="synthetic",
+            digest=_synthetic_digest(config, seed),
+            hf_config=config,
+            seed=seed,
+            note="SYNTHETIC WEIGHTS: seeded random values; performance is faithful, accuracy is not meaningful",
+        )
+    where = f"no file at {model.model_path}" if model.model_path else "no model_path"
+    raise UserError(
+        f"{where}, no local Hugging Face checkpoint, and no architecture for synthetic weights",
+        file=model_file,
+        field="model_path",
+        fix="run `python -m core.prepare --task <task>`, or set hf_model or architecture",
+    )
+
+
+def _file_source(model: ModelEntry, path: Path, model_file: Path) -> SourceModel:
+    digest = file_sha256(path)
+    if model.sha256 and model.sha256.lower() != digest:
+        raise UserError(
+            f"{path} has sha256 {digest[:12]}…, expected {model.sha256[:12]}…",
+            file=model_file,
+            field="sha256",
+            fix="re-download the model (python -m core.prepare) or correct the digest",
+        )
+    fmt = model.model_format.lower()
+    if fmt in ("pt", "pth", "torchscript"):
+        kind = "torchscript"
+    elif fmt == "onnx":
+        kind = "onnx"
+    else:
+        raise UserError(f"model_format '{model.model_format}' is not supported", file=model_file, field="model_format", fix="use pt or onnx")
+    return SourceModel(kind=kind, digest=digest, path=path, note=f"model file {path.name}")
+
+
+def _find_checkpoint(hf_model: str) -> Path | None:
+    """A local folder, or the HF cache's snapshot, holding config.json. Never touches the network."""
+    local = resolve_repo_path(hf_model) if not Path(hf_model).is_absolute() else Path(hf_model)
+    if (local / "config.json").is_file():
+        return local
+    if Path(hf_model).is_absolute() or hf_model.count("/") > 1:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(hf_model, "config.json")
+    if isinstance(cached, str):
+        return Path(cached).parent
+    return None
+
+
+def _checkpoint_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".safetensors", ".bin", ".json"):
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _synthetic_digest(config: dict[str, Any], seed: int) -> str:
+    import transformers  # random init differs across versions, so the version is part of the key
+
+    payload = json.dumps({"config": config, "seed": seed, "transformers": transformers.__version__}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _build_module(source: SourceModel):
+    import torch
+
+    if source.kind == "torchscript":
+        # TorchScript files are code: we load them only from the model zoo (see README).
+        module = torch.jit.load(str(source.path), map_location="cpu")
+        return module.eval()
+    if source.kind == "onnx":
+        raise UserError("an ONNX model file has no torch module", file=source.path, fix="use the onnxruntime engine")
+    import transformers
+
+    config = {k: v for k, v in (source.hf_config or {}).items() if not k.startswith("_")}
+    heads = [a for a in config.get("architectures", []) if a.endswith(HEAD_SUFFIXES)]
+    if not heads or not hasattr(transformers, heads[0]):
+        raise UserError(
+            f"config architectures {config.get('architectures')} name no supported head",
+            file=source.path or source.hf_config.get("_name"),
+            field="architectures",
+            fix=f"use a class ending in {' or '.join(HEAD_SUFFIXES)}",
+        )
+    model_class = getattr(transformers, heads[0])
+    if source.kind == "hf_checkpoint":
+        model = model_class.from_pretrained(str(source.path), local_files_only=True, attn_implementation="eager")
+    else:
+        hf_config = transformers.AutoConfig.for_model(**config)
+        hf_config._attn_implementation = "eager"
+        torch.manual_seed(source.seed)
+        model = model_class(hf_config)
+    return PositionalModel(model).eval()
+
+
+@functools.cache
+def _positional_class():
+    import torch
+
+    class _PositionalModel(torch.nn.Module):
+        """Takes inputs positionally in ByteMLPerf's order (ids, mask[, token types]) and returns a tuple,
+        so tracing, ONNX export and TorchScript files all look alike."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+            self.config = model.config
+
+        def forward(self, *inputs):
+            kwargs = dict(zip(HF_INPUT_ROLES, inputs))
+            if getattr(self.config, "type_vocab_size", 0) in (0, None):
+                kwargs.pop("token_type_ids", None)
+            return self.model(**kwargs, return_dict=False)
+
+    return _PositionalModel
+
+
+def PositionalModel(model):  # noqa: N802 - builds the torch class lazily so importing this module stays light
+    return _positional_class()(model)

@@ -1,0 +1,189 @@
+"""Numeric drift between a reference run (CPU FP32) and a candidate backend, and arrays on disk.
+
+The statistics follow ByteMLPerf's `draw_all_diff` (diff = reference - candidate; relative diff divides
+by the reference, with 1 where the reference is exactly 0), with two changes: only valid positions are
+compared (position < length for per-token outputs), and NaN/Inf are counted and left out instead of
+being replaced by 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_META_SUFFIX = ".json"
+
+
+def _valid_pairs(
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    lengths: np.ndarray | None,
+    per_token: Iterable[str] | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flattened (reference, candidate) values at valid positions, and the count of non-finite pairs."""
+    missing = sorted(set(reference) ^ set(candidate))
+    if missing:
+        raise ValueError(f"reference and candidate outputs differ in names: {missing}")
+    token_names = set(per_token) if per_token is not None else None
+    refs, cands, nonfinite = [], [], 0
+    for name in reference:
+        ref = np.asarray(reference[name])
+        cand = np.asarray(candidate[name])
+        if ref.shape[0] != cand.shape[0]:
+            raise ValueError(f"output {name!r}: {ref.shape[0]} reference rows vs {cand.shape[0]} candidate rows")
+        if _is_per_token(name, ref, cand, lengths, token_names):
+            # Either side may have had its padding trimmed; valid positions lie in the common prefix.
+            width = min(ref.shape[1], cand.shape[1])
+            ref, cand = ref[:, :width], cand[:, :width]
+            keep = np.arange(width)[None, :] < np.asarray(lengths)[:, None]
+            keep = keep.reshape(keep.shape + (1,) * (ref.ndim - 2))
+            keep = np.broadcast_to(keep, ref.shape)
+            ref, cand = ref[keep], cand[keep]
+        elif ref.shape != cand.shape:
+            raise ValueError(f"output {name!r}: shape {ref.shape} vs {cand.shape}")
+        ref = ref.astype(np.float64).ravel()
+        cand = cand.astype(np.float64).ravel()
+        finite = np.isfinite(ref) & np.isfinite(cand)
+        nonfinite += int(finite.size - np.count_nonzero(finite))
+        refs.append(ref[finite])
+        cands.append(cand[finite])
+    if not refs:
+        return np.empty(0), np.empty(0), nonfinite
+    return np.concatenate(refs), np.concatenate(cands), nonfinite
+
+
+def _is_per_token(name, ref, cand, lengths, token_names) -> bool:
+    if lengths is None or ref.ndim < 2:
+        return False
+    if token_names is not None:
+        return name in token_names
+    # A per-token output has a sequence axis long enough for every feature; [N, classes] does not.
+    return min(ref.shape[1], cand.shape[1]) >= int(np.max(lengths, initial=0)) > 1
+
+
+def compare_outputs(
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    lengths: np.ndarray | None,
+    *,
+    per_token: Iterable[str] | None = None,
+    histogram: Path | None = None,
+) -> dict[str, Any]:
+    """ByteMLPerf's drift keys over valid positions, plus "Compared Values" and "Non-finite".
+
+    per_token names the outputs with a sequence axis (default: those whose second axis covers every
+    length). With `histogram`, the diff distribution is drawn there and "Diff Dist" holds its path.
+    """
+    ref, cand, nonfinite = _valid_pairs(reference, candidate, lengths, per_token)
+    result: dict[str, Any] = {"Compared Values": int(ref.size), "Non-finite": nonfinite}
+    if ref.size == 0:
+        result.update(dict.fromkeys(("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")))
+        return result
+    diff = ref - cand
+    abs_diff = np.abs(diff)
+    rel = np.abs(diff / np.where(ref == 0, 1.0, ref))
+    result.update({
+        "Mean Diff": float(abs_diff.mean()),
+        "Std Diff": float(abs_diff.std()),
+        "Max Diff": float(abs_diff.max()),
+        "Max Rel-Diff": float(rel.max()),
+        "Mean Rel-Diff": float(rel.mean()),
+    })
+    if histogram is not None:
+        result["Diff Dist"] = str(save_diff_histogram(diff, histogram))
+    return result
+
+
+def save_diff_histogram(diffs: np.ndarray, path: Path) -> Path:
+    """Draw the distribution of (reference - candidate) as a PNG with a log count axis."""
+    # A bare Figure renders with Agg by itself: no pyplot, no global backend switch.
+    from matplotlib.figure import Figure
+
+    values = np.asarray(diffs, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot()
+    if values.size:
+        ax.hist(values, bins=min(300, max(10, values.size // 10)), log=True, color="tab:blue", alpha=0.8)
+    ax.set_xlabel("reference - candidate")
+    ax.set_ylabel("count (log)")
+    ax.set_title(f"Output difference distribution ({values.size} values)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def save_arrays(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
+    """Write arrays to `path` (.npz, no pickled objects) and `meta` to a JSON sidecar, each atomically.
+
+    Array names go in the sidecar, so any name (dots, slashes) round-trips.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(arrays)
+    stored = {f"a{i}": np.asarray(arrays[name]) for i, name in enumerate(names)}
+    for key, value in stored.items():
+        if value.dtype == object:
+            raise ValueError(f"array {names[int(key[1:])]!r} has dtype object; it cannot be stored without pickle")
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **stored)
+    os.replace(tmp, path)
+    sidecar = _sidecar(path)
+    tmp = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"arrays": names, "meta": dict(meta)}, indent=1))
+    os.replace(tmp, sidecar)
+    return path
+
+
+def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read what save_arrays wrote. Raises FileNotFoundError when either file is missing."""
+    path = Path(path)
+    header = json.loads(_sidecar(path).read_text())
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[f"a{i}"] for i, name in enumerate(header["arrays"])}
+    return arrays, header["meta"]
+
+
+def load_or_build(path: Path, build: Callable[[], Mapping[str, np.ndarray]],
+                  meta: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+    """A cache of arrays: (arrays, hit). Reads `path` when readable, else builds and stores them."""
+    try:
+        return load_arrays(path)[0], True
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("rebuilding unreadable cache %s: %s", path, err)
+    arrays = dict(build())
+    save_arrays(path, arrays, meta)
+    return arrays, False
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(_META_SUFFIX)
+
+
+def save_reference(path: Path, outputs: Mapping[str, np.ndarray], lengths: np.ndarray | None,
+                   meta: Mapping[str, Any]) -> Path:
+    """Store reference outputs (e.g. CPU FP32) with the feature lengths they were computed for."""
+    arrays = {f"output:{name}": value for name, value in outputs.items()}
+    if lengths is not None:
+        arrays["lengths"] = np.asarray(lengths)
+    return save_arrays(path, arrays, {**meta, "outputs": list(outputs)})
+
+
+def load_reference(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, Any]]:
+    """Read save_reference's files: (outputs, lengths or None, meta)."""
+    arrays, meta = load_arrays(path)
+    outputs = {name: arrays[f"output:{name}"] for name in meta["outputs"]}
+    return outputs, arrays.get("lengths"), meta

@@ -1,0 +1,112 @@
+"""Command line: `python -m core.perf_engine --hardware_type CPU --task albert-torch-fp32`.
+
+Heavy libraries (torch, transformers, onnxruntime) are imported only once a run starts, so help,
+listings and input errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from core.errors import EXIT_USAGE, UserError
+
+EXIT_INTERRUPTED = 130
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers, e.g. 1,4,8") from None
+    if not sizes or any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"'{text}': batch sizes must be positive integers, e.g. 1,4,8")
+    return sorted(set(sizes))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m core.perf_engine",
+        description="Run an inference workload: compile, check accuracy and numeric drift, measure "
+        "throughput and latency per batch size, and write a JSON report.",
+    )
+    parser.add_argument("--task", help="workload name from workloads/ (see --show_task_list) or a path to a .json/.yaml workload file")
+    parser.add_argument("--hardware_type", "--hardware-type", dest="hardware_type", default="CPU",
+                        help="backend to run on (see --show_hardware_list); default CPU")
+    parser.add_argument("--compile_only", "--compile-only", dest="compile_only", action="store_true", default=None,
+                        help="compile (export, optimize, cache) and stop before measuring")
+    parser.add_argument("--show_task_list", "--show-task-list", dest="show_task_list", action="store_true",
+                        help="list the workloads and exit")
+    parser.add_argument("--show_hardware_list", "--show-hardware-list", dest="show_hardware_list", action="store_true",
+                        help="list the hardware types (backend packages and plugins) and exit")
+    parser.add_argument("--batch-sizes", "--batch_sizes", dest="batch_sizes", type=_batch_sizes,
+                        help="override the workload's batch sizes, e.g. 1,4")
+    parser.add_argument("--data-path", "--data_path", dest="data_path", type=Path,
+                        help="dataset file or folder for accuracy checks (overrides the workload)")
+    parser.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("reports"),
+                        help="where reports go: <dir>/<HW>/<model>/result-<precision>.json (default reports/)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _main(args)
+    except UserError as err:
+        if args.debug:
+            raise
+        from core.console import errors
+
+        errors.print(f"[bold red]error:[/] {err}", markup=True, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(args: argparse.Namespace) -> int:
+    from core import registry
+
+    if args.show_task_list:
+        for name in registry.task_names():
+            print(name)
+        return 0
+    if args.show_hardware_list:
+        for name in registry.hardware_types():
+            print(name)
+        return 0
+    if not args.task:
+        raise UserError("no task given", fix="pass --task <name or workload file>; see --show_task_list")
+    task = registry.load_task(args.task)
+    if args.hardware_type not in registry.hardware_types():
+        registry.load_backend(args.hardware_type)  # raises with the list of known types
+    if args.batch_sizes:
+        too_big = [bs for bs in args.batch_sizes if bs > task.model.max_batch_size]
+        if too_big:
+            raise UserError(f"batch size {too_big[0]} exceeds the model's max_batch_size {task.model.max_batch_size}",
+                            field="--batch-sizes", fix=f"use sizes up to {task.model.max_batch_size}")
+
+    from core.runner import Interrupted, RunOptions, run_task
+
+    options = RunOptions(
+        hardware_type=args.hardware_type,
+        output_dir=args.output_dir,
+        batch_sizes=args.batch_sizes,
+        compile_only=args.compile_only,
+        data_path=args.data_path,
+        debug=args.debug,
+    )
+    try:
+        run_task(task, options)
+    except Interrupted:
+        print("terminated: partial report written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Finds what exists: tasks (workloads/), models (model_zoo/), backends, datasets, architectures.
+
+Names are looked up in listings, never joined into paths: a task name with '/' or '..' is not a name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from core.config import CONFIG_SUFFIXES, ModelEntry, Workload, load_model_entry, load_workload, read_config_file
+from core.errors import UserError
+from core.paths import REPO_ROOT
+
+WORKLOADS_DIR = REPO_ROOT / "workloads"
+MODEL_ZOO_DIR = REPO_ROOT / "model_zoo"
+ARCHITECTURES_DIR = MODEL_ZOO_DIR / "architectures"
+BACKENDS_DIR = REPO_ROOT / "backends"
+DATASETS_DIR = REPO_ROOT / "datasets"
+BACKEND_ENTRY_POINT_GROUP = "perfbench.backends"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _listing(folder: Path, suffixes: tuple[str, ...] = CONFIG_SUFFIXES) -> dict[str, Path]:
+    """Map stem -> file for config files directly in `folder` (JSON wins over YAML for the same stem)."""
+    found: dict[str, Path] = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir(), key=lambda p: (p.stem, suffixes.index(p.suffix.lower()) if p.suffix.lower() in suffixes else 99)):
+            if path.is_file() and path.suffix.lower() in suffixes:
+                found.setdefault(path.stem, path)
+    return found
+
+
+def _unknown(kind: str, name: str, known: list[str], fix_extra: str = "") -> UserError:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    listing = ", ".join(known) if known else "none"
+    return UserError(f"unknown {kind} '{name}'", fix=f"{hint}known: {listing}{fix_extra}")
+
+
+def task_names() -> list[str]:
+    return sorted(_listing(WORKLOADS_DIR))
+
+
+def resolve_task_file(task: str) -> Path:
+    """A task is a name from workloads/ or an explicit path to a .json/.yaml/.yml file."""
+    path = Path(task)
+    if path.suffix.lower() in CONFIG_SUFFIXES:
+        if not path.is_file():
+            raise UserError("workload file not found", file=task, fix="pass an existing .json/.yaml file or a task name")
+        return path
+    if not _NAME.match(task) or ".." in task:
+        raise UserError(
+            f"'{task}' is neither a task name nor a .json/.yaml/.yml file",
+            fix="use --show_task_list for names, or pass a workload file path",
+        )
+    listing = _listing(WORKLOADS_DIR)
+    if task not in listing:
+        raise _unknown("task", task, sorted(listing), "; or pass a workload file path")
+    return listing[task]
+
+
+def model_names() -> list[str]:
+    return sorted(_listing(MODEL_ZOO_DIR))
+
+
+def model_entry_file(name: str) -> Path:
+    listing = _listing(MODEL_ZOO_DIR)
+    if name not in listing:
+        raise _unknown("model", name, sorted(listing))
+    return listing[name]
+
+
+@dataclass(frozen=True)
+class Task:
+    workload: Workload
+    workload_file: Path
+    model: ModelEntry
+    model_file: Path
+
+
+def load_task(task: str) -> Task:
+    """Load a workload and the model-zoo entry it names, and check that they fit together."""
+    workload_file = resolve_task_file(task)
+    workload = load_workload(workload_file)
+    try:
+        model_file = model_entry_file(workload.model)
+    except UserError as err:
+        raise UserError(err.message, file=workload_file, field="model", fix=err.fix) from None
+    model = load_model_entry(model_file)
+    too_big = [bs for bs in workload.batch_sizes if bs > model.max_batch_size]
+    if too_big:
+        raise UserError(
+            f"batch size {too_big[0]} exceeds the model's max_batch_size {model.max_batch_size}",
+            file=workload_file,
+            field="batch_sizes",
+            fix=f"use sizes up to {model.max_batch_size} or raise max_batch_size in {model_file.name}",
+        )
+    if model.dataset_name and (workload.test_accuracy or workload.test_numeric):
+        dataset_loader_class(model.dataset_name, model_file)
+    return Task(workload, workload_file, model, model_file)
+
+
+# --- architectures -------------------------------------------------------------------------
+
+def architecture_names() -> list[str]:
+    return sorted(_listing(ARCHITECTURES_DIR, (".json",)))
+
+
+def architecture_config(name: str, *, model_file: Path | None = None) -> dict[str, Any]:
+    """The bundled Hugging Face config for synthetic weights."""
+    listing = _listing(ARCHITECTURES_DIR, (".json",))
+    if name not in listing:
+        err = _unknown("architecture", name, sorted(listing))
+        raise UserError(err.message, file=model_file, field="architecture", fix=err.fix)
+    return read_config_file(listing[name])
+
+
+# --- datasets ------------------------------------------------------------------------------
+
+def dataset_names() -> list[str]:
+    if not DATASETS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in DATASETS_DIR.iterdir() if (p / "__init__.py").is_file() and _NAME.match(p.name))
+
+
+def dataset_loader_class(name: str, model_file: Path | None = None) -> type:
+    known = dataset_names()
+    if name not in known:
+        err = _unknown("dataset", name, known)
+        raise UserError(err.message, file=model_file, field="dataset_name", fix=err.fix)
+    module = importlib.import_module(f"datasets.{name}")
+    return module.LOADER
+
+
+def dataset_assets(name: str) -> list:
+    """Asset specs of a dataset, from datasets/<name>/assets.json (empty when it has none)."""
+    from core.assets.spec import AssetSpec
+
+    if name not in dataset_names():
+        raise _unknown("dataset", name, dataset_names())
+    path = DATASETS_DIR / name / "assets.json"
+    if not path.is_file():
+        return []
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+        return [AssetSpec.model_validate(item) for item in items]
+    except (ValueError, TypeError) as err:
+        raise UserError(f"invalid asset list: {str(err).splitlines()[0]}", file=path) from None
+
+
+# --- backends ------------------------------------------------------------------------------
+
+def _folder_backends() -> dict[str, str]:
+    if not BACKENDS_DIR.is_dir():
+        return {}
+    return {
+        p.name: f"backends.{p.name}"
+        for p in sorted(BACKENDS_DIR.iterdir())
+        if (p / "__init__.py").is_file() and _NAME.match(p.name) and not p.name.startswith("_")
+    }
+
+
+def _plugin_backends() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=BACKEND_ENTRY_POINT_GROUP)}
+
+
+def hardware_types() -> list[str]:
+    return sorted(set(_folder_backends()) | set(_plugin_backends()))
+
+
+def load_backend(hardware_type: str):
+    """The BackendSpec for a hardware type: a package under backends/, or an installed plugin."""
+    from backends.base import BackendSpec
+
+    folders, plugins = _folder_backends(), _plugin_backends()
+    if hardware_type in folders:
+        spec = getattr(importlib.import_module(folders[hardware_type]), "BACKEND", None)
+        origin = folders[hardware_type]
+    elif hardware_type in plugins:
+        loaded = plugins[hardware_type].load()
+        spec = getattr(loaded, "BACKEND", loaded)
+        origin = f"entry point {plugins[hardware_type].value}"
+    else:
+        raise _unknown("hardware type", hardware_type, hardware_types())
+    if not isinstance(spec, BackendSpec):
+        raise UserError(f"backend '{hardware_type}' ({origin}) does not provide a BackendSpec named BACKEND")
+    return spec

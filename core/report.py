@@ -1,0 +1,106 @@
+"""The run report: ByteMLPerf's keys plus ours, written atomically, with every run kept.
+
+Latest run:  <out>/<HW>/<model>/result-<precision>.json
+Every run:   <out>/<HW>/<model>/runs/<run id>.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "perfbench-report/1"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False, allow_nan=False, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/Inf are not JSON: report them as strings rather than as numbers nobody measured."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+@dataclass
+class RunReport:
+    """Filled in as the run goes, so an interrupted run can still be written with what it measured."""
+
+    model: str
+    backend: str
+    precision: str
+    dataset: str | None
+    run_id: str = field(default_factory=new_run_id)
+    started: str = field(default_factory=now_iso)
+    sections: dict[str, Any] = field(default_factory=dict)
+    performance: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "Schema": SCHEMA,
+            "Model": self.model,
+            "Backend": self.backend,
+            "Host Info": self.sections.get("Host", {}).get("cpu", ""),
+            "Dataset": self.dataset,
+            "Instance Count": 1,
+            "Device Count": 1,
+        }
+        for key in ("Graph Compile", "Accuracy"):
+            if key in self.sections:
+                data[key] = self.sections[key]
+        data["Performance"] = self.performance
+        for key, value in self.sections.items():
+            if key not in data:
+                data[key] = value
+        data["Run"] = {
+            "id": self.run_id,
+            "status": self.status,
+            "started": self.started,
+            "finished": now_iso() if self.status != "running" else None,
+            "command": sys.argv,
+            "notes": self.notes,
+        }
+        return _json_safe(data)
+
+    def write(self, out_dir: Path) -> Path:
+        """Keep this run under runs/ and make it the latest result-<precision>.json."""
+        folder = out_dir / self.backend / self.model
+        data = self.to_dict()
+        write_json_atomic(folder / "runs" / f"{self.run_id}.json", data)
+        return write_json_atomic(folder / f"result-{self.precision.lower()}.json", data)

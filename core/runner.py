@@ -1,0 +1,335 @@
+"""One benchmark run: compile -> accuracy and numeric checks -> performance per batch size -> report.
+
+The report is filled in as the run goes and written in a `finally`, so Ctrl-C, SIGTERM or a crash
+in one batch size never loses what was already measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import console
+from core.errors import UserError
+from core.measure import MeasurePolicy, measure
+from core.model_source import SourceModel, resolve_source
+from core.paths import state_dir
+from core.registry import Task, architecture_config, dataset_loader_class, load_backend
+from core.report import RunReport
+from datasets.base import DatasetRequest, Features, ModelInputs
+
+log = logging.getLogger(__name__)
+
+ACCURACY_BATCH_SIZE = 8
+PAD_MULTIPLE = 8  # trimmed sequence lengths are rounded up to this, to limit distinct shapes
+PAD_LOGIT = -1e4  # what trimmed-away positions hold in per-token outputs
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    hardware_type: str
+    output_dir: Path = Path("reports")
+    batch_sizes: list[int] | None = None
+    compile_only: bool | None = None
+    data_path: Path | None = None
+    debug: bool = False
+
+
+class Interrupted(Exception):
+    """SIGTERM, turned into an exception so the report is still written."""
+
+
+def model_inputs(task: Task, source: SourceModel) -> ModelInputs:
+    """The facts a data loader needs, from the entry and (where known) the architecture config."""
+    model = task.model
+    arch = source.hf_config or (architecture_config(model.architecture) if model.architecture else {})
+    return ModelInputs(
+        names=tuple(model.input_names),
+        dtypes=tuple(model.input_types),
+        seq_len=model.seq_len,
+        vocab_size=int(arch.get("vocab_size", 1000)),
+        type_vocab_size=int(arch.get("type_vocab_size", 2) or 0),
+        pad_token_id=int(arch.get("pad_token_id", 0) or 0),
+        outputs=tuple(model.output_names),
+    )
+
+
+def run_task(task: Task, options: RunOptions) -> Path:
+    workload, model = task.workload, task.model
+    spec = load_backend(options.hardware_type)
+    config = spec.make_config(workload.engine, workload.engine_options, source=task.workload_file)
+    precision = workload.precision or model.model_precision
+    dataset = model.dataset_name or "fake_dataset"
+    report = RunReport(model=model.model, backend=spec.name, precision=precision, dataset=dataset)
+    report_path: Path | None = None
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        _run(task, options, spec, config, precision, report)
+        report.status = "complete"
+    except (KeyboardInterrupt, Interrupted):
+        report.status = "incomplete"
+        report.notes.append("interrupted: the report holds what was measured before the interruption")
+        raise
+    except UserError:
+        report.status = "failed"
+        raise
+    except Exception as err:
+        report.status = "incomplete"
+        report.notes.append(f"run failed: {type(err).__name__}: {err}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        if report.status != "failed" or report.performance:
+            report_path = report.write(options.output_dir)
+            console.info(f"report: {report_path}")
+    return report_path
+
+
+def _raise_interrupted(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Interrupted(f"signal {signum}")
+
+
+def _run(task: Task, options: RunOptions, spec, config, precision: str, report: RunReport) -> None:
+    from backends.base import CompileRequest
+    from core.hostinfo import host_info, software_versions
+
+    workload, model = task.workload, task.model
+    report.sections["Host"] = host_info()
+    report.sections["Software"] = software_versions()
+    report.sections["Config"] = {
+        "workload": workload.model_dump(mode="json"),
+        "workload_file": str(task.workload_file),
+        "model": model.model_dump(mode="json", exclude={"assets"}),
+        "backend": config.model_dump(mode="json"),
+    }
+    source = resolve_source(model, model_file=task.model_file, seed=workload.seed)
+    report.sections["Weights"] = source.report_entry()
+    if source.synthetic:
+        console.banner(f"{model.model}: {source.note}")
+    else:
+        console.info(f"weights: {source.note}")
+    inputs = model_inputs(task, source)
+    batch_sizes = options.batch_sizes or workload.batch_sizes
+
+    def sample_feeds(batch_size: int):
+        from datasets.fake_dataset import fake_inputs
+
+        return fake_inputs(inputs, batch_size, seed=workload.seed)
+
+    loader = None
+    if (workload.test_accuracy or workload.test_numeric or precision == "INT8") and model.dataset_name:
+        loader = _make_loader(task, inputs, options)
+
+    request = CompileRequest(
+        model=model,
+        source=source,
+        precision=precision,
+        batch_sizes=batch_sizes,
+        cache_dir=state_dir(),
+        sample_feeds=sample_feeds,
+        calibration_feeds=(lambda: _calibration_feeds(loader)) if loader else None,
+    )
+    compiler = spec.compile_backend(config)
+    console.info(f"compiling {model.model} for {spec.name} ({precision}, {getattr(config, 'engine', spec.name)})")
+    compiled = compiler.compile(compiler.pre_optimize(request))
+    cache_note = "reused cached artifact" if compiled.cache_hit else "compiled"
+    console.info(f"{cache_note} in {compiled.compile_seconds:.1f} s" + (f": {compiled.artifact}" if compiled.artifact else ""))
+    report.sections["Graph Compile"] = {
+        "Compile Duration": round(compiled.compile_seconds, 3),
+        "Compile Precision": compiled.precision,
+        "Subgraph Coverage": compiled.subgraph_coverage,
+        "Optimizations": compiled.optimizations,
+        "Engine": compiled.engine,
+        "Cache": "hit" if compiled.cache_hit else "miss",
+        "Artifact": str(compiled.artifact) if compiled.artifact else None,
+        **({"Details": compiled.details} if compiled.details else {}),
+    }
+    compile_only = workload.compile_only if options.compile_only is None else options.compile_only
+    if compile_only:
+        report.notes.append("compile only: nothing measured")
+        return
+
+    runtime = spec.runtime_backend(compiled, config)
+    try:
+        if loader is not None and (workload.test_accuracy or workload.test_numeric):
+            _accuracy(task, loader, runtime, source, inputs, report, options)
+        for batch_size in batch_sizes:
+            report.performance.append(_perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options))
+        report.sections["Runtime"] = runtime.settings()
+    finally:
+        runtime.close()
+    console.console.print(console.performance_table(f"{model.model} on {spec.name} ({precision})", report.performance))
+
+
+def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, options: RunOptions) -> dict[str, Any]:
+    """Measure one batch size; an engine error is recorded in the row and the run goes on."""
+    try:
+        runtime.load(batch_size)
+        call = runtime.bind(sample_feeds(batch_size))
+        with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
+            result = measure(call, policy, batch_size, on_iteration=advance)
+        row = result.report_row()
+        console.info(
+            f"bs {batch_size}: {row['QPS']:.2f} QPS, p50 {row['P50 Latency']:.1f} ms, "
+            f"p99 {row['P99 Latency']:.1f} ms over {row['Iterations']} iterations"
+        )
+        return row
+    except (KeyboardInterrupt, Interrupted, UserError):
+        raise
+    except Exception as err:  # one failing batch size (OOM, engine error) must not end the run
+        if options.debug:
+            traceback.print_exc()
+        console.warn(f"batch size {batch_size} failed: {type(err).__name__}: {err}")
+        return {"BS": batch_size, "Status": "failed", "Error": f"{type(err).__name__}: {str(err)[:500]}"}
+
+
+# --- accuracy and numeric drift --------------------------------------------------------------
+
+def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions):
+    import os
+
+    model, workload = task.model, task.workload
+    loader_class = dataset_loader_class(model.dataset_name, task.model_file)
+    data_path = options.data_path or (Path(workload.data_path) if workload.data_path else None)
+    if data_path is None and os.environ.get(f"PERFBENCH_{model.dataset_name.upper()}_PATH"):
+        data_path = Path(os.environ[f"PERFBENCH_{model.dataset_name.upper()}_PATH"])
+    request = DatasetRequest(
+        model=inputs,
+        tokenizer=model.tokenizer,
+        data_path=data_path,
+        data_percent=workload.data_percent,
+        cache_dir=state_dir() / "features",
+        seed=workload.seed,
+        labels=tuple(model.labels),
+    )
+    return loader_class(request)
+
+
+def _calibration_feeds(loader, count: int = 32) -> list[dict[str, np.ndarray]]:
+    features = loader.load()
+    return [{name: array[i : i + 1] for name, array in features.inputs.items()} for i in range(min(count, len(features)))]
+
+
+def run_features(runtime, features: Features, batch_size: int, *, length_aware: bool) -> tuple[dict[str, np.ndarray], float]:
+    """Run every feature; returns outputs in feature order and the seconds spent in the model.
+
+    Length-aware: features are grouped by true length and each batch is trimmed to its longest
+    member, so no compute goes to padding; per-token outputs are put back at full length.
+    """
+    count = len(features)
+    seq_len = next(iter(features.inputs.values())).shape[1]
+    order = np.argsort(features.lengths, kind="stable") if length_aware else np.arange(count)
+    outputs: dict[str, np.ndarray] = {}
+    seconds = 0.0
+    runtime.load(batch_size)
+    for start in range(0, count, batch_size):
+        index = order[start : start + batch_size]
+        width = seq_len
+        if length_aware:
+            width = min(seq_len, int(math.ceil(features.lengths[index].max() / PAD_MULTIPLE) * PAD_MULTIPLE))
+        feeds = {name: np.ascontiguousarray(array[index, :width]) for name, array in features.inputs.items()}
+        t0 = time.perf_counter()
+        result = runtime.predict(feeds)
+        seconds += time.perf_counter() - t0
+        for name, value in result.items():
+            value = np.asarray(value, dtype=np.float32)
+            per_token = value.ndim >= 2 and value.shape[1] == width
+            if name not in outputs:
+                shape = (count, seq_len, *value.shape[2:]) if per_token else (count, *value.shape[1:])
+                outputs[name] = np.full(shape, PAD_LOGIT, dtype=np.float32)
+            if per_token:
+                outputs[name][index, :width] = value
+            else:
+                outputs[name][index] = value
+    return outputs, seconds
+
+
+def _features_digest(features: Features) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(features.inputs):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(features.inputs[name]).tobytes())
+    digest.update(np.ascontiguousarray(features.lengths).tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInputs, report: RunReport, options: RunOptions) -> None:
+    workload, model = task.workload, task.model
+    console.info(f"loading {model.dataset_name}")
+    features = loader.load()
+    provenance = features.provenance or loader.provenance()
+    if provenance.get("source") not in ("file", None) or provenance.get("tokenizer_fallback"):
+        console.warn(f"{model.dataset_name}: {provenance.get('note') or provenance.get('source')}")
+    batch_size = min(ACCURACY_BATCH_SIZE, model.max_batch_size)
+    length_aware = workload.length_aware
+    console.info(f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})")
+    outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware)
+    accuracy: dict[str, Any] = {"Data Percent": workload.data_percent}
+    if workload.test_accuracy:
+        accuracy.update(loader.evaluate(outputs))
+    accuracy["Dataset Provenance"] = provenance
+    if source.synthetic:
+        accuracy["Note"] = "synthetic weights: accuracy is not meaningful"
+    report.sections["Dataset Throughput"] = {
+        "Features": len(features),
+        "Seconds": round(seconds, 4),
+        "Features Per Second": round(len(features) / seconds, 4) if seconds else None,
+        "Batch Size": batch_size,
+        "Length Aware": length_aware,
+        "Mean True Length": round(float(features.lengths.mean()), 2),
+    }
+    report.sections["Accuracy"] = accuracy
+    if workload.test_numeric:
+        accuracy.update(_numeric(task, runtime, source, features, outputs, options, report))
+    shown = {k: v for k, v in accuracy.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    console.info("accuracy: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+
+
+def _numeric(task: Task, runtime, source: SourceModel, features: Features, outputs, options: RunOptions, report: RunReport) -> dict[str, Any]:
+    """Drift against the CPU FP32 PyTorch reference, computed once per weights+features and cached."""
+    from core.numeric import compare_outputs, load_reference, save_reference
+
+    if source.kind == "onnx":
+        return {"Numeric Note": "no PyTorch reference for an ONNX model file"}
+    key = f"{source.digest[:20]}-{_features_digest(features)}"
+    path = state_dir() / "reference" / task.model.model / f"{key}.npz"
+    if path.is_file():
+        reference, _, meta = load_reference(path)
+    else:
+        console.info("computing the CPU FP32 PyTorch reference outputs (cached for later runs)")
+        reference = _reference_outputs(task, source, features)
+        meta = {"engine": "pytorch", "precision": "FP32", "source": source.kind}
+        save_reference(path, reference, features.lengths, meta)
+    histogram = options.output_dir / report.backend / task.model.model / "runs" / f"{report.run_id}-diff.png"
+    drift = compare_outputs(reference, outputs, features.lengths, histogram=histogram)
+    drift["Numeric Reference"] = f"CPU {meta.get('engine')} {meta.get('precision')}"
+    return drift
+
+
+def _reference_outputs(task: Task, source: SourceModel, features: Features) -> dict[str, np.ndarray]:
+    from backends.base import CompiledModel
+    from backends.CPU.config import CpuConfig
+    from backends.CPU.runtime import TorchBackend
+
+    compiled = CompiledModel(
+        engine="pytorch",
+        precision="FP32",
+        artifact=source.path,
+        input_names=task.model.input_names,
+        output_names=task.model.output_names,
+        compile_seconds=0.0,
+        cache_hit=False,
+        module=source.torch_module(),
+    )
+    reference = TorchBackend(compiled, CpuConfig(engine="pytorch"))
+    outputs, _ = run_features(reference, features, ACCURACY_BATCH_SIZE, length_aware=True)
+    return outputs

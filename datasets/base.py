@@ -1,0 +1,93 @@
+"""The dataset-loader interface every loader implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Input roles in the order ByteMLPerf lists a model's inputs: ids, mask, token types.
+INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+
+NUMPY_DTYPES = {
+    "LONG": np.int64,
+    "INT64": np.int64,
+    "INT": np.int32,
+    "INT32": np.int32,
+    "FLOAT32": np.float32,
+    "FLOAT": np.float32,
+    "FLOAT16": np.float16,
+    "BOOL": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a loader needs to know about the model it feeds."""
+
+    names: tuple[str, ...]        # the model's input names, in role order (ids, mask[, token types])
+    dtypes: tuple[str, ...]       # ByteMLPerf type names, e.g. ("LONG", "LONG", "LONG")
+    seq_len: int                  # padded sequence length (second dim of input_shape)
+    vocab_size: int               # for generated ids and fallback tokenizers
+    type_vocab_size: int          # 0 or 1: token types are all zero; 2: question 0 / context 1
+    pad_token_id: int = 0
+    outputs: tuple[str, ...] = ()  # the model's output names, in order (start, end) or (logits,)
+
+    def numpy_dtype(self, i: int):
+        return NUMPY_DTYPES[self.dtypes[i].upper()]
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """Everything a loader is given. Built by core.runner from the workload and model entry."""
+
+    model: ModelInputs
+    tokenizer: str | None = None          # HF id or local dir; loaders resolve it offline only
+    data_path: Path | None = None         # explicit dataset file/folder (workload, CLI or env override)
+    data_percent: float = 100.0           # share of *questions/examples*, deterministic subset
+    cache_dir: Path = Path(".cache")      # where loaders may cache features (never pickle)
+    seed: int = 0
+    labels: tuple[str, ...] = ()          # classification label order, from the model config
+
+
+@dataclass
+class Features:
+    """Model-ready inputs for a whole dataset, in a fixed order.
+
+    inputs[name] has shape [N, seq_len] and the model's dtype; lengths[i] is feature i's true
+    (unpadded) length, so runners can trim padding per batch.
+    """
+
+    inputs: dict[str, np.ndarray]
+    lengths: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+
+class DatasetLoader(ABC):
+    """Loads a dataset into Features and scores outputs aligned with those features."""
+
+    name: str = ""
+
+    def __init__(self, request: DatasetRequest):
+        self.request = request
+
+    @abstractmethod
+    def load(self) -> Features:
+        """Build (or read from cache) the features. Raise core.errors.UserError on bad files."""
+
+    @abstractmethod
+    def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Score outputs (one array per output name, first axis aligned with the features).
+
+        Returns report keys, e.g. {"Exact Match": 80.1, "F1 Score": 87.5, "Questions": 10570, "Features": 10833}.
+        """
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the data came from: {"source": "file"|"bundled sample"|"generated", "path", "sha256", ...}."""
+        return {}

@@ -1,0 +1,5 @@
+"""GLUE MNLI matched/mismatched sentence-pair classification."""
+
+from datasets.open_mnli.loader import MnliLoader
+
+LOADER = MnliLoader

@@ -1,0 +1,114 @@
+"""Unsafe archives are refused with our own error and leave nothing installed."""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from core.assets import AssetSpec, ensure_assets
+from core.assets.extract import extract_archive
+from core.errors import UserError
+from tests.assets_helpers import FAST, Served, asset_env, http_server, make_tar, make_zip, tar_link, tree  # noqa: F401
+
+
+def _device(name: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    return info
+
+
+UNSAFE_TARS = {
+    "dotdot": (make_tar([("data/ok.txt", b"ok"), ("data/../../x", b"bad")]), "contains '..'"),
+    "absolute": (make_tar([("data/ok.txt", b"ok"), ("/tmp/perfbench-abs", b"bad")]), "absolute member path"),
+    "symlink_out": (make_tar([("data/ok.txt", b"ok"), tar_link("data/link", "../../etc/passwd")]), "leaves the folder"),
+    "symlink_abs": (make_tar([tar_link("data/link", "/etc/passwd"), ("data/ok.txt", b"ok")]), "leaves the folder"),
+    "hardlink_out": (make_tar([tar_link("data/hl", "../outside", tarfile.LNKTYPE)]), "contains '..'"),
+    "chardev": (make_tar([("data/ok.txt", b"ok"), _device("data/null", tarfile.CHRTYPE)]), "device or FIFO"),
+    "fifo": (make_tar([_device("data/pipe", tarfile.FIFOTYPE)]), "device or FIFO"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_TARS))
+def test_unsafe_tar_is_refused_and_nothing_installed(asset_env, case):
+    root, home = asset_env
+    archive, problem = UNSAFE_TARS[case]
+    (root / "datasets").mkdir()
+    (root / "datasets/keep.py").write_text("code")
+    before = tree(root)
+    spec = AssetSpec(name="bad", kind="archive", url="{base_url}/bad.tar", dest="datasets",
+                     provides=["datasets/data/ok.txt"])
+    with http_server(Served({"/bad.tar": archive})) as url:
+        with pytest.raises(UserError, match=f"bad.tar: unsafe archive, nothing installed: .*{problem}"):
+            ensure_assets([spec], allow_network=True, base_url=url, root=root, net=FAST)
+    assert tree(root) == before
+    assert [p.name for p in (root / "datasets").iterdir()] == ["keep.py"]
+    assert list((home / "downloads").iterdir()) == []
+    assert not Path("/tmp/perfbench-abs").exists()
+
+
+@pytest.mark.parametrize("name,problem", [("../x", "contains '..'"), ("/abs", "absolute"), ("C:/win", "absolute"),
+                                          ("a\\..\\..\\x", "contains '..'")])
+def test_unsafe_zip_names_are_refused(tmp_path, name, problem):
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(make_zip([("ok.txt", b"ok"), (name, b"bad")]))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match=problem):
+        extract_archive(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_zip_symlink_is_refused(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (0o120777 << 16)
+        zf.writestr(info, "../../etc/passwd")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match="symlink member 'link'"):
+        extract_archive(archive, tmp_path / "out")
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_size_limit(tmp_path, fmt):
+    members = [("a.bin", b"0" * 600), ("b.bin", b"0" * 600)]
+    archive = tmp_path / f"a.{fmt}"
+    archive.write_bytes(make_tar(members) if fmt == "tar" else make_zip(members))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match="uncompressed size 1200 bytes exceeds the limit of 1000 bytes"):
+        extract_archive(archive, tmp_path / "out", max_total_bytes=1000)
+    assert list((tmp_path / "out").iterdir()) == []
+    assert len(extract_archive(archive, tmp_path / "out", max_total_bytes=1200)) == 2
+
+
+def test_truncated_tar_is_a_clear_error(tmp_path):
+    data = make_tar([("a.bin", bytes(range(256)) * 40), ("b.bin", b"b" * 5000)])
+    archive = tmp_path / "t.tar.gz"
+    archive.write_bytes(gzip.compress(data)[: len(gzip.compress(data)) // 2])
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match="t.tar.gz: cannot extract archive: .*damaged or truncated"):
+        extract_archive(archive, tmp_path / "out")
+
+
+def test_strip_include_and_internal_links(tmp_path):
+    archive = tmp_path / "MNLI.zip"
+    archive.write_bytes(make_zip([("MNLI/dev_matched.tsv", b"m"), ("MNLI/dev_mismatched.tsv", b"mm"),
+                                  ("MNLI/train.tsv", b"big"), ("MNLI/original/x.jsonl", b"x")]))
+    out = tmp_path / "out"
+    out.mkdir()
+    got = extract_archive(archive, out, strip_components=1, include=["MNLI/dev_*.tsv"])
+    assert sorted(map(str, got)) == ["dev_matched.tsv", "dev_mismatched.tsv"]
+    assert tree(out) == {"dev_matched.tsv": b"m", "dev_mismatched.tsv": b"mm"}
+
+    tar = tmp_path / "links.tar"
+    tar.write_bytes(make_tar([("./top/a/file.txt", b"f"), tar_link("./top/a/sym", "file.txt"),
+                              tar_link("./top/hard", "./top/a/file.txt", tarfile.LNKTYPE)]))
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    extract_archive(tar, out2, strip_components=1)
+    assert (out2 / "a/sym").is_symlink() and (out2 / "a/sym").read_bytes() == b"f"
+    assert (out2 / "hard").read_bytes() == b"f"

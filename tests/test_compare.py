@@ -1,0 +1,198 @@
+"""Reading reports (both formats, run ids) and the compare CLI: tables, warnings, thresholds, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.compare import main, parse_threshold
+from core.errors import UserError
+from core.report_io import load_report, normalize_report, resolve_report_path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reports"
+LATEST = FIXTURES / "CPU/albert-torch-fp32/result-fp32.json"          # ours, full
+OLDER = FIXTURES / "CPU/albert-torch-fp32/runs/20261121T120000-d4e5f6.json"
+PARTIAL = FIXTURES / "CPU/roberta-torch-fp32/result-fp32.json"        # ours, incomplete, a failed BS
+MNLI = FIXTURES / "CPU/deberta-v3-mnli-torch-fp32/result-fp32.json"
+BYTEMLPERF = FIXTURES / "IXRT/albert-torch-fp32/result-fp16.json"      # ByteMLPerf's own format
+
+
+def run_json(capsys, *args: str) -> tuple[int, dict]:
+    code = main([*map(str, args), "--format", "json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def perf_row(data: dict, bs: int, metric: str) -> dict:
+    return next(r for r in data["perf"] if r["bs"] == bs and r["metric"] == metric)
+
+
+# ---------------------------------------------------------------- reading
+def test_normalize_both_formats():
+    ours = normalize_report(load_report(LATEST))
+    theirs = normalize_report(load_report(BYTEMLPERF))
+    assert ours["format"] == "perfbench" and theirs["format"] == "bytemlperf"
+    assert list(ours["perf"]) == [1, 4, 8] and list(theirs["perf"]) == [1, 4, 16]
+    assert ours["perf"][4]["P90 Latency"] == 1690.0
+    # ByteMLPerf rows have no percentiles but P99 and no status: missing numbers are None, a row with QPS ran.
+    assert theirs["perf"][1]["P50 Latency"] is None and theirs["perf"][1]["Status"] == "ok"
+    assert theirs["host_cpu"].startswith("Intel") and theirs["weights_kind"] is None
+    assert ours["accuracy"] == {"Exact Match": 80.24, "F1 Score": 87.61}
+    assert theirs["numeric"]["Max Diff"] == pytest.approx(0.2617)
+
+
+def test_normalize_tolerates_odd_values():
+    norm = normalize_report({"Model": "m", "Performance": [
+        {"BS": 2, "QPS": "12.5", "AVG Latency": True, "P99 Latency": float("nan")},
+        {"BS": 4.0, "Status": "failed", "Error": "boom"}]})
+    assert norm["perf"][2]["QPS"] == 12.5
+    assert norm["perf"][2]["AVG Latency"] is None and norm["perf"][2]["P99 Latency"] is None
+    assert norm["perf"][4]["Status"] == "failed" and norm["perf"][4]["Error"] == "boom"
+
+
+@pytest.mark.parametrize("rows, field", [([{"QPS": 1}], "Performance[0].BS"),
+                                          ([{"BS": 0}], "Performance[0].BS"),
+                                          ([{"BS": 1}, {"BS": 1}], "Performance[1].BS"),
+                                          ({"BS": 1}, "Performance")])
+def test_bad_rows_name_the_field(rows, field):
+    with pytest.raises(UserError) as err:
+        normalize_report({"Model": "m", "Performance": rows}, source=Path("r.json"))
+    assert err.value.field == field and err.value.file == "r.json"
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"model": "x"}', '{"Model": "x"}'])
+def test_not_a_report_names_the_file(tmp_path, text):
+    path = tmp_path / "bogus.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match="bogus.json"):
+        load_report(path)
+
+
+def test_partial_report_loads():
+    norm = normalize_report(load_report(PARTIAL))
+    assert norm["run_status"] == "incomplete" and norm["accuracy"] == {} and norm["host_cpu"] is None
+    assert norm["perf"][8]["Status"] == "failed" and norm["perf"][8]["QPS"] is None
+
+
+# ---------------------------------------------------------------- history ids
+def test_resolve_run_id_and_unique_prefix():
+    assert resolve_report_path("20261121T120000-d4e5f6", FIXTURES) == OLDER
+    assert resolve_report_path("20261121T12", FIXTURES) == OLDER
+
+
+def test_missing_run_id_lists_close_matches():
+    with pytest.raises(UserError) as err:
+        resolve_report_path("20261121T120000-d4e5f7", FIXTURES)
+    assert "20261121T120000-d4e5f6" in str(err.value)
+
+
+def test_ambiguous_run_id_lists_candidates():
+    with pytest.raises(UserError, match="ambiguous") as err:
+        resolve_report_path("2026112", FIXTURES)
+    assert "20261122T031500-a1b2c3" in str(err.value) and "20261121T120000-d4e5f6" in str(err.value)
+
+
+def test_compare_by_run_ids(capsys):
+    code, data = run_json(capsys, "--reports-dir", FIXTURES, "20261121T120000-d4e5f6", "20261122T031500-a1b2c3")
+    assert code == 0
+    assert [r["label"] for r in data["reports"]] == ["20261121T120000-d4e5f6", "20261122T031500-a1b2c3"]
+
+
+def test_missing_id_exits_2_with_one_line(capsys):
+    assert main(["--reports-dir", str(FIXTURES), "20261121T120000-d4e5f6", "nope-123"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope-123" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- comparisons
+def test_threshold_marks_regression_and_exits_1(capsys):
+    code, data = run_json(capsys, OLDER, LATEST, "--threshold", "5%")
+    assert code == 1
+    flagged = {(r["bs"], r["metric"]) for r in data["regressions"]}
+    # BS 4 got 10% slower; BS 1 and 8 moved about 1%.
+    assert (4, "QPS") in flagged and (4, "P99 Latency") in flagged
+    assert all(bs == 4 for bs, _ in flagged)
+    row = perf_row(data, 4, "QPS")
+    assert row["ratios"][1] == pytest.approx(2.41 / 2.68) and row["regressions"] == [False, True]
+
+
+def test_threshold_not_exceeded_exits_0(capsys):
+    code, data = run_json(capsys, OLDER, LATEST, "--threshold", "15")
+    assert code == 0 and data["regressions"] == [] and data["threshold"] == pytest.approx(0.15)
+
+
+def test_no_threshold_never_fails(capsys):
+    code, data = run_json(capsys, OLDER, LATEST)
+    assert code == 0 and data["regressions"] == []
+
+
+def test_bytemlperf_against_ours_warns_on_what_differs(capsys):
+    code, data = run_json(capsys, LATEST, BYTEMLPERF)
+    assert code == 0
+    warnings = "\n".join(data["warnings"])
+    for expected in ("precision differs", "weights differs", "host cpu differs", "batch size 16 is missing"):
+        assert expected in warnings
+    # ByteMLPerf upper-cases model and dataset names: not a mismatch.
+    assert "model differs" not in warnings and "dataset differs" not in warnings
+    assert perf_row(data, 1, "QPS")["ratios"][1] == pytest.approx(50.99 / 2.25)
+    assert perf_row(data, 1, "P50 Latency")["values"] == [441.0, None]
+
+
+def test_model_and_dataset_mismatch_warnings(capsys):
+    _, data = run_json(capsys, LATEST, MNLI)
+    warnings = "\n".join(data["warnings"])
+    assert "model differs" in warnings and "dataset differs" in warnings
+    assert "synthetic weights" in warnings
+
+
+def test_failed_batch_size_is_a_regression(capsys):
+    code, data = run_json(capsys, LATEST, PARTIAL, "--threshold", "50%")
+    assert code == 1
+    assert [(r["bs"], r["metric"]) for r in data["regressions"]] == [(8, "Status")]
+    assert "out of memory" in data["regressions"][0]["message"]
+    assert any("incomplete" in w for w in data["warnings"])
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_partial_report_renders_as_text(capsys, fmt):
+    assert main([str(PARTIAL), str(LATEST), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "failed" in out and "20261122T050000-0f9e8d" in out
+    assert "Exact Match" in out and "model differs" in out
+
+
+def test_no_common_batch_size_exits_2(tmp_path, capsys):
+    report = json.loads(LATEST.read_text())
+    report["Performance"] = [dict(report["Performance"][0], BS=32)]
+    other = tmp_path / "bs32.json"
+    other.write_text(json.dumps(report))
+    assert main([str(LATEST), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "no batch size in common" in err and "[1, 4, 8]" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_exception(tmp_path):
+    with pytest.raises(UserError):
+        main([str(LATEST), str(tmp_path / "missing.json"), "--debug"])
+
+
+@pytest.mark.parametrize("args", [["--threshold", "lots"], ["--threshold", "-5"], []])
+def test_bad_arguments_exit_2(capsys, args):
+    reports = [str(LATEST)] if not args else [str(LATEST), str(OLDER)]
+    assert main([*reports, *args]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_parse_threshold():
+    assert parse_threshold("5%") == pytest.approx(0.05) and parse_threshold("0.5") == pytest.approx(0.005)
+
+
+def test_output_file_and_html(tmp_path):
+    out = tmp_path / "cmp.html"
+    shutil.copy(LATEST, tmp_path / "a.json")
+    assert main([str(tmp_path / "a.json"), str(BYTEMLPERF), "--format", "html", "--output", str(out)]) == 0
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") >= 2
+    assert "IXRT/albert-torch-fp32/result-fp16.json" in page

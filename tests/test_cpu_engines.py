@@ -1,0 +1,97 @@
+"""The CPU backend's two engines run the same tiny model to the same outputs, and compiles are cached."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.base import CompileRequest
+from core import registry
+from core.errors import UserError
+from core.model_source import resolve_source
+from core.paths import state_dir
+from core.runner import model_inputs
+from datasets.fake_dataset import fake_inputs
+
+
+def compile_and_load(task, engine: str, precision: str = "FP32", **options):
+    spec = registry.load_backend("CPU")
+    config = spec.make_config(engine, options, source="test")
+    source = resolve_source(task.model, model_file=task.model_file, seed=0)
+    inputs = model_inputs(task, source)
+    request = CompileRequest(
+        model=task.model, source=source, precision=precision, batch_sizes=[1], cache_dir=state_dir(),
+        sample_feeds=lambda bs: fake_inputs(inputs, bs, seed=1),
+    )
+    compiled = spec.compile_backend(config).compile(request)
+    runtime = spec.runtime_backend(compiled, config)
+    runtime.load(4)
+    return compiled, runtime, inputs
+
+
+@pytest.fixture(scope="module")
+def task():
+    return registry.load_task("tiny-bert-squad")
+
+
+def test_onnxruntime_and_pytorch_agree(task):
+    _, ort_runtime, inputs = compile_and_load(task, "onnxruntime")
+    _, torch_runtime, _ = compile_and_load(task, "pytorch")
+    for batch_size, seq in ((4, inputs.seq_len), (3, 40)):  # dynamic batch and sequence axes
+        feeds = {k: v[:, :seq] for k, v in fake_inputs(inputs, batch_size, seed=7).items()}
+        ort_out = ort_runtime.predict(feeds)
+        torch_out = torch_runtime.predict(feeds)
+        assert set(ort_out) == set(torch_out) == {"start_logits", "end_logits"}
+        for name in ort_out:
+            assert ort_out[name].shape == (batch_size, seq)
+            np.testing.assert_allclose(ort_out[name], torch_out[name], atol=1e-4, rtol=1e-4)
+
+
+def test_bound_call_matches_predict(task):
+    _, runtime, inputs = compile_and_load(task, "onnxruntime")
+    feeds = fake_inputs(inputs, 2, seed=3)
+    call = runtime.bind(feeds)
+    call()  # runs without error through the IO binding
+    assert runtime.predict(feeds)["start_logits"].shape == (2, inputs.seq_len)
+
+
+def test_second_compile_is_a_cache_hit_and_options_invalidate(task):
+    first, _, _ = compile_and_load(task, "onnxruntime", simplify=True)
+    again, _, _ = compile_and_load(task, "onnxruntime", simplify=True)
+    assert again.cache_hit and again.artifact == first.artifact
+    other, _, _ = compile_and_load(task, "onnxruntime", simplify=False)
+    assert not other.cache_hit and other.artifact != first.artifact
+    assert "onnxslim simplification" not in other.optimizations
+
+
+def test_unsupported_precision_fails_at_compile(task):
+    with pytest.raises(UserError, match="FP16 is not supported by the CPU onnxruntime engine"):
+        compile_and_load(task, "onnxruntime", precision="FP16")
+    with pytest.raises(UserError, match="INT8 is not supported by the CPU pytorch engine"):
+        compile_and_load(task, "pytorch", precision="INT8")
+
+
+def test_synthetic_weights_are_seeded(task):
+    a = resolve_source(task.model, model_file=task.model_file, seed=0)
+    b = resolve_source(task.model, model_file=task.model_file, seed=0)
+    c = resolve_source(task.model, model_file=task.model_file, seed=1)
+    assert a.synthetic and a.digest == b.digest != c.digest
+    wa = next(a.torch_module().parameters()).detach().numpy()
+    wb = next(b.torch_module().parameters()).detach().numpy()
+    wc = next(c.torch_module().parameters()).detach().numpy()
+    np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(wa, wc)
+
+
+def test_export_leaves_the_torch_model_in_eval_mode(task):
+    # A module left in training mode after export would turn dropout on for the numeric reference.
+    source = resolve_source(task.model, model_file=task.model_file, seed=0)
+    module = source.torch_module()
+    assert not module.training
+    spec = registry.load_backend("CPU")
+    config = spec.make_config("onnxruntime", {"simplify": False, "optimize": False, "opset": 16}, source="test")
+    inputs = model_inputs(task, source)
+    request = CompileRequest(model=task.model, source=source, precision="FP32", batch_sizes=[1], cache_dir=state_dir(),
+                             sample_feeds=lambda bs: fake_inputs(inputs, bs, seed=1))
+    spec.compile_backend(config).compile(request)
+    assert not any(m.training for m in module.modules())

@@ -1,0 +1,109 @@
+"""A whole run of the tiny workload: report content, history, cache reuse, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core import registry
+from core.runner import RunOptions, run_task
+
+REPO = Path(__file__).resolve().parent.parent
+
+# ByteMLPerf's report keys (GUIDE §1): ours must be a superset.
+BYTEMLPERF_TOP = {"Model", "Backend", "Host Info", "Dataset", "Instance Count", "Device Count", "Graph Compile", "Accuracy", "Performance"}
+BYTEMLPERF_COMPILE = {"Compile Duration", "Compile Precision", "Subgraph Coverage", "Optimizations"}
+BYTEMLPERF_ACCURACY = {"Data Percent", "Exact Match", "F1 Score", "Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff", "Diff Dist"}
+BYTEMLPERF_PERF = {"BS", "QPS", "AVG Latency", "P99 Latency"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    path = run_task(registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=out))
+    return out, path, json.loads(path.read_text())
+
+
+def test_report_has_bytemlperf_keys_and_ours(tiny_run):
+    _, path, report = tiny_run
+    assert path.name == "result-fp32.json" and path.parent.name == "tiny-bert-squad" and path.parent.parent.name == "CPU"
+    assert BYTEMLPERF_TOP <= set(report)
+    assert BYTEMLPERF_COMPILE <= set(report["Graph Compile"])
+    assert BYTEMLPERF_ACCURACY <= set(report["Accuracy"])
+    for row in report["Performance"]:
+        assert BYTEMLPERF_PERF <= set(row)
+        assert {"P50 Latency", "P90 Latency", "Std Latency", "Iterations", "Measured Seconds"} <= set(row)
+        assert row["Status"] == "ok" and row["QPS"] > 0 and row["Iterations"] >= 1
+        assert row["P50 Latency"] <= row["P99 Latency"] <= row["Max Latency"]
+    assert [row["BS"] for row in report["Performance"]] == [1, 4]
+    assert report["Run"]["status"] == "complete"
+    assert report["Weights"]["kind"] == "synthetic" and "SYNTHETIC" in report["Weights"]["note"]
+    assert report["Host"]["cores"] >= 1 and "torch" in report["Software"]
+    assert report["Config"]["workload"]["model"] == "tiny-bert-squad"
+
+
+def test_report_accuracy_and_numeric_sections(tiny_run):
+    _, _, report = tiny_run
+    accuracy = report["Accuracy"]
+    assert 0 <= accuracy["Exact Match"] <= 100 and 0 <= accuracy["F1 Score"] <= 100
+    assert accuracy["Questions"] > 0 and accuracy["Features"] >= accuracy["Questions"]
+    assert "not meaningful" in accuracy["Note"]
+    # onnxruntime against the PyTorch FP32 reference: tiny drift, never exactly meaningless numbers.
+    assert accuracy["Max Diff"] < 1e-3
+    assert Path(accuracy["Diff Dist"]).is_file()
+    assert report["Dataset Throughput"]["Features"] == accuracy["Features"]
+
+
+def test_every_run_is_kept_in_history(tiny_run):
+    out, path, report = tiny_run
+    kept = out / "CPU" / "tiny-bert-squad" / "runs" / f"{report['Run']['id']}.json"
+    assert json.loads(kept.read_text()) == report
+    second = run_task(
+        registry.load_task("tiny-bert-squad"),
+        RunOptions(hardware_type="CPU", output_dir=out, batch_sizes=[2], compile_only=False),
+    )
+    latest = json.loads(second.read_text())
+    assert latest["Run"]["id"] != report["Run"]["id"]
+    assert [row["BS"] for row in latest["Performance"]] == [2]
+    assert latest["Graph Compile"]["Cache"] == "hit"  # the second run reuses the compiled artifact
+    assert kept.is_file()  # the first run is still there
+
+
+def test_compile_only_measures_nothing(tmp_path):
+    path = run_task(registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=tmp_path, compile_only=True))
+    report = json.loads(path.read_text())
+    assert report["Performance"] == [] and "Graph Compile" in report
+    assert "compile only" in " ".join(report["Run"]["notes"])
+
+
+def test_sigterm_writes_an_incomplete_report(tmp_path):
+    workload = tmp_path / "long.yaml"
+    workload.write_text(
+        "model: tiny-bert-squad\niterations: 100000000\nbatch_sizes: [1, 2, 4]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 4\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "reports"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.perf_engine", "--task", str(workload), "--output-dir", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.time() + 120
+    lines = []
+    for line in proc.stdout:  # wait until the first batch size is measured
+        lines.append(line)
+        if line.startswith("bs 1:") or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    report = json.loads((out / "CPU" / "tiny-bert-squad" / "result-fp32.json").read_text())
+    assert report["Run"]["status"] == "incomplete"
+    assert [row["BS"] for row in report["Performance"]] == [1]
+    assert report["Performance"][0]["Status"] == "ok"

@@ -1,0 +1,182 @@
+"""Open generated pages in headless Chromium: no console errors, every plot decodes, a real screenshot.
+
+Drives Chromium over the DevTools protocol on a pipe (--remote-debugging-pipe: fds 3 and 4, no
+port), so errors are read as structured events rather than scraped from logs. Skips only when no
+Chromium is installed (`apt-get install chromium`; PERFBENCH_CHROMIUM may name another binary).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from core.html_report import render_compare_html, write_run_html
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reports"
+CHROMIUM = os.environ.get("PERFBENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+         "--disable-component-update", "--disable-sync", "--remote-debugging-pipe")
+TIMEOUT_S = 30
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="chromium is not installed (apt-get install -y chromium); browser test skipped")
+
+
+class Browser:
+    """A minimal DevTools-protocol client: JSON messages separated by NUL bytes on a pipe pair."""
+
+    def __init__(self, profile: Path):
+        to_chrome_r, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome_w = os.pipe()
+        # Chromium reads commands on fd 3 and writes on fd 4: move our ends above 4 first so dup2 cannot clobber them.
+        high_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
+        high_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+
+        def child_fds():
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
+
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                                     preexec_fn=child_fds, pass_fds=(3, 4), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(high_r)
+        os.close(high_w)
+        self._buffer = b""
+        self._next_id = 0
+        self.events: list[dict] = []
+        try:
+            target = self.call("Target.createTarget", url="about:blank")["targetId"]
+            self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            for domain in ("Page", "Runtime", "Log"):
+                self.call(f"{domain}.enable", session=self.session)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self, wanted, deadline: float) -> dict:
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                message = json.loads(raw)
+                if wanted(message):
+                    return message
+                self.events.append(message)
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
+                raise TimeoutError("chromium did not answer in time")
+            chunk = os.read(self._from_chrome, 1 << 20)
+            if not chunk:
+                raise EOFError("chromium closed the pipe")
+            self._buffer += chunk
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        answer = self._read(lambda m, i=self._next_id: m.get("id") == i, time.monotonic() + TIMEOUT_S)
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    def open(self, page: Path) -> None:
+        self.call("Page.navigate", session=self.session, url=page.resolve().as_uri())
+        self._read(lambda m: m.get("method") == "Page.loadEventFired", time.monotonic() + TIMEOUT_S)
+
+    def evaluate(self, expression: str):
+        return self.call("Runtime.evaluate", session=self.session, expression=expression,
+                         returnByValue=True)["result"]["value"]
+
+    def errors(self) -> list[str]:
+        """Console errors, uncaught exceptions, and browser log errors (CSP refusals, failed loads)."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(json.dumps(params.get("exceptionDetails", {}))[:300])
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                found.append(json.dumps(params.get("args", []))[:300])
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+                found.append(params["entry"].get("text", "")[:300])
+        return found
+
+    def screenshot(self, path: Path) -> Path:
+        shot = self.call("Page.captureScreenshot", session=self.session, format="png", captureBeyondViewport=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+            self.proc.wait(timeout=10)
+        except (OSError, RuntimeError, TimeoutError, EOFError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            os.close(self._to_chrome)
+            os.close(self._from_chrome)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    b = Browser(tmp_path / "profile")
+    yield b
+    b.close()
+
+
+PLOTS_JS = ("JSON.stringify([...document.querySelectorAll('img.plot')]"
+            ".map(i => [i.complete, i.naturalWidth, i.naturalHeight]))")
+
+
+def assert_page_ok(browser: Browser, page: Path, plots: int, screenshot: Path) -> None:
+    browser.open(page)
+    assert browser.errors() == []
+    images = json.loads(browser.evaluate(PLOTS_JS))
+    assert len(images) == plots
+    assert all(done and width > 100 and height > 100 for done, width, height in images), images
+    from PIL import Image
+
+    browser.screenshot(screenshot)
+    assert screenshot.stat().st_size > 20_000
+    with Image.open(screenshot) as img:
+        assert img.width > 300 and img.height > 1000  # the whole page, not a blank viewport
+        low, high = img.convert("L").getextrema()
+        assert high - low > 100  # there is ink on it
+
+
+def test_run_page_in_chromium(browser, tmp_path):
+    report = json.loads((FIXTURES / "CPU/albert-torch-fp32/result-fp32.json").read_text())
+    page = write_run_html(report, tmp_path / "run.html")
+    assert_page_ok(browser, page, plots=2, screenshot=tmp_path / "run.png")
+    title = browser.evaluate("document.querySelector('h1').textContent")
+    assert title == "perfbench report: albert-torch-fp32"
+
+
+def test_compare_page_in_chromium(browser, tmp_path):
+    reports = [json.loads((FIXTURES / rel).read_text()) for rel in
+               ("CPU/albert-torch-fp32/runs/20261121T120000-d4e5f6.json", "IXRT/albert-torch-fp32/result-fp16.json")]
+    page = tmp_path / "compare.html"
+    page.write_text(render_compare_html(reports))
+    assert_page_ok(browser, page, plots=4, screenshot=tmp_path / "compare.png")
+
+
+def test_the_check_sees_outside_resources(browser, tmp_path):
+    """The error check can fail: a page that reaches out is caught by its own CSP and reported."""
+    report = json.loads((FIXTURES / "CPU/albert-torch-fp32/result-fp32.json").read_text())
+    page = tmp_path / "leaky.html"
+    html = write_run_html(report, tmp_path / "run.html").read_text()
+    page.write_text(html.replace("</body>", '<img src="https://example.invalid/x.png"></body>'))
+    browser.open(page)
+    assert any("example.invalid" in e for e in browser.errors())

@@ -1,0 +1,69 @@
+"""Numeric drift: ByteMLPerf's statistics over valid positions only, NaN handling, histogram, storage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from core.numeric import compare_outputs, load_arrays, load_reference, save_arrays, save_reference
+
+REF = np.array([[1.0, 2.0, 999.0], [4.0, 0.0, -2.0]], dtype=np.float32)
+CAND = np.array([[1.5, 2.0, -5.0], [3.0, 0.5, -2.0]], dtype=np.float32)
+LENGTHS = np.array([2, 3])
+
+
+def test_hand_computed_over_valid_positions():
+    result = compare_outputs({"start": REF}, {"start": CAND}, LENGTHS)
+    # valid pairs: (1, 1.5) (2, 2) | (4, 3) (0, 0.5) (-2, -2); |diff| = .5 0 1 .5 0
+    assert result["Compared Values"] == 5 and result["Non-finite"] == 0
+    assert result["Mean Diff"] == pytest.approx(0.4)
+    assert result["Std Diff"] == pytest.approx(math.sqrt(0.14))
+    assert result["Max Diff"] == pytest.approx(1.0)
+    # relative: .5/1, 0/2, 1/4, .5/1 (reference 0 divides by 1), 0/2
+    assert result["Max Rel-Diff"] == pytest.approx(0.5)
+    assert result["Mean Rel-Diff"] == pytest.approx(0.25)
+
+
+def test_classification_outputs_are_not_masked_and_trimmed_outputs_align():
+    logits_ref = np.array([[1.0, -1.0, 0.0], [2.0, 2.0, 2.0]])
+    logits_cand = logits_ref + np.array([[0.0, 0.0, 3.0], [0.0, 0.0, 0.0]])
+    lengths = np.array([20, 30])  # sequence lengths do not apply to [N, classes]
+    result = compare_outputs({"logits": logits_ref}, {"logits": logits_cand}, lengths)
+    assert result["Compared Values"] == 6 and result["Max Diff"] == 3.0
+    # the candidate's padding was trimmed to the longest feature: same valid values compared
+    trimmed = compare_outputs({"start": REF}, {"start": CAND[:, :3]}, LENGTHS, per_token=["start"])
+    assert trimmed["Mean Diff"] == pytest.approx(0.4)
+
+
+def test_non_finite_counted_and_excluded():
+    cand = CAND.copy()
+    cand[0, 0] = np.nan       # valid position: counted, left out
+    cand[0, 2] = np.inf       # padding: ignored entirely
+    result = compare_outputs({"start": REF}, {"start": cand}, LENGTHS)
+    assert result["Non-finite"] == 1 and result["Compared Values"] == 4
+    assert result["Mean Diff"] == pytest.approx(1.5 / 4)
+    nothing = compare_outputs({"x": np.array([[np.nan]])}, {"x": np.array([[1.0]])}, None)
+    assert nothing["Compared Values"] == 0 and nothing["Mean Diff"] is None
+
+
+def test_histogram_written(tmp_path):
+    result = compare_outputs({"start": REF}, {"start": CAND}, LENGTHS, histogram=tmp_path / "d" / "diff.png")
+    png = tmp_path / "d" / "diff.png"
+    assert result["Diff Dist"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reference_round_trip_without_pickle(tmp_path):
+    outputs = {"start_logits": REF, "out.1/x": CAND}
+    path = save_reference(tmp_path / "ref.npz", outputs, LENGTHS, {"model": "m", "precision": "fp32"})
+    loaded, lengths, meta = load_reference(path)
+    assert list(loaded) == list(outputs) and meta["model"] == "m"
+    np.testing.assert_array_equal(loaded["out.1/x"], CAND)
+    np.testing.assert_array_equal(lengths, LENGTHS)
+    with pytest.raises(ValueError, match="pickle"):
+        save_arrays(tmp_path / "obj.npz", {"o": np.array([{"a": 1}], dtype=object)}, {})
+    save_arrays(tmp_path / "plain.npz", {"a": np.arange(3)}, {"k": 1})
+    arrays, meta = load_arrays(tmp_path / "plain.npz")
+    assert meta == {"k": 1} and arrays["a"].tolist() == [0, 1, 2]

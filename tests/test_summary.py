@@ -1,0 +1,65 @@
+"""The leaderboard: grouping by model, ranking, dedup of kept runs, skipping files that are not reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from core.summary import collect, main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reports"
+
+
+def test_groups_by_model_case_insensitively_and_ranks_by_qps():
+    groups, warnings = collect(FIXTURES)
+    assert warnings == []
+    by_model = {g.model.lower(): g for g in groups}
+    assert set(by_model) == {"albert-torch-fp32", "deberta-v3-mnli-torch-fp32", "roberta-torch-fp32"}
+    albert = by_model["albert-torch-fp32"]
+    # ByteMLPerf's ALBERT-TORCH-FP32 (IXRT) and ours (CPU) are one model; the faster ranks first.
+    assert [e.hardware for e in albert.entries] == ["IXRT", "CPU"]
+    assert albert.batch_sizes == [1, 4, 8, 16]
+    assert albert.entries[1].qps == {1: 2.25, 4: 2.41, 8: 2.43}
+    # A failed batch size has no QPS to rank.
+    assert by_model["roberta-torch-fp32"].entries[0].qps == {1: 2.1}
+
+
+def test_all_adds_kept_runs_once():
+    groups, _ = collect(FIXTURES, include_runs=True)
+    albert = next(g for g in groups if g.model.lower() == "albert-torch-fp32")
+    # result-fp32.json is a copy of run a1b2c3: listed once.
+    assert sorted(e.run_id or "-" for e in albert.entries) == ["-", "20261121T120000-d4e5f6", "20261122T031500-a1b2c3"]
+
+
+def test_skips_files_that_are_not_reports(tmp_path):
+    root = tmp_path / "reports"
+    shutil.copytree(FIXTURES, root)
+    bad = root / "CPU" / "broken" / "result-fp32.json"
+    bad.parent.mkdir()
+    bad.write_text("{ truncated")
+    groups, warnings = collect(root)
+    assert len(warnings) == 1 and "broken" in warnings[0]
+    assert len(groups) == 3
+
+
+def test_markdown_shows_accuracy_kinds(capsys):
+    assert main([str(FIXTURES), "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "EM 80.24 / F1 87.61" in out and "M 33.10 / MM 32.80" in out
+    assert "### deberta-v3-mnli-torch-fp32" in out and "(incomplete)" in out
+
+
+def test_json_output(capsys):
+    assert main([str(FIXTURES), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    albert = next(m for m in data["models"] if m["model"].lower() == "albert-torch-fp32")
+    assert albert["entries"][0]["best_qps"] == 512.6 and albert["entries"][0]["qps"]["16"] == 512.6
+    assert albert["entries"][1]["weights_kind"] == "model_file"
+
+
+def test_table_and_missing_folder(tmp_path, capsys):
+    assert main([str(FIXTURES)]) == 0
+    assert "albert-torch-fp32" in capsys.readouterr().out
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err

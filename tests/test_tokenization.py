@@ -1,0 +1,78 @@
+"""Tokenizer resolution (offline only), the deterministic fallback, and packing into model inputs."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+from core.errors import UserError
+from datasets.base import ModelInputs
+from datasets.tokenization import model_inputs, pad_tokens, resolve_tokenizer
+
+TEXTS = ["The harbour lantern glows over the copper meadow.", "Who keeps the lantern?",
+         "Violet granite walls line the willow road near the falcon tower."] * 3
+
+
+def test_fallback_is_deterministic_bounded_and_has_offsets(tmp_path):
+    tok1, prov1 = resolve_tokenizer(None, vocab_size=300, sample_texts=TEXTS, cache_dir=tmp_path / "a")
+    tok2, prov2 = resolve_tokenizer(None, vocab_size=300, sample_texts=TEXTS, cache_dir=tmp_path / "b")
+    files = [next((tmp_path / d).rglob("tokenizer.json")).read_bytes() for d in "ab"]
+    assert files[0] == files[1] and prov1["identity"] == prov2["identity"]
+    assert prov1["kind"] == "fallback" and not prov1["meaningful_accuracy"]
+    assert "accuracy not meaningful" in prov1["note"]
+    assert len(tok1) <= 300
+    enc = tok1("Who keeps", "the harbour lantern", return_offsets_mapping=True, return_token_type_ids=True)
+    assert enc["input_ids"][0] == tok1.cls_token_id and enc["input_ids"][-1] == tok1.sep_token_id
+    assert enc["token_type_ids"][-1] == 1 and enc["token_type_ids"][0] == 0
+    assert ("the harbour lantern"[slice(*enc["offset_mapping"][-2])]) == "lantern"
+    other, prov3 = resolve_tokenizer(None, vocab_size=300, sample_texts=TEXTS[:2], cache_dir=tmp_path / "a")
+    assert prov3["identity"] != prov1["identity"]
+
+
+def test_too_small_vocabulary_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="vocab_size 8 is too small"):
+        resolve_tokenizer(None, vocab_size=8, sample_texts=TEXTS, cache_dir=tmp_path)
+
+
+def test_uncached_hub_id_falls_back_without_network(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-home"))
+    tok, prov = resolve_tokenizer("perfbench-test/not-a-real-model", vocab_size=300, sample_texts=TEXTS,
+                                  cache_dir=tmp_path)
+    assert prov["kind"] == "fallback" and "not in the local Hugging Face cache" in prov["reason"]
+
+
+def test_local_folder_and_vocab_file(tmp_path):
+    tok, _ = resolve_tokenizer(None, vocab_size=300, sample_texts=TEXTS, cache_dir=tmp_path)
+    tok.save_pretrained(tmp_path / "tok")
+    local, prov = resolve_tokenizer(str(tmp_path / "tok"), vocab_size=300, sample_texts=[], cache_dir=tmp_path)
+    assert prov["kind"] == "local" and prov["meaningful_accuracy"]
+    assert local("copper meadow")["input_ids"] == tok("copper meadow")["input_ids"]
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(sorted(tok.get_vocab(), key=tok.get_vocab().get)) + "\n")
+    bert, prov = resolve_tokenizer(str(vocab), vocab_size=300, sample_texts=[], cache_dir=tmp_path)
+    assert prov["kind"] == "local" and bert.is_fast
+    assert bert.convert_ids_to_tokens(bert("copper")["input_ids"])[1:-1] == tok.tokenize("copper")
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_tokenizer(str(tmp_path / "nope"), vocab_size=300, sample_texts=[], cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("type_vocab, expected_types", [(2, [0, 0, 1, 1, 0]), (0, [0, 0, 0, 0, 0])])
+def test_packing_into_model_inputs(type_vocab, expected_types):
+    model = ModelInputs(names=("ids", "mask", "types"), dtypes=("LONG", "INT32", "LONG"), seq_len=5,
+                        vocab_size=100, type_vocab_size=type_vocab, pad_token_id=1)
+    ids, types, lengths = pad_tokens([[5, 6, 7, 8], [9]], [[0, 0, 1, 1], [0]], model)
+    inputs = model_inputs(ids, types, lengths, model)
+    assert inputs["ids"].tolist() == [[5, 6, 7, 8, 1], [9, 1, 1, 1, 1]]  # padded with the model's pad id
+    assert inputs["mask"].tolist() == [[1, 1, 1, 1, 0], [1, 0, 0, 0, 0]] and inputs["mask"].dtype == np.int32
+    assert inputs["types"][0].tolist() == expected_types and inputs["types"].dtype == np.int64
+    assert lengths.tolist() == [4, 1]
+    with pytest.raises(UserError, match="ids, mask"):
+        model_inputs(ids, types, lengths, ModelInputs(names=("ids",), dtypes=("LONG",), seq_len=5,
+                                                      vocab_size=100, type_vocab_size=0))
