@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ModelEntry
+from core.digest import file_sha256
 from core.errors import UserError
 from core.paths import REPO_ROOT
 
@@ -35,14 +36,6 @@ def resolve_repo_path(value: str) -> Path:
     if parts and parts[0] == "general_perf":
         path = Path(*parts[1:])
     return REPO_ROOT / path
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

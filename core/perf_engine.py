@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset file or folder for accuracy checks (overrides the workload)")
     parser.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("reports"),
                         help="where reports go: <dir>/<HW>/<model>/result-<precision>.json (default reports/)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never touch the network (also PERFBENCH_OFFLINE=1); missing assets fall back to synthetic/bundled")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
 
@@ -98,6 +100,7 @@ def _main(args: argparse.Namespace) -> int:
         batch_sizes=args.batch_sizes,
         compile_only=args.compile_only,
         data_path=args.data_path,
+        offline=args.offline,
         debug=args.debug,
     )
     try:

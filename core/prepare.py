@@ -36,11 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def task_assets(task: str) -> list:
-    """The model's assets followed by its dataset's, each name once."""
+def task_assets(task) -> list:
+    """The model's assets followed by its dataset's, each name once; `task` is a name, a file or a loaded Task."""
     from core import registry
 
-    loaded = registry.load_task(task)
+    loaded = registry.load_task(task) if isinstance(task, str) else task
     specs = list(loaded.model.assets)
     if loaded.model.dataset_name:
         specs += registry.dataset_assets(loaded.model.dataset_name)

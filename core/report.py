@@ -7,10 +7,8 @@ Every run:   <out>/<HW>/<model>/runs/<run id>.json
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,20 +27,10 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False, allow_nan=False, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """JSON through a temporary file and a rename: readers never see half a report."""
+    from core.report_io import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n")
 
 
 def _json_safe(value: Any) -> Any:
@@ -98,9 +86,18 @@ class RunReport:
         }
         return _json_safe(data)
 
+    def folder(self, out_dir: Path) -> Path:
+        return out_dir / self.backend / self.model
+
     def write(self, out_dir: Path) -> Path:
-        """Keep this run under runs/ and make it the latest result-<precision>.json."""
-        folder = out_dir / self.backend / self.model
+        """Keep this run under runs/ and make it the latest result-<precision>.json, each with an HTML page."""
+        from core.html_report import write_run_html
+
+        folder = self.folder(out_dir)
         data = self.to_dict()
-        write_json_atomic(folder / "runs" / f"{self.run_id}.json", data)
-        return write_json_atomic(folder / f"result-{self.precision.lower()}.json", data)
+        latest = folder / f"result-{self.precision.lower()}.json"
+        kept = folder / "runs" / f"{self.run_id}.json"
+        for path in (kept, latest):
+            write_json_atomic(path, data)
+            write_run_html(data, path.with_suffix(".html"), base_dir=path.parent)
+        return latest

@@ -41,6 +41,7 @@ class RunOptions:
     batch_sizes: list[int] | None = None
     compile_only: bool | None = None
     data_path: Path | None = None
+    offline: bool = False
     debug: bool = False
 
 
@@ -111,6 +112,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         "model": model.model_dump(mode="json", exclude={"assets"}),
         "backend": config.model_dump(mode="json"),
     }
+    report.sections["Assets"] = _prepare_assets(task, options)
     source = resolve_source(model, model_file=task.model_file, seed=workload.seed)
     report.sections["Weights"] = source.report_entry()
     if source.synthetic:
@@ -163,11 +165,39 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         if loader is not None and (workload.test_accuracy or workload.test_numeric):
             _accuracy(task, loader, runtime, source, inputs, report, options)
         for batch_size in batch_sizes:
-            report.performance.append(_perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options))
+            row = _perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options)
+            report.performance.append(row)  # recorded before it is announced: an interruption keeps it
+            if row["Status"] == "ok":
+                console.info(
+                    f"bs {batch_size}: {row['QPS']:.2f} QPS, p50 {row['P50 Latency']:.1f} ms, "
+                    f"p99 {row['P99 Latency']:.1f} ms over {row['Iterations']} iterations"
+                )
         report.sections["Runtime"] = runtime.settings()
     finally:
         runtime.close()
     console.console.print(console.performance_table(f"{model.model} on {spec.name} ({precision})", report.performance))
+
+
+def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
+    """Install missing real assets when the network allows; otherwise say so and go on with fallbacks."""
+    from core.assets import ensure_assets, network_available, offline_forced, resolve_base_url
+    from core.prepare import task_assets
+
+    specs = task_assets(task)
+    if not specs:
+        return []
+    allow = not options.offline and not offline_forced()
+    statuses = ensure_assets(specs, allow_network=False)  # cheap: looks at the disk only
+    if allow and not all(s.usable for s in statuses):
+        # One quick probe for the whole run, so an offline machine answers in seconds.
+        if network_available(resolve_base_url(), timeout=3.0):
+            statuses = ensure_assets(specs, allow_network=True)
+        else:
+            console.warn("network unreachable: using what is on disk (synthetic weights / bundled samples where missing)")
+    missing = [s.name for s in statuses if not s.usable]
+    if missing:
+        console.info(f"assets not installed: {', '.join(missing)} (install with: python -m core.prepare --task {task.workload_file.stem})")
+    return [{"name": s.name, "state": s.state, "path": str(s.path) if s.path else None, "sha256": s.sha256, "message": s.message} for s in statuses]
 
 
 def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, options: RunOptions) -> dict[str, Any]:
@@ -177,12 +207,7 @@ def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, opt
         call = runtime.bind(sample_feeds(batch_size))
         with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
             result = measure(call, policy, batch_size, on_iteration=advance)
-        row = result.report_row()
-        console.info(
-            f"bs {batch_size}: {row['QPS']:.2f} QPS, p50 {row['P50 Latency']:.1f} ms, "
-            f"p99 {row['P99 Latency']:.1f} ms over {row['Iterations']} iterations"
-        )
-        return row
+        return result.report_row()
     except (KeyboardInterrupt, Interrupted, UserError):
         raise
     except Exception as err:  # one failing batch size (OOM, engine error) must not end the run
@@ -195,13 +220,10 @@ def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, opt
 # --- accuracy and numeric drift --------------------------------------------------------------
 
 def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions):
-    import os
-
     model, workload = task.model, task.workload
     loader_class = dataset_loader_class(model.dataset_name, task.model_file)
+    # CLI, then workload; the loader itself falls back to $PERFBENCH_<DATASET>_PATH, its default file, its sample.
     data_path = options.data_path or (Path(workload.data_path) if workload.data_path else None)
-    if data_path is None and os.environ.get(f"PERFBENCH_{model.dataset_name.upper()}_PATH"):
-        data_path = Path(os.environ[f"PERFBENCH_{model.dataset_name.upper()}_PATH"])
     request = DatasetRequest(
         model=inputs,
         tokenizer=model.tokenizer,
@@ -267,8 +289,11 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInp
     console.info(f"loading {model.dataset_name}")
     features = loader.load()
     provenance = features.provenance or loader.provenance()
-    if provenance.get("source") not in ("file", None) or provenance.get("tokenizer_fallback"):
+    if provenance.get("source") != "file":
         console.warn(f"{model.dataset_name}: {provenance.get('note') or provenance.get('source')}")
+    tokenizer = provenance.get("tokenizer") or {}
+    if tokenizer.get("meaningful_accuracy") is False:
+        console.banner(f"{model.dataset_name}: {tokenizer.get('note', 'fallback tokenizer')}")
     batch_size = min(ACCURACY_BATCH_SIZE, model.max_batch_size)
     length_aware = workload.length_aware
     console.info(f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})")
@@ -309,8 +334,10 @@ def _numeric(task: Task, runtime, source: SourceModel, features: Features, outpu
         reference = _reference_outputs(task, source, features)
         meta = {"engine": "pytorch", "precision": "FP32", "source": source.kind}
         save_reference(path, reference, features.lengths, meta)
-    histogram = options.output_dir / report.backend / task.model.model / "runs" / f"{report.run_id}-diff.png"
-    drift = compare_outputs(reference, outputs, features.lengths, histogram=histogram)
+    # Stored next to the kept run; "Diff Dist" is relative to the report's folder, as ByteMLPerf writes it.
+    name = f"runs/{report.run_id}-diff.png"
+    drift = compare_outputs(reference, outputs, features.lengths, histogram=report.folder(options.output_dir) / name)
+    drift["Diff Dist"] = name
     drift["Numeric Reference"] = f"CPU {meta.get('engine')} {meta.get('precision')}"
     return drift
 

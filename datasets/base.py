@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.errors import UserError
 
 # Input roles in the order ByteMLPerf lists a model's inputs: ids, mask, token types.
 INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
@@ -91,3 +95,29 @@ class DatasetLoader(ABC):
     def provenance(self) -> dict[str, Any]:
         """Where the data came from: {"source": "file"|"bundled sample"|"generated", "path", "sha256", ...}."""
         return {}
+
+
+def resolve_data_file(data_path: Path | None, env_var: str, default: Path, sample: Path,
+                      file_name: str) -> tuple[Path, str]:
+    """(path, source): the explicit path, else $env_var, else the default file, else the bundled sample."""
+    for given, where in ((data_path, "data_path"), (os.environ.get(env_var) or None, env_var)):
+        if given is None:
+            continue
+        path = Path(given).expanduser()
+        if path.is_dir():
+            path = path / file_name
+        if not path.exists():
+            raise UserError("data file not found", file=path, field=where,
+                            fix=f"point {where} at the dataset ({file_name}) or unset it")
+        return path, "file"
+    if default.exists():
+        return default, "file"
+    return sample, "bundled sample"
+
+
+def take_percent(n: int, percent: float, where: object = None) -> int:
+    """How many items a data_percent keeps: ceil(percent% of n), the first ones in file order."""
+    if not 0 < percent <= 100:
+        raise UserError(f"data_percent must be in (0, 100], got {percent}", file=where, field="data_percent",
+                        fix="use e.g. 100 for the whole set or 10 for the first tenth")
+    return max(1, math.ceil(n * percent / 100 - 1e-9))

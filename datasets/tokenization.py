@@ -1,7 +1,7 @@
 """Tokenizers for dataset loaders, found offline only, and packing token ids into model inputs.
 
 Order: a local folder or file -> a Hugging Face id already in the local cache -> a small WordPiece
-tokenizer trained on the dataset's own texts (deterministic, cached on disk). The last one lets every
+tokenizer built from the dataset's own texts (deterministic, cached on disk). The last one lets every
 pipeline run without downloads, but its ids are not the model's: accuracy is then not meaningful.
 """
 
@@ -28,8 +28,6 @@ _FALLBACK_VERSION = 1
 _FALLBACK_MAX_VOCAB = 8192  # the dataset's commonest words; the rest split into characters
 _FALLBACK_MIN_VOCAB = 64
 _SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_BERT_SPECIAL_KWARGS = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                            mask_token="[MASK]")
 
 
 def resolve_tokenizer(spec: str | None, *, vocab_size: int, sample_texts: Iterable[str],
@@ -56,8 +54,12 @@ def resolve_tokenizer(spec: str | None, *, vocab_size: int, sample_texts: Iterab
 
 
 def tokenizer_identity(tok: Any) -> str:
-    """A hash of everything that decides token ids (the full Rust tokenizer definition)."""
-    return hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()[:20]
+    """A hash of everything that decides token ids: the Rust tokenizer definition, less the
+    truncation/padding state that each call sets."""
+    definition = json.loads(tok.backend_tokenizer.to_str())
+    definition.pop("truncation", None)
+    definition.pop("padding", None)
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _provenance(kind: str, name: str, tok: Any) -> dict[str, Any]:
@@ -104,7 +106,8 @@ def _load_cached_hub(model_id: str) -> Any | None:
 def _wrap(backend) -> Any:
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **_BERT_SPECIAL_KWARGS)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
 def _bert_wordpiece(vocab: dict[str, int]):
@@ -122,7 +125,7 @@ def _bert_wordpiece(vocab: dict[str, int]):
 
 
 def _fallback(texts: list[str], vocab_size: int, cache_dir: Path) -> tuple[Any, str]:
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer
 
     target = min(vocab_size, _FALLBACK_MAX_VOCAB)
     digest = hashlib.sha256(json.dumps({"v": _FALLBACK_VERSION, "vocab": target}).encode())
@@ -137,7 +140,7 @@ def _fallback(texts: list[str], vocab_size: int, cache_dir: Path) -> tuple[Any, 
         tmp = path.with_name(f"tokenizer.json.tmp{os.getpid()}")
         backend.save(str(tmp))
         os.replace(tmp, path)
-    return PreTrainedTokenizerFast(tokenizer_file=str(path), **_BERT_SPECIAL_KWARGS), key
+    return _wrap(Tokenizer.from_file(str(path))), key
 
 
 def _frequency_vocab(texts: list[str], vocab_size: int) -> dict[str, int]:

@@ -50,14 +50,14 @@ def test_report_has_bytemlperf_keys_and_ours(tiny_run):
 
 
 def test_report_accuracy_and_numeric_sections(tiny_run):
-    _, _, report = tiny_run
+    _, path, report = tiny_run
     accuracy = report["Accuracy"]
     assert 0 <= accuracy["Exact Match"] <= 100 and 0 <= accuracy["F1 Score"] <= 100
     assert accuracy["Questions"] > 0 and accuracy["Features"] >= accuracy["Questions"]
     assert "not meaningful" in accuracy["Note"]
     # onnxruntime against the PyTorch FP32 reference: tiny drift, never exactly meaningless numbers.
     assert accuracy["Max Diff"] < 1e-3
-    assert Path(accuracy["Diff Dist"]).is_file()
+    assert (path.parent / accuracy["Diff Dist"]).read_bytes().startswith(b"\x89PNG")
     assert report["Dataset Throughput"]["Features"] == accuracy["Features"]
 
 
@@ -65,6 +65,8 @@ def test_every_run_is_kept_in_history(tiny_run):
     out, path, report = tiny_run
     kept = out / "CPU" / "tiny-bert-squad" / "runs" / f"{report['Run']['id']}.json"
     assert json.loads(kept.read_text()) == report
+    page = path.with_suffix(".html").read_text()
+    assert "tiny-bert-squad" in page and "data:image/png;base64" in page
     second = run_task(
         registry.load_task("tiny-bert-squad"),
         RunOptions(hardware_type="CPU", output_dir=out, batch_sizes=[2], compile_only=False),

@@ -47,16 +47,17 @@ SPECS = {
     "deberta": (BYTEMLPERF_NAMES, np.int64, QA_OUTPUTS),
     "deberta-v2": (["input_ids", "input_mask"], np.int32, ["logits"]),
 }
+TWO_SEGMENTS = {"bert", "albert"}  # type_vocab 2; the others take all-zero token types
 
 
-def _feeds(names, dtype, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+def _feeds(names, dtype, batch: int, seq: int, seed: int = 0, segments: bool = True) -> dict[str, np.ndarray]:
     """Random ids, a padded mask (right padding plus one hole, so 1-D mask shortcuts would show), types 0/1."""
     rng = np.random.default_rng(seed)
     mask = np.ones((batch, seq), dtype)
     mask[0, seq - 4 :] = 0
     mask[-1, 3:5] = 0
     types = np.zeros((batch, seq), dtype)
-    types[:, seq // 3 :] = 1
+    types[:, seq // 3 :] = int(segments)
     values = [rng.integers(2, VOCAB, (batch, seq)).astype(dtype), mask, types]
     return dict(zip(names, values))
 
@@ -64,8 +65,6 @@ def _feeds(names, dtype, batch: int, seq: int, seed: int = 0) -> dict[str, np.nd
 def _torch_outputs(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     roles = {"input_ids.1": "input_ids", "attention_mask.1": "attention_mask", "token_type_ids.1": "token_type_ids", "input_mask": "attention_mask"}
     kwargs = {roles.get(k, k): torch.from_numpy(v) for k, v in feeds.items()}
-    if model.config.type_vocab_size < 2:  # roberta/deberta ignore or lack token types
-        kwargs.pop("token_type_ids", None)
     with torch.no_grad():
         return [o.numpy() for o in model(**kwargs, return_dict=False)]
 
@@ -90,7 +89,7 @@ def exported(tmp_path_factory):
         warnings.simplefilter("ignore")  # tracer warnings about data-dependent Python branches
         for arch, (names, dtype, outputs) in SPECS.items():
             model = _tiny(arch)
-            done[arch] = (model, onnx_stages.export_onnx(model, _feeds(names, dtype, *SHAPES[0]), outputs, folder / f"{arch}.onnx"))
+            done[arch] = (model, onnx_stages.export_onnx(model, _feeds(names, dtype, *SHAPES[0], segments=arch in TWO_SEGMENTS), outputs, folder / f"{arch}.onnx"))
     return done
 
 
@@ -103,7 +102,7 @@ def test_export_matches_torch_at_two_shapes(exported, arch):
     assert result.details["outputs"] == outputs
     assert set(result.details["inputs"]) <= set(names) and names[0] in result.details["inputs"]
     for batch, seq in SHAPES:
-        feeds = _feeds(names, dtype, batch, seq, seed=batch)
+        feeds = _feeds(names, dtype, batch, seq, seed=batch, segments=arch in TWO_SEGMENTS)
         assert _max_diff(_ort_outputs(result.path, feeds), _torch_outputs(model, feeds)) < 1e-4
 
 
@@ -149,7 +148,7 @@ def test_optimizer_fuses_every_attention_layer(exported, tmp_path, arch):
     assert out.details["fused"].get("SkipLayerNormalization", 0) > 0
     assert onnx_stages.fused_operator_counts(out.path)["Attention"] == TINY["num_hidden_layers"]
     for batch, seq in SHAPES:
-        feeds = _feeds(BYTEMLPERF_NAMES, np.int64, batch, seq, seed=3)
+        feeds = _feeds(BYTEMLPERF_NAMES, np.int64, batch, seq, seed=3, segments=arch in TWO_SEGMENTS)
         assert _max_diff(_ort_outputs(out.path, feeds), _torch_outputs(model, feeds)) < 1e-4
 
 
@@ -161,7 +160,7 @@ def test_optimizer_on_deberta_fuses_norms_but_not_attention(exported, tmp_path, 
     out = onnx_stages.optimize_transformer(result.path, tmp_path / "fused.onnx", model_type=model_type, num_heads=2, hidden_size=32)
     assert "Attention" not in out.details["fused"]  # relative-position attention: no ORT fusion
     assert out.details["fused"].get("SkipLayerNormalization", 0) > 0
-    feeds = _feeds(names, dtype, *SHAPES[1])
+    feeds = _feeds(names, dtype, *SHAPES[1], segments=False)
     assert _max_diff(_ort_outputs(out.path, feeds), _torch_outputs(model, feeds)) < 1e-4
 
 

@@ -141,7 +141,8 @@ def test_scores_average_over_questions_not_features(tmp_path):
 
 
 def test_data_percent_keeps_first_questions(tmp_path):
-    data = write_squad(tmp_path / "d.json", [(long_context(30, k), [(f"q{k}", "Q?", f"answer {k}")]) for k in range(5)])
+    data = write_squad(tmp_path / "d.json",
+                       [(long_context(30, k), [(f"q{k}", "Q?", f"answer {k}")]) for k in range(5)])
     loader = LOADER(request(tmp_path, data, data_percent=50))
     loader.load()
     assert [q.qid for q in loader.questions] == ["q0", "q1", "q2"]  # ceil(2.5)
@@ -169,7 +170,8 @@ def test_feature_cache_hit_and_invalidation(tmp_path, multi, monkeypatch):
         assert again.inputs[name].dtype == array.dtype
 
     doc = json.loads(multi.read_text())
-    doc["data"][0]["paragraphs"][2]["context"] = doc["data"][0]["paragraphs"][2]["context"].replace("A short", "A new")
+    short = doc["data"][0]["paragraphs"][2]
+    short["context"] = short["context"].replace("A short", "A new")
     multi.write_text(json.dumps(doc))
     third = LOADER(request(tmp_path, multi))
     third.load()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +16,7 @@ from core.errors import UserError
 from datasets.base import ModelInputs
 from datasets.tokenization import model_inputs, pad_tokens, resolve_tokenizer
 
+REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["The harbour lantern glows over the copper meadow.", "Who keeps the lantern?",
          "Violet granite walls line the willow road near the falcon tower."] * 3
 
@@ -27,7 +33,7 @@ def test_fallback_is_deterministic_bounded_and_has_offsets(tmp_path):
     assert enc["input_ids"][0] == tok1.cls_token_id and enc["input_ids"][-1] == tok1.sep_token_id
     assert enc["token_type_ids"][-1] == 1 and enc["token_type_ids"][0] == 0
     assert ("the harbour lantern"[slice(*enc["offset_mapping"][-2])]) == "lantern"
-    other, prov3 = resolve_tokenizer(None, vocab_size=300, sample_texts=TEXTS[:2], cache_dir=tmp_path / "a")
+    _, prov3 = resolve_tokenizer(None, vocab_size=300, sample_texts=TEXTS[:2], cache_dir=tmp_path / "a")
     assert prov3["identity"] != prov1["identity"]
 
 
@@ -76,3 +82,31 @@ def test_packing_into_model_inputs(type_vocab, expected_types):
     with pytest.raises(UserError, match="ids, mask"):
         model_inputs(ids, types, lengths, ModelInputs(names=("ids",), dtypes=("LONG",), seq_len=5,
                                                       vocab_size=100, type_vocab_size=0))
+
+
+def test_tokenizer_from_local_hub_cache_offline(tmp_path):
+    """A Hugging Face id found in the local cache loads with the network blocked (fresh process, so the
+    hub's cache location comes from the environment)."""
+    tok, _ = resolve_tokenizer(None, vocab_size=300, sample_texts=TEXTS, cache_dir=tmp_path)
+    repo = tmp_path / "hub" / "models--perfbench-test--tiny"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    tok.save_pretrained(snapshot)
+    (snapshot / "config.json").write_text('{"model_type": "bert"}')
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    script = (
+        "import socket, json\n"
+        "def refuse(*a, **k): raise AssertionError('network access attempted')\n"
+        "socket.socket.connect = refuse\n"
+        "from pathlib import Path\n"
+        "from datasets.tokenization import resolve_tokenizer\n"
+        "tok, prov = resolve_tokenizer('perfbench-test/tiny', vocab_size=300, sample_texts=[],\n"
+        f"                              cache_dir=Path({str(tmp_path)!r}))\n"
+        "print(json.dumps([prov['kind'], tok('copper meadow')['input_ids']]))\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    kind, ids = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kind == "hf-cache" and ids == tok("copper meadow")["input_ids"]

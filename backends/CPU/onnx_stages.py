@@ -123,6 +123,8 @@ def export_onnx(
     with _export_mode(module) if is_hf else contextlib.nullcontext(), torch.no_grad(), warnings.catch_warnings():
         # Tracer warnings flag Python branches on shapes; the exported graph is checked at other shapes in tests.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # The legacy exporter is a deliberate choice (module docstring); its deprecation notices are noise here.
+        warnings.filterwarnings("ignore", r"(?s).*(legacy TorchScript-based ONNX export|feature will be removed)", DeprecationWarning)
         target = _keyword_wrapper(module, names, len(output_names)) if is_hf else module
         try:
             # TorchScript-based exporter: see the module docstring for why not dynamo.
@@ -219,7 +221,13 @@ def _export_error(exc: Exception, path: Path) -> UserError:
 
 
 def simplify(in_path: Path, out_path: Path) -> StageResult:
-    """Constant-fold and clean the graph with onnxslim; details hold node counts before and after."""
+    """Constant-fold and clean the graph with onnxslim; details hold node counts before and after.
+
+    Do not run it before `optimize_transformer`: the slimmed graph no longer matches ORT's Attention
+    fusion (BERT and ALBERT, whatever onnxslim passes are skipped), and on ALBERT it copies the
+    shared layer weights into every layer (45 MB -> 356 MB, ~18 s on albert-base). After fusion it
+    finds nothing left to remove; it is for graphs the transformer optimizer does not handle.
+    """
     import onnx
     import onnxslim
 
@@ -325,6 +333,10 @@ def _put_branch_before_skip(graph) -> int:
 
 # --- 4. precision -------------------------------------------------------------------------------
 
+# ONNX shape inference gives no types to outputs of contrib ops (Attention, SkipLayerNormalization);
+# without a default the quantizer refuses any fused graph.
+_QUANT_EXTRA_OPTIONS = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
+
 
 def quantize_int8_dynamic(in_path: Path, out_path: Path, *, per_channel: bool = False) -> StageResult:
     """Int8 weights, activations quantized at run time (MatMulInteger + DynamicQuantizeLinear).
@@ -336,7 +348,13 @@ def quantize_int8_dynamic(in_path: Path, out_path: Path, *, per_channel: bool = 
     start = time.perf_counter()
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        quantize_dynamic(str(in_path), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(in_path),
+            str(out_path),
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            extra_options=_QUANT_EXTRA_OPTIONS,
+        )
     except Exception as exc:  # the quantizer raises plain exceptions
         raise UserError(f"int8 dynamic quantization failed: {exc}", file=in_path, field="quantize", fix="use fp32") from exc
     return StageResult(
@@ -384,6 +402,7 @@ def quantize_int8_static(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            extra_options=_QUANT_EXTRA_OPTIONS,
         )
     except Exception as exc:  # the quantizer raises plain exceptions
         raise UserError(f"int8 static quantization failed: {exc}", file=in_path, field="quantize", fix="use fp32") from exc

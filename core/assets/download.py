@@ -3,7 +3,6 @@ connect/read timeouts, size and sha256 checks. Standard library only (urllib hon
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
 
+from core.digest import file_sha256
 from core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -70,14 +70,6 @@ def network_available(url: str, timeout: float = 3.0) -> bool:
     thread.start()
     thread.join(timeout)
     return bool(reached)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(partial(f.read, _CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -156,7 +148,7 @@ def download(url: str, target: Path, *, sha256: str | None = None, size: int | N
             log.warning("download of %s: %s; retrying in %.1f s", url, err, delay)
             time.sleep(delay)
     got_size = part.stat().st_size
-    got_sha = sha256_file(part)
+    got_sha = file_sha256(part)
     problem = None
     if size is not None and got_size != size:
         problem = f"size {got_size} bytes, expected {size}"

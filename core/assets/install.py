@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from core.assets.download import NetOptions, download, network_available, offline_forced, sha256_file
+from core.assets.download import NetOptions, download, network_available, offline_forced
 from core.assets.extract import DEFAULT_MAX_EXTRACT_BYTES, extract_archive
 from core.assets.lockfile import file_lock, read_lock, update_lock
 from core.assets.spec import DEFAULT_BASE_URL, AssetSpec
+from core.digest import file_sha256
 from core.errors import UserError
 from core.paths import REPO_ROOT, state_dir
 
@@ -71,7 +72,7 @@ def asset_status(spec: AssetSpec, *, root: Path = REPO_ROOT, deep: bool = False)
         return AssetStatus(spec.name, "modified", dest, record.get("sha256"), "installed from a different download than the spec names")
     for rel, (size, digest) in record["files"].items():
         path = root / rel
-        if not path.is_file() or path.stat().st_size != size or (deep and sha256_file(path) != digest):
+        if not path.is_file() or path.stat().st_size != size or (deep and file_sha256(path) != digest):
             return AssetStatus(spec.name, "modified", dest, record.get("sha256"), f"{rel} changed since it was installed")
     return AssetStatus(spec.name, "present", dest, record.get("sha256"), "verified" if deep else "")
 
@@ -145,7 +146,7 @@ def _install(spec: AssetSpec, url: str, root: Path, net: NetOptions, max_extract
             "url": url,
             "sha256": got.sha256,
             "size": got.size,
-            "files": {(rel_root / p.relative_to(tree)).as_posix(): [p.stat().st_size, sha256_file(p)] for p in files},
+            "files": {(rel_root / p.relative_to(tree)).as_posix(): [p.stat().st_size, file_sha256(p)] for p in files},
         }
         _move_tree(tree, anchor, ours={root / rel for rel in ours}, source=url)
     finally:

@@ -20,8 +20,8 @@ import numpy as np
 from core.errors import UserError
 from core.numeric import load_or_build
 from datasets.base import DatasetLoader, DatasetRequest, Features
-from datasets.open_squad.data import file_sha256
-from datasets.open_squad.loader import resolve_data_file, take_percent
+from core.digest import file_sha256
+from datasets.base import resolve_data_file, take_percent
 from datasets.tokenization import input_roles, model_inputs, pad_tokens, resolve_tokenizer
 
 HERE = Path(__file__).resolve().parent
@@ -80,8 +80,8 @@ class MnliLoader(DatasetLoader):
         self.paths = {split: first.with_name(f"{split}.tsv") for split in SPLITS}
         self.labels = tuple(label.lower() for label in (request.labels or DEFAULT_LABELS))
         self._splits: dict[str, list[Pair]] | None = None
-        self._provenance: dict[str, Any] = {"source": self.source, "paths": {k: str(v) for k, v in self.paths.items()},
-                                            "labels": list(self.labels)}
+        self._provenance: dict[str, Any] = {
+            "source": self.source, "paths": {k: str(v) for k, v in self.paths.items()}, "labels": list(self.labels)}
 
     def load(self) -> Features:
         model = self.request.model
@@ -121,7 +121,8 @@ class MnliLoader(DatasetLoader):
             "tokenizer": tok_prov, "feature_cache": {"path": str(cache), "hit": hit},
         })
         if self.source == "bundled sample":
-            self._provenance["note"] = "bundled sample (generated sentence pairs), not MNLI dev: scores are not comparable"
+            self._provenance["note"] = ("bundled sample (generated sentence pairs), not MNLI dev: "
+                                        "scores are not comparable")
         inputs = model_inputs(arrays["token_ids"], arrays["type_ids"], arrays["lengths"], model)
         return Features(inputs=inputs, lengths=arrays["lengths"].copy(), provenance=self.provenance())
 

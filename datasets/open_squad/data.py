@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -19,14 +18,6 @@ class Question:
     question: str
     context: str
     answers: tuple[str, ...]  # gold answer texts; the metric takes the best match over them
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_squad(path: Path, *, need_answers: bool = True) -> list[Question]:

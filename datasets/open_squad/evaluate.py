@@ -23,7 +23,8 @@ def read_predictions(path: Path, known_ids: set[str]) -> dict[str, str]:
     except FileNotFoundError as err:
         raise UserError("file not found", file=path, fix="check the predictions path") from err
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"not valid JSON: {err}", file=path, fix='write {"question id": "answer text", ...}') from err
+        raise UserError(f"not valid JSON: {err}", file=path,
+                        fix='write {"question id": "answer text", ...}') from err
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise UserError("expected an object of question id -> answer text", file=path,
                         fix='write {"question id": "answer text", ...}')

@@ -48,7 +48,7 @@ class EncodedFeatures:
 
 def encode(tokenizer, questions: Sequence[Question], model: ModelInputs, settings: Settings) -> EncodedFeatures:
     """Question first, context second, context truncated with overlapping windows."""
-    texts = [_truncate_question(tokenizer, q.question.lstrip(), settings.max_query_length) for q in questions]
+    texts = _truncate_questions(tokenizer, [q.question.lstrip() for q in questions], settings.max_query_length)
     enc = tokenizer(texts, [q.context for q in questions], truncation="only_second",
                     max_length=settings.seq_len, stride=settings.doc_stride, return_overflowing_tokens=True,
                     return_offsets_mapping=True, return_token_type_ids=True, padding=False)
@@ -63,11 +63,10 @@ def encode(tokenizer, questions: Sequence[Question], model: ModelInputs, setting
     return EncodedFeatures(token_ids, type_ids, lengths, offsets, example_index)
 
 
-def _truncate_question(tokenizer, question: str, max_tokens: int) -> str:
-    """Cut the question text after its max_tokens-th token (the recipe's max_query_length)."""
-    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = enc["offset_mapping"]
-    return question if len(offsets) <= max_tokens else question[: offsets[max_tokens - 1][1]]
+def _truncate_questions(tokenizer, questions: list[str], max_tokens: int) -> list[str]:
+    """Cut each question text after its max_tokens-th token (the recipe's max_query_length)."""
+    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return [q if len(offs) <= max_tokens else q[: offs[max_tokens - 1][1]] for q, offs in zip(questions, offsets)]
 
 
 def decode_answers(start_logits: np.ndarray, end_logits: np.ndarray, features: EncodedFeatures,

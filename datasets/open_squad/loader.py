@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,10 @@ import numpy as np
 
 from core.errors import UserError
 from core.numeric import load_or_build
-from datasets.base import DatasetLoader, DatasetRequest, Features
+from datasets.base import DatasetLoader, DatasetRequest, Features, resolve_data_file, take_percent
 from datasets.open_squad import features as squad_features
-from datasets.open_squad.data import Question, file_sha256, read_squad
+from core.digest import file_sha256
+from datasets.open_squad.data import Question, read_squad
 from datasets.open_squad.metric import squad_scores
 from datasets.tokenization import input_roles, model_inputs, resolve_tokenizer
 
@@ -29,32 +28,6 @@ _CACHE_VERSION = 1
 DEFAULT_OUTPUTS = ("start_logits", "end_logits")
 
 
-def resolve_data_file(data_path: Path | None, env_var: str, default: Path, sample: Path,
-                      file_name: str) -> tuple[Path, str]:
-    """(path, source): the explicit path, else $env_var, else the default file, else the bundled sample."""
-    for given, where in ((data_path, "data_path"), (os.environ.get(env_var) or None, env_var)):
-        if given is None:
-            continue
-        path = Path(given).expanduser()
-        if path.is_dir():
-            path = path / file_name
-        if not path.exists():
-            raise UserError("data file not found", file=path, field=where,
-                            fix=f"point {where} at the dataset ({file_name}) or unset it")
-        return path, "file"
-    if default.exists():
-        return default, "file"
-    return sample, "bundled sample"
-
-
-def take_percent(n: int, percent: float, where: object = None) -> int:
-    """How many items a data_percent keeps: ceil(percent% of n), the first ones in file order."""
-    if not 0 < percent <= 100:
-        raise UserError(f"data_percent must be in (0, 100], got {percent}", file=where, field="data_percent",
-                        fix="use e.g. 100 for the whole set or 10 for the first tenth")
-    return max(1, math.ceil(n * percent / 100 - 1e-9))
-
-
 class SquadLoader(DatasetLoader):
     """Features in question order; evaluate() decodes spans and scores them per question."""
 
@@ -62,7 +35,8 @@ class SquadLoader(DatasetLoader):
 
     def __init__(self, request: DatasetRequest):
         super().__init__(request)
-        self.path, self.source = resolve_data_file(request.data_path, ENV_PATH, HERE / DATA_FILE, SAMPLE, DATA_FILE)
+        self.path, self.source = resolve_data_file(request.data_path, ENV_PATH, HERE / DATA_FILE, SAMPLE,
+                                                   DATA_FILE)
         # Set by load(): the questions kept (file order) and their features (offsets, question index).
         self.questions: list[Question] | None = None
         self.encoded: squad_features.EncodedFeatures | None = None
@@ -105,9 +79,9 @@ class SquadLoader(DatasetLoader):
         if self.encoded is None:
             self.load()
         start, end = self._logits(outputs)
-        questions = self.questions
-        answers, nonfinite = squad_features.decode_answers(start, end, self.encoded, [q.context for q in questions])
-        return {q.qid: a for q, a in zip(questions, answers)}, nonfinite
+        contexts = [q.context for q in self.questions]
+        answers, nonfinite = squad_features.decode_answers(start, end, self.encoded, contexts)
+        return {q.qid: a for q, a in zip(self.questions, answers)}, nonfinite
 
     def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
         predictions, nonfinite = self.predict(outputs)

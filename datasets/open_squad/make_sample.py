@@ -54,7 +54,8 @@ def facts(rng: random.Random, town: str) -> list[tuple[str, list[tuple[str, list
     people = f"{rng.randint(2, 90)},{rng.randint(100, 999)}"
     place, architect, mayor = proper(rng, 3), f"{proper(rng)} {proper(rng)}", f"{proper(rng)} {proper(rng, 3)}"
     river, sea, tower, fest, school = proper(rng), proper(rng), proper(rng), proper(rng, 3), proper(rng)
-    season, days, pupils = rng.choice(SEASONS), rng.choice(("three", "four", "five", "nine")), rng.randint(120, 900)
+    season, days = rng.choice(SEASONS), rng.choice(("three", "four", "five", "nine"))
+    pupils = rng.randint(120, 900)
     return [
         (f"{town} was founded in {year} by {group}.",
          [(f"When was {town} founded?", [str(year), f"in {year}"]),
