@@ -95,3 +95,15 @@ def test_export_leaves_the_torch_model_in_eval_mode(task):
                              sample_feeds=lambda bs: fake_inputs(inputs, bs, seed=1))
     spec.compile_backend(config).compile(request)
     assert not any(m.training for m in module.modules())
+
+
+def test_cpu_affinity_pins_the_process(task):
+    import os
+
+    before = os.sched_getaffinity(0)
+    try:
+        _, runtime, _ = compile_and_load(task, "onnxruntime", cpu_affinity=[min(before)])
+        assert os.sched_getaffinity(0) == {min(before)}
+        assert runtime.settings()["cpu_affinity"] == [min(before)]
+    finally:
+        os.sched_setaffinity(0, before)

@@ -196,7 +196,7 @@ class CpuCompileBackend(CompileBackend):
                     src, dst, model_type=model_type, num_heads=arch["num_attention_heads"], hidden_size=arch["hidden_size"]
                 ),
             )
-            fused = stages[-1]["details"].get("fused_operators", {})
+            fused = stages[-1]["details"].get("fused", {})
             optimizations.append("onnxruntime transformer fusion: " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v))
         elif self.config.optimize:
             optimizations.append("transformer fusion skipped: no fusion rules for this architecture")

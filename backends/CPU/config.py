@@ -22,6 +22,7 @@ class CpuConfig(BaseModel):
     engine: Literal["onnxruntime", "pytorch"] = Field("onnxruntime", description="runtime engine")
     intra_op_threads: int = Field(default_factory=default_threads, ge=1, description="threads inside one operator")
     inter_op_threads: int = Field(1, ge=1, description="operators run in parallel")
+    cpu_affinity: list[int] | None = Field(None, description="pin the run to these CPU ids (default: no pinning)")
     # onnxruntime compile stages
     opset: int = Field(17, ge=13, le=23, description="ONNX opset of the export")
     simplify: bool = Field(True, description="simplify the exported graph with onnxslim")

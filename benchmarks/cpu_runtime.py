@@ -1,0 +1,247 @@
+"""CPU runtime benchmark: our runtime against the ByteMLPerf method and the machine's roofline.
+
+    python benchmarks/cpu_runtime.py                  # albert and bert, batch 1 and 8 (about 15 minutes on 2 cores)
+    python benchmarks/cpu_runtime.py --models albert --batch-sizes 1 --repeats 3
+    python benchmarks/cpu_runtime.py --tiny           # seconds: checks the script itself, figures meaningless
+
+Everything is compared side by side in one process, on the same model (synthetic weights: same
+compute as the real one), the same inputs and the same threads; A and B alternate over repeats and
+the medians are compared, so machine noise hits both sides alike. Ratios are printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from core import registry  # noqa: E402
+from core.measure import MeasurePolicy, measure  # noqa: E402
+
+MODELS = {"albert": "albert-torch-fp32", "bert": "bert-torch-fp32"}
+TINY_MODELS = {"tiny-bert": "tiny-bert-squad"}
+GEMM_SIZE = 2048
+
+
+@dataclass
+class Setup:
+    name: str
+    task: object
+    inputs: object
+    source: object
+    threads: int
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="albert,bert", help="comma list of albert,bert")
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating A/B rounds per comparison")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per round and side")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
+    parser.add_argument("--tiny", action="store_true", help="tiny model, short rounds: a smoke test of the script")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: peer,roofline,length,overhead,int8")
+    return parser.parse_args(argv)
+
+
+def policy(seconds: float) -> MeasurePolicy:
+    return MeasurePolicy(warmup_iterations=2, warmup_seconds=seconds, min_iterations=3, min_seconds=seconds, max_seconds=seconds)
+
+
+def alternate(a, b, rounds: int, seconds: float, batch_size: int) -> tuple[list[float], list[float]]:
+    """QPS of two bound calls, measured in alternation: ABAB…"""
+    qa, qb = [], []
+    for _ in range(rounds):
+        qa.append(measure(a, policy(seconds), batch_size).qps)
+        qb.append(measure(b, policy(seconds), batch_size).qps)
+    return qa, qb
+
+
+def spread(values: list[float]) -> str:
+    med = statistics.median(values)
+    lo, hi = min(values), max(values)
+    return f"{med:9.3f} [{lo:.3f}..{hi:.3f}]"
+
+
+def make_setup(name: str, task_name: str, threads: int) -> Setup:
+    from core.model_source import resolve_source
+    from core.runner import model_inputs
+
+    task = registry.load_task(task_name)
+    source = resolve_source(task.model, model_file=task.model_file, seed=0)
+    return Setup(name, task, model_inputs(task, source), source, threads)
+
+
+def our_runtime(setup: Setup, precision: str = "FP32"):
+    """The runner's own path: compile (cached) through the CPU backend, load, return the runtime."""
+    from backends.base import CompileRequest
+    from core.paths import state_dir
+    from datasets.fake_dataset import fake_inputs
+
+    spec = registry.load_backend("CPU")
+    config = spec.make_config("onnxruntime", {"intra_op_threads": setup.threads}, source="benchmark")
+    request = CompileRequest(
+        model=setup.task.model, source=setup.source, precision=precision, batch_sizes=[1], cache_dir=state_dir(),
+        sample_feeds=lambda bs: fake_inputs(setup.inputs, bs, seed=0),
+    )
+    compiled = spec.compile_backend(config).compile(request)
+    runtime = spec.runtime_backend(compiled, config)
+    runtime.load(1)
+    return runtime, compiled
+
+
+def bytemlperf_call(setup: Setup, feeds: dict):
+    """The ByteMLPerf CPU method (GUIDE §5): a TorchScript module, torch.tensor(...) from numpy on every call, no_grad."""
+    import torch
+
+    module = setup.source.torch_module()
+    example = tuple(torch.tensor(v) for v in feeds.values())
+    with torch.no_grad():
+        traced = torch.jit.trace(module, example, strict=False)
+
+    def call():
+        with torch.no_grad():
+            return traced(*[torch.tensor(feeds[name]) for name in feeds])
+
+    return call
+
+
+def gemm_rate(threads: int, seconds: float) -> float:
+    """fp32 GEMM GFLOP/s, the practical roofline, measured now."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(GEMM_SIZE, GEMM_SIZE)
+    b = torch.randn(GEMM_SIZE, GEMM_SIZE)
+    result = measure(lambda: torch.mm(a, b), policy(seconds), 1)
+    return 2 * GEMM_SIZE**3 / (result.latency.p50 / 1e3) / 1e9
+
+
+def model_flops(setup: Setup, feeds: dict) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        setup.source.torch_module()(*[torch.from_numpy(v) for v in feeds.values()])
+    return float(counter.get_total_flops())
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from backends.CPU.config import default_threads
+    from datasets.fake_dataset import fake_inputs
+
+    threads = args.threads or default_threads()
+    torch.set_num_threads(threads)
+    models = TINY_MODELS if args.tiny else {k: MODELS[k] for k in args.models.split(",")}
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    seconds = 0.3 if args.tiny else args.seconds
+    repeats = 1 if args.tiny else args.repeats
+    skip = set(filter(None, args.skip.split(",")))
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    say(f"threads {threads}, repeats {repeats}, {seconds:.1f} s per round and side; QPS as median [min..max]")
+    gemm = None
+    if "roofline" not in skip:
+        gemm = gemm_rate(threads, seconds)
+        say(f"fp32 GEMM {GEMM_SIZE}^3: {gemm:.1f} GFLOP/s (the roofline for this run)")
+
+    for name, task_name in models.items():
+        setup = make_setup(name, task_name, threads)
+        runtime, compiled = our_runtime(setup)
+        say(f"\n== {name} ({task_name}, seq {setup.inputs.seq_len}): {'; '.join(compiled.optimizations)}")
+        for batch_size in batch_sizes:
+            feeds = fake_inputs(setup.inputs, batch_size, seed=0)
+            ours = runtime.bind(feeds)
+            if "peer" not in skip:
+                peer = bytemlperf_call(setup, feeds)
+                q_ours, q_peer = alternate(ours, peer, repeats, seconds, batch_size)
+                ratio = statistics.median(q_ours) / statistics.median(q_peer)
+                say(f"bs {batch_size}: ours {spread(q_ours)} QPS | ByteMLPerf method {spread(q_peer)} QPS | ratio {ratio:.2f}x")
+            if gemm is not None:
+                flops = model_flops(setup, feeds)
+                result = measure(ours, policy(seconds), batch_size)
+                achieved = flops / (result.latency.p50 / 1e3) / 1e9
+                say(f"bs {batch_size}: {flops / 1e9:.1f} GFLOP per batch, p50 {result.latency.p50:.1f} ms -> "
+                    f"{achieved:.1f} GFLOP/s = {achieved / gemm:.1%} of GEMM")
+        if "overhead" not in skip:
+            overhead(setup, runtime, repeats, seconds, say)
+        if "length" not in skip:
+            length_grouping(setup, runtime, say)
+        if "int8" not in skip:
+            int8(setup, runtime, repeats, seconds, say)
+        runtime.close()
+
+    print("\n--- summary ---")
+    for line in lines:
+        if "ratio" in line or "% of GEMM" in line or "x " in line:
+            print(line)
+    return 0
+
+
+def overhead(setup: Setup, runtime, repeats: int, seconds: float, say) -> None:
+    """The runner's reported mean latency against a bare loop around the same bound session call."""
+    from datasets.fake_dataset import fake_inputs
+
+    call = runtime.bind(fake_inputs(setup.inputs, 1, seed=0))
+    ratios = []
+    for _ in range(repeats):
+        result = measure(call, policy(seconds), 1)
+        n = result.latency.count
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call()
+        bare_ms = (time.perf_counter() - t0) / n * 1e3
+        ratios.append(result.latency.mean / bare_ms)
+    say(f"harness overhead at bs 1: reported mean / bare loop mean = {statistics.median(ratios):.4f}x "
+        f"({(statistics.median(ratios) - 1):+.2%})")
+
+
+def length_grouping(setup: Setup, runtime, say) -> None:
+    """Throughput over the SQuAD-format sample: length-grouped batches against fully padded ones."""
+    from core.runner import RunOptions, _make_loader, run_features
+
+    loader = _make_loader(setup.task, setup.inputs, RunOptions(hardware_type="CPU"))
+    features = loader.load()
+    batch = 8
+    padded, t_padded = run_features(runtime, features, batch, length_aware=False)
+    grouped, t_grouped = run_features(runtime, features, batch, length_aware=True)
+    same = loader.evaluate(grouped) == loader.evaluate(padded)
+    mean_len = float(np.mean(features.lengths))
+    say(f"length grouping ({len(features)} features, mean length {mean_len:.0f} of {setup.inputs.seq_len}, bs {batch}): "
+        f"padded {len(features) / t_padded:.2f} features/s, grouped {len(features) / t_grouped:.2f} features/s, "
+        f"ratio {t_padded / t_grouped:.2f}x, EM/F1 identical: {same}")
+
+
+def int8(setup: Setup, runtime, repeats: int, seconds: float, say) -> None:
+    """Dynamic int8 quantization: speed and numeric drift against fp32, reported even where it does not help."""
+    from core.numeric import compare_outputs
+    from datasets.fake_dataset import fake_inputs
+
+    quantized, _ = our_runtime(setup, precision="INT8")
+    feeds = fake_inputs(setup.inputs, 1, seed=0)
+    q_fp32, q_int8 = alternate(runtime.bind(feeds), quantized.bind(feeds), repeats, seconds, 1)
+    lengths = np.asarray(feeds[setup.inputs.names[1]].sum(axis=1))
+    drift = compare_outputs(runtime.predict(feeds), quantized.predict(feeds), lengths)
+    say(f"int8 dynamic at bs 1: fp32 {spread(q_fp32)} QPS, int8 {spread(q_int8)} QPS, "
+        f"ratio {statistics.median(q_int8) / statistics.median(q_fp32):.2f}x; drift mean {drift['Mean Diff']:.4g}, "
+        f"max {drift['Max Diff']:.4g}")
+    quantized.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
