@@ -107,3 +107,11 @@ def test_cpu_affinity_pins_the_process(task):
         assert runtime.settings()["cpu_affinity"] == [min(before)]
     finally:
         os.sched_setaffinity(0, before)
+
+
+def test_fusion_counts_reach_the_report_fields(task):
+    compiled, _, _ = compile_and_load(task, "onnxruntime")
+    fusion = [o for o in compiled.optimizations if o.startswith("onnxruntime transformer fusion")]
+    assert fusion and "Attention x2" in fusion[0]  # tiny-bert has two layers, each with one fused attention
+    stage_names = [stage["name"] for stage in compiled.details["stages"]]
+    assert stage_names[0] == "export" and "simplify" in stage_names

@@ -184,9 +184,6 @@ class CpuCompileBackend(CompileBackend):
             stages.append(_stage_record(result))
             current = Path(result.path)
 
-        if self.config.simplify:
-            advance("simplified", onnx_stages.simplify)
-            optimizations.append("onnxslim simplification")
         arch = _architecture(request)
         model_type = onnx_stages.fusion_model_type(arch.get("model_type", "")) if arch else None
         if self.config.optimize and model_type:
@@ -200,6 +197,10 @@ class CpuCompileBackend(CompileBackend):
             optimizations.append("onnxruntime transformer fusion: " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v))
         elif self.config.optimize:
             optimizations.append("transformer fusion skipped: no fusion rules for this architecture")
+        # After fusion: onnxslim's rewrites hide the attention pattern the fusion looks for.
+        if self.config.simplify:
+            advance("simplified", onnx_stages.simplify)
+            optimizations.append("onnxslim simplification")
         if request.precision == "INT8":
             if self.config.int8_mode == "static":
                 feeds = request.calibration_feeds()
