@@ -181,9 +181,12 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
 def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
     """Install missing real assets when the network allows; otherwise say so and go on with fallbacks."""
     from core.assets import ensure_assets, network_available, offline_forced, resolve_base_url
-    from core.prepare import task_assets
+    from core.registry import dataset_assets
 
-    specs = task_assets(task)
+    workload, model = task.workload, task.model
+    specs = list(model.assets)
+    if model.dataset_name and (workload.test_accuracy or workload.test_numeric):
+        specs += dataset_assets(model.dataset_name)
     if not specs:
         return []
     allow = not options.offline and not offline_forced()

@@ -109,3 +109,16 @@ def test_sigterm_writes_an_incomplete_report(tmp_path):
     assert report["Run"]["status"] == "incomplete"
     assert [row["BS"] for row in report["Performance"]] == [1]
     assert report["Performance"][0]["Status"] == "ok"
+
+
+def test_mnli_run_reports_matched_and_mismatched(tmp_path):
+    path = run_task(registry.load_task("tiny-deberta-v2-mnli"), RunOptions(hardware_type="CPU", output_dir=tmp_path))
+    report = json.loads(path.read_text())
+    accuracy = report["Accuracy"]
+    for key in ("Accuracy Matched", "Accuracy Mismatched"):
+        assert 0 <= accuracy[key] <= 100
+    assert accuracy["Max Diff"] < 1e-3  # onnxruntime against the PyTorch reference
+    assert report["Dataset"] == "open_mnli"
+    assert {row["BS"] for row in report["Performance"]} == {1, 8}
+    # DeBERTa-v2 declares int32 inputs; the compiled graph takes exactly those.
+    assert report["Config"]["model"]["input_type"] == "INT32,INT32"
