@@ -43,6 +43,17 @@ def progress(description: str, total: float | None = None):
         yield lambda completed: bar.update(task, completed=completed)
 
 
+@contextmanager
+def status(message: str):
+    """A spinner for steps without a known length (export, fusion); silent when not a terminal."""
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        console.print(message)
+        yield
+
+
 def performance_table(title: str, rows: list[dict]) -> Table:
     table = Table(title=title)
     for column in ("BS", "QPS", "AVG ms", "P50 ms", "P90 ms", "P99 ms", "Std ms", "Iters", "Status"):

@@ -141,8 +141,8 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         calibration_feeds=(lambda: _calibration_feeds(loader)) if loader else None,
     )
     compiler = spec.compile_backend(config)
-    console.info(f"compiling {model.model} for {spec.name} ({precision}, {getattr(config, 'engine', spec.name)})")
-    compiled = compiler.compile(compiler.pre_optimize(request))
+    with console.status(f"compiling {model.model} for {spec.name} ({precision}, {getattr(config, 'engine', spec.name)})"):
+        compiled = compiler.compile(compiler.pre_optimize(request))
     cache_note = "reused cached artifact" if compiled.cache_hit else "compiled"
     console.info(f"{cache_note} in {compiled.compile_seconds:.1f} s" + (f": {compiled.artifact}" if compiled.artifact else ""))
     report.sections["Graph Compile"] = {
@@ -244,7 +244,9 @@ def _calibration_feeds(loader, count: int = 32) -> list[dict[str, np.ndarray]]:
     return [{name: array[i : i + 1] for name, array in features.inputs.items()} for i in range(min(count, len(features)))]
 
 
-def run_features(runtime, features: Features, batch_size: int, *, length_aware: bool) -> tuple[dict[str, np.ndarray], float]:
+def run_features(
+    runtime, features: Features, batch_size: int, *, length_aware: bool, on_batch=None
+) -> tuple[dict[str, np.ndarray], float]:
     """Run every feature; returns outputs in feature order and the seconds spent in the model.
 
     Length-aware: features are grouped by true length and each batch is trimmed to its longest
@@ -275,6 +277,8 @@ def run_features(runtime, features: Features, batch_size: int, *, length_aware: 
                 outputs[name][index, :width] = value
             else:
                 outputs[name][index] = value
+        if on_batch is not None:
+            on_batch(start + len(index))
     return outputs, seconds
 
 
@@ -300,7 +304,8 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInp
     batch_size = min(ACCURACY_BATCH_SIZE, model.max_batch_size)
     length_aware = workload.length_aware
     console.info(f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})")
-    outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware)
+    with console.progress(f"{model.dataset_name}", total=len(features)) as advance:
+        outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=advance)
     accuracy: dict[str, Any] = {"Data Percent": workload.data_percent}
     if workload.test_accuracy:
         accuracy.update(loader.evaluate(outputs))
@@ -361,5 +366,6 @@ def _reference_outputs(task: Task, source: SourceModel, features: Features) -> d
         module=source.torch_module(),
     )
     reference = TorchBackend(compiled, CpuConfig(engine="pytorch"))
-    outputs, _ = run_features(reference, features, ACCURACY_BATCH_SIZE, length_aware=True)
+    with console.progress("reference", total=len(features)) as advance:
+        outputs, _ = run_features(reference, features, ACCURACY_BATCH_SIZE, length_aware=True, on_batch=advance)
     return outputs

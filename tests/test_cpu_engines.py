@@ -115,3 +115,40 @@ def test_fusion_counts_reach_the_report_fields(task):
     assert fusion and "Attention x2" in fusion[0]  # tiny-bert has two layers, each with one fused attention
     stage_names = [stage["name"] for stage in compiled.details["stages"]]
     assert stage_names[0] == "export" and "simplify" in stage_names
+
+
+def test_bf16_on_pytorch_and_int8_on_onnxruntime_stay_close_to_fp32(task):
+    _, fp32, inputs = compile_and_load(task, "pytorch")
+    _, bf16, _ = compile_and_load(task, "pytorch", precision="BF16")
+    compiled, int8, _ = compile_and_load(task, "onnxruntime", precision="INT8")
+    assert "int8 dynamic quantization" in compiled.optimizations
+    feeds = fake_inputs(inputs, 2, seed=11)
+    reference = fp32.predict(feeds)["start_logits"]
+    for runtime in (bf16, int8):
+        out = runtime.predict(feeds)["start_logits"]
+        assert out.dtype == np.float32 and out.shape == reference.shape
+        assert np.isfinite(out).all()
+        assert 0 < np.abs(out - reference).max() < 0.1  # lower precision: drift, but small
+
+
+def test_static_int8_needs_calibration_data(task):
+    with pytest.raises(UserError, match="static INT8 needs calibration data"):
+        compile_and_load(task, "onnxruntime", precision="INT8", int8_mode="static")
+
+
+def test_static_int8_run_calibrates_on_the_dataset(tmp_path):
+    from core.runner import RunOptions, run_task
+    import json
+
+    workload = tmp_path / "int8.yaml"
+    workload.write_text(
+        "model: tiny-bert-squad\nprecision: INT8\nengine_options: {int8_mode: static}\ntest_accuracy: true\n"
+        "iterations: 3\nbatch_sizes: [1]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 1\n",
+        encoding="utf-8",
+    )
+    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r"))
+    report = json.loads(path.read_text())
+    assert path.name == "result-int8.json"
+    assert report["Graph Compile"]["Compile Precision"] == "INT8"
+    assert "int8 static quantization" in report["Graph Compile"]["Optimizations"]
+    assert report["Performance"][0]["Status"] == "ok"
