@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.assets.spec import AssetSpec
-from core.errors import UserError
+from core.errors import UserError, printable
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 MAX_YAML_ALIASES = 100  # YAML anchors are legitimate; thousands of them are an expansion bomb
@@ -24,7 +24,8 @@ Precision = Literal["FP32", "FP16", "BF16", "INT8"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # NaN/Infinity parse from JSON and YAML; as durations or percentages they would mean "run forever".
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Workload(_Strict):
@@ -47,7 +48,7 @@ class Workload(_Strict):
     warmup_seconds: float = Field(5.0, gt=0, description="warm-up stops after this long, even before warmup_iterations")
     min_seconds: float = Field(2.0, ge=0, description="keep measuring at least this long")
     max_seconds: float = Field(15.0, gt=0, description="stop measuring a batch size after this long")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and torch take 32-bit seeds")
     precision: Precision | None = Field(None, description="compile precision; default: the model's")
     engine: str | None = Field(None, description="backend engine, e.g. onnxruntime or pytorch")
     engine_options: dict[str, Any] = Field(default_factory=dict)
@@ -150,6 +151,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise UserError(f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}", file=path) from None
+        except RecursionError:
+            raise UserError("nested too deeply to be a config file", file=path) from None
     else:
         data = _load_yaml(text, path)
     if not isinstance(data, dict):
@@ -174,6 +177,8 @@ def _load_yaml(text: str, path: Path) -> Any:
 
     try:
         return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise UserError("nested too deeply to be a config file", file=path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -187,13 +192,13 @@ def validate(model_cls: type[_Strict], data: dict[str, Any], path: Path | str) -
         return model_cls.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        loc = ".".join(str(part) for part in first["loc"])
+        loc = printable(".".join(str(part) for part in first["loc"]))
         if first["type"] == "extra_forbidden":
             key = str(first["loc"][-1])
             close = difflib.get_close_matches(key, list(model_cls.model_fields), n=1)
             fix = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(model_cls.model_fields)}"
             raise UserError("unknown field", file=path, field=loc, fix=fix) from None
-        message = first["msg"].removeprefix("Value error, ")
+        message = printable(first["msg"].removeprefix("Value error, "))
         field = loc or None
         expected = _expected(model_cls, first["loc"])
         raise UserError(message, file=path, field=field, fix=expected) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -13,17 +14,20 @@ console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
 
+# Messages carry untrusted text (file names, engine errors): printed literally, never as markup.
+
+
 def info(message: str) -> None:
-    console.print(message)
+    console.print(escape(message))
 
 
 def warn(message: str) -> None:
-    console.print(f"[bold yellow]warning:[/] {message}")
+    console.print(f"[bold yellow]warning:[/] {escape(message)}")
 
 
 def banner(message: str) -> None:
     """A loud, boxed notice, e.g. for synthetic weights."""
-    console.print(Panel(message, style="bold red", expand=False))
+    console.print(Panel(escape(message), style="bold red", expand=False))
 
 
 @contextmanager

@@ -5,6 +5,11 @@ from __future__ import annotations
 EXIT_USAGE = 2
 
 
+def printable(text: str) -> str:
+    """Untrusted text (keys, names, paths) made safe for one terminal line: control characters escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 class UserError(Exception):
     """Bad input from the user. The CLI prints `str(err)` and exits with code 2."""
 
@@ -24,4 +29,4 @@ class UserError(Exception):
         text = f"{where}{self.message}"
         if self.fix:
             text += f" ({self.fix})"
-        return text.replace("\n", " ")
+        return printable(text)

@@ -165,7 +165,15 @@ def _build_module(source: SourceModel):
 
     if source.kind == "torchscript":
         # TorchScript files are code: we load them only from the model zoo (see README).
-        module = torch.jit.load(str(source.path), map_location="cpu")
+        try:
+            module = torch.jit.load(str(source.path), map_location="cpu")
+        except (RuntimeError, ValueError) as err:  # corrupt, truncated, or not TorchScript at all
+            raise UserError(
+                f"not a loadable TorchScript file: {str(err).splitlines()[0].split('. ')[0][:200]}",
+                file=source.path,
+                field="model_path",
+                fix="re-download it (python -m core.prepare --task <task>) or point model_path at a torch.jit.save file",
+            ) from None
         return module.eval()
     if source.kind == "onnx":
         raise UserError("an ONNX model file has no torch module", file=source.path, fix="use the onnxruntime engine")

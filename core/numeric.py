@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def load_or_build(path: Path, build: Callable[[], Mapping[str, np.ndarray]],
         return load_arrays(path)[0], True
     except FileNotFoundError:
         pass
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         log.warning("rebuilding unreadable cache %s: %s", path, err)
     arrays = dict(build())
     save_arrays(path, arrays, meta)

@@ -14,6 +14,7 @@ from pathlib import Path
 from core.errors import EXIT_USAGE, UserError
 
 EXIT_INTERRUPTED = 130
+EXIT_BATCH_FAILED = 1  # the report is written; some batch sizes have no numbers
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -61,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         if args.debug:
             raise
+        from rich.markup import escape
+
         from core.console import errors
 
-        errors.print(f"[bold red]error:[/] {err}", markup=True, soft_wrap=True)
+        # The message quotes untrusted text: never let it act as rich markup or terminal control codes.
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", markup=True, soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -104,10 +108,16 @@ def _main(args: argparse.Namespace) -> int:
         debug=args.debug,
     )
     try:
-        run_task(task, options)
+        report_path = run_task(task, options)
     except Interrupted:
         print("terminated: partial report written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    import json
+
+    failed = [row["BS"] for row in json.loads(report_path.read_text(encoding="utf-8"))["Performance"] if row.get("Status") != "ok"]
+    if failed:
+        print(f"batch sizes {', '.join(map(str, failed))} failed: see the report's Performance rows", file=sys.stderr)
+        return EXIT_BATCH_FAILED
     return 0
 
 

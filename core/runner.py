@@ -12,6 +12,7 @@ import math
 import signal
 import time
 import traceback
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from core import console
 from core.errors import UserError
 from core.measure import MeasurePolicy, measure
-from core.model_source import SourceModel, resolve_source
+from core.model_source import SourceModel, resolve_repo_path, resolve_source
 from core.paths import state_dir
 from core.registry import Task, architecture_config, dataset_loader_class, load_backend
 from core.report import RunReport
@@ -226,7 +227,7 @@ def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions):
     model, workload = task.model, task.workload
     loader_class = dataset_loader_class(model.dataset_name, task.model_file)
     # CLI, then workload; the loader itself falls back to $PERFBENCH_<DATASET>_PATH, its default file, its sample.
-    data_path = options.data_path or (Path(workload.data_path) if workload.data_path else None)
+    data_path = options.data_path or (resolve_repo_path(workload.data_path) if workload.data_path else None)
     request = DatasetRequest(
         model=inputs,
         tokenizer=model.tokenizer,
@@ -323,6 +324,12 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInp
     report.sections["Accuracy"] = accuracy
     if workload.test_numeric:
         accuracy.update(_numeric(task, runtime, source, features, outputs, options, report))
+    # NaN/Inf never score (the evaluators and the drift statistics leave them out); say so at the top too.
+    nonfinite = {k: accuracy[k] for k in ("Non-finite Outputs", "Non-finite") if accuracy.get(k)}
+    if nonfinite:
+        message = "the model returned NaN/Inf: " + ", ".join(f"{k} {v}" for k, v in nonfinite.items())
+        console.warn(message)
+        report.notes.append(message)
     shown = {k: v for k, v in accuracy.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     console.info("accuracy: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
 
@@ -335,9 +342,9 @@ def _numeric(task: Task, runtime, source: SourceModel, features: Features, outpu
         return {"Numeric Note": "no PyTorch reference for an ONNX model file"}
     key = f"{source.digest[:20]}-{_features_digest(features)}"
     path = state_dir() / "reference" / task.model.model / f"{key}.npz"
-    if path.is_file():
+    try:
         reference, _, meta = load_reference(path)
-    else:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # absent, half-written by a concurrent run, or corrupt
         console.info("computing the CPU FP32 PyTorch reference outputs (cached for later runs)")
         reference = _reference_outputs(task, source, features)
         meta = {"engine": "pytorch", "precision": "FP32", "source": source.kind}

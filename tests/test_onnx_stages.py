@@ -237,3 +237,14 @@ def test_optimizer_rejects_unknown_model_type(exported, tmp_path):
 )
 def test_fusion_model_type(hf, ort_type):
     assert onnx_stages.fusion_model_type(hf) == ort_type
+
+
+def test_int8_dynamic_quantizes_a_fused_graph(exported, tmp_path):
+    model, result = exported["bert"]
+    fused = onnx_stages.optimize_transformer(result.path, tmp_path / "fused.onnx", model_type="bert", num_heads=2, hidden_size=32)
+    out = onnx_stages.quantize_int8_dynamic(fused.path, tmp_path / "int8.onnx")
+    assert out.details["operators"].get("QAttention") == TINY["num_hidden_layers"]
+    feeds = _feeds(BYTEMLPERF_NAMES, np.int64, *SHAPES[1])
+    reference = _torch_outputs(model, feeds)
+    scale = max(float(np.abs(r).max()) for r in reference)
+    assert _max_diff(_ort_outputs(out.path, feeds), reference) < 0.2 * scale

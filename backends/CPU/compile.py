@@ -167,6 +167,7 @@ class CpuCompileBackend(CompileBackend):
         optimizations: list[str] = []
         current = work / "exported.onnx"
         if request.source.kind == "onnx":
+            _check_onnx_file(request.source.path)
             shutil.copyfile(request.source.path, current)
             optimizations.append("onnx model file")
         else:
@@ -223,6 +224,21 @@ class CpuCompileBackend(CompileBackend):
             "optimizations": optimizations,
             "stages": stages,
         }
+
+
+def _check_onnx_file(path: Path) -> None:
+    """A model file from the zoo is untrusted input: refuse garbage with one line before any stage reads it."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError) as err:
+        raise UserError(f"not a readable ONNX model: {str(err).splitlines()[0][:200]}", file=path, field="model_path",
+                        fix="re-download it (python -m core.prepare --task <task>) or fix model_path") from None
+    if not model.graph.node or not model.graph.output:
+        raise UserError("the ONNX file holds no graph", file=path, field="model_path",
+                        fix="re-download it (python -m core.prepare --task <task>) or fix model_path")
 
 
 def _stage_record(result) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""Two runs at once: the compiled-artifact cache, the feature cache and the reports stay whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.numeric import load_arrays, load_or_build
+from core.report import RunReport
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start(args: list[str], home: Path) -> subprocess.Popen:
+    env = dict(os.environ, PERFBENCH_HOME=str(home))
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def finish(procs: list[subprocess.Popen]) -> list[str]:
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out
+    return outputs
+
+
+def test_two_processes_compile_the_same_model_into_one_cache_and_one_report_folder(tmp_path):
+    home, out = tmp_path / "home", tmp_path / "reports"
+    args = ["-m", "core.perf_engine", "--task", "tiny-bert-squad", "--compile_only", "--output-dir", str(out)]
+    finish([start(args, home), start(args, home)])
+
+    entries = list((home / "compiled" / "tiny-bert-squad").iterdir())
+    assert [e.name.startswith(".build-") for e in entries] == [False]  # one artifact, no half-built leftovers
+    artifact = entries[0]
+    meta = json.loads((artifact / "compile.json").read_text())
+    import onnx
+
+    graph = onnx.load(str(artifact / "model.onnx")).graph
+    assert [i.name for i in graph.input] == meta["input_names"]
+
+    folder = out / "CPU" / "tiny-bert-squad"
+    runs = sorted((folder / "runs").glob("*.json"))
+    assert len(runs) == 2
+    ids = {json.loads(p.read_text())["Run"]["id"] for p in runs}
+    assert len(ids) == 2
+    latest = json.loads((folder / "result-fp32.json").read_text())
+    assert latest["Run"]["id"] in ids and latest["Run"]["status"] == "complete"
+    assert not list(folder.rglob("*.tmp"))
+
+
+def test_a_compile_that_loses_the_race_uses_the_winners_artifact(tmp_path, monkeypatch):
+    """Deterministic interleaving: while one compile builds, another finishes the same key first."""
+    from backends.CPU.compile import ARTIFACT, CpuCompileBackend
+    from backends.CPU.config import CpuConfig
+    from backends.base import CompileRequest
+    from core import registry
+    from core.model_source import resolve_source
+
+    task = registry.load_task("tiny-bert-squad")
+    request = CompileRequest(model=task.model, source=resolve_source(task.model, model_file=task.model_file),
+                             precision="FP32", batch_sizes=[1], cache_dir=tmp_path, sample_feeds=None)
+    backend = CpuCompileBackend(CpuConfig())
+    builders: list[str] = []
+
+    def fake_stages(self, req, work):
+        builders.append(work.name)
+        if len(builders) == 1:
+            self.compile(req)  # the other run: builds and renames its folder into place first
+        (work / ARTIFACT).write_bytes(f"built by {work.name}".encode())
+        return {"precision": "FP32", "input_names": req.model.input_names, "output_names": req.model.output_names,
+                "optimizations": [], "stages": []}
+
+    monkeypatch.setattr(CpuCompileBackend, "_run_stages", fake_stages)
+    loser = backend.compile(request)
+    assert len(builders) == 2 and not loser.cache_hit
+    assert loser.artifact.read_bytes() == f"built by {builders[1]}".encode()  # the winner's, complete
+    assert [p.name for p in loser.artifact.parent.parent.iterdir()] == [loser.artifact.parent.name]
+
+
+SQUAD_LOAD = """
+import sys
+from pathlib import Path
+from datasets.base import DatasetRequest, ModelInputs
+from datasets.open_squad.loader import SquadLoader
+model = ModelInputs(names=("ids", "mask", "types"), dtypes=("LONG",) * 3, seq_len=128, vocab_size=1000,
+                    type_vocab_size=2, outputs=("start_logits", "end_logits"))
+features = SquadLoader(DatasetRequest(model=model, cache_dir=Path(sys.argv[1]))).load()
+print(features.inputs["ids"].sum(), len(features))
+"""
+
+
+def test_two_processes_build_the_same_feature_cache(tmp_path):
+    cache = tmp_path / "features"
+    outputs = finish([start(["-c", SQUAD_LOAD, str(cache)], tmp_path), start(["-c", SQUAD_LOAD, str(cache)], tmp_path)])
+    assert outputs[0].split()[-2:] == outputs[1].split()[-2:]
+    files = sorted(p.name for p in (cache / "open_squad").iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".npz")  # no temporary leftovers
+    arrays, _ = load_arrays(cache / "open_squad" / files[1])
+    assert int(arrays["token_ids"].sum()) == int(outputs[0].split()[-2])
+
+
+def test_feature_cache_missing_its_sidecar_is_rebuilt(tmp_path):
+    path = tmp_path / "f.npz"
+    load_or_build(path, lambda: {"a": np.arange(5)}, {})
+    path.with_suffix(".json").unlink()  # as a reader sees it between a concurrent writer's two renames
+    arrays, hit = load_or_build(path, lambda: {"a": np.arange(5)}, {})
+    assert not hit and arrays["a"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_truncated_feature_cache_is_rebuilt(tmp_path):
+    path = tmp_path / "f.npz"
+    load_or_build(path, lambda: {"a": np.arange(1000)}, {})
+    path.write_bytes(path.read_bytes()[:200])
+    arrays, hit = load_or_build(path, lambda: {"a": np.arange(1000)}, {})
+    assert not hit and arrays["a"].sum() == 499500
+
+
+def test_reports_written_at_once_are_all_kept_and_the_latest_is_whole(tmp_path):
+    reports = [RunReport(model="m", backend="HW", precision="FP32", dataset=None) for _ in range(3)]
+    for i, report in enumerate(reports):
+        report.performance.append({"BS": 1, "QPS": float(i), "Status": "ok"})
+        report.status = "complete"
+    threads = [threading.Thread(target=report.write, args=(tmp_path,)) for report in reports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    folder = tmp_path / "HW" / "m"
+    kept = {json.loads(p.read_text())["Run"]["id"] for p in (folder / "runs").glob("*.json")}
+    assert kept == {r.run_id for r in reports}
+    assert json.loads((folder / "result-fp32.json").read_text())["Run"]["id"] in kept
+    assert not [p for p in folder.rglob("*") if p.name.startswith(".")]  # no temporary files left
