@@ -187,7 +187,8 @@ class CpuCompileBackend(CompileBackend):
 
         arch = _architecture(request)
         model_type = onnx_stages.fusion_model_type(arch.get("model_type", "")) if arch else None
-        if self.config.optimize and model_type:
+        fused_ok = bool(self.config.optimize and model_type)
+        if fused_ok:
             advance(
                 "optimized",
                 lambda src, dst: onnx_stages.optimize_transformer(
@@ -198,8 +199,9 @@ class CpuCompileBackend(CompileBackend):
             optimizations.append("onnxruntime transformer fusion: " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v))
         elif self.config.optimize:
             optimizations.append("transformer fusion skipped: no fusion rules for this architecture")
-        # After fusion: onnxslim's rewrites hide the attention pattern the fusion looks for.
-        if self.config.simplify:
+        # Never before fusion (onnxslim's rewrites hide the attention pattern, and it copies ALBERT's
+        # shared layer weights into every layer); after fusion it found nothing left to do.
+        if self.config.simplify and not fused_ok:
             advance("simplified", onnx_stages.simplify)
             optimizations.append("onnxslim simplification")
         if request.precision == "INT8":

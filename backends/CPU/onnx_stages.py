@@ -4,7 +4,8 @@ Each stage is a small function that reads a model file (or a torch module), writ
 returns a `StageResult`; a failure raises `core.errors.UserError` naming the stage. The CPU compile
 backend chains them; nothing here keeps state.
 
-Findings behind the choices (torch 2.13, transformers 5.23, onnxruntime 1.31, 2-core AVX2 host):
+Findings behind the choices (torch 2.13, transformers 5.23, onnxruntime 1.31, 2-vCPU AMD EPYC with
+AVX-512 and VNNI):
 - ORT's transformer optimizer fuses `Attention` only on graphs from the TorchScript-based exporter
   (`dynamo=False`) of models running the *eager* attention implementation. Transformers 5 defaults
   to SDPA, whose exported pattern (IsNaN/Where around Softmax) the fusion does not recognise.
@@ -12,6 +13,8 @@ Findings behind the choices (torch 2.13, transformers 5.23, onnxruntime 1.31, 2-
   opset 17 writes an invalid `Split(num_outputs=...)`; it also cannot take TorchScript modules.
 - DeBERTa (v1 and v3) attention has relative-position terms that no ORT fusion matches; the BERT
   fusions still apply to its LayerNorm/Gelu/residual parts and keep outputs equal.
+- Measured on albert-base bs1 seq384 fp32: the fused graph runs no faster than the plain export under
+  ORT's own ORT_ENABLE_ALL optimizations (both ~0.21-0.25 s); the time is in the GEMMs.
 """
 
 from __future__ import annotations
