@@ -228,9 +228,12 @@ def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions):
     loader_class = dataset_loader_class(model.dataset_name, task.model_file)
     # CLI, then workload; the loader itself falls back to $PERFBENCH_<DATASET>_PATH, its default file, its sample.
     data_path = options.data_path or (resolve_repo_path(workload.data_path) if workload.data_path else None)
+    tokenizer = model.tokenizer
+    if tokenizer and resolve_repo_path(tokenizer).exists():  # a repo-relative folder or vocab file, not a hub id
+        tokenizer = str(resolve_repo_path(tokenizer))
     request = DatasetRequest(
         model=inputs,
-        tokenizer=model.tokenizer,
+        tokenizer=tokenizer,
         data_path=data_path,
         data_percent=workload.data_percent,
         cache_dir=state_dir() / "features",

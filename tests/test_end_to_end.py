@@ -122,3 +122,20 @@ def test_mnli_run_reports_matched_and_mismatched(tmp_path):
     assert {row["BS"] for row in report["Performance"]} == {1, 8}
     # DeBERTa-v2 declares int32 inputs; the compiled graph takes exactly those.
     assert report["Config"]["model"]["input_type"] == "INT32,INT32"
+
+
+def test_repo_relative_tokenizer_paths_resolve_from_any_directory(tmp_path, monkeypatch):
+    import dataclasses
+
+    from core.model_source import resolve_source
+    from core.runner import _make_loader, model_inputs
+
+    task = registry.load_task("tiny-bert-squad")
+    inputs = model_inputs(task, resolve_source(task.model, model_file=task.model_file))
+    monkeypatch.chdir(tmp_path)
+    present = dataclasses.replace(task, model=task.model.model_copy(update={"tokenizer": "datasets/open_squad/sample"}))
+    assert _make_loader(present, inputs, RunOptions(hardware_type="CPU")).request.tokenizer == str(REPO / "datasets/open_squad/sample")
+    # A vocab file that is not installed (bert's open_squad vocab.txt) is not an error: the run falls back.
+    missing = dataclasses.replace(task, model=task.model.model_copy(update={"tokenizer": "datasets/open_squad/no-vocab.txt"}))
+    features = _make_loader(missing, inputs, RunOptions(hardware_type="CPU")).load()
+    assert features.provenance["tokenizer"]["kind"] == "fallback"
