@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "perfbench-report/1"
+from core.report_io import SCHEMA, atomic_write_text
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -28,8 +28,6 @@ def now_iso() -> str:
 
 def write_json_atomic(path: Path, data: Any) -> Path:
     """JSON through a temporary file and a rename: readers never see half a report."""
-    from core.report_io import atomic_write_text
-
     return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n")
 
 
