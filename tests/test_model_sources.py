@@ -1,0 +1,84 @@
+"""Where weights come from: a local Hugging Face checkpoint folder, the HF cache, or synthetic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core import registry
+from core.errors import UserError
+from core.model_source import resolve_source
+from core.runner import model_inputs
+from datasets.fake_dataset import fake_inputs
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny BERT QA checkpoint saved the Hugging Face way (config.json + safetensors)."""
+    import transformers
+
+    task = registry.load_task("tiny-bert-squad")
+    config = json.loads((registry.ARCHITECTURES_DIR / "tiny-bert-squad.json").read_text())
+    torch.manual_seed(42)
+    model = transformers.BertForQuestionAnswering(transformers.BertConfig(**config)).eval()
+    folder = tmp_path_factory.mktemp("ckpt")
+    model.save_pretrained(folder)
+    return task, folder, model
+
+
+def outputs_of(source, task):
+    feeds = fake_inputs(model_inputs(task, source), 2, seed=4)
+    with torch.no_grad():
+        return source.torch_module()(*[torch.from_numpy(v) for v in feeds.values()]), feeds
+
+
+def test_local_checkpoint_folder_is_used_before_synthetic(checkpoint):
+    task, folder, model = checkpoint
+    entry = task.model.model_copy(update={"hf_model": str(folder)})
+    source = resolve_source(entry, model_file=task.model_file)
+    assert source.kind == "hf_checkpoint" and source.path == folder
+    assert not source.synthetic and source.report_entry()["kind"] == "hf_checkpoint"
+    (start, end), feeds = outputs_of(source, task)
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in zip(("input_ids", "attention_mask", "token_type_ids"), feeds.values())})
+    np.testing.assert_allclose(start.numpy(), expected.start_logits.numpy(), atol=1e-6)
+
+
+def test_checkpoint_in_the_hf_cache_is_found_offline(checkpoint, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub_constants
+
+    task, folder, _ = checkpoint
+    snapshot = tmp_path / "hub" / "models--someone--tiny-bert" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for file in folder.iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (tmp_path / "hub" / "models--someone--tiny-bert" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--tiny-bert" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    entry = task.model.model_copy(update={"hf_model": "someone/tiny-bert"})
+    source = resolve_source(entry, model_file=task.model_file)
+    assert source.kind == "hf_checkpoint" and source.path == snapshot
+    # Not in the cache: synthetic from the architecture, loudly.
+    missing = task.model.model_copy(update={"hf_model": "someone/absent"})
+    fallback = resolve_source(missing, model_file=task.model_file)
+    assert fallback.synthetic and "SYNTHETIC" in fallback.note
+
+
+def test_no_source_at_all_is_a_clear_error(checkpoint):
+    task, _, _ = checkpoint
+    bare = task.model.model_copy(update={"architecture": None, "hf_model": None, "model_path": "model_zoo/none/x.pt"})
+    with pytest.raises(UserError) as err:
+        resolve_source(bare, model_file=task.model_file)
+    assert "no file at model_zoo/none/x.pt" in str(err.value) and "core.prepare" in str(err.value)
+
+
+def test_model_file_digest_is_checked(checkpoint, tmp_path):
+    task, _, _ = checkpoint
+    pt = tmp_path / "m.pt"
+    pt.write_bytes(b"weights")
+    entry = task.model.model_copy(update={"model_path": str(pt), "sha256": "0" * 64})
+    with pytest.raises(UserError, match="has sha256"):
+        resolve_source(entry, model_file=task.model_file)
