@@ -28,7 +28,9 @@ PERF_KEYS = (QPS, *LATENCY_KEYS, "Min Latency", "Max Latency", "Std Latency",
 # Numeric-diff statistics (model output vs reference); every other number in Accuracy is a quality metric.
 NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")
 # Bookkeeping numbers in Accuracy that are neither quality nor diff.
-ACCURACY_COUNTS = ("Data Percent", "Questions", "Features")
+ACCURACY_COUNTS = ("Data Percent", "Questions", "Features", "Examples", "Compared Values")
+# Counts of broken outputs: shown in compare, left out of one-line accuracy summaries while zero.
+ACCURACY_PROBLEMS = ("Non-finite Outputs", "Non-finite", "Empty Predictions")
 # Short names for the leaderboard.
 ACCURACY_ABBREV = {"Exact Match": "EM", "F1 Score": "F1", "Accuracy Matched": "M", "Accuracy Mismatched": "MM"}
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from core.compare import Cell, TextTable, fmt, render_text
 from core.errors import EXIT_USAGE, UserError
-from core.report_io import (ACCURACY_ABBREV, QPS, find_report_files, hardware_of, normalize_report,
+from core.report_io import (ACCURACY_ABBREV, ACCURACY_PROBLEMS, QPS, find_report_files, hardware_of, normalize_report,
                             read_report_file)
 
 
@@ -49,7 +49,8 @@ class ModelGroup:
 
 def accuracy_text(accuracy: dict[str, float]) -> str:
     """'EM 80.18 / F1 87.57', 'M 90.46 / MM 90.71', or whatever quality metrics the report has."""
-    return " / ".join(f"{ACCURACY_ABBREV.get(k, k)} {fmt(v)}" for k, v in accuracy.items()) or "—"
+    shown = {k: v for k, v in accuracy.items() if not (k in ACCURACY_PROBLEMS and not v)}
+    return " / ".join(f"{ACCURACY_ABBREV.get(k, k)} {fmt(v)}" for k, v in shown.items()) or "—"
 
 
 def _entry(path: Path, report: dict) -> Entry:

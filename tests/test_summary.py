@@ -63,3 +63,11 @@ def test_table_and_missing_folder(tmp_path, capsys):
     assert "albert-torch-fp32" in capsys.readouterr().out
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_accuracy_summary_hides_bookkeeping_and_zero_problem_counts():
+    from core.summary import accuracy_text
+
+    text = accuracy_text({"Exact Match": 80.5, "F1 Score": 88.0, "Non-finite Outputs": 0, "Empty Predictions": 0})
+    assert text == "EM 80.50 / F1 88.00"
+    assert "Non-finite Outputs 3" in accuracy_text({"Exact Match": 80.5, "Non-finite Outputs": 3})
