@@ -271,18 +271,20 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
     provenance = {"Weights": report.get("Weights"), "Dataset Provenance": accuracy.get("Dataset Provenance"),
                   "Host": report.get("Host"), "Host Info": report.get("Host Info"),
                   "Software": report.get("Software")}
+    # What a reader looks for first (the numbers) comes first; the full configuration closes the page.
     body = [f"<h1>perfbench report: {_e(norm['model'] or 'unnamed model')}</h1>", _banners(norm, label),
-            "<h2>Configuration</h2>", _kv_table("Run", summary), _kv_table("Config", report.get("Config")),
-            _kv_table("Graph Compile", report.get("Graph Compile")),
-            "<h2>Provenance</h2>", *(_kv_table(k, v if isinstance(v, dict) else {k: v})
-                                     for k, v in provenance.items() if v),
+            _kv_table("Run", summary),
             "<h2>Performance</h2>", _table_html(_perf_table(norm)) if norm["perf"] else "<p>No performance rows.</p>",
             _plots_section(plots, [norm], [label]),
             "<h2>Accuracy and numeric diff</h2>",
             _kv_table("Accuracy", {k: v for k, v in accuracy.items() if k != "Dataset Provenance"})
             or "<p>No accuracy section.</p>",
             _diff_figure(plots, norm, label, base_dir),
-            _kv_table("Dataset Throughput", report.get("Dataset Throughput"))]
+            _kv_table("Dataset Throughput", report.get("Dataset Throughput")),
+            "<h2>Provenance</h2>", *(_kv_table(k, v if isinstance(v, dict) else {k: v})
+                                     for k, v in provenance.items() if v),
+            "<h2>Configuration</h2>", _kv_table("Graph Compile", report.get("Graph Compile")),
+            _kv_table("Config", report.get("Config"))]
     return _page(f"perfbench: {norm['model'] or 'report'}", "".join(body))
 
 
