@@ -128,6 +128,12 @@ class _Plots:
         return buffer.getvalue()
 
 
+def _legend(ax, **options) -> None:
+    """A legend, when there is something to label (a report without rows has nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="small", **options)
+
+
 def _series(report: dict, key: str) -> tuple[list[int], list[float]]:
     points = [(bs, row[key]) for bs, row in report["perf"].items() if row[key] is not None]
     return [p[0] for p in points], [p[1] for p in points]
@@ -151,7 +157,7 @@ def _qps_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> 
         ax.set_ylabel("QPS (samples/s)")
         top = max((v for r in reports for v in _series(r, QPS)[1]), default=0)
         ax.set_ylim(0, top * 1.12 or 1)  # from zero, with room above the highest point
-        ax.legend(loc="best", fontsize="small")
+        _legend(ax)
         ax.set_title("Throughput vs batch size")
 
     return _img(plots.render(draw), "QPS vs batch size")
@@ -177,7 +183,7 @@ def _latency_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str])
         _bs_axis(ax, reports)
         ax.set_yscale("log")
         ax.set_ylabel("latency per batch (ms)")
-        ax.legend(loc="best", fontsize="small", ncol=2)
+        _legend(ax, ncol=2)
         ax.set_title("Latency percentiles per batch size")
 
     return _img(plots.render(draw), "Latency percentiles per batch size")
@@ -210,7 +216,7 @@ def _bars_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str], se
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], [_plain(n) for n in names])
         if log:
             ax.set_yscale("log")
-        ax.legend(loc="best", fontsize="small")
+        _legend(ax)
         ax.set_title(title)
 
     return _img(plots.render(draw), title)
