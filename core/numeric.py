@@ -172,19 +172,3 @@ def load_or_build(path: Path, build: Callable[[], Mapping[str, np.ndarray]],
 
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(_META_SUFFIX)
-
-
-def save_reference(path: Path, outputs: Mapping[str, np.ndarray], lengths: np.ndarray | None,
-                   meta: Mapping[str, Any]) -> Path:
-    """Store reference outputs (e.g. CPU FP32) with the feature lengths they were computed for."""
-    arrays = {f"output:{name}": value for name, value in outputs.items()}
-    if lengths is not None:
-        arrays["lengths"] = np.asarray(lengths)
-    return save_arrays(path, arrays, {**meta, "outputs": list(outputs)})
-
-
-def load_reference(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, Any]]:
-    """Read save_reference's files: (outputs, lengths or None, meta)."""
-    arrays, meta = load_arrays(path)
-    outputs = {name: arrays[f"output:{name}"] for name in meta["outputs"]}
-    return outputs, arrays.get("lengths"), meta

@@ -12,7 +12,6 @@ import math
 import signal
 import time
 import traceback
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,8 +228,9 @@ def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions):
     # CLI, then workload; the loader itself falls back to $PERFBENCH_<DATASET>_PATH, its default file, its sample.
     data_path = options.data_path or (resolve_repo_path(workload.data_path) if workload.data_path else None)
     tokenizer = model.tokenizer
-    if tokenizer and resolve_repo_path(tokenizer).exists():  # a repo-relative folder or vocab file, not a hub id
-        tokenizer = str(resolve_repo_path(tokenizer))
+    local = resolve_repo_path(tokenizer) if tokenizer else None
+    if local is not None and local.exists():  # a repo-relative folder or vocab file, not a hub id
+        tokenizer = str(local)
     request = DatasetRequest(
         model=inputs,
         tokenizer=tokenizer,
@@ -339,24 +339,24 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInp
 
 def _numeric(task: Task, runtime, source: SourceModel, features: Features, outputs, options: RunOptions, report: RunReport) -> dict[str, Any]:
     """Drift against the CPU FP32 PyTorch reference, computed once per weights+features and cached."""
-    from core.numeric import compare_outputs, load_reference, save_reference
+    from core.numeric import compare_outputs, load_or_build
 
     if source.kind == "onnx":
         return {"Numeric Note": "no PyTorch reference for an ONNX model file"}
     key = f"{source.digest[:20]}-{_features_digest(features)}"
     path = state_dir() / "reference" / task.model.model / f"{key}.npz"
-    try:
-        reference, _, meta = load_reference(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # absent, half-written by a concurrent run, or corrupt
+
+    def build():
         console.info("computing the CPU FP32 PyTorch reference outputs (cached for later runs)")
-        reference = _reference_outputs(task, source, features)
-        meta = {"engine": "pytorch", "precision": "FP32", "source": source.kind}
-        save_reference(path, reference, features.lengths, meta)
+        return _reference_outputs(task, source, features)
+
+    # Absent, half-written by a concurrent run, or corrupt: load_or_build recomputes it.
+    reference, _ = load_or_build(path, build, {"engine": "pytorch", "precision": "FP32", "source": source.kind})
     # Stored next to the kept run; "Diff Dist" is relative to the report's folder, as ByteMLPerf writes it.
     name = f"runs/{report.run_id}-diff.png"
     drift = compare_outputs(reference, outputs, features.lengths, histogram=report.folder(options.output_dir) / name)
     drift["Diff Dist"] = name
-    drift["Numeric Reference"] = f"CPU {meta.get('engine')} {meta.get('precision')}"
+    drift["Numeric Reference"] = "CPU pytorch FP32"
     return drift
 
 

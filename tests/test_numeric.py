@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.numeric import compare_outputs, load_arrays, load_reference, save_arrays, save_reference
+from core.numeric import compare_outputs, load_arrays, load_or_build, save_arrays
 
 REF = np.array([[1.0, 2.0, 999.0], [4.0, 0.0, -2.0]], dtype=np.float32)
 CAND = np.array([[1.5, 2.0, -5.0], [3.0, 0.5, -2.0]], dtype=np.float32)
@@ -57,11 +57,12 @@ def test_histogram_written(tmp_path):
 
 def test_reference_round_trip_without_pickle(tmp_path):
     outputs = {"start_logits": REF, "out.1/x": CAND}
-    path = save_reference(tmp_path / "ref.npz", outputs, LENGTHS, {"model": "m", "precision": "fp32"})
-    loaded, lengths, meta = load_reference(path)
-    assert list(loaded) == list(outputs) and meta["model"] == "m"
+    built, hit = load_or_build(tmp_path / "ref.npz", lambda: outputs, {"model": "m", "precision": "fp32"})
+    assert not hit and list(built) == list(outputs)
+    loaded, hit = load_or_build(tmp_path / "ref.npz", lambda: pytest.fail("a cache hit must not rebuild"), {})
+    assert hit and list(loaded) == list(outputs)
+    assert load_arrays(tmp_path / "ref.npz")[1]["model"] == "m"
     np.testing.assert_array_equal(loaded["out.1/x"], CAND)
-    np.testing.assert_array_equal(lengths, LENGTHS)
     with pytest.raises(ValueError, match="pickle"):
         save_arrays(tmp_path / "obj.npz", {"o": np.array([{"a": 1}], dtype=object)}, {})
     save_arrays(tmp_path / "plain.npz", {"a": np.arange(3)}, {"k": 1})
