@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core import registry
+from plugin_helpers import install_plugin
 from core.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,13 +56,7 @@ PLUGIN = textwrap.dedent(
 
 @pytest.fixture
 def plugin_path(tmp_path, monkeypatch) -> Path:
-    package = tmp_path / "zeros_backend"
-    package.mkdir()
-    (package / "__init__.py").write_text(PLUGIN, encoding="utf-8")
-    dist = tmp_path / "zeros_backend-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zeros-backend\nVersion: 0.1\n", encoding="utf-8")
-    (dist / "entry_points.txt").write_text("[perfbench.backends]\nZEROS = zeros_backend\n", encoding="utf-8")
+    install_plugin(tmp_path, "zeros_backend", "ZEROS", PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 

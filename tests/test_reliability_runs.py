@@ -20,6 +20,7 @@ import pytest
 from core import registry
 from core.errors import UserError
 from core.runner import RunOptions, run_task
+from plugin_helpers import install_plugin
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,13 +88,7 @@ PLUGIN = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plugin")
-    (root / "flaky_backend").mkdir()
-    (root / "flaky_backend" / "__init__.py").write_text(PLUGIN, encoding="utf-8")
-    dist = root / "flaky_backend-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: flaky-backend\nVersion: 0.1\n", encoding="utf-8")
-    (dist / "entry_points.txt").write_text("[perfbench.backends]\nFLAKY = flaky_backend\n", encoding="utf-8")
+    root = install_plugin(tmp_path_factory.mktemp("plugin"), "flaky_backend", "FLAKY", PLUGIN)
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(root))
         yield root
