@@ -89,13 +89,15 @@ class RunReport:
 
     def write(self, out_dir: Path) -> Path:
         """Keep this run under runs/ and make it the latest result-<precision>.json, each with an HTML page."""
-        from core.html_report import write_run_html
+        from core.html_report import render_run_html
 
         folder = self.folder(out_dir)
         data = self.to_dict()
+        # Plots are inlined, so one rendering serves both copies (plotting is the slow part).
+        page = render_run_html(data, base_dir=folder)
         latest = folder / f"result-{self.precision.lower()}.json"
         kept = folder / "runs" / f"{self.run_id}.json"
         for path in (kept, latest):
             write_json_atomic(path, data)
-            write_run_html(data, path.with_suffix(".html"), base_dir=path.parent)
+            atomic_write_text(path.with_suffix(".html"), page)
         return latest
