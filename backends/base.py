@@ -57,11 +57,37 @@ class CompiledModel:
     module: Any = None             # in-memory model for engines that need no artifact
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run the model: an engine, a precision, and the backend config that pins them."""
+
+    engine: str
+    precision: str
+    config: BaseModel
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} {self.precision}".strip()
+
+
+AUTO = "auto"
+
+
 class CompileBackend(ABC):
     """Prepares a model for a runtime: export, optimize, quantize, cache."""
 
     def __init__(self, config: BaseModel):
         self.config = config
+
+    def candidates(self, request: CompileRequest) -> list[Candidate]:
+        """The ways this backend could run the request, fastest unknown (ByteMLPerf has no such hook).
+
+        More than one candidate makes the runner time each and keep the fastest that passes the
+        accuracy gate. The default is the one configuration given, at the model's precision when the
+        request says "auto". Raise UserError for a pinned choice this host cannot run.
+        """
+        precision = request.model.model_precision if request.precision == AUTO else request.precision
+        return [Candidate(str(getattr(self.config, "engine", "")), precision, self.config)]
 
     def pre_optimize(self, request: CompileRequest) -> CompileRequest:
         """Optional hook before compile (ByteMLPerf's pre_optimize); default: unchanged."""
@@ -116,7 +142,9 @@ class BackendSpec:
     description: str
     config_class: type[BaseModel]
     compile_backend: type[CompileBackend]
-    runtime_backend: type[RuntimeBackend]
+    # A RuntimeBackend subclass, or any callable (compiled, config) -> RuntimeBackend that picks one
+    # by the compiled model's engine.
+    runtime_backend: Callable[[CompiledModel, BaseModel], RuntimeBackend]
 
     def make_config(self, engine: str | None, engine_options: dict[str, Any], *, source: Path | str) -> BaseModel:
         """Validate the workload's engine choice and options against this backend's config."""

@@ -21,6 +21,8 @@ MAX_YAML_ALIASES = 100  # YAML anchors are legitimate; thousands of them are an 
 MAX_CONFIG_BYTES = 1 << 20
 
 Precision = Literal["FP32", "FP16", "BF16", "INT8"]
+# "auto": the backend picks the fastest precision that passes the accuracy gate (CPU: by host ISA).
+RunPrecision = Literal["FP32", "FP16", "BF16", "INT8", "auto"]
 
 
 class _Strict(BaseModel):
@@ -49,8 +51,8 @@ class Workload(_Strict):
     min_seconds: float = Field(2.0, ge=0, description="keep measuring at least this long")
     max_seconds: float = Field(15.0, gt=0, description="stop measuring a batch size after this long")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and torch take 32-bit seeds")
-    precision: Precision | None = Field(None, description="compile precision; default: the model's")
-    engine: str | None = Field(None, description="backend engine, e.g. onnxruntime or pytorch")
+    precision: RunPrecision | None = Field(None, description="compile precision, or auto (the default): the fastest that passes the accuracy gate")
+    engine: str | None = Field(None, description="backend engine, e.g. auto, onnxruntime, openvino or pytorch")
     engine_options: dict[str, Any] = Field(default_factory=dict)
     data_path: str | None = Field(None, description="dataset file or folder; default: the loader's")
     length_aware: bool = Field(True, description="dataset runs group features by length and trim padding")

@@ -10,6 +10,12 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: libraries (OpenVINO, onnxruntime) raise multi-line messages."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class UserError(Exception):
     """Bad input from the user. The CLI prints `str(err)` and exits with code 2."""
 
@@ -30,3 +36,7 @@ class UserError(Exception):
         if self.fix:
             text += f" ({self.fix})"
         return printable(text)
+
+
+class Interrupted(Exception):
+    """SIGTERM, turned into an exception so the report is still written."""

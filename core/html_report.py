@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from core.compare import Cell, TextTable, build_comparison, comparison_notes, comparison_tables, fmt
 from core.paths import REPO_ROOT
-from core.report_io import LATENCY_KEYS, PERF_KEYS, QPS, atomic_write_text, normalize_report
+from core.report_io import LATENCY_KEYS, PERF_KEYS, QPS, as_number, atomic_write_text, normalize_report
 
 MAX_EMBED_BYTES = 8 << 20
 COUNT_KEYS = ("Iterations", "Warmup Iterations")
@@ -258,6 +258,24 @@ def _perf_table(report: dict) -> TextTable:
     return table
 
 
+SELECTION_COLUMNS = ("QPS", "P50 Latency", "Normalized Drift", "Top-1 Agreement", "Compile Seconds")
+
+
+def _selection_table(compile_section: Any) -> str:
+    """Graph Compile's engine selection: every candidate, its speed, its drift and the gate's verdict."""
+    selection = compile_section.get("Engine Selection") if isinstance(compile_section, dict) else None
+    rows = selection.get("Candidates") if isinstance(selection, dict) else None
+    if not isinstance(rows, list) or not rows:
+        return ""
+    table = TextTable(f"Engine selection: {selection.get('Chosen', '—')} ({selection.get('Decision', '')})",
+                      ["engine", "precision", "gate", "why", *SELECTION_COLUMNS], text_columns=4)
+    for row in (r for r in rows if isinstance(r, dict)):
+        table.rows.append([Cell(str(row.get("Engine", "")), strong=bool(row.get("Chosen"))), Cell(str(row.get("Precision", ""))),
+                           Cell(str(row.get("Gate", "")), bad=row.get("Gate") != "pass"), Cell(str(row.get("Why", ""))),
+                           *(Cell(fmt(as_number(row.get(k)))) for k in SELECTION_COLUMNS)])
+    return f"<p>{_e(selection.get('Reason', ''))}</p>" + _table_html(table)
+
+
 def _plots_section(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> str:
     if not any(r["perf"] for r in reports):
         return "<p>No performance rows in this report.</p>"
@@ -282,6 +300,7 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
             _kv_table("Run", summary),
             "<h2>Performance</h2>", _table_html(_perf_table(norm)) if norm["perf"] else "<p>No performance rows.</p>",
             _plots_section(plots, [norm], [label]),
+            _selection_table(report.get("Graph Compile")),
             "<h2>Accuracy and numeric diff</h2>",
             _kv_table("Accuracy", {k: v for k, v in accuracy.items() if k != "Dataset Provenance"})
             or "<p>No accuracy section.</p>",

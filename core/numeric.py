@@ -103,6 +103,33 @@ def compare_outputs(
     return result
 
 
+def agreement_statistics(
+    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], lengths: np.ndarray | None
+) -> dict[str, Any]:
+    """How closely a candidate follows the reference, in terms that do not depend on the logits' scale.
+
+    "Normalized Drift": mean |reference - candidate| over valid positions divided by the reference's
+    standard deviation there. "Top-1 Agreement": the share of rows whose argmax (over valid positions
+    for per-token outputs, over classes otherwise) is the same, over every output.
+    """
+    ref, cand, nonfinite = _valid_pairs(reference, candidate, lengths, None)
+    scale = float(ref.std()) if ref.size else 0.0
+    drift = float(np.abs(ref - cand).mean()) / scale if ref.size and scale > 0 else (0.0 if ref.size else None)
+    same = rows = 0
+    for name in reference:
+        r, c = np.asarray(reference[name], dtype=np.float64), np.asarray(candidate[name], dtype=np.float64)
+        if r.ndim < 2:
+            continue
+        if _is_per_token(name, r, c, lengths, None):
+            width = min(r.shape[1], c.shape[1])
+            valid = np.arange(width)[None, :] < np.asarray(lengths)[:, None]
+            r, c = np.where(valid, r[:, :width], -np.inf), np.where(valid, c[:, :width], -np.inf)
+        c = np.where(np.isfinite(c), c, -np.inf)
+        same += int(np.count_nonzero(r.reshape(len(r), -1).argmax(1) == c.reshape(len(c), -1).argmax(1)))
+        rows += len(r)
+    return {"Normalized Drift": drift, "Top-1 Agreement": same / rows if rows else None, "Non-finite": nonfinite}
+
+
 def save_diff_histogram(diffs: np.ndarray, path: Path) -> Path:
     """Draw the distribution of (reference - candidate) as a PNG with a log count axis."""
     # A bare Figure renders with Agg by itself: no pyplot, no global backend switch.

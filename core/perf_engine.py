@@ -27,6 +27,10 @@ def _batch_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
+def _precision(text: str) -> str:
+    return "auto" if text.lower() == "auto" else text.upper()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core.perf_engine",
@@ -48,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset file or folder for accuracy checks (overrides the workload)")
     parser.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("reports"),
                         help="where reports go: <dir>/<HW>/<model>/result-<precision>.json (default reports/)")
+    parser.add_argument("--engine", help="pin the backend's engine (CPU: auto, onnxruntime, openvino, pytorch); "
+                        "default: the workload's, else auto")
+    parser.add_argument("--precision", choices=("auto", "FP32", "BF16", "INT8", "FP16"), type=_precision,
+                        help="pin the precision; default: the workload's, else auto (fastest that passes the accuracy gate)")
     parser.add_argument("--offline", action="store_true",
                         help="never touch the network (also PERFBENCH_OFFLINE=1); missing assets fall back to synthetic/bundled")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -96,7 +104,8 @@ def _main(args: argparse.Namespace) -> int:
             raise UserError(f"batch size {too_big[0]} exceeds the model's max_batch_size {task.model.max_batch_size}",
                             field="--batch-sizes", fix=f"use sizes up to {task.model.max_batch_size}")
 
-    from core.runner import Interrupted, RunOptions, run_task
+    from core.errors import Interrupted
+    from core.runner import RunOptions, run_task
 
     options = RunOptions(
         hardware_type=args.hardware_type,
@@ -104,6 +113,8 @@ def _main(args: argparse.Namespace) -> int:
         batch_sizes=args.batch_sizes,
         compile_only=args.compile_only,
         data_path=args.data_path,
+        engine=args.engine,
+        precision=args.precision,
         offline=args.offline,
         debug=args.debug,
     )

@@ -35,6 +35,13 @@ ACCURACY_PROBLEMS = ("Non-finite Outputs", "Non-finite", "Empty Predictions")
 ACCURACY_ABBREV = {"Exact Match": "EM", "F1 Score": "F1", "Accuracy Matched": "M", "Accuracy Mismatched": "MM"}
 
 
+def quality_metrics(accuracy: dict[str, Any]) -> dict[str, float]:
+    """The task's quality numbers in an Accuracy section (EM, F1, accuracy…): no counts, drift or problems."""
+    skip = (*NUMERIC_KEYS, *ACCURACY_COUNTS, *ACCURACY_PROBLEMS)
+    return {key: float(value) for key, value in accuracy.items()
+            if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write through a temporary file in the same folder and os.replace it, so readers never see half a file."""
     path = Path(path)
@@ -119,7 +126,7 @@ def check_report(data: Any, source: Path | None = None) -> None:
     normalize_report(data, source=source)
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """A finite float, or None for anything missing, non-numeric or NaN."""
     if isinstance(value, bool):
         return None
@@ -147,7 +154,7 @@ def _section(data: dict, key: str) -> dict:
 
 
 def _batch_size(value: Any, source: Path | None, field: str) -> int:
-    number = _number(value)
+    number = as_number(value)
     if number is None or number < 1 or number != int(number):
         raise UserError(f"batch size {value!r} is not a positive integer", file=source, field=field,
                         fix="every Performance row needs an integer BS")
@@ -168,7 +175,7 @@ def _perf_rows(data: dict, source: Path | None) -> dict[int, dict[str, Any]]:
         bs = _batch_size(row.get("BS"), source, f"Performance[{i}].BS")
         if bs in perf:
             raise UserError(f"batch size {bs} appears twice", file=source, field=f"Performance[{i}].BS")
-        values: dict[str, Any] = {key: _number(row.get(key)) for key in PERF_KEYS}
+        values: dict[str, Any] = {key: as_number(row.get(key)) for key in PERF_KEYS}
         # ByteMLPerf rows carry no status: a row with a QPS ran.
         status = _text(row.get("Status")) or ("ok" if values[QPS] is not None else "failed")
         values["Status"] = status.lower()
@@ -182,8 +189,8 @@ def _diff_histogram(accuracy: dict) -> dict[str, list[float]] | None:
     hist = accuracy.get("Diff Histogram")
     if not isinstance(hist, dict):
         return None
-    edges = [_number(v) for v in hist.get("edges") or []] if isinstance(hist.get("edges"), list) else []
-    counts = [_number(v) for v in hist.get("counts") or []] if isinstance(hist.get("counts"), list) else []
+    edges = [as_number(v) for v in hist.get("edges") or []] if isinstance(hist.get("edges"), list) else []
+    counts = [as_number(v) for v in hist.get("counts") or []] if isinstance(hist.get("counts"), list) else []
     if not counts or len(edges) != len(counts) + 1 or None in edges or None in counts:
         return None
     return {"edges": edges, "counts": counts}
@@ -200,8 +207,8 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
     compile_ = _section(data, "Graph Compile")
     accuracy = _section(data, "Accuracy")
     config = _section(data, "Config")
-    quality = {key: _number(value) for key, value in accuracy.items()
-               if key not in NUMERIC_KEYS and key not in ACCURACY_COUNTS and _number(value) is not None}
+    quality = {key: as_number(value) for key, value in accuracy.items()
+               if key not in NUMERIC_KEYS and key not in ACCURACY_COUNTS and as_number(value) is not None}
     schema = _text(data.get("Schema"))
     return {
         "source": str(source) if source is not None else None,
@@ -219,10 +226,10 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
         "run_status": _text(run.get("status")),
         "started": _text(run.get("started")),
         "finished": _text(run.get("finished")),
-        "data_percent": _number(accuracy.get("Data Percent")),
+        "data_percent": as_number(accuracy.get("Data Percent")),
         "perf": _perf_rows(data, source),
         "accuracy": quality,
-        "numeric": {key: _number(accuracy[key]) for key in NUMERIC_KEYS if key in accuracy},
+        "numeric": {key: as_number(accuracy[key]) for key in NUMERIC_KEYS if key in accuracy},
         "diff_dist": _text(accuracy.get("Diff Dist")),
         "diff_histogram": _diff_histogram(accuracy),
     }

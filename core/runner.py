@@ -6,11 +6,8 @@ in one batch size never loses what was already measured.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import signal
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from backends.base import AUTO
 from core import console
-from core.errors import UserError
+from core.batches import run_features
+from core.errors import Interrupted, UserError
 from core.measure import MeasurePolicy, measure
 from core.model_source import SourceModel, resolve_repo_path, resolve_source
 from core.paths import state_dir
@@ -30,8 +29,6 @@ from datasets.base import DatasetRequest, Features, ModelInputs
 log = logging.getLogger(__name__)
 
 ACCURACY_BATCH_SIZE = 8
-PAD_MULTIPLE = 8  # trimmed sequence lengths are rounded up to this, to limit distinct shapes
-PAD_LOGIT = -1e4  # what trimmed-away positions hold in per-token outputs
 
 
 @dataclass(frozen=True)
@@ -41,12 +38,16 @@ class RunOptions:
     batch_sizes: list[int] | None = None
     compile_only: bool | None = None
     data_path: Path | None = None
+    engine: str | None = None       # pins the backend's engine (overrides the workload)
+    precision: str | None = None    # pins the precision, or "auto" (overrides the workload)
     offline: bool = False
     debug: bool = False
 
-
-class Interrupted(Exception):
-    """SIGTERM, turned into an exception so the report is still written."""
+    def overrides(self) -> dict[str, Any]:
+        """What the command line changed from the workload, for the report's Config."""
+        given = {"batch_sizes": self.batch_sizes, "compile_only": self.compile_only, "engine": self.engine,
+                 "precision": self.precision, "data_path": str(self.data_path) if self.data_path else None}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 def model_inputs(task: Task, source: SourceModel) -> ModelInputs:
@@ -67,10 +68,14 @@ def model_inputs(task: Task, source: SourceModel) -> ModelInputs:
 def run_task(task: Task, options: RunOptions) -> Path:
     workload, model = task.workload, task.model
     spec = load_backend(options.hardware_type)
-    config = spec.make_config(workload.engine, workload.engine_options, source=task.workload_file)
-    precision = workload.precision or model.model_precision
+    config = spec.make_config(options.engine or workload.engine, workload.engine_options,
+                              source="--engine" if options.engine else task.workload_file)
+    precision = options.precision or workload.precision or AUTO
     dataset = model.dataset_name or "fake_dataset"
-    report = RunReport(model=model.model, backend=spec.name, precision=precision, dataset=dataset)
+    # ByteMLPerf's convention: the file is named for the model's precision unless one was pinned;
+    # Graph Compile's "Compile Precision" says what ran.
+    report = RunReport(model=model.model, backend=spec.name, precision=model.model_precision if precision == AUTO else precision,
+                       dataset=dataset)
     report_path: Path | None = None
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
@@ -111,6 +116,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         "workload_file": str(task.workload_file),
         "model": model.model_dump(mode="json", exclude={"assets"}),
         "backend": config.model_dump(mode="json"),
+        "overrides": options.overrides(),
     }
     report.sections["Assets"] = _prepare_assets(task, options)
     source = resolve_source(model, model_file=task.model_file, seed=workload.seed)
@@ -128,7 +134,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         return fake_inputs(inputs, batch_size, seed=workload.seed)
 
     loader = None
-    if (workload.test_accuracy or workload.test_numeric or precision == "INT8") and model.dataset_name:
+    if (workload.test_accuracy or workload.test_numeric or precision in ("INT8", AUTO)) and model.dataset_name:
         loader = _make_loader(task, inputs, options)
 
     request = CompileRequest(
@@ -141,8 +147,18 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         calibration_feeds=(lambda: _calibration_feeds(loader)) if loader else None,
     )
     compiler = spec.compile_backend(config)
-    with console.status(f"compiling {model.model} for {spec.name} ({precision}, {getattr(config, 'engine', spec.name)})"):
-        compiled = compiler.compile(compiler.pre_optimize(request))
+    request = compiler.pre_optimize(request)
+    candidates = compiler.candidates(request)
+    if len(candidates) == 1:
+        chosen = candidates[0]
+        with console.status(f"compiling {model.model} for {spec.name} ({chosen.label})"):
+            compiled = _compile(spec, chosen, request)
+        selection = None
+    else:
+        selection = _select(task, options, spec, candidates, request, source, inputs, loader, batch_sizes[0])
+        chosen, compiled = selection.candidate, selection.compiled
+    config = chosen.config
+    report.sections["Config"]["backend"] = config.model_dump(mode="json")
     cache_note = "reused cached artifact" if compiled.cache_hit else "compiled"
     console.info(f"{cache_note} in {compiled.compile_seconds:.1f} s" + (f": {compiled.artifact}" if compiled.artifact else ""))
     report.sections["Graph Compile"] = {
@@ -153,6 +169,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         "Engine": compiled.engine,
         "Cache": "hit" if compiled.cache_hit else "miss",
         "Artifact": str(compiled.artifact) if compiled.artifact else None,
+        **({"Engine Selection": selection.section} if selection else {}),
         **({"Details": compiled.details} if compiled.details else {}),
     }
     compile_only = workload.compile_only if options.compile_only is None else options.compile_only
@@ -163,7 +180,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
     runtime = spec.runtime_backend(compiled, config)
     try:
         if loader is not None and (workload.test_accuracy or workload.test_numeric):
-            _accuracy(task, loader, runtime, source, inputs, report, options)
+            _accuracy(task, loader, runtime, source, report, options, sample_feeds)
         for batch_size in batch_sizes:
             row = _perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options)
             report.performance.append(row)  # recorded before it is announced: an interruption keeps it
@@ -175,7 +192,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         report.sections["Runtime"] = runtime.settings()
     finally:
         runtime.close()
-    console.console.print(console.performance_table(f"{model.model} on {spec.name} ({precision})", report.performance))
+    console.console.print(console.performance_table(f"{model.model} on {spec.name} ({compiled.engine} {compiled.precision})", report.performance))
 
 
 def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
@@ -220,9 +237,58 @@ def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, opt
         return {"BS": batch_size, "Status": "failed", "Error": f"{type(err).__name__}: {str(err)[:500]}"}
 
 
+def _compile(spec, candidate, request):
+    from dataclasses import replace
+
+    return spec.compile_backend(candidate.config).compile(replace(request, precision=candidate.precision))
+
+
+def _select(task: Task, options: RunOptions, spec, candidates, request, source: SourceModel, inputs: ModelInputs,
+            loader, batch_size: int):
+    """Time every candidate at the first batch size and keep the fastest that passes the accuracy gate."""
+    from core import tuning
+    from core.reference import reference_label, reference_outputs
+
+    workload = task.workload
+
+    def make_gate() -> tuning.Gate:
+        gate_loader = _gate_loader(task, inputs, options, loader)
+        features = gate_loader.load()
+        reference = reference_outputs(task.model, source, features, request.sample_feeds)
+        evaluate = gate_loader.evaluate if task.model.dataset_name else None
+        return tuning.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=source.synthetic)
+
+    data = {"dataset": task.model.dataset_name, "data_path": str(options.data_path or workload.data_path or ""),
+            "data_percent": workload.data_percent, "seed": workload.seed}
+    return tuning.select(
+        candidates,
+        model=task.model.model,
+        compile_candidate=lambda candidate: _compile(spec, candidate, request),
+        make_runtime=spec.runtime_backend,
+        batch_size=batch_size,
+        feeds=request.sample_feeds(batch_size),
+        make_gate=make_gate,
+        cache_payload={"source": source.digest, "data": data, "backend": spec.name},
+    )
+
+
+def _gate_loader(task: Task, inputs: ModelInputs, options: RunOptions, loader):
+    """The accuracy gate's sample: the dataset when small, else a deterministic share of it; generated inputs without one."""
+    from core.tuning import GATE_MAX_FEATURES
+
+    if loader is None:
+        from datasets.fake_dataset import FakeDataset
+
+        return FakeDataset(DatasetRequest(model=inputs, seed=task.workload.seed))
+    count = len(loader.load())
+    if count <= GATE_MAX_FEATURES:
+        return loader
+    return _make_loader(task, inputs, options, data_percent=task.workload.data_percent * GATE_MAX_FEATURES / count)
+
+
 # --- accuracy and numeric drift --------------------------------------------------------------
 
-def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions):
+def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions, data_percent: float | None = None):
     model, workload = task.model, task.workload
     loader_class = dataset_loader_class(model.dataset_name, task.model_file)
     # CLI, then workload; the loader itself falls back to $PERFBENCH_<DATASET>_PATH, its default file, its sample.
@@ -235,7 +301,7 @@ def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions):
         model=inputs,
         tokenizer=tokenizer,
         data_path=data_path,
-        data_percent=workload.data_percent,
+        data_percent=data_percent or workload.data_percent,
         cache_dir=state_dir() / "features",
         seed=workload.seed,
         labels=tuple(model.labels),
@@ -248,54 +314,7 @@ def _calibration_feeds(loader, count: int = 32) -> list[dict[str, np.ndarray]]:
     return [{name: array[i : i + 1] for name, array in features.inputs.items()} for i in range(min(count, len(features)))]
 
 
-def run_features(
-    runtime, features: Features, batch_size: int, *, length_aware: bool, on_batch=None
-) -> tuple[dict[str, np.ndarray], float]:
-    """Run every feature; returns outputs in feature order and the seconds spent in the model.
-
-    Length-aware: features are grouped by true length and each batch is trimmed to its longest
-    member, so no compute goes to padding; per-token outputs are put back at full length.
-    """
-    count = len(features)
-    seq_len = next(iter(features.inputs.values())).shape[1]
-    order = np.argsort(features.lengths, kind="stable") if length_aware else np.arange(count)
-    outputs: dict[str, np.ndarray] = {}
-    seconds = 0.0
-    runtime.load(batch_size)
-    for start in range(0, count, batch_size):
-        index = order[start : start + batch_size]
-        width = seq_len
-        if length_aware:
-            width = min(seq_len, int(math.ceil(features.lengths[index].max() / PAD_MULTIPLE) * PAD_MULTIPLE))
-        feeds = {name: np.ascontiguousarray(array[index, :width]) for name, array in features.inputs.items()}
-        t0 = time.perf_counter()
-        result = runtime.predict(feeds)
-        seconds += time.perf_counter() - t0
-        for name, value in result.items():
-            value = np.asarray(value, dtype=np.float32)
-            per_token = value.ndim >= 2 and value.shape[1] == width
-            if name not in outputs:
-                shape = (count, seq_len, *value.shape[2:]) if per_token else (count, *value.shape[1:])
-                outputs[name] = np.full(shape, PAD_LOGIT, dtype=np.float32)
-            if per_token:
-                outputs[name][index, :width] = value
-            else:
-                outputs[name][index] = value
-        if on_batch is not None:
-            on_batch(start + len(index))
-    return outputs, seconds
-
-
-def _features_digest(features: Features) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(features.inputs):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(features.inputs[name]).tobytes())
-    digest.update(np.ascontiguousarray(features.lengths).tobytes())
-    return digest.hexdigest()[:20]
-
-
-def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInputs, report: RunReport, options: RunOptions) -> None:
+def _accuracy(task: Task, loader, runtime, source: SourceModel, report: RunReport, options: RunOptions, sample_feeds) -> None:
     workload, model = task.workload, task.model
     console.info(f"loading {model.dataset_name}")
     features = loader.load()
@@ -326,7 +345,7 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInp
     }
     report.sections["Accuracy"] = accuracy
     if workload.test_numeric:
-        accuracy.update(_numeric(task, runtime, source, features, outputs, options, report))
+        accuracy.update(_numeric(task, source, features, outputs, options, report, sample_feeds))
     # NaN/Inf never score (the evaluators and the drift statistics leave them out); say so at the top too.
     nonfinite = {k: accuracy[k] for k in ("Non-finite Outputs", "Non-finite") if accuracy.get(k)}
     if nonfinite:
@@ -337,45 +356,16 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInp
     console.info("accuracy: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
 
 
-def _numeric(task: Task, runtime, source: SourceModel, features: Features, outputs, options: RunOptions, report: RunReport) -> dict[str, Any]:
-    """Drift against the CPU FP32 PyTorch reference, computed once per weights+features and cached."""
-    from core.numeric import compare_outputs, load_or_build
+def _numeric(task: Task, source: SourceModel, features: Features, outputs, options: RunOptions, report: RunReport,
+             sample_feeds) -> dict[str, Any]:
+    """Drift against the CPU FP32 reference, computed once per weights+features and cached."""
+    from core.numeric import compare_outputs
+    from core.reference import reference_label, reference_outputs
 
-    if source.kind == "onnx":
-        return {"Numeric Note": "no PyTorch reference for an ONNX model file"}
-    key = f"{source.digest[:20]}-{_features_digest(features)}"
-    path = state_dir() / "reference" / task.model.model / f"{key}.npz"
-
-    def build():
-        console.info("computing the CPU FP32 PyTorch reference outputs (cached for later runs)")
-        return _reference_outputs(task, source, features)
-
-    # Absent, half-written by a concurrent run, or corrupt: load_or_build recomputes it.
-    reference, _ = load_or_build(path, build, {"engine": "pytorch", "precision": "FP32", "source": source.kind})
+    reference = reference_outputs(task.model, source, features, sample_feeds)
     # Stored next to the kept run; "Diff Dist" is relative to the report's folder, as ByteMLPerf writes it.
     name = f"runs/{report.run_id}-diff.png"
     drift = compare_outputs(reference, outputs, features.lengths, histogram=report.folder(options.output_dir) / name)
     drift["Diff Dist"] = name
-    drift["Numeric Reference"] = "CPU pytorch FP32"
+    drift["Numeric Reference"] = reference_label(source)
     return drift
-
-
-def _reference_outputs(task: Task, source: SourceModel, features: Features) -> dict[str, np.ndarray]:
-    from backends.base import CompiledModel
-    from backends.CPU.config import CpuConfig
-    from backends.CPU.runtime import TorchBackend
-
-    compiled = CompiledModel(
-        engine="pytorch",
-        precision="FP32",
-        artifact=source.path,
-        input_names=task.model.input_names,
-        output_names=task.model.output_names,
-        compile_seconds=0.0,
-        cache_hit=False,
-        module=source.torch_module(),
-    )
-    reference = TorchBackend(compiled, CpuConfig(engine="pytorch"))
-    with console.progress("reference", total=len(features)) as advance:
-        outputs, _ = run_features(reference, features, ACCURACY_BATCH_SIZE, length_aware=True, on_batch=advance)
-    return outputs

@@ -1,4 +1,5 @@
-"""The CPU backend's two engines run the same tiny model to the same outputs, and compiles are cached."""
+"""The CPU backend's engines (onnxruntime, OpenVINO, PyTorch) run the same tiny model to the same outputs,
+and compiles are cached."""
 
 from __future__ import annotations
 
@@ -34,24 +35,30 @@ def task():
     return registry.load_task("tiny-bert-squad")
 
 
-def test_onnxruntime_and_pytorch_agree(task):
-    _, ort_runtime, inputs = compile_and_load(task, "onnxruntime")
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_fp32_engines_agree_with_pytorch(task, engine):
+    compiled, runtime, inputs = compile_and_load(task, engine)
     _, torch_runtime, _ = compile_and_load(task, "pytorch")
-    for batch_size, seq in ((4, inputs.seq_len), (3, 40)):  # dynamic batch and sequence axes
+    assert compiled.engine == engine and compiled.precision == "FP32"
+    for batch_size, seq in ((4, inputs.seq_len), (3, 40), (1, 24)):  # dynamic batch and sequence axes
         feeds = {k: v[:, :seq] for k, v in fake_inputs(inputs, batch_size, seed=7).items()}
-        ort_out = ort_runtime.predict(feeds)
+        out = runtime.predict(feeds)
         torch_out = torch_runtime.predict(feeds)
-        assert set(ort_out) == set(torch_out) == {"start_logits", "end_logits"}
-        for name in ort_out:
-            assert ort_out[name].shape == (batch_size, seq)
-            np.testing.assert_allclose(ort_out[name], torch_out[name], atol=1e-4, rtol=1e-4)
+        assert set(out) == set(torch_out) == {"start_logits", "end_logits"}
+        for name in out:
+            assert out[name].shape == (batch_size, seq)
+            np.testing.assert_allclose(out[name], torch_out[name], atol=1e-4, rtol=1e-4)
 
 
-def test_bound_call_matches_predict(task):
-    _, runtime, inputs = compile_and_load(task, "onnxruntime")
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino", "pytorch"])
+def test_bound_call_then_predict_at_another_shape(task, engine):
+    _, runtime, inputs = compile_and_load(task, engine)
     feeds = fake_inputs(inputs, 2, seed=3)
     call = runtime.bind(feeds)
-    call()  # runs without error through the IO binding
+    call()  # runs without error through the engine's binding
+    # Binding must not pin the shape: the accuracy pass runs trimmed batches on the same runtime.
+    other = {k: v[:1, :24] for k, v in fake_inputs(inputs, 2, seed=4).items()}
+    assert runtime.predict(other)["start_logits"].shape == (1, 24)
     assert runtime.predict(feeds)["start_logits"].shape == (2, inputs.seq_len)
 
 
@@ -68,8 +75,10 @@ def test_second_compile_is_a_cache_hit_and_options_invalidate(task):
 def test_unsupported_precision_fails_at_compile(task):
     with pytest.raises(UserError, match="FP16 is not supported by the CPU onnxruntime engine"):
         compile_and_load(task, "onnxruntime", precision="FP16")
-    with pytest.raises(UserError, match="INT8 is not supported by the CPU pytorch engine"):
+    with pytest.raises(UserError, match="INT8 is not supported by the CPU pytorch engine.*onnxruntime or openvino"):
         compile_and_load(task, "pytorch", precision="INT8")
+    with pytest.raises(UserError, match="FP16 is not supported by the CPU openvino engine"):
+        compile_and_load(task, "openvino", precision="FP16")
 
 
 def test_synthetic_weights_are_seeded(task):
@@ -119,18 +128,22 @@ def test_fusion_counts_reach_the_report_fields(task):
     assert stage_names == ["export", "optimize"]
 
 
-def test_bf16_on_pytorch_and_int8_on_onnxruntime_stay_close_to_fp32(task):
+@pytest.mark.parametrize(("engine", "precision", "marker"), [
+    ("pytorch", "BF16", "bf16 weights"),
+    ("onnxruntime", "INT8", "int8 dynamic quantization"),
+    ("openvino", "BF16", "inference precision"),
+    ("openvino", "INT8", "nncf int8 post-training quantization (calibrated on generated inputs, 32 samples)"),
+])
+def test_lower_precisions_stay_close_to_fp32(task, engine, precision, marker):
     _, fp32, inputs = compile_and_load(task, "pytorch")
-    _, bf16, _ = compile_and_load(task, "pytorch", precision="BF16")
-    compiled, int8, _ = compile_and_load(task, "onnxruntime", precision="INT8")
-    assert "int8 dynamic quantization" in compiled.optimizations
+    compiled, runtime, _ = compile_and_load(task, engine, precision=precision)
+    assert compiled.precision == precision and any(o.startswith(marker) for o in compiled.optimizations)
     feeds = fake_inputs(inputs, 2, seed=11)
     reference = fp32.predict(feeds)["start_logits"]
-    for runtime in (bf16, int8):
-        out = runtime.predict(feeds)["start_logits"]
-        assert out.dtype == np.float32 and out.shape == reference.shape
-        assert np.isfinite(out).all()
-        assert 0 < np.abs(out - reference).max() < 0.1  # lower precision: drift, but small
+    out = runtime.predict(feeds)["start_logits"]
+    assert out.dtype == np.float32 and out.shape == reference.shape
+    assert np.isfinite(out).all()
+    assert np.abs(out - reference).max() < 0.1  # lower precision: drift, but small
 
 
 def test_static_int8_needs_calibration_data(task):
@@ -144,7 +157,7 @@ def test_static_int8_run_calibrates_on_the_dataset(tmp_path):
 
     workload = tmp_path / "int8.yaml"
     workload.write_text(
-        "model: tiny-bert-squad\nprecision: INT8\nengine_options: {int8_mode: static}\ntest_accuracy: true\n"
+        "model: tiny-bert-squad\nprecision: INT8\nengine: onnxruntime\nengine_options: {int8_mode: static}\ntest_accuracy: true\n"
         "iterations: 3\nbatch_sizes: [1]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 1\n",
         encoding="utf-8",
     )
@@ -154,3 +167,17 @@ def test_static_int8_run_calibrates_on_the_dataset(tmp_path):
     assert report["Graph Compile"]["Compile Precision"] == "INT8"
     assert "int8 static quantization" in report["Graph Compile"]["Optimizations"]
     assert report["Performance"][0]["Status"] == "ok"
+
+
+def test_bf16_compiles_a_copy_and_leaves_the_reference_module_fp32(task):
+    import torch
+
+    from backends.CPU.pytorch_engine import compile_model
+
+    spec = registry.load_backend("CPU")
+    source = resolve_source(task.model, model_file=task.model_file, seed=0)
+    request = CompileRequest(model=task.model, source=source, precision="BF16", batch_sizes=[1], cache_dir=state_dir(),
+                             sample_feeds=None)
+    compiled = compile_model(request, spec.make_config("pytorch", {}, source="test"))
+    assert next(compiled.module.parameters()).dtype == torch.bfloat16
+    assert next(source.torch_module().parameters()).dtype == torch.float32

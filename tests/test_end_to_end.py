@@ -85,30 +85,42 @@ def test_compile_only_measures_nothing(tmp_path):
     assert "compile only" in " ".join(report["Run"]["notes"])
 
 
-def test_sigterm_writes_an_incomplete_report(tmp_path):
+def sigterm_after(tmp_path, workload_text: str, marker: str) -> tuple[dict, list[str]]:
+    """Start a run, send SIGTERM once a line starting with `marker` appears, return the report it left."""
     workload = tmp_path / "long.yaml"
-    workload.write_text(
-        "model: tiny-bert-squad\niterations: 100000000\nbatch_sizes: [1, 2, 4]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 4\n",
-        encoding="utf-8",
-    )
+    workload.write_text(workload_text, encoding="utf-8")
     out = tmp_path / "reports"
     proc = subprocess.Popen(
         [sys.executable, "-m", "core.perf_engine", "--task", str(workload), "--output-dir", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     lines = []
-    for line in proc.stdout:  # wait until the first batch size is measured
+    for line in proc.stdout:
         lines.append(line)
-        if line.startswith("bs 1:") or time.time() > deadline:
+        if line.startswith(marker) or time.time() > deadline:
             break
     proc.send_signal(signal.SIGTERM)
+    lines += proc.stdout.readlines()
     proc.wait(timeout=60)
-    assert proc.returncode != 0
-    report = json.loads((out / "CPU" / "tiny-bert-squad" / "result-fp32.json").read_text())
+    assert proc.returncode == 130, "".join(lines)
+    return json.loads((out / "CPU" / "tiny-bert-squad" / "result-fp32.json").read_text()), lines
+
+
+LONG = "model: tiny-bert-squad\niterations: 100000000\nbatch_sizes: [1, 2, 4]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 4\n"
+
+
+def test_sigterm_writes_an_incomplete_report(tmp_path):
+    report, lines = sigterm_after(tmp_path, LONG + "engine: onnxruntime\nprecision: FP32\n", "bs 1:")
     assert report["Run"]["status"] == "incomplete"
     assert [row["BS"] for row in report["Performance"]] == [1]
     assert report["Performance"][0]["Status"] == "ok"
+
+
+def test_sigterm_while_choosing_the_engine_still_writes_a_report(tmp_path):
+    report, lines = sigterm_after(tmp_path, LONG, "choosing among")
+    assert report["Run"]["status"] == "incomplete" and report["Performance"] == []
+    assert any("interrupted" in note for note in report["Run"]["notes"])
 
 
 def test_mnli_run_reports_matched_and_mismatched(tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from core import registry
-from core.runner import PAD_MULTIPLE, RunOptions, _make_loader, model_inputs, run_features
+from core.batches import PAD_MULTIPLE, run_features
+from core.runner import RunOptions, _make_loader, model_inputs
 from test_cpu_engines import compile_and_load
 
 

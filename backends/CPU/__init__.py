@@ -1,14 +1,13 @@
-"""The CPU backend: onnxruntime (default) or PyTorch, on the host processor."""
+"""The CPU backend: onnxruntime, OpenVINO or PyTorch on the host processor, chosen by measurement."""
 
 from backends.base import BackendSpec
-from backends.CPU.compile import CpuCompileBackend
+from backends.CPU.compile import CpuCompileBackend, runtime_for
 from backends.CPU.config import CpuConfig
-from backends.CPU.runtime import CpuRuntimeBackend
 
 BACKEND = BackendSpec(
     name="CPU",
-    description="host CPU: onnxruntime (export + fusion, default) or PyTorch (TorchScript/eager)",
+    description="host CPU: onnxruntime, OpenVINO or PyTorch at FP32/BF16/INT8; auto picks the fastest that passes the accuracy gate",
     config_class=CpuConfig,
     compile_backend=CpuCompileBackend,
-    runtime_backend=CpuRuntimeBackend,
+    runtime_backend=runtime_for,
 )

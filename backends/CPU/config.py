@@ -1,30 +1,32 @@
-"""Options of the CPU backend, set per workload through `engine` and `engine_options`."""
+"""Options of the CPU backend, set per workload through `engine` and `engine_options`.
+
+Common options (threads, pinning, the ONNX export's opset) sit at the top; each engine's own options
+sit under its name (`engine_options: {openvino: {performance_hint: THROUGHPUT}}`). A flat key that
+belongs to exactly one engine (`engine_options: {int8_mode: static}`) is moved under it, so short
+workload files keep working.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.hostinfo import usable_cores
+
+EngineName = Literal["auto", "onnxruntime", "openvino", "pytorch"]
 
 
 def default_threads() -> int:
     """One intra-op thread per core this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
-class CpuConfig(BaseModel):
+class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["onnxruntime", "pytorch"] = Field("onnxruntime", description="runtime engine")
-    intra_op_threads: int = Field(default_factory=default_threads, ge=1, description="threads inside one operator")
-    inter_op_threads: int = Field(1, ge=1, description="operators run in parallel")
-    cpu_affinity: list[int] | None = Field(None, description="pin the run to these CPU ids (default: no pinning)")
-    # onnxruntime compile stages
-    opset: int = Field(17, ge=13, le=23, description="ONNX opset of the export")
+
+class OnnxRuntimeOptions(_Options):
     simplify: bool = Field(True, description="simplify the graph with onnxslim when no transformer fusion ran")
     optimize: bool = Field(True, description="onnxruntime transformer optimizer (attention/LayerNorm/Gelu fusion)")
     int8_mode: Literal["dynamic", "static"] = Field("dynamic", description="how INT8 precision quantizes")
@@ -32,5 +34,55 @@ class CpuConfig(BaseModel):
     # Off by default: on a shared machine spinning threads fight other load (median 591 -> 419 ms
     # measured under load on albert bs1); on a quiet machine it made no difference.
     spin: bool = Field(False, description="let idle onnxruntime threads spin (can lower latency on an idle, dedicated machine)")
-    # pytorch engine
+
+
+class OpenVinoOptions(_Options):
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
+        "LATENCY", description="OpenVINO's performance hint: LATENCY (one stream, all threads) or THROUGHPUT (streams)")
+    calibration_samples: int = Field(32, ge=1, le=1024, description="samples NNCF calibrates INT8 on")
+
+
+class PyTorchOptions(_Options):
     torch_compile: bool = Field(False, description="wrap the PyTorch model in torch.compile")
+
+
+ENGINE_OPTIONS: dict[str, type[_Options]] = {
+    "onnxruntime": OnnxRuntimeOptions,
+    "openvino": OpenVinoOptions,
+    "pytorch": PyTorchOptions,
+}
+
+
+class CpuConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: EngineName = Field("auto", description="runtime engine; auto times every engine this host runs and keeps the fastest that passes the accuracy gate")
+    intra_op_threads: int = Field(default_factory=default_threads, ge=1, description="threads inside one operator")
+    inter_op_threads: int = Field(1, ge=1, description="operators run in parallel")
+    cpu_affinity: list[int] | None = Field(None, description="pin the run to these CPU ids (default: no pinning)")
+    opset: int = Field(17, ge=13, le=23, description="ONNX opset of the export (onnxruntime and openvino)")
+    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
+    openvino: OpenVinoOptions = Field(default_factory=OpenVinoOptions)
+    pytorch: PyTorchOptions = Field(default_factory=PyTorchOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _route_flat_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in [k for k in data if k not in cls.model_fields]:
+            owners = [name for name, options in ENGINE_OPTIONS.items() if key in options.model_fields]
+            if len(owners) == 1:
+                nested = dict(data.get(owners[0]) or {})
+                nested.setdefault(key, data.pop(key))
+                data[owners[0]] = nested
+        return data
+
+    def pinned(self, engine: str) -> "CpuConfig":
+        """This configuration with the engine fixed (a tuning candidate)."""
+        return self.model_copy(update={"engine": engine})
+
+    def options(self) -> _Options:
+        """The options of the (pinned) engine."""
+        return getattr(self, self.engine)

@@ -1,0 +1,66 @@
+"""The CPU engines by name, which precisions each runs, and the helpers their runtimes share.
+
+An engine is one module (`<name>_engine.py`) defining `ENGINE = Engine(...)`: its compile function
+and its runtime class. Adding an engine is adding a module and a line to ENGINE_MODULES.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
+from backends.CPU.config import CpuConfig
+from core.errors import UserError
+from core.hostinfo import CpuIsa
+
+ENGINE_MODULES = {
+    "onnxruntime": "backends.CPU.onnxruntime_engine",
+    "openvino": "backends.CPU.openvino_engine",
+    "pytorch": "backends.CPU.pytorch_engine",
+}
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    precisions: tuple[str, ...]                                   # what it can run at all
+    compile: Callable[[CompileRequest, CpuConfig], CompiledModel]
+    runtime: type[RuntimeBackend]
+
+
+def engine(name: str) -> Engine:
+    return importlib.import_module(ENGINE_MODULES[name]).ENGINE
+
+
+def native(precision: str, isa: CpuIsa) -> bool:
+    """Whether this host runs `precision` in hardware (FP32 always; BF16 and INT8 need their ISA)."""
+    return {"FP32": True, "BF16": isa.bf16, "INT8": isa.int8}.get(precision, False)
+
+
+def pin_process(config: CpuConfig) -> None:
+    """Pin this process to the configured CPUs, so a shared machine's other load stays off them."""
+    if config.cpu_affinity:
+        try:
+            os.sched_setaffinity(0, set(config.cpu_affinity))
+        except (AttributeError, OSError) as err:
+            raise UserError(f"cannot pin to CPUs {config.cpu_affinity}: {err}", field="engine_options.cpu_affinity") from None
+
+
+def declared_feeds(feeds: Feeds, names: list[str]) -> Feeds:
+    """Only the inputs the compiled graph declares (e.g. DeBERTa exports drop token_type_ids)."""
+    missing = [n for n in names if n not in feeds]
+    if missing:
+        raise UserError(f"the model expects inputs {', '.join(missing)} that the data does not provide", field="inputs")
+    return {name: np.ascontiguousarray(feeds[name]) for name in names}
+
+
+def unsupported_precision(engine_name: str, precision: str, supported: tuple[str, ...]) -> UserError:
+    others = [name for name in ENGINE_MODULES if name != engine_name and precision in engine(name).precisions]
+    alternative = f", or engine {' or '.join(others)} for {precision}" if others else ""
+    return UserError(f"precision {precision} is not supported by the CPU {engine_name} engine", field="precision",
+                     fix=f"use one of {', '.join(supported)}{alternative}")

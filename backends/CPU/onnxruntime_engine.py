@@ -1,0 +1,189 @@
+"""onnxruntime engine: the shared ONNX export, transformer fusion (or onnxslim), optional INT8; cached.
+
+Artifacts live under <state>/compiled/<model>/onnxruntime/<key>/, keyed by the export, the stage
+options, the library versions and this pipeline's code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
+from backends.CPU.config import CpuConfig
+from backends.CPU.engines import Engine, declared_feeds, pin_process, unsupported_precision
+from backends.CPU.export import architecture, exported_onnx, graph_io, library_versions, stage_record
+from core.artifact_cache import cached_folder, code_digest
+from core.errors import UserError
+
+PRECISIONS = ("FP32", "INT8")
+ARTIFACT = "model.onnx"
+
+
+def compile_model(request: CompileRequest, config: CpuConfig) -> CompiledModel:
+    options = config.onnxruntime
+    if request.precision not in PRECISIONS:
+        raise unsupported_precision("onnxruntime", request.precision, PRECISIONS)
+    if request.precision == "INT8" and options.int8_mode == "static" and request.calibration_feeds is None:
+        raise UserError("static INT8 needs calibration data", field="engine_options.int8_mode",
+                        fix="give the model a dataset_name, or use int8_mode dynamic")
+    from backends.CPU import onnx_stages
+
+    start = time.perf_counter()
+    exported, export_stage, _ = exported_onnx(request, config.opset)
+    stage_options = {
+        "simplify": options.simplify,
+        "optimize": options.optimize,
+        "precision": request.precision,
+        "int8_mode": options.int8_mode if request.precision == "INT8" else None,
+    }
+    payload = {
+        "export": str(exported) if request.source.kind != "onnx" else request.source.digest,
+        "stages": stage_options,
+        "versions": library_versions("onnx", "onnxruntime", "onnxslim"),
+        "code": code_digest(Path(__file__), Path(onnx_stages.__file__)),
+    }
+
+    def build(work: Path) -> dict[str, Any]:
+        return _run_stages(request, options, exported, export_stage, work)
+
+    entry = cached_folder(request.cache_dir / "compiled" / request.model.model / "onnxruntime", payload, build)
+    meta = entry.meta
+    return CompiledModel(
+        engine="onnxruntime",
+        precision=meta["precision"],
+        artifact=entry.path / ARTIFACT,
+        input_names=meta["input_names"],
+        output_names=meta["output_names"],
+        compile_seconds=time.perf_counter() - start,
+        cache_hit=entry.hit,
+        optimizations=meta["optimizations"],
+        details={"stages": meta["stages"], "cache_key": entry.path.name, "first_compile_seconds": meta.get("compile_seconds")},
+    )
+
+
+def _run_stages(request: CompileRequest, options, exported: Path, export_stage, work: Path) -> dict[str, Any]:
+    from backends.CPU import onnx_stages
+
+    start = time.perf_counter()
+    stages: list[dict[str, Any]] = [export_stage] if export_stage else []
+    optimizations = ["onnx model file"] if request.source.kind == "onnx" else [
+        f"torch->onnx export (opset {export_stage['details']['opset']}, dynamic batch and sequence)"]
+    current = exported
+
+    def advance(name: str, run) -> None:
+        nonlocal current
+        result = run(current, work / f"{name}.onnx")
+        stages.append(stage_record(result))
+        current = Path(result.path)
+
+    arch = architecture(request)
+    model_type = onnx_stages.fusion_model_type(arch.get("model_type", "")) if arch else None
+    fused_ok = bool(options.optimize and model_type)
+    if fused_ok:
+        advance("optimized", lambda src, dst: onnx_stages.optimize_transformer(
+            src, dst, model_type=model_type, num_heads=arch["num_attention_heads"], hidden_size=arch["hidden_size"]))
+        fused = stages[-1]["details"].get("fused", {})
+        optimizations.append("onnxruntime transformer fusion: " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v))
+    elif options.optimize:
+        optimizations.append("transformer fusion skipped: no fusion rules for this architecture")
+    # Never before fusion (onnxslim's rewrites hide the attention pattern, and it copies ALBERT's
+    # shared layer weights into every layer); after fusion it found nothing left to do.
+    if options.simplify and not fused_ok:
+        advance("simplified", onnx_stages.simplify)
+        optimizations.append("onnxslim simplification")
+    if request.precision == "INT8":
+        if options.int8_mode == "static":
+            feeds = request.calibration_feeds()
+            advance("int8", lambda src, dst: onnx_stages.quantize_int8_static(src, dst, feeds))
+        else:
+            advance("int8", onnx_stages.quantize_int8_dynamic)
+        optimizations.append(f"int8 {options.int8_mode} quantization")
+    final = work / ARTIFACT
+    if current == exported:
+        shutil.copyfile(exported, final)
+    else:
+        os.replace(current, final)
+    for leftover in work.glob("*.onnx*"):
+        if leftover != final:
+            leftover.unlink()
+    input_names, output_names = graph_io(final)
+    return {
+        "precision": request.precision,
+        "input_names": input_names,
+        "output_names": output_names,
+        "optimizations": optimizations,
+        "stages": stages,
+        "compile_seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+class OnnxRuntimeBackend(RuntimeBackend):
+    config: CpuConfig
+
+    def __init__(self, compiled: CompiledModel, config: CpuConfig):
+        super().__init__(compiled, config)
+        self.session = None
+
+    def load(self, batch_size: int) -> None:
+        # The graph has dynamic batch and sequence axes: one session serves every batch size.
+        if self.session is None:
+            import onnxruntime as ort
+
+            pin_process(self.config)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.config.intra_op_threads
+            options.inter_op_num_threads = self.config.inter_op_threads
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.onnxruntime.spin else "0")
+            try:
+                self.session = ort.InferenceSession(str(self.compiled.artifact), options, providers=["CPUExecutionProvider"])
+            except Exception as err:  # onnxruntime raises its own exception types for corrupt files
+                raise UserError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}", file=self.compiled.artifact) from None
+        self.batch_size = batch_size
+
+    def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
+        names = self.compiled.output_names
+        results = self.session.run(names, declared_feeds(feeds, self.compiled.input_names))
+        return dict(zip(names, results))
+
+    def bind(self, feeds: Feeds) -> Callable[[], object]:
+        if not self.config.onnxruntime.io_binding:
+            return super().bind(feeds)
+        import onnxruntime as ort
+
+        # Inputs are bound once and outputs preallocated (their shapes from one untimed run),
+        # so the timed call only runs the graph: no copies, no allocations.
+        declared = declared_feeds(feeds, self.compiled.input_names)
+        shapes = self.predict(declared)
+        binding = self.session.io_binding()
+        for name, array in declared.items():
+            binding.bind_cpu_input(name, array)
+        for name in self.compiled.output_names:
+            binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(np.empty_like(shapes[name])))
+        session = self.session
+        return lambda: session.run_with_iobinding(binding)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "engine": "onnxruntime",
+            "providers": ["CPUExecutionProvider"],
+            "intra_op_threads": self.config.intra_op_threads,
+            "inter_op_threads": self.config.inter_op_threads,
+            "cpu_affinity": self.config.cpu_affinity,
+            "io_binding": self.config.onnxruntime.io_binding,
+            "spinning": self.config.onnxruntime.spin,
+        }
+
+    def close(self) -> None:
+        self.session = None
+
+
+ENGINE = Engine(name="onnxruntime", precisions=PRECISIONS, compile=compile_model, runtime=OnnxRuntimeBackend)

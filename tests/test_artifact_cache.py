@@ -1,0 +1,63 @@
+"""The compile cache verifies what it reuses, rebuilds damaged entries, and survives a lost race."""
+
+from __future__ import annotations
+
+import json
+
+from core.artifact_cache import META, cached_folder
+
+
+def build_counting(calls: list[str], text: str = "model bytes"):
+    def build(work):
+        calls.append(work.name)
+        (work / "model.onnx").write_text(text)
+        return {"facts": 1}
+
+    return build
+
+
+def test_second_use_is_a_hit_and_a_new_payload_is_a_miss(tmp_path):
+    calls: list[str] = []
+    first = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    again = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    other = cached_folder(tmp_path, {"a": 2}, build_counting(calls))
+    assert not first.hit and again.hit and not other.hit
+    assert again.path == first.path != other.path and len(calls) == 2
+    assert json.loads((first.path / META).read_text())["files"]["model.onnx"]
+
+
+def test_a_truncated_artifact_is_rebuilt_with_a_notice(tmp_path, capsys):
+    calls: list[str] = []
+    entry = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    (entry.path / "model.onnx").write_text("model")  # truncated by a crash or a full disk
+    healed = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    assert not healed.hit and len(calls) == 2
+    assert (healed.path / "model.onnx").read_text() == "model bytes"
+    assert "damaged" in capsys.readouterr().out
+
+
+def test_a_missing_artifact_or_broken_meta_is_rebuilt(tmp_path):
+    calls: list[str] = []
+    entry = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    (entry.path / "model.onnx").unlink()
+    assert not cached_folder(tmp_path, {"a": 1}, build_counting(calls)).hit
+    (entry.path / META).write_text("{not json")
+    assert not cached_folder(tmp_path, {"a": 1}, build_counting(calls)).hit
+    assert len(calls) == 3
+
+
+def test_a_build_that_loses_the_race_uses_the_winners_entry(tmp_path):
+    """Deterministic interleaving: while one build runs, another finishes the same key first."""
+    calls: list[str] = []
+
+    def slow_build(work):
+        calls.append(work.name)
+        if len(calls) == 1:
+            cached_folder(tmp_path, {"a": 1}, slow_build)  # the other run: builds and renames first
+        (work / "model.onnx").write_text(f"built by {work.name}")
+        return {}
+
+    loser = cached_folder(tmp_path, {"a": 1}, slow_build)
+    assert len(calls) == 2 and not loser.hit
+    assert (loser.path / "model.onnx").read_text() == f"built by {calls[1]}"  # the winner's, complete
+    assert [p.name for p in tmp_path.iterdir()] == [loser.path.name]  # no private build folder left

@@ -1,0 +1,194 @@
+"""Engine and precision selection: ISA detection, candidates per host, the accuracy gate, the decision cache."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from backends.base import Candidate, CompiledModel, CompileRequest, RuntimeBackend
+from core import registry, tuning
+from core.errors import UserError
+from core.hostinfo import FLAGS_ENV, CpuIsa
+from core.measure import MeasurePolicy
+from core.model_source import resolve_source
+from core.paths import state_dir
+from datasets.base import Features
+
+AVX2 = "fpu sse2 avx avx2 fma"
+AVX512 = AVX2 + " avx512f avx512bw avx512vl avx512_vnni avx512_bf16"
+AMX = AVX512 + " amx_tile amx_bf16 amx_int8"
+
+
+@pytest.mark.parametrize(("flags", "name", "bf16", "int8"), [
+    (AVX2, "AVX2", False, False),
+    (AVX2 + " avx_vnni", "AVX2", False, True),
+    (AVX512, "AVX-512", True, True),
+    (AVX2 + " avx512f", "AVX-512", False, False),
+    (AMX, "AMX", True, True),
+])
+def test_isa_from_a_flags_string(flags, name, bf16, int8):
+    isa = CpuIsa.from_flags(flags)
+    assert (isa.name, isa.bf16, isa.int8) == (name, bf16, int8)
+    entry = isa.report_entry()
+    assert entry["isa"] == name and "fpu" not in entry["flags"] and set(entry["flags"]) <= set(flags.split())
+
+
+def request_for(task_name: str, precision: str) -> CompileRequest:
+    task = registry.load_task(task_name)
+    return CompileRequest(model=task.model, source=resolve_source(task.model, model_file=task.model_file),
+                          precision=precision, batch_sizes=[1], cache_dir=state_dir(), sample_feeds=None)
+
+
+def labels(engine: str, precision: str, flags: str, monkeypatch) -> list[str]:
+    monkeypatch.setenv(FLAGS_ENV, flags)
+    spec = registry.load_backend("CPU")
+    compiler = spec.compile_backend(spec.make_config(engine, {}, source="test"))
+    return [c.label for c in compiler.candidates(request_for("tiny-bert-squad", precision))]
+
+
+def test_candidates_follow_the_host(monkeypatch):
+    assert labels("auto", "auto", AVX2, monkeypatch) == ["onnxruntime FP32", "openvino FP32", "pytorch FP32"]
+    assert labels("auto", "auto", AMX, monkeypatch) == [
+        "onnxruntime FP32", "onnxruntime INT8", "openvino FP32", "openvino BF16", "openvino INT8", "pytorch FP32", "pytorch BF16"]
+    assert labels("openvino", "auto", AVX512, monkeypatch) == ["openvino FP32", "openvino BF16", "openvino INT8"]
+    assert labels("auto", "FP32", AMX, monkeypatch) == ["onnxruntime FP32", "openvino FP32", "pytorch FP32"]
+    assert labels("pytorch", "BF16", AMX, monkeypatch) == ["pytorch BF16"]
+    # INT8 without VNNI still runs when pinned (AVX2 has int8 kernels); auto just does not try it.
+    assert labels("onnxruntime", "INT8", AVX2, monkeypatch) == ["onnxruntime INT8"]
+
+
+def test_pinned_bf16_without_the_isa_is_refused(monkeypatch):
+    with pytest.raises(UserError, match="no native bf16"):
+        labels("auto", "BF16", AVX2, monkeypatch)
+    with pytest.raises(UserError, match="precision INT8 is not supported by the CPU pytorch engine"):
+        labels("pytorch", "INT8", AMX, monkeypatch)
+
+
+def test_cli_refuses_bf16_on_an_avx2_host_with_one_line(monkeypatch, capsys, tmp_path):
+    from core import perf_engine
+
+    monkeypatch.setenv(FLAGS_ENV, AVX2)
+    code = perf_engine.main(["--task", "tiny-bert-squad", "--precision", "bf16", "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no native bf16" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3  # one logical line, maybe wrapped
+    assert not list(tmp_path.rglob("*.json"))
+
+
+# --- select(): fake engines with known speed and known answers -------------------------------------
+
+SEQ = 16
+
+
+def true_outputs(feeds):
+    ids = feeds["ids"].astype(np.float32)
+    return {"start": np.sin(ids), "end": np.cos(ids)}
+
+
+class FakeRuntime(RuntimeBackend):
+    """Answers like the reference (optionally corrupted) after sleeping `delay` seconds a call."""
+
+    def load(self, batch_size):
+        self.batch_size = batch_size
+
+    def predict(self, feeds):
+        time.sleep(self.compiled.details["delay"])
+        out = true_outputs(feeds)
+        if self.compiled.details["corrupt"]:
+            rng = np.random.default_rng(0)
+            out = {k: v + rng.normal(0, 1.0, v.shape).astype(np.float32) for k, v in out.items()}
+        return out
+
+
+def fake_candidates(specs: dict[str, tuple[float, bool]]) -> tuple[list[Candidate], dict]:
+    from pydantic import BaseModel
+
+    class Config(BaseModel):
+        engine: str
+
+    compiled = {}
+    candidates = []
+    for label, (delay, corrupt) in specs.items():
+        engine, precision = label.split()
+        compiled[label] = CompiledModel(engine=engine, precision=precision, artifact=None, input_names=["ids"],
+                                        output_names=["start", "end"], compile_seconds=0.0, cache_hit=False,
+                                        details={"delay": delay, "corrupt": corrupt})
+        candidates.append(Candidate(engine, precision, Config(engine=engine)))
+    return candidates, compiled
+
+
+@pytest.fixture
+def fast_tuning(monkeypatch, tmp_path):
+    monkeypatch.setattr(tuning, "TUNING_POLICY", MeasurePolicy(warmup_iterations=1, warmup_seconds=0.1,
+                                                               min_iterations=3, min_seconds=0.0, max_seconds=0.5))
+    monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path))
+
+
+def run_select(candidates, compiled, gates: list):
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(4, SEQ, size=12)
+    ids = np.where(np.arange(SEQ)[None, :] < lengths[:, None], rng.integers(1, 100, size=(12, SEQ)), 0)
+    features = Features(inputs={"ids": ids}, lengths=lengths)
+
+    def make_gate():
+        gates.append(1)
+        return tuning.make_gate(features, true_outputs(features.inputs), "fake reference", evaluate=None, synthetic=True)
+
+    return tuning.select(candidates, model="fake", compile_candidate=lambda c: compiled[c.label],
+                         make_runtime=lambda comp, config: FakeRuntime(comp, config), batch_size=1,
+                         feeds={"ids": ids[:1]}, make_gate=make_gate, cache_payload={"source": "s"})
+
+
+def test_the_gate_rejects_a_fast_corrupted_candidate(fast_tuning):
+    candidates, compiled = fake_candidates({"fast INT8": (0.0, True), "slow FP32": (0.01, False), "slower BF16": (0.03, False)})
+    selection = run_select(candidates, compiled, [])
+    rows = {f"{r['Engine']} {r['Precision']}": r for r in selection.section["Candidates"]}
+    assert selection.candidate.label == "slow FP32"
+    assert rows["fast INT8"]["Gate"] == "fail" and rows["fast INT8"]["QPS"] > rows["slow FP32"]["QPS"]
+    assert "drift" in rows["fast INT8"]["Why"] and rows["slow FP32"]["Chosen"] and not rows["fast INT8"]["Chosen"]
+    assert rows["slower BF16"]["Gate"] == "pass" and rows["slow FP32"]["Normalized Drift"] == 0
+    assert "fastest of 2 candidates that passed" in selection.section["Reason"]
+
+
+def test_no_passing_candidate_is_one_line_error(fast_tuning):
+    candidates, compiled = fake_candidates({"a FP32": (0.0, True), "b INT8": (0.0, True)})
+    with pytest.raises(UserError, match="no candidate passed the accuracy gate"):
+        run_select(candidates, compiled, [])
+
+
+def test_a_failing_candidate_is_recorded_and_skipped(fast_tuning):
+    candidates, compiled = fake_candidates({"good FP32": (0.0, False), "broken INT8": (0.0, False)})
+    compiled["broken INT8"].details["delay"] = "not a number"  # time.sleep raises TypeError
+    selection = run_select(candidates, compiled, [])
+    rows = {r["Engine"]: r for r in selection.section["Candidates"]}
+    assert selection.candidate.label == "good FP32"
+    assert rows["broken"]["Gate"] == "error" and "TypeError" in rows["broken"]["Why"]
+
+
+def test_decision_cache_hit_and_invalidation(fast_tuning, monkeypatch):
+    import core.hostinfo
+
+    candidates, compiled = fake_candidates({"a FP32": (0.0, False), "b BF16": (0.005, False)})
+    gates: list = []
+    first = run_select(candidates, compiled, gates)
+    again = run_select(candidates, compiled, gates)
+    assert len(gates) == 1 and again.candidate.label == first.candidate.label
+    assert again.section["Decision"].startswith("cached") and first.section["Decision"] == "tuned in this run"
+    # Another library version, another host: tune again.
+    real_versions = core.hostinfo.software_versions
+    monkeypatch.setattr(core.hostinfo, "software_versions", lambda: {**real_versions(), "openvino": "0.0-other"})
+    run_select(candidates, compiled, gates)
+    assert len(gates) == 2
+    monkeypatch.setenv(FLAGS_ENV, AMX + " other_flag avx512_fp16")
+    run_select(candidates, compiled, gates)
+    assert len(gates) == 3
+    # A damaged decision file is noticed and replaced.
+    for path in (state_dir() / "tuning" / "fake").glob("*.json"):
+        data = json.loads(path.read_text())
+        data["decision"]["Chosen"] = "b BF16" if data["decision"]["Chosen"] == "a FP32" else "a FP32"
+        path.write_text(json.dumps(data))
+    run_select(candidates, compiled, gates)
+    assert len(gates) == 4
