@@ -101,7 +101,7 @@ def peers(setup, feeds: dict, threads: int) -> dict[str, tuple[str, object]]:
             return module(*tensors)
 
     return {
-        "OpenVINO defaults": (str(ov_default.get_property("INFERENCE_PRECISION_HINT")), lambda: default_request.infer(feeds)),
+        "OpenVINO defaults": (ov_default.get_property("INFERENCE_PRECISION_HINT").get_type_name(), lambda: default_request.infer(feeds)),
         "OpenVINO f32": ("f32", lambda: f32_request.infer(feeds)),
         "PyTorch eager fp32": ("f32", eager),
         "PyTorch eager bf16 autocast": ("bf16", autocast_bf16),

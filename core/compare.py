@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from core.atomic import atomic_write_text
 from core.errors import EXIT_USAGE, UserError
-from core.report_io import (LATENCY_KEYS, QPS, atomic_write_text, normalize_report, read_report_file,
+from core.report_io import (LATENCY_KEYS, QPS, normalize_report, read_report_file,
                             resolve_report_path)
 
 EXIT_REGRESSION = 1

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.atomic import atomic_write_text, atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,8 @@ def save_diff_histogram(diffs: np.ndarray, path: Path) -> Path:
     ax.set_ylabel("count (log)")
     ax.set_title(f"Output difference distribution ({values.size} values)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_writer(path) as handle:  # a full disk must not leave a zero-byte PNG behind
+        fig.savefig(handle, dpi=120, format="png")
     return path
 
 
@@ -163,14 +165,9 @@ def save_arrays(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str,
     for key, value in stored.items():
         if value.dtype == object:
             raise ValueError(f"array {names[int(key[1:])]!r} has dtype object; it cannot be stored without pickle")
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    with atomic_writer(path) as fh:
         np.savez(fh, **stored)
-    os.replace(tmp, path)
-    sidecar = _sidecar(path)
-    tmp = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"arrays": names, "meta": dict(meta)}, indent=1))
-    os.replace(tmp, sidecar)
+    atomic_write_text(_sidecar(path), json.dumps({"arrays": names, "meta": dict(meta)}, indent=1))
     return path
 
 

@@ -104,6 +104,7 @@ def _main(args: argparse.Namespace) -> int:
             raise UserError(f"batch size {too_big[0]} exceeds the model's max_batch_size {task.model.max_batch_size}",
                             field="--batch-sizes", fix=f"use sizes up to {task.model.max_batch_size}")
 
+    _check_output_dir(args.output_dir)
     from core.errors import Interrupted
     from core.runner import RunOptions, run_task
 
@@ -130,6 +131,23 @@ def _main(args: argparse.Namespace) -> int:
         print(f"batch sizes {', '.join(map(str, failed))} failed: see the report's Performance rows", file=sys.stderr)
         return EXIT_BATCH_FAILED
     return 0
+
+
+def _check_output_dir(folder: Path) -> None:
+    """Find a folder we cannot write before any work is done, not after an hour of measuring."""
+    import tempfile
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    fix = "pass --output-dir with a writable folder"
+    if not existing.is_dir():
+        raise UserError(f"{existing} is not a folder", file=folder, field="--output-dir", fix=fix)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise UserError(f"cannot write there: {err.strerror}", file=folder, field="--output-dir", fix=fix) from None
 
 
 if __name__ == "__main__":

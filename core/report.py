@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.report_io import SCHEMA, atomic_write_text
+from core.atomic import atomic_write_text
+from core.report_io import SCHEMA
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -88,16 +89,26 @@ class RunReport:
         return out_dir / self.backend / self.model
 
     def write(self, out_dir: Path) -> Path:
-        """Keep this run under runs/ and make it the latest result-<precision>.json, each with an HTML page."""
-        from core.html_report import render_run_html
+        """Keep this run under runs/ and make it the latest result-<precision>.json, each with an HTML page.
 
+        The JSON holds the measurements and is written first; the HTML page is best effort (a plotting
+        failure costs the page, with a warning, never the results).
+        """
         folder = self.folder(out_dir)
         data = self.to_dict()
-        # Plots are inlined, so one rendering serves both copies (plotting is the slow part).
-        page = render_run_html(data, base_dir=folder)
         latest = folder / f"result-{self.precision.lower()}.json"
         kept = folder / "runs" / f"{self.run_id}.json"
         for path in (kept, latest):
             write_json_atomic(path, data)
-            atomic_write_text(path.with_suffix(".html"), page)
+        try:
+            from core.html_report import render_run_html
+
+            # Plots are inlined, so one rendering serves both copies (plotting is the slow part).
+            page = render_run_html(data, base_dir=folder)
+            for path in (kept, latest):
+                atomic_write_text(path.with_suffix(".html"), page)
+        except Exception as err:  # noqa: BLE001 - any plotting/rendering failure; the JSON is already safe
+            from core import console
+
+            console.warn(f"HTML page not written ({type(err).__name__}: {err}); the JSON report is complete: {latest}")
         return latest

@@ -11,7 +11,6 @@ import difflib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,25 +39,6 @@ def quality_metrics(accuracy: dict[str, Any]) -> dict[str, float]:
     skip = (*NUMERIC_KEYS, *ACCURACY_COUNTS, *ACCURACY_PROBLEMS)
     return {key: float(value) for key, value in accuracy.items()
             if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same folder and os.replace it, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes the file private (0600); reports and pages are meant to be shared.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def run_files(reports_dir: Path) -> list[Path]:

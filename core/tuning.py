@@ -140,7 +140,7 @@ def _read_decision(path: Path) -> dict[str, Any] | None:
 
 
 def _write_decision(path: Path, decision: dict[str, Any]) -> None:
-    from core.report_io import atomic_write_text
+    from core.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps({"decision": decision, "sha256": _body_digest(decision)}, indent=2) + "\n")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.atomic import atomic_write_text
 from core.errors import UserError
 from datasets.base import INPUT_ROLES, ModelInputs
 
@@ -136,10 +136,7 @@ def _fallback(texts: list[str], vocab_size: int, cache_dir: Path) -> tuple[Any, 
     path = cache_dir / "tokenizers" / f"fallback-{key}" / "tokenizer.json"
     if not path.is_file():
         backend = _bert_wordpiece(_frequency_vocab(texts, target))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"tokenizer.json.tmp{os.getpid()}")
-        backend.save(str(tmp))
-        os.replace(tmp, path)
+        atomic_write_text(path, backend.to_str())
     return _wrap(Tokenizer.from_file(str(path))), key
 
 

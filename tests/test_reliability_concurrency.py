@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from core.numeric import load_arrays, load_or_build
 from core.report import RunReport

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from core.atomic import atomic_write_text
 from core.errors import UserError
 from core.paths import state_dir
 
@@ -60,16 +59,4 @@ def update_lock(section: str, key: str, value: dict[str, Any] | None) -> None:
             data[section].pop(key, None)
         else:
             data[section][key] = value
-        path = lock_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".assets.lock.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(lock_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
