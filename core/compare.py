@@ -66,10 +66,28 @@ def rich_table(table: TextTable):
 
     out = Table(title=table.title, title_justify="left", show_lines=False)
     for i, header in enumerate(table.headers):
-        out.add_column(header, justify="left" if i < table.text_columns else "right")
+        if i < table.text_columns:
+            out.add_column(header, justify="left", overflow="fold")
+        else:
+            # Numbers are never cut ("11212.…"): on a narrow terminal the words wrap instead.
+            widest = max((len(row[i].text) for row in table.rows if i < len(row)), default=0)
+            out.add_column(header, justify="right", no_wrap=True, min_width=max(widest, 1))
     for row in table.rows:
         out.add_row(*(Text(c.text, style=("bold red" if c.bad else "bold green" if c.strong else "")) for c in row))
     return out
+
+
+TEXT_COLUMN_MIN = 6  # words wrap down to this many characters a line
+
+
+def _narrowest_width(table: TextTable) -> int:
+    """The narrowest a table can print with every number whole: numeric columns at their widest cell,
+    text columns folded, plus rich's padding (2 a column) and borders (columns + 1)."""
+    widths = []
+    for i, header in enumerate(table.headers):
+        widest = max([len(row[i].text) for row in table.rows if i < len(row)] + [1])
+        widths.append(min(widest, TEXT_COLUMN_MIN) if i < table.text_columns else widest)
+    return sum(widths) + 2 * len(widths) + len(widths) + 1
 
 
 def markdown_table(table: TextTable) -> str:
@@ -96,6 +114,8 @@ def render_text(tables: Sequence[TextTable], notes: Sequence[tuple[str, str]], f
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=color, width=160 if not color else None, highlight=False)
+    # Wider than the terminal rather than cut: a truncated number ("11212.…") is a wrong number.
+    console.width = max([console.width, *(_narrowest_width(t) for t in tables)])
     for t in tables:
         console.print(rich_table(t))
     for style, line in notes:

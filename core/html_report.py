@@ -57,6 +57,8 @@ def _table_html(table: TextTable) -> str:
 
 
 def _value_html(value: Any) -> str:
+    if isinstance(value, float):
+        return _e(f"{value:.6g}")  # a score with 16 digits claims a precision nobody measured
     if isinstance(value, (dict, list)):
         return f"<code>{_e(json.dumps(value, indent=1, ensure_ascii=False, default=str))}</code>"
     return _e("—" if value is None else value)
@@ -238,9 +240,12 @@ def _diff_figure(plots: _Plots, report: dict, label: str, base_dir: Path | None)
 def _banners(report: dict, label: str) -> str:
     out = []
     if report["weights_kind"] == "synthetic":
-        out.append(f'<div class="banner synthetic">⚠ {_e(label)}: SYNTHETIC WEIGHTS (random, not trained). '
-                   "Timings are real; accuracy and numeric results are meaningless."
-                   f"{' ' + _e(report['weights_note']) if report['weights_note'] else ''}</div>")
+        # Our runs' note already is the warning; say it once. Other notes get the standard sentence first.
+        note = report["weights_note"] or ""
+        if "synthetic weights" not in note.lower():
+            note = ("SYNTHETIC WEIGHTS (random, not trained): timings are real; accuracy and numeric results "
+                    "are meaningless." + (f" {note}" if note else ""))
+        out.append(f'<div class="banner synthetic">⚠ {_e(label)}: {_e(note)}</div>')
     if report["run_status"] and report["run_status"] != "complete":
         out.append(f'<div class="banner warn">{_e(label)}: run status is {_e(report["run_status"])}; '
                    "results may be partial.</div>")
