@@ -1,1 +1,31 @@
 """perfbench core: configuration, measurement, orchestration and reports."""
+
+import sys as _sys
+from importlib import util as _util
+from pathlib import Path as _Path
+
+
+def _claim_datasets_package() -> None:
+    """Make this project's top-level `datasets` the one imported, whatever else is installed.
+
+    The project layout fixes the name `datasets/`, which Hugging Face's `datasets` library also uses.
+    perfbench never uses that library; when it is installed beside us (common in ML environments),
+    an editable install's finder would lose to it outside the repository root. So the first import of
+    `core` binds the name to our package explicitly. A process that already imported Hugging Face's
+    `datasets` cannot also use ours: that is refused with a message instead of failing later.
+    """
+    ours = _Path(__file__).resolve().parent.parent / "datasets"
+    loaded = _sys.modules.get("datasets")
+    if loaded is not None:
+        if _Path(getattr(loaded, "__file__", "") or "").resolve().parent != ours:
+            raise ImportError(f"the `datasets` module already imported ({getattr(loaded, '__file__', '?')}) is not "
+                              f"perfbench's ({ours}): import core before Hugging Face `datasets`, or run perfbench in "
+                              "its own process")
+        return
+    spec = _util.spec_from_file_location("datasets", ours / "__init__.py", submodule_search_locations=[str(ours)])
+    module = _util.module_from_spec(spec)
+    _sys.modules["datasets"] = module
+    spec.loader.exec_module(module)
+
+
+_claim_datasets_package()
