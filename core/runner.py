@@ -252,11 +252,15 @@ def _select(task: Task, options: RunOptions, spec, candidates, request, source: 
     workload = task.workload
 
     def make_gate() -> tuning.Gate:
-        gate_loader = _gate_loader(task, inputs, options, loader)
+        limit = tuning.GATE_MAX_FEATURES if source.synthetic else tuning.GATE_MAX_FEATURES_METRIC
+        gate_loader = _gate_loader(task, inputs, options, loader, limit)
         features = gate_loader.load()
         reference = reference_outputs(task.model, source, features, request.sample_feeds)
+        tokenizer = (features.provenance or gate_loader.provenance()).get("tokenizer") or {}
+        # A task metric means something only with real weights and the model's own tokenizer.
+        meaningful = not source.synthetic and tokenizer.get("meaningful_accuracy") is not False
         evaluate = gate_loader.evaluate if task.model.dataset_name else None
-        return tuning.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=source.synthetic)
+        return tuning.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=not meaningful)
 
     data = {"dataset": task.model.dataset_name, "data_path": str(options.data_path or workload.data_path or ""),
             "data_percent": workload.data_percent, "seed": workload.seed}
@@ -272,18 +276,16 @@ def _select(task: Task, options: RunOptions, spec, candidates, request, source: 
     )
 
 
-def _gate_loader(task: Task, inputs: ModelInputs, options: RunOptions, loader):
+def _gate_loader(task: Task, inputs: ModelInputs, options: RunOptions, loader, limit: int):
     """The accuracy gate's sample: the dataset when small, else a deterministic share of it; generated inputs without one."""
-    from core.tuning import GATE_MAX_FEATURES
-
     if loader is None:
         from datasets.fake_dataset import FakeDataset
 
         return FakeDataset(DatasetRequest(model=inputs, seed=task.workload.seed))
     count = len(loader.load())
-    if count <= GATE_MAX_FEATURES:
+    if count <= limit:
         return loader
-    return _make_loader(task, inputs, options, data_percent=task.workload.data_percent * GATE_MAX_FEATURES / count)
+    return _make_loader(task, inputs, options, data_percent=task.workload.data_percent * limit / count)
 
 
 # --- accuracy and numeric drift --------------------------------------------------------------

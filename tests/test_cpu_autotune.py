@@ -192,3 +192,24 @@ def test_decision_cache_hit_and_invalidation(fast_tuning, monkeypatch):
         path.write_text(json.dumps(data))
     run_select(candidates, compiled, gates)
     assert len(gates) == 4
+
+
+def test_metric_gate_applies_mlperf_99_percent_rule():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, size=200)
+    features = Features(inputs={"ids": np.zeros((200, 4), dtype=np.int64)}, lengths=np.full(200, 4))
+    reference = {"logits": np.eye(3, dtype=np.float32)[gold] * 5}
+
+    def evaluate(outputs):
+        return {"Accuracy": 100.0 * float(np.mean(outputs["logits"].argmax(1) == gold)), "Examples": len(gold)}
+
+    gate = tuning.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=False)
+    assert gate.by_metric and gate.reference_metrics == {"Accuracy": 100.0}  # counts are not metrics
+    noisy = {"logits": reference["logits"] + rng.normal(0, 0.1, reference["logits"].shape).astype(np.float32)}
+    assert gate.judge(noisy)["Gate"] == "pass"
+    flipped = {"logits": reference["logits"].copy()}
+    flipped["logits"][:3] = np.roll(flipped["logits"][:3], 1, axis=1)  # 3 of 200 answers change: 98.5%
+    verdict = gate.judge(flipped)
+    assert verdict["Gate"] == "fail" and "Accuracy 98.5" in verdict["Why"]
+    # Synthetic weights: the metric means nothing, the drift rule applies instead.
+    assert not tuning.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=True).by_metric
