@@ -56,6 +56,7 @@ class RunReport:
     performance: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
     notes: list[str] = field(default_factory=list)
+    replaces_latest: bool = True  # False: kept under runs/ only (a compile-only run measured nothing to show)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -88,7 +89,10 @@ class RunReport:
         return out_dir / self.backend / self.model
 
     def write(self, out_dir: Path) -> Path:
-        """Keep this run under runs/ and make it the latest result-<precision>.json, each with an HTML page."""
+        """Keep this run under runs/ and make it the latest result-<precision>.json, each with an HTML page.
+
+        Returns the latest report's path, or the kept run's when this run does not replace the latest.
+        """
         from core.html_report import render_run_html
 
         folder = self.folder(out_dir)
@@ -97,7 +101,7 @@ class RunReport:
         page = render_run_html(data, base_dir=folder)
         latest = folder / f"result-{self.precision.lower()}.json"
         kept = folder / "runs" / f"{self.run_id}.json"
-        for path in (kept, latest):
+        for path in (kept, latest) if self.replaces_latest else (kept,):
             write_json_atomic(path, data)
             atomic_write_text(path.with_suffix(".html"), page)
-        return latest
+        return latest if self.replaces_latest else kept

@@ -61,6 +61,8 @@ def model_inputs(task: Task, source: SourceModel) -> ModelInputs:
         type_vocab_size=int(arch.get("type_vocab_size", 2) or 0),
         pad_token_id=int(arch.get("pad_token_id", 0) or 0),
         outputs=tuple(model.output_names),
+        shapes=tuple(tuple(model.input_shape[name]) for name in model.input_names),
+        layout=model.layout,
     )
 
 
@@ -130,6 +132,8 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
     loader = None
     if (workload.test_accuracy or workload.test_numeric or precision == "INT8") and model.dataset_name:
         loader = _make_loader(task, inputs, options)
+    elif workload.test_numeric:  # ByteMLPerf runs numeric checks of dataset-less models on fake data
+        loader = _make_loader(task, inputs, options, dataset="fake_dataset")
 
     request = CompileRequest(
         model=model,
@@ -138,7 +142,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         batch_sizes=batch_sizes,
         cache_dir=state_dir(),
         sample_feeds=sample_feeds,
-        calibration_feeds=(lambda: _calibration_feeds(loader)) if loader else None,
+        calibration_feeds=(lambda: _calibration_feeds(loader)) if loader and model.dataset_name else None,
     )
     compiler = spec.compile_backend(config)
     with console.status(f"compiling {model.model} for {spec.name} ({precision}, {getattr(config, 'engine', spec.name)})"):
@@ -157,14 +161,21 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
     }
     compile_only = workload.compile_only if options.compile_only is None else options.compile_only
     if compile_only:
-        report.notes.append("compile only: nothing measured")
+        # An empty Performance list must not hide the last measured report.
+        report.replaces_latest = False
+        message = f"compile only: nothing measured; kept under runs/ only, result-{precision.lower()}.json is unchanged"
+        report.notes.append(message)
+        console.info(message)
         return
 
     runtime = spec.runtime_backend(compiled, config)
     try:
         if loader is not None and (workload.test_accuracy or workload.test_numeric):
             _accuracy(task, loader, runtime, source, inputs, report, options)
-        for batch_size in batch_sizes:
+        if not workload.test_perf:
+            report.notes.append("test_perf is false: performance not measured")
+            console.info("test_perf is false: skipping the performance section")
+        for batch_size in batch_sizes if workload.test_perf else ():
             row = _perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options)
             report.performance.append(row)  # recorded before it is announced: an interruption keeps it
             if row["Status"] == "ok":
@@ -175,7 +186,8 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         report.sections["Runtime"] = runtime.settings()
     finally:
         runtime.close()
-    console.console.print(console.performance_table(f"{model.model} on {spec.name} ({precision})", report.performance))
+    if report.performance:
+        console.console.print(console.performance_table(f"{model.model} on {spec.name} ({precision})", report.performance))
 
 
 def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
@@ -222,9 +234,9 @@ def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, opt
 
 # --- accuracy and numeric drift --------------------------------------------------------------
 
-def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions):
+def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions, dataset: str | None = None):
     model, workload = task.model, task.workload
-    loader_class = dataset_loader_class(model.dataset_name, task.model_file)
+    loader_class = dataset_loader_class(dataset or model.dataset_name, task.model_file)
     # CLI, then workload; the loader itself falls back to $PERFBENCH_<DATASET>_PATH, its default file, its sample.
     data_path = options.data_path or (resolve_repo_path(workload.data_path) if workload.data_path else None)
     tokenizer = model.tokenizer
@@ -257,7 +269,8 @@ def run_features(
     member, so no compute goes to padding; per-token outputs are put back at full length.
     """
     count = len(features)
-    seq_len = next(iter(features.inputs.values())).shape[1]
+    length_aware = length_aware and features.sequence  # images and latents have no padding to trim
+    seq_len = next(iter(features.inputs.values())).shape[1] if features.sequence else 0
     order = np.argsort(features.lengths, kind="stable") if length_aware else np.arange(count)
     outputs: dict[str, np.ndarray] = {}
     seconds = 0.0
@@ -267,13 +280,14 @@ def run_features(
         width = seq_len
         if length_aware:
             width = min(seq_len, int(math.ceil(features.lengths[index].max() / PAD_MULTIPLE) * PAD_MULTIPLE))
-        feeds = {name: np.ascontiguousarray(array[index, :width]) for name, array in features.inputs.items()}
+        feeds = {name: np.ascontiguousarray(array[index, :width] if features.sequence else array[index])
+                 for name, array in features.inputs.items()}
         t0 = time.perf_counter()
         result = runtime.predict(feeds)
         seconds += time.perf_counter() - t0
         for name, value in result.items():
             value = np.asarray(value, dtype=np.float32)
-            per_token = value.ndim >= 2 and value.shape[1] == width
+            per_token = features.sequence and value.ndim >= 2 and value.shape[1] == width
             if name not in outputs:
                 shape = (count, seq_len, *value.shape[2:]) if per_token else (count, *value.shape[1:])
                 outputs[name] = np.full(shape, PAD_LOGIT, dtype=np.float32)
@@ -297,18 +311,19 @@ def _features_digest(features: Features) -> str:
 
 def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInputs, report: RunReport, options: RunOptions) -> None:
     workload, model = task.workload, task.model
-    console.info(f"loading {model.dataset_name}")
+    dataset = loader.name or model.dataset_name
+    console.info(f"loading {dataset}")
     features = loader.load()
     provenance = features.provenance or loader.provenance()
     if provenance.get("source") != "file":
-        console.warn(f"{model.dataset_name}: {provenance.get('note') or provenance.get('source')}")
+        console.warn(f"{dataset}: {provenance.get('note') or provenance.get('source')}")
     tokenizer = provenance.get("tokenizer") or {}
     if tokenizer.get("meaningful_accuracy") is False:
-        console.banner(f"{model.dataset_name}: {tokenizer.get('note', 'fallback tokenizer')}")
+        console.banner(f"{dataset}: {tokenizer.get('note', 'fallback tokenizer')}")
     batch_size = min(ACCURACY_BATCH_SIZE, model.max_batch_size)
-    length_aware = workload.length_aware
+    length_aware = workload.length_aware and features.sequence
     console.info(f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})")
-    with console.progress(f"{model.dataset_name}", total=len(features)) as advance:
+    with console.progress(dataset, total=len(features)) as advance:
         outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=advance)
     accuracy: dict[str, Any] = {"Data Percent": workload.data_percent}
     if workload.test_accuracy:
@@ -322,7 +337,7 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, inputs: ModelInp
         "Features Per Second": round(len(features) / seconds, 4) if seconds else None,
         "Batch Size": batch_size,
         "Length Aware": length_aware,
-        "Mean True Length": round(float(features.lengths.mean()), 2),
+        **({"Mean True Length": round(float(features.lengths.mean()), 2)} if features.sequence else {}),
     }
     report.sections["Accuracy"] = accuracy
     if workload.test_numeric:
@@ -354,7 +369,8 @@ def _numeric(task: Task, runtime, source: SourceModel, features: Features, outpu
     reference, _ = load_or_build(path, build, {"engine": "pytorch", "precision": "FP32", "source": source.kind})
     # Stored next to the kept run; "Diff Dist" is relative to the report's folder, as ByteMLPerf writes it.
     name = f"runs/{report.run_id}-diff.png"
-    drift = compare_outputs(reference, outputs, features.lengths, histogram=report.folder(options.output_dir) / name)
+    lengths = features.lengths if features.sequence else None
+    drift = compare_outputs(reference, outputs, lengths, histogram=report.folder(options.output_dir) / name)
     drift["Diff Dist"] = name
     drift["Numeric Reference"] = "CPU pytorch FP32"
     return drift

@@ -78,11 +78,26 @@ def test_every_run_is_kept_in_history(tiny_run):
     assert kept.is_file()  # the first run is still there
 
 
-def test_compile_only_measures_nothing(tmp_path):
+def test_compile_only_measures_nothing_and_never_replaces_the_latest_report(tmp_path):
+    latest = tmp_path / "CPU" / "tiny-bert-squad" / "result-fp32.json"
+    latest.parent.mkdir(parents=True)
+    latest.write_text('{"Model": "tiny-bert-squad", "Performance": [{"BS": 1, "QPS": 9.0}]}', encoding="utf-8")
+    before = latest.read_bytes()
     path = run_task(registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=tmp_path, compile_only=True))
     report = json.loads(path.read_text())
+    assert path.parent.name == "runs" and path.stem == report["Run"]["id"]  # kept under runs/ only
     assert report["Performance"] == [] and "Graph Compile" in report
-    assert "compile only" in " ".join(report["Run"]["notes"])
+    assert "compile only" in " ".join(report["Run"]["notes"]) and "unchanged" in " ".join(report["Run"]["notes"])
+    assert latest.read_bytes() == before and not latest.with_suffix(".html").exists()
+
+
+def test_test_perf_false_skips_the_performance_section(tmp_path):
+    workload = tmp_path / "no-perf.yaml"
+    workload.write_text("model: tiny-bert-squad\ntest_perf: false\n", encoding="utf-8")
+    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path))
+    report = json.loads(path.read_text())
+    assert report["Performance"] == [] and report["Run"]["status"] == "complete"
+    assert "test_perf is false" in " ".join(report["Run"]["notes"])
 
 
 def test_sigterm_writes_an_incomplete_report(tmp_path):
