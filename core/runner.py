@@ -239,7 +239,7 @@ def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions, dataset: 
     loader_class = dataset_loader_class(dataset or model.dataset_name, task.model_file)
     # CLI, then workload; the loader itself falls back to $PERFBENCH_<DATASET>_PATH, its default file, its sample.
     data_path = options.data_path or (resolve_repo_path(workload.data_path) if workload.data_path else None)
-    tokenizer = model.tokenizer
+    tokenizer = model.tokenizer or loader_class.default_tokenizer(model.model)
     local = resolve_repo_path(tokenizer) if tokenizer else None
     if local is not None and local.exists():  # a repo-relative folder or vocab file, not a hub id
         tokenizer = str(local)

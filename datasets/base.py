@@ -109,6 +109,11 @@ class DatasetLoader(ABC):
         Returns report keys, e.g. {"Exact Match": 80.1, "F1 Score": 87.5, "Questions": 10570, "Features": 10833}.
         """
 
+    @classmethod
+    def default_tokenizer(cls, model_name: str) -> str | None:
+        """The tokenizer (HF id or local path) for a model entry that names none; None: the fallback."""
+        return None
+
     def provenance(self) -> dict[str, Any]:
         """Where the data came from: {"source": "file"|"bundled sample"|"generated", "path", "sha256", ...}."""
         return {}
