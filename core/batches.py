@@ -22,7 +22,8 @@ def run_features(
     member, so no compute goes to padding; per-token outputs are put back at full length.
     """
     count = len(features)
-    seq_len = next(iter(features.inputs.values())).shape[1]
+    length_aware = length_aware and features.sequence  # images and latents have no padding to trim
+    seq_len = next(iter(features.inputs.values())).shape[1] if features.sequence else 0
     order = np.argsort(features.lengths, kind="stable") if length_aware else np.arange(count)
     outputs: dict[str, np.ndarray] = {}
     seconds = 0.0
@@ -32,13 +33,14 @@ def run_features(
         width = seq_len
         if length_aware:
             width = min(seq_len, int(math.ceil(features.lengths[index].max() / PAD_MULTIPLE) * PAD_MULTIPLE))
-        feeds = {name: np.ascontiguousarray(array[index, :width]) for name, array in features.inputs.items()}
+        feeds = {name: np.ascontiguousarray(array[index, :width] if features.sequence else array[index])
+                 for name, array in features.inputs.items()}
         t0 = time.perf_counter()
         result = runtime.predict(feeds)
         seconds += time.perf_counter() - t0
         for name, value in result.items():
             value = np.asarray(value, dtype=np.float32)
-            per_token = value.ndim >= 2 and value.shape[1] == width
+            per_token = features.sequence and value.ndim >= 2 and value.shape[1] == width
             if name not in outputs:
                 shape = (count, seq_len, *value.shape[2:]) if per_token else (count, *value.shape[1:])
                 outputs[name] = np.full(shape, PAD_LOGIT, dtype=np.float32)

@@ -191,6 +191,14 @@ def _warnings(labels: Sequence[str], reports: Sequence[dict]) -> list[str]:
             warnings.append(f"{label}: run is {r['run_status']}; its numbers may be partial")
         if r["weights_kind"] == "synthetic" and r["accuracy"]:
             warnings.append(f"{label}: synthetic weights, its accuracy numbers are meaningless")
+    for label, r in zip(labels, reports):
+        warnings += [f"{label}: {note}" for note in r.get("notes", ())]
+    base = reports[0]
+    for label, r in zip(labels[1:], reports[1:]):
+        # Vendor reports often hold one tuned batch size: still worth seeing side by side, without ratios.
+        if base["perf"] and r["perf"] and not set(base["perf"]) & set(r["perf"]):
+            warnings.append(f"{label} shares no batch size with {labels[0]} ({sorted(r['perf'])} vs "
+                            f"{sorted(base['perf'])}): values are shown side by side, without ratios")
     all_bs = sorted({bs for r in reports for bs in r["perf"]})
     for bs in all_bs:
         missing = [label for label, r in zip(labels, reports) if bs not in r["perf"]]
@@ -211,13 +219,7 @@ def _metric_rows(reports: Sequence[dict], section: str) -> list[MetricRow]:
 
 def build_comparison(reports: Sequence[dict], labels: Sequence[str],
                      threshold: float | None = None) -> Comparison:
-    """Compare normalized reports against the first. Raises UserError if a report shares no batch size with it."""
-    base = reports[0]
-    for label, r in zip(labels[1:], reports[1:]):
-        if not set(base["perf"]) & set(r["perf"]):
-            raise UserError(f"no batch size in common: {labels[0]} has {sorted(base['perf']) or 'none'}, "
-                            f"{label} has {sorted(r['perf']) or 'none'}", file=r["source"], field="Performance",
-                            fix="compare runs that measured at least one same batch size")
+    """Compare normalized reports against the first, over the union of their batch sizes (gaps shown as such)."""
     batch_sizes = sorted({bs for r in reports for bs in r["perf"]})
     perf: list[PerfRow] = []
     regressions: list[Regression] = []

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # Heads we build from a config; the class comes from the config's `architectures` field.
 HEAD_SUFFIXES = ("ForQuestionAnswering", "ForSequenceClassification")
+# ByteMLPerf's TensorFlow formats: folders we cannot run, only convert.
+TF_FORMATS = ("saved_model", "savedmodel", "pb", "tf")
 # The role of each model input, in ByteMLPerf's order, as Hugging Face keyword arguments.
 HF_INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -74,10 +76,16 @@ class SourceModel:
 
 def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> SourceModel:
     """Pick the weights: model file, then HF checkpoint, then synthetic from the bundled architecture."""
+    skipped = ""  # why an existing model_path was passed over, for the note of the fallback
     if model.model_path:
         path = resolve_repo_path(model.model_path)
         if path.is_file():
             return _file_source(model, path, model_file)
+        if path.is_dir() and model.model_format.lower() in TF_FORMATS:
+            skipped = f"TensorFlow {model.model_format} at {model.model_path} cannot run here ({_TF_FIX.format(path=path)}); "
+            if not (model.hf_model or model.architecture):
+                raise UserError(f"a TensorFlow {model.model_format} folder cannot run here", file=model_file,
+                                field="model_path", fix=_TF_FIX.format(path=path))
     if model.hf_model:
         checkpoint = _find_checkpoint(model.hf_model)
         if checkpoint is not None:
@@ -87,7 +95,7 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
                 digest=_checkpoint_digest(checkpoint),
                 path=checkpoint,
                 hf_config=config,
-                note=f"Hugging Face checkpoint {model.hf_model}",
+                note=f"{skipped}Hugging Face checkpoint {model.hf_model}",
             )
     if model.architecture:
         from core.registry import architecture_config
@@ -99,15 +107,27 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
             digest=_synthetic_digest(config, seed),
             hf_config=config,
             seed=seed,
-            note="SYNTHETIC WEIGHTS: seeded random values; performance is faithful, accuracy is not meaningful",
+            note=f"{skipped}SYNTHETIC WEIGHTS: seeded random values; performance is faithful, accuracy is not meaningful",
         )
     where = f"no file at {model.model_path}" if model.model_path else "no model_path"
+    if model.assets:
+        fix = "run `python -m core.prepare --task <task>`, or set hf_model or architecture"
+    elif model.model_path:
+        # Nothing to download: core.prepare would have nothing to offer.
+        kind = "ONNX model" if model.model_format.lower() == "onnx" else "model"
+        fix = f"put the {kind} file at {resolve_repo_path(model.model_path)} (this entry declares no download)"
+    else:
+        fix = "set model_path to a model file, or set hf_model or architecture"
     raise UserError(
         f"{where}, no local Hugging Face checkpoint, and no architecture for synthetic weights",
         file=model_file,
         field="model_path",
-        fix="run `python -m core.prepare --task <task>`, or set hf_model or architecture",
+        fix=fix,
     )
+
+
+_TF_FIX = ("convert it to ONNX, e.g. `pip install tf2onnx && python -m tf2onnx.convert --saved-model {path} "
+           "--output model.onnx`, then set model_format onnx and model_path to the .onnx file")
 
 
 def _file_source(model: ModelEntry, path: Path, model_file: Path) -> SourceModel:
@@ -124,6 +144,9 @@ def _file_source(model: ModelEntry, path: Path, model_file: Path) -> SourceModel
         kind = "torchscript"
     elif fmt == "onnx":
         kind = "onnx"
+    elif fmt in TF_FORMATS:
+        raise UserError(f"a TensorFlow {model.model_format} model cannot run here", file=model_file, field="model_path",
+                        fix=_TF_FIX.format(path=path))
     else:
         raise UserError(f"model_format '{model.model_format}' is not supported", file=model_file, field="model_format", fix="use pt or onnx")
     return SourceModel(kind=kind, digest=digest, path=path, note=f"model file {path.name}")

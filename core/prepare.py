@@ -5,6 +5,8 @@
     python -m core.prepare --task albert-torch-fp32 --offline  # report only, never touch the network
 
 Exit codes: 0 all assets usable, 1 some missing (e.g. offline), 2 bad input or a failed download/check.
+--list without --task shows every task; one that cannot run here is marked `unsupported` (with why) and
+does not change the exit code.
 """
 
 from __future__ import annotations
@@ -55,13 +57,16 @@ def task_assets(task) -> list:
 
 def _table(title: str, rows: list[tuple[str, ...]]):
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
     for column in ("task", "asset", "kind", "state", "where / note"):
         table.add_column(column, overflow="fold")
-    style = {"present": "green", "installed": "green", "unverified": "yellow", "modified": "red", "missing": "red"}
+    style = {"present": "green", "installed": "green", "unverified": "yellow", "modified": "red", "missing": "red",
+             "unsupported": "magenta"}
     for task, name, kind, state, note in rows:
-        table.add_row(task, name, kind, f"[{style.get(state, '')}]{state}[/]", note)
+        # Text, never markup: names, paths and error messages may hold '[' (and '-' made '[]-[/]' a markup error).
+        table.add_row(Text(task), Text(name), Text(kind), Text(state, style=style.get(state, "")), Text(note))
     return table
 
 
@@ -84,9 +89,18 @@ def run(args: argparse.Namespace, root: Path) -> int:
     resolve_base_url(args.base_url)  # bad input is reported before any work
     tasks = args.task or registry.task_names()
     console = Console()
-    rows, missing = [], 0
+    rows, missing, unsupported = [], 0, []
     for task in tasks:
-        specs = task_assets(task)
+        try:
+            loaded = registry.load_task(task)
+        except UserError as err:
+            if args.task:  # a task asked for by name: bad input, exit 2
+                raise
+            # Listing every task: one that cannot load here (e.g. an unknown dataset) is shown, not fatal.
+            rows.append((task, "-", "-", "unsupported", str(err)))
+            unsupported.append(task)
+            continue
+        specs = task_assets(loaded)
         if args.list:
             statuses = [asset_status(spec, root=root, deep=args.verify) for spec in specs]
         else:
@@ -98,7 +112,10 @@ def run(args: argparse.Namespace, root: Path) -> int:
             rows.append((task, "-", "-", "-", "no assets declared"))
     console.print(_table("assets" if args.list else "prepared assets", rows))
     if missing:
-        console.print(f"{missing} asset(s) not usable; the notes say why")
+        console.print(f"{missing} asset(s) not usable; the notes say why", markup=False)
+    if unsupported:
+        console.print(f"{len(unsupported)} task(s) cannot run here (see their notes): {', '.join(unsupported)}",
+                      markup=False, highlight=False)
     return EXIT_MISSING if missing else 0
 
 

@@ -57,6 +57,7 @@ class RunReport:
     performance: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
     notes: list[str] = field(default_factory=list)
+    replaces_latest: bool = True  # False: kept under runs/ only (a compile-only run measured nothing to show)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -92,23 +93,25 @@ class RunReport:
         """Keep this run under runs/ and make it the latest result-<precision>.json, each with an HTML page.
 
         The JSON holds the measurements and is written first; the HTML page is best effort (a plotting
-        failure costs the page, with a warning, never the results).
+        failure costs the page, with a warning, never the results). Returns the latest report's path, or
+        the kept run's when this run does not replace the latest.
         """
         folder = self.folder(out_dir)
         data = self.to_dict()
         latest = folder / f"result-{self.precision.lower()}.json"
         kept = folder / "runs" / f"{self.run_id}.json"
-        for path in (kept, latest):
+        for path in (kept, latest) if self.replaces_latest else (kept,):
             write_json_atomic(path, data)
+        written = latest if self.replaces_latest else kept
         try:
             from core.html_report import render_run_html
 
             # Plots are inlined, so one rendering serves both copies (plotting is the slow part).
             page = render_run_html(data, base_dir=folder)
-            for path in (kept, latest):
+            for path in (kept, latest) if self.replaces_latest else (kept,):
                 atomic_write_text(path.with_suffix(".html"), page)
         except Exception as err:  # noqa: BLE001 - any plotting/rendering failure; the JSON is already safe
             from core import console
 
-            console.warn(f"HTML page not written ({type(err).__name__}: {err}); the JSON report is complete: {latest}")
-        return latest
+            console.warn(f"HTML page not written ({type(err).__name__}: {err}); the JSON report is complete: {written}")
+        return written

@@ -11,6 +11,8 @@ import difflib
 import json
 import math
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +143,29 @@ def _batch_size(value: Any, source: Path | None, field: str) -> int:
     return int(number)
 
 
-def _perf_rows(data: dict, source: Path | None) -> dict[int, dict[str, Any]]:
+def _key(name: str) -> str:
+    """Spelling-insensitive key: ByteMLPerf's STC backend writes `AVG_Latency`, `P99_Latency` for `AVG Latency`."""
+    return re.sub(r"[\s_]+", " ", name).strip().lower()
+
+
+_ROW_KEYS = {_key(k): k for k in (*PERF_KEYS, "BS", "Status", "Error")}
+
+
+def _canonical_row(row: dict) -> tuple[dict[str, Any], list[str]]:
+    """The row with known keys under their canonical spelling, and the keys it holds that mean nothing to us."""
+    canonical: dict[str, Any] = {}
+    unknown: list[str] = []
+    for name, value in row.items():
+        key = _ROW_KEYS.get(_key(str(name)))
+        if key is None:
+            unknown.append(str(name))
+        elif key not in canonical or name == key:  # the exact spelling wins over a variant
+            canonical[key] = value
+    return canonical, unknown
+
+
+def _perf_rows(data: dict, source: Path | None, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
+    """Rows keyed by batch size; keys we cannot read are named in `notes` instead of silently reading as missing."""
     rows = data.get("Performance", [])
     if rows is None:
         return {}
@@ -149,9 +173,12 @@ def _perf_rows(data: dict, source: Path | None) -> dict[int, dict[str, Any]]:
         raise UserError(f"expected a list of rows, got a JSON {type(rows).__name__}", file=source,
                         field="Performance", fix="Performance is [{BS, QPS, AVG Latency, P99 Latency, ...}]")
     perf: dict[int, dict[str, Any]] = {}
+    ignored: set[str] = set()
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise UserError("expected an object", file=source, field=f"Performance[{i}]")
+        row, unknown = _canonical_row(row)
+        ignored.update(unknown)
         bs = _batch_size(row.get("BS"), source, f"Performance[{i}].BS")
         if bs in perf:
             raise UserError(f"batch size {bs} appears twice", file=source, field=f"Performance[{i}].BS")
@@ -161,7 +188,20 @@ def _perf_rows(data: dict, source: Path | None) -> dict[int, dict[str, Any]]:
         values["Status"] = status.lower()
         values["Error"] = _text(row.get("Error"))
         perf[bs] = values
+    if ignored and notes is not None:
+        notes.append(f"Performance rows hold keys not read here: {', '.join(sorted(ignored))}")
     return dict(sorted(perf.items()))
+
+
+def _date(value: Any) -> str | None:
+    """ByteMLPerf's `Execution Date` ("2023-08-01 10:00:00") as ISO 8601 where it parses, else as written."""
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.strip()).isoformat(timespec="seconds")
+    except ValueError:
+        return text
 
 
 def _diff_histogram(accuracy: dict) -> dict[str, list[float]] | None:
@@ -190,6 +230,8 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
     quality = {key: as_number(value) for key, value in accuracy.items()
                if key not in NUMERIC_KEYS and key not in ACCURACY_COUNTS and as_number(value) is not None}
     schema = _text(data.get("Schema"))
+    notes: list[str] = []
+    perf = _perf_rows(data, source, notes)
     return {
         "source": str(source) if source is not None else None,
         "format": "perfbench" if schema == SCHEMA else ("other" if schema else "bytemlperf"),
@@ -206,8 +248,10 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
         "run_status": _text(run.get("status")),
         "started": _text(run.get("started")),
         "finished": _text(run.get("finished")),
+        "execution_date": _date(data.get("Execution Date")),
         "data_percent": as_number(accuracy.get("Data Percent")),
-        "perf": _perf_rows(data, source),
+        "perf": perf,
+        "notes": notes,
         "accuracy": quality,
         "numeric": {key: as_number(accuracy[key]) for key in NUMERIC_KEYS if key in accuracy},
         "diff_dist": _text(accuracy.get("Diff Dist")),

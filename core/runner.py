@@ -62,6 +62,8 @@ def model_inputs(task: Task, source: SourceModel) -> ModelInputs:
         type_vocab_size=int(arch.get("type_vocab_size", 2) or 0),
         pad_token_id=int(arch.get("pad_token_id", 0) or 0),
         outputs=tuple(model.output_names),
+        shapes=tuple(tuple(model.input_shape[name]) for name in model.input_names),
+        layout=model.layout,
     )
 
 
@@ -136,6 +138,8 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
     loader = None
     if (workload.test_accuracy or workload.test_numeric or precision in ("INT8", AUTO)) and model.dataset_name:
         loader = _make_loader(task, inputs, options)
+    elif workload.test_numeric:  # ByteMLPerf runs numeric checks of dataset-less models on fake data
+        loader = _make_loader(task, inputs, options, dataset="fake_dataset")
 
     request = CompileRequest(
         model=model,
@@ -144,7 +148,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         batch_sizes=batch_sizes,
         cache_dir=state_dir(),
         sample_feeds=sample_feeds,
-        calibration_feeds=(lambda: _calibration_feeds(loader)) if loader else None,
+        calibration_feeds=(lambda: _calibration_feeds(loader)) if loader and model.dataset_name else None,
     )
     compiler = spec.compile_backend(config)
     request = compiler.pre_optimize(request)
@@ -174,14 +178,21 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
     }
     compile_only = workload.compile_only if options.compile_only is None else options.compile_only
     if compile_only:
-        report.notes.append("compile only: nothing measured")
+        # An empty Performance list must not hide the last measured report.
+        report.replaces_latest = False
+        message = f"compile only: nothing measured; kept under runs/ only, result-{precision.lower()}.json is unchanged"
+        report.notes.append(message)
+        console.info(message)
         return
 
     runtime = spec.runtime_backend(compiled, config)
     try:
         if loader is not None and (workload.test_accuracy or workload.test_numeric):
             _accuracy(task, loader, runtime, source, report, options, sample_feeds)
-        for batch_size in batch_sizes:
+        if not workload.test_perf:
+            report.notes.append("test_perf is false: performance not measured")
+            console.info("test_perf is false: skipping the performance section")
+        for batch_size in batch_sizes if workload.test_perf else ():
             row = _perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options)
             report.performance.append(row)  # recorded before it is announced: an interruption keeps it
             if row["Status"] == "ok":
@@ -192,7 +203,9 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         report.sections["Runtime"] = runtime.settings()
     finally:
         runtime.close()
-    console.console.print(console.performance_table(f"{model.model} on {spec.name} ({compiled.engine} {compiled.precision})", report.performance))
+    if report.performance:
+        console.console.print(console.performance_table(f"{model.model} on {spec.name} ({compiled.engine} {compiled.precision})",
+                                                        report.performance))
 
 
 def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
@@ -290,12 +303,13 @@ def _gate_loader(task: Task, inputs: ModelInputs, options: RunOptions, loader, l
 
 # --- accuracy and numeric drift --------------------------------------------------------------
 
-def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions, data_percent: float | None = None):
+def _make_loader(task: Task, inputs: ModelInputs, options: RunOptions, dataset: str | None = None,
+                 data_percent: float | None = None):
     model, workload = task.model, task.workload
-    loader_class = dataset_loader_class(model.dataset_name, task.model_file)
+    loader_class = dataset_loader_class(dataset or model.dataset_name, task.model_file)
     # CLI, then workload; the loader itself falls back to $PERFBENCH_<DATASET>_PATH, its default file, its sample.
     data_path = options.data_path or (resolve_repo_path(workload.data_path) if workload.data_path else None)
-    tokenizer = model.tokenizer
+    tokenizer = model.tokenizer or loader_class.default_tokenizer(model.model)
     local = resolve_repo_path(tokenizer) if tokenizer else None
     if local is not None and local.exists():  # a repo-relative folder or vocab file, not a hub id
         tokenizer = str(local)
@@ -318,18 +332,19 @@ def _calibration_feeds(loader, count: int = 32) -> list[dict[str, np.ndarray]]:
 
 def _accuracy(task: Task, loader, runtime, source: SourceModel, report: RunReport, options: RunOptions, sample_feeds) -> None:
     workload, model = task.workload, task.model
-    console.info(f"loading {model.dataset_name}")
+    dataset = loader.name or model.dataset_name
+    console.info(f"loading {dataset}")
     features = loader.load()
     provenance = features.provenance or loader.provenance()
     if provenance.get("source") != "file":
-        console.warn(f"{model.dataset_name}: {provenance.get('note') or provenance.get('source')}")
+        console.warn(f"{dataset}: {provenance.get('note') or provenance.get('source')}")
     tokenizer = provenance.get("tokenizer") or {}
     if tokenizer.get("meaningful_accuracy") is False:
-        console.banner(f"{model.dataset_name}: {tokenizer.get('note', 'fallback tokenizer')}")
+        console.banner(f"{dataset}: {tokenizer.get('note', 'fallback tokenizer')}")
     batch_size = min(ACCURACY_BATCH_SIZE, model.max_batch_size)
-    length_aware = workload.length_aware
+    length_aware = workload.length_aware and features.sequence
     console.info(f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})")
-    with console.progress(f"{model.dataset_name}", total=len(features)) as advance:
+    with console.progress(dataset, total=len(features)) as advance:
         outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=advance)
     accuracy: dict[str, Any] = {"Data Percent": workload.data_percent}
     if workload.test_accuracy:
@@ -343,7 +358,7 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, report: RunRepor
         "Features Per Second": round(len(features) / seconds, 4) if seconds else None,
         "Batch Size": batch_size,
         "Length Aware": length_aware,
-        "Mean True Length": round(float(features.lengths.mean()), 2),
+        **({"Mean True Length": round(float(features.lengths.mean()), 2)} if features.sequence else {}),
     }
     report.sections["Accuracy"] = accuracy
     if workload.test_numeric:
@@ -367,7 +382,8 @@ def _numeric(task: Task, source: SourceModel, features: Features, outputs, optio
     reference = reference_outputs(task.model, source, features, sample_feeds)
     # Stored next to the kept run; "Diff Dist" is relative to the report's folder, as ByteMLPerf writes it.
     name = f"runs/{report.run_id}-diff.png"
-    drift = compare_outputs(reference, outputs, features.lengths, histogram=report.folder(options.output_dir) / name)
+    lengths = features.lengths if features.sequence else None
+    drift = compare_outputs(reference, outputs, lengths, histogram=report.folder(options.output_dir) / name)
     drift["Diff Dist"] = name
     drift["Numeric Reference"] = reference_label(source)
     return drift

@@ -31,7 +31,7 @@ class Entry:
     weights_kind: str | None
     run_id: str | None
     run_status: str | None
-    date: str | None                 # run start (ISO 8601), else the file's modification time
+    date: str | None                 # run start (ISO 8601), else ByteMLPerf's Execution Date, else the file's mtime
     qps: dict[int, float]            # batch size -> QPS, rows that ran
     accuracy: dict[str, float]
 
@@ -53,9 +53,9 @@ def accuracy_text(accuracy: dict[str, float]) -> str:
     return " / ".join(f"{ACCURACY_ABBREV.get(k, k)} {fmt(v)}" for k, v in shown.items()) or "—"
 
 
-def _entry(path: Path, report: dict) -> Entry:
-    norm = normalize_report(report, source=path)
-    date = norm["started"] or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+def _entry(path: Path, norm: dict) -> Entry:
+    # ByteMLPerf reports carry `Execution Date`; the file's time is only the last resort (copies reset it).
+    date = norm["started"] or norm["execution_date"] or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
     return Entry(str(path), hardware_of(path), norm["backend"], norm["engine"], norm["precision"],
                  norm["weights_kind"], norm["run_id"], norm["run_status"], date,
                  {bs: row[QPS] for bs, row in norm["perf"].items() if row["Status"] == "ok" and row[QPS] is not None},
@@ -74,7 +74,9 @@ def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], l
         except UserError as err:
             warnings.append(f"skipped {err}")
             continue
-        entry = _entry(path, report)
+        norm = normalize_report(report, source=path)
+        entry = _entry(path, norm)
+        warnings += [f"{path}: {note}" for note in norm["notes"]]
         if entry.run_id:
             key = (entry.hardware, entry.run_id)
             if key in seen_runs:

@@ -18,6 +18,7 @@ INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
 NUMPY_DTYPES = {
     "LONG": np.int64,
+    "UINT8": np.uint8,
     "INT64": np.int64,
     "INT": np.int32,
     "INT32": np.int32,
@@ -39,9 +40,24 @@ class ModelInputs:
     type_vocab_size: int          # 0 or 1: token types are all zero; 2: question 0 / context 1
     pad_token_id: int = 0
     outputs: tuple[str, ...] = ()  # the model's output names, in order (start, end) or (logits,)
+    shapes: tuple[tuple[int, ...], ...] = ()  # declared input_shape per input; the first dimension is the batch
+    layout: str | None = None     # ByteMLPerf's `layout` (NCHW/NHWC) for image inputs, where the entry gives it
 
     def numpy_dtype(self, i: int):
         return NUMPY_DTYPES[self.dtypes[i].upper()]
+
+    @property
+    def token_layout(self) -> bool:
+        """ids, mask[, token types]: 2 or 3 integer [batch, seq] inputs of one length (the NLP models).
+
+        Those get SQuAD-like lengths and can be trimmed per batch; anything else is generated per input
+        from its declared shape (datasets.fake_dataset).
+        """
+        if not self.shapes:
+            return True
+        integer = all(np.issubdtype(self.numpy_dtype(i), np.integer) for i in range(len(self.names)))
+        return (2 <= len(self.names) <= len(INPUT_ROLES) and integer
+                and all(len(shape) == 2 and shape[1] == self.seq_len for shape in self.shapes))
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,7 @@ class Features:
     inputs: dict[str, np.ndarray]
     lengths: np.ndarray
     provenance: dict[str, Any] = field(default_factory=dict)
+    sequence: bool = True  # False: inputs have no token axis to trim (images, latents); lengths mean nothing
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -91,6 +108,11 @@ class DatasetLoader(ABC):
 
         Returns report keys, e.g. {"Exact Match": 80.1, "F1 Score": 87.5, "Questions": 10570, "Features": 10833}.
         """
+
+    @classmethod
+    def default_tokenizer(cls, model_name: str) -> str | None:
+        """The tokenizer (HF id or local path) for a model entry that names none; None: the fallback."""
+        return None
 
     def provenance(self) -> dict[str, Any]:
         """Where the data came from: {"source": "file"|"bundled sample"|"generated", "path", "sha256", ...}."""

@@ -87,3 +87,26 @@ def test_command_line_process_exit_code(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "no-such-task" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_list_shows_every_task_marks_unsupported_ones_and_survives_tasks_without_assets(fake_registry, monkeypatch, capsys):
+    """One unsupported task (unknown dataset) must not abort the listing; a task with no assets and a
+    message holding rich markup ('[/]') print as plain text."""
+    def load_task(name):
+        if name == "resnet50-tf-fp32":
+            raise prepare.UserError("unknown dataset 'open_imagenet'", file="model_zoo/resnet50-tf-fp32.json",
+                                    field="dataset_name", fix="known: [/]open_squad")
+        if name == "bare":
+            return SimpleNamespace(model=SimpleNamespace(assets=[], dataset_name=None), model_file=Path("bare.json"))
+        return SimpleNamespace(model=SimpleNamespace(assets=[MODEL], dataset_name="tiny"), model_file=Path("tiny.json"))
+
+    monkeypatch.setattr(registry, "load_task", load_task)
+    monkeypatch.setattr(registry, "task_names", lambda: ["bare", "resnet50-tf-fp32", "tiny-task"])
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per line, notes unfolded
+    assert prepare.main(["--list"], root=fake_registry) == prepare.EXIT_MISSING  # tiny-task's assets are missing
+    out = capsys.readouterr().out
+    assert "bare" in out and "no assets declared" in out
+    assert "unsupported" in out and "unknown dataset 'open_imagenet'" in out and "[/]open_squad" in out
+    assert "open_tiny" in out and "1 task(s) cannot run here" in out
+    # Asked for by name, the same task is bad input.
+    assert prepare.main(["--list", "--task", "resnet50-tf-fp32"], root=fake_registry) == 2

@@ -163,14 +163,33 @@ def test_partial_report_renders_as_text(capsys, fmt):
     assert "Exact Match" in out and "model differs" in out
 
 
-def test_no_common_batch_size_exits_2(tmp_path, capsys):
+def test_disjoint_batch_sizes_are_shown_side_by_side_with_a_note(tmp_path, capsys):
+    # Most vendor reports hold one tuned batch size: the union is shown, the gaps as gaps, no exit 2.
     report = json.loads(LATEST.read_text())
     report["Performance"] = [dict(report["Performance"][0], BS=32)]
     other = tmp_path / "bs32.json"
     other.write_text(json.dumps(report))
-    assert main([str(LATEST), str(other)]) == 2
-    err = capsys.readouterr().err
-    assert "no batch size in common" in err and "[1, 4, 8]" in err and "Traceback" not in err
+    code, data = run_json(capsys, LATEST, other, "--threshold", "5%")
+    assert code == 0 and data["batch_sizes"] == [1, 4, 8, 32]
+    row = perf_row(data, 32, "QPS")
+    assert row["values"][0] is None and row["values"][1] is not None and row["ratios"] == [None, None]
+    assert any("shares no batch size" in w and "[32] vs [1, 4, 8]" in w for w in data["warnings"])
+    assert main([str(LATEST), str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "shares no batch size" in out and "32" in out
+
+
+def test_stc_underscore_keys_are_read_and_unknown_keys_are_named(tmp_path, capsys):
+    stc = {"Model": "ALBERT-TORCH-FP32", "Backend": "STC", "Performance": [
+        {"BS": 1, "QPS": 100.0, "AVG_Latency": 10.0, "P99_Latency": 12.5, "Power_W": 70}]}
+    path = tmp_path / "stc.json"
+    path.write_text(json.dumps(stc))
+    norm = normalize_report(load_report(path), source=path)
+    assert norm["perf"][1]["AVG Latency"] == 10.0 and norm["perf"][1]["P99 Latency"] == 12.5
+    assert norm["notes"] == ["Performance rows hold keys not read here: Power_W"]
+    code, data = run_json(capsys, BYTEMLPERF, path)
+    assert perf_row(data, 1, "P99 Latency")["values"] == [21.87, 12.5]
+    assert any("Power_W" in w for w in data["warnings"])
 
 
 def test_debug_shows_the_exception(tmp_path):

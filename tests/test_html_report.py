@@ -121,10 +121,9 @@ def test_compare_page_overlays_runs():
     assert page.count("20261121T120000-d4e5f6") >= 2
 
 
-def test_compare_page_needs_a_common_batch_size():
-    from core.errors import UserError
-
+def test_compare_page_with_no_common_batch_size_shows_both_with_a_note():
     other = report("CPU/albert-torch-fp32/result-fp32.json")
     other["Performance"] = [dict(other["Performance"][0], BS=64)]
-    with pytest.raises(UserError, match="no batch size in common"):
-        render_compare_html([report("CPU/albert-torch-fp32/result-fp32.json"), other])
+    page = render_compare_html([report("CPU/albert-torch-fp32/result-fp32.json"), other])
+    assert_self_contained(page)
+    assert "shares no batch size" in page and "64" in page

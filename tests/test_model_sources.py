@@ -72,7 +72,45 @@ def test_no_source_at_all_is_a_clear_error(checkpoint):
     bare = task.model.model_copy(update={"architecture": None, "hf_model": None, "model_path": "model_zoo/none/x.pt"})
     with pytest.raises(UserError) as err:
         resolve_source(bare, model_file=task.model_file)
-    assert "no file at model_zoo/none/x.pt" in str(err.value) and "core.prepare" in str(err.value)
+    assert "no file at model_zoo/none/x.pt" in str(err.value) and "put the model file at" in str(err.value)
+    assert "core.prepare" not in str(err.value)  # the entry declares nothing to download
+
+
+def test_a_missing_file_points_at_core_prepare_only_when_the_entry_declares_assets():
+    from core.assets import AssetSpec
+
+    task = registry.load_task("tiny-bert-squad")
+    asset = AssetSpec(name="x", kind="archive", url="{base_url}/x.tar", dest="model_zoo/none", provides=["model_zoo/none/x.pt"])
+    entry = task.model.model_copy(update={"architecture": None, "model_path": "model_zoo/none/x.pt", "assets": [asset]})
+    with pytest.raises(UserError, match="core.prepare"):
+        resolve_source(entry, model_file=task.model_file)
+
+
+def test_an_onnx_entry_without_its_file_names_the_file_to_provide():
+    task = registry.load_task("tiny-bert-squad")
+    entry = task.model.model_copy(update={"architecture": None, "model_format": "onnx",
+                                          "model_path": "general_perf/model_zoo/sota/unet/model.onnx"})
+    with pytest.raises(UserError) as err:
+        resolve_source(entry, model_file=task.model_file)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and "core.prepare" not in message
+    assert f"put the ONNX model file at {registry.REPO_ROOT / 'model_zoo/sota/unet/model.onnx'}" in message
+
+
+def test_an_existing_tensorflow_saved_model_is_refused_with_how_to_convert_it(tmp_path):
+    task = registry.load_task("tiny-bert-squad")
+    folder = tmp_path / "resnet50-fp32"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"\x08\x01")
+    entry = task.model.model_copy(update={"architecture": None, "model_format": "saved_model", "model_path": str(folder)})
+    with pytest.raises(UserError) as err:
+        resolve_source(entry, model_file=task.model_file)
+    message = str(err.value)
+    assert "no file at" not in message and "TensorFlow saved_model folder cannot run here" in message
+    assert "tf2onnx" in message and str(folder) in message and len(message.splitlines()) == 1
+    # With an architecture to fall back on, the run goes on with synthetic weights and says why.
+    fallback = resolve_source(entry.model_copy(update={"architecture": "tiny-bert-squad"}), model_file=task.model_file)
+    assert fallback.synthetic and "tf2onnx" in fallback.note
 
 
 def test_model_file_digest_is_checked(checkpoint, tmp_path):

@@ -17,6 +17,7 @@ from core.errors import UserError
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.open_squad import LOADER, features
 from datasets.open_squad.loader import SAMPLE, SquadLoader
+from datasets.tokenization import resolve_tokenizer
 
 SEQ_LEN = 64
 WORDS = ("harbor", "lantern", "copper", "meadow", "violet", "granite", "willow", "ember", "falcon", "orchid",
@@ -252,3 +253,42 @@ def test_bundled_sample_is_reproducible(tmp_path):
 
     main([str(tmp_path / "sample.json")])
     assert (tmp_path / "sample.json").read_bytes() == SAMPLE.read_bytes()
+
+
+# --- the tokenizer of ByteMLPerf's own entries, which name none ----------------------------------
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("albert-torch-fp32", "madlag/albert-base-v2-squad"),
+    ("roberta-torch-fp32", "csarron/roberta-base-squad-v1"),
+    ("deberta-torch-fp32", "Palak/microsoft_deberta-base_squad"),
+    ("bert-torch-fp32", None),  # open_squad's vocab.txt, absent here
+    ("gpt2-torch-fp32", None),
+])
+def test_tokenizer_from_the_model_name(name, expected):
+    assert SquadLoader.default_tokenizer(name) == expected
+
+
+def test_bytemlperf_entries_without_a_tokenizer_field_get_the_one_their_name_implies(tmp_path, monkeypatch):
+    """albert -> its hub id (resolved offline by the tokenization module); bert -> the dataset's vocab.txt,
+    which then tokenizes (kind 'local'), not the fallback."""
+    from core import registry, runner
+    from datasets.open_squad import loader as squad_loader
+
+    options = runner.RunOptions(hardware_type="CPU")
+    albert = registry.load_task("albert-torch-fp32")
+    bare = albert.model.model_copy(update={"tokenizer": None})
+    made = runner._make_loader(registry.Task(albert.workload, albert.workload_file, bare, albert.model_file),
+                               model(), options)
+    assert made.request.tokenizer == "madlag/albert-base-v2-squad"
+
+    tok, _ = resolve_tokenizer(
+        None, vocab_size=300, sample_texts=[long_context(200, 0)], cache_dir=tmp_path)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(sorted(tok.get_vocab(), key=tok.get_vocab().get)) + "\n", encoding="utf-8")
+    monkeypatch.setattr(squad_loader, "VOCAB", vocab)
+    bert = registry.load_task("bert-torch-fp32")
+    entry = bert.model.model_copy(update={"tokenizer": None})
+    made = runner._make_loader(registry.Task(bert.workload, bert.workload_file, entry, bert.model_file),
+                               model(), runner.RunOptions(hardware_type="CPU", data_path=SAMPLE))
+    assert made.request.tokenizer == str(vocab)
+    assert made.load().provenance["tokenizer"]["kind"] == "local"

@@ -71,3 +71,15 @@ def test_accuracy_summary_hides_bookkeeping_and_zero_problem_counts():
     text = accuracy_text({"Exact Match": 80.5, "F1 Score": 88.0, "Non-finite Outputs": 0, "Empty Predictions": 0})
     assert text == "EM 80.50 / F1 88.00"
     assert "Non-finite Outputs 3" in accuracy_text({"Exact Match": 80.5, "Non-finite Outputs": 3})
+
+
+def test_bytemlperf_execution_date_is_the_date_shown(tmp_path):
+    folder = tmp_path / "STC" / "albert-torch-fp32"
+    folder.mkdir(parents=True)
+    report = {"Model": "ALBERT-TORCH-FP32", "Backend": "STC", "Execution Date": "2023-08-01 10:20:30",
+              "Performance": [{"BS": 8, "QPS": 700.0, "AVG_Latency": 11.4, "P99_Latency": 12.0}]}
+    (folder / "result-fp16.json").write_text(json.dumps(report))
+    (groups, warnings) = collect(tmp_path)
+    entry = groups[0].entries[0]
+    assert entry.date == "2023-08-01T10:20:30" and entry.qps == {8: 700.0}
+    assert warnings == []  # underscore keys are known keys

@@ -106,7 +106,7 @@ def export_onnx(
     `input_ids.1` survive). A Hugging Face model receives each feed as the keyword its name means
     (`input_ids.1` -> input_ids, `input_mask` -> attention_mask) and is exported with eager attention
     and tuple outputs, restored afterwards; other modules receive the feeds positionally. Axis 0 of
-    every input is dynamic ("batch") if `dynamic_batch`, axis 1 ("sequence") if `dynamic_sequence`.
+    every input is dynamic ("batch") if `dynamic_batch`, axis 1 of 2-D inputs ("sequence") if `dynamic_sequence`.
     An input the traced graph never reads (deberta's token_type_ids) is dropped by the exporter:
     `details["inputs"]` lists what the graph declares, feed only those.
     """
@@ -116,10 +116,15 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(sample_feeds)
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample_feeds[n])) for n in names)
-    axes = {0: "batch"} if dynamic_batch else {}
-    if dynamic_sequence:
-        axes[1] = "sequence"
-    dynamic_axes = {n: dict(axes) for n in names if sample_feeds[n].ndim > max(axes)} if axes else None
+    # Axis 1 is a sequence only for [batch, tokens] inputs; for images it is the channel axis.
+    dynamic_axes = {}
+    for n in names:
+        axes = {0: "batch"} if dynamic_batch else {}
+        if dynamic_sequence and sample_feeds[n].ndim == 2:
+            axes[1] = "sequence"
+        if axes:
+            dynamic_axes[n] = axes
+    dynamic_axes = dynamic_axes or None
 
     is_hf = hasattr(module, "config") and hasattr(module, "set_attn_implementation")
     start = time.perf_counter()

@@ -26,6 +26,11 @@ DATA_FILE = "dev-v1.1.json"
 SAMPLE = HERE / "sample" / "dev-sample.json"
 _CACHE_VERSION = 1
 DEFAULT_OUTPUTS = ("start_logits", "end_logits")
+# ByteMLPerf's open_squad picks the tokenizer from the model name; its own entries name none. Checked in
+# order ("albert", "roberta" and "deberta" all contain "bert"); any other BERT uses the dataset's vocab.txt.
+NAMED_TOKENIZERS = (("albert", "madlag/albert-base-v2-squad"), ("roberta", "csarron/roberta-base-squad-v1"),
+                    ("deberta", "Palak/microsoft_deberta-base_squad"))
+VOCAB = HERE / "vocab.txt"
 
 
 class SquadLoader(DatasetLoader):
@@ -41,6 +46,16 @@ class SquadLoader(DatasetLoader):
         self.questions: list[Question] | None = None
         self.encoded: squad_features.EncodedFeatures | None = None
         self._provenance: dict[str, Any] = {"source": self.source, "path": str(self.path)}
+
+    @classmethod
+    def default_tokenizer(cls, model_name: str) -> str | None:
+        name = model_name.lower()
+        for word, tokenizer in NAMED_TOKENIZERS:
+            if word in name:
+                return tokenizer  # a hub id: found in the local HF cache or not at all (never downloaded here)
+        if "bert" in name and VOCAB.is_file():  # installed by `core.prepare` with the dataset (open_squad.tar)
+            return str(VOCAB)
+        return None
 
     def load(self) -> Features:
         model = self.request.model
