@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from core.memory import ARTIFACT_SIZE, DEVICE_MEMORY, PEAK_RSS
 
 SCHEMA = "perfbench-report/1"
 MAX_REPORT_BYTES = 16 << 20
@@ -23,8 +24,12 @@ MAX_REPORT_BYTES = 16 << 20
 QPS = "QPS"
 LATENCY_KEYS = ("AVG Latency", "P50 Latency", "P90 Latency", "P99 Latency")
 # Everything a performance row may hold, in display order (latencies in ms).
+# Memory (MB): the process's peak resident set while a batch size ran; device memory where a backend reports one.
+MEMORY_KEYS = (PEAK_RSS, DEVICE_MEMORY)
 PERF_KEYS = (QPS, *LATENCY_KEYS, "Min Latency", "Max Latency", "Std Latency",
-             "Iterations", "Measured Seconds", "Warmup Iterations")
+             "Iterations", "Measured Seconds", "Warmup Iterations", *MEMORY_KEYS)
+# Graph Compile's memory figures (MB), shown under these names beside each other.
+COMPILE_MEMORY_KEYS = {PEAK_RSS: "Compile Peak RSS MB", ARTIFACT_SIZE: ARTIFACT_SIZE}
 # Numeric-diff statistics (model output vs reference); every other number in Accuracy is a quality metric.
 NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")
 # Bookkeeping numbers in Accuracy that are neither quality nor diff.
@@ -35,14 +40,14 @@ ACCURACY_PROBLEMS = ("Non-finite Outputs", "Non-finite", "Empty Predictions")
 ACCURACY_ABBREV = {"Exact Match": "EM", "F1 Score": "F1", "Accuracy Matched": "M", "Accuracy Mismatched": "MM"}
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write through a temporary file in the same folder and os.replace it, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp makes the file private (0600); reports and pages are meant to be shared.
@@ -52,6 +57,11 @@ def atomic_write_text(path: Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """atomic_write_bytes for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def run_files(reports_dir: Path) -> list[Path]:
@@ -223,6 +233,8 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
         "perf": _perf_rows(data, source),
         "accuracy": quality,
         "numeric": {key: _number(accuracy[key]) for key in NUMERIC_KEYS if key in accuracy},
+        "compile_memory": {name: _number(compile_[key]) for key, name in COMPILE_MEMORY_KEYS.items()
+                           if _number(compile_.get(key)) is not None},
         "diff_dist": _text(accuracy.get("Diff Dist")),
         "diff_histogram": _diff_histogram(accuracy),
     }

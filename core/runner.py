@@ -21,6 +21,7 @@ import numpy as np
 from core import console
 from core.errors import UserError
 from core.measure import MeasurePolicy, measure
+from core.memory import PeakRss, compile_memory_fields, perf_memory_fields
 from core.model_source import SourceModel, resolve_repo_path, resolve_source
 from core.paths import state_dir
 from core.registry import Task, architecture_config, dataset_loader_class, load_backend
@@ -141,6 +142,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         calibration_feeds=(lambda: _calibration_feeds(loader)) if loader else None,
     )
     compiler = spec.compile_backend(config)
+    compile_memory = PeakRss().start()  # not a `with`, so the compile lines stay as they are
     with console.status(f"compiling {model.model} for {spec.name} ({precision}, {getattr(config, 'engine', spec.name)})"):
         compiled = compiler.compile(compiler.pre_optimize(request))
     cache_note = "reused cached artifact" if compiled.cache_hit else "compiled"
@@ -155,6 +157,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         "Artifact": str(compiled.artifact) if compiled.artifact else None,
         **({"Details": compiled.details} if compiled.details else {}),
     }
+    report.sections["Graph Compile"].update(compile_memory_fields(compile_memory, compiled.artifact))
     compile_only = workload.compile_only if options.compile_only is None else options.compile_only
     if compile_only:
         report.notes.append("compile only: nothing measured")
@@ -205,19 +208,22 @@ def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
 
 def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, options: RunOptions) -> dict[str, Any]:
     """Measure one batch size; an engine error is recorded in the row and the run goes on."""
+    peak = PeakRss()
     try:
-        runtime.load(batch_size)
-        call = runtime.bind(sample_feeds(batch_size))
-        with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
-            result = measure(call, policy, batch_size, on_iteration=advance)
-        return result.report_row()
+        with peak:  # loading and binding count: they are part of what a batch size needs
+            runtime.load(batch_size)
+            call = runtime.bind(sample_feeds(batch_size))
+            with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
+                result = measure(call, policy, batch_size, on_iteration=advance)
+        return {**result.report_row(), **perf_memory_fields(peak, runtime)}
     except (KeyboardInterrupt, Interrupted, UserError):
         raise
     except Exception as err:  # one failing batch size (OOM, engine error) must not end the run
         if options.debug:
             traceback.print_exc()
         console.warn(f"batch size {batch_size} failed: {type(err).__name__}: {err}")
-        return {"BS": batch_size, "Status": "failed", "Error": f"{type(err).__name__}: {str(err)[:500]}"}
+        return {"BS": batch_size, "Status": "failed", "Error": f"{type(err).__name__}: {str(err)[:500]}",
+                **perf_memory_fields(peak, runtime)}
 
 
 # --- accuracy and numeric drift --------------------------------------------------------------
