@@ -20,6 +20,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ OUTPUT_TAIL_CHARS = 2000
 # perf_engine's exit codes (core.perf_engine); anything else, or no report, is a crash.
 ENGINE_OK, ENGINE_BATCH_FAILED, ENGINE_USAGE, ENGINE_INTERRUPTED = 0, 1, 2, 130
 NODE_CHECK_SECONDS = 5.0
+PROBE_SECONDS = 5.0
 
 
 def hw_resource(hardware_type: str) -> str:
@@ -281,6 +283,13 @@ def _alive_hardware(ray) -> dict[str, list[str]]:
 
 def connect(address: str):
     """Join an existing Ray cluster as a driver: no dashboard, no usage reporting."""
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit():  # Ray retries an unreachable address for minutes: ask once, quickly
+        try:
+            socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+        except OSError as err:
+            raise UserError(f"cannot reach the Ray head at {address}: {err.strerror or err}", field="--address",
+                            fix="start it with `ray start --head --port=6379 ...` and pass HEAD_IP:6379") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 

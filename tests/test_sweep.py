@@ -243,3 +243,15 @@ def test_a_node_lost_mid_job_marks_that_job_crashed(cluster, plugins, tmp_path):
     assert jobs["HANG"]["status"] == "crashed" and jobs["HANG"]["report"] is None
     assert jobs["HANG"]["error"].startswith("lost: ")  # Ray's NodeDiedError, as one line
     assert jobs["FASTA"]["status"] == "ok"
+
+
+def test_an_unreachable_cluster_is_one_line(plugins, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = sweep_file(tmp_path, hardware_types=["FASTA"])
+    code, _, err = run_sweep(path, "--output-dir", tmp_path / "out", "--address", f"127.0.0.1:{port}")
+    assert code == 2 and err.strip().startswith("error: --address: cannot reach the Ray head")
+    assert not (tmp_path / "out").exists()
