@@ -302,7 +302,7 @@ def connect(address: str):
 
 
 def run_on_cluster(sweep: Sweep, ray) -> None:
-    from ray.exceptions import GetTimeoutError, RayError
+    from ray.exceptions import RayError
 
     from core.sweep_job import run_job
 
@@ -320,8 +320,6 @@ def run_on_cluster(sweep: Sweep, ray) -> None:
         job = running.pop(ready[0])
         try:
             sweep.record(job, ray.get(ready[0]))
-        except GetTimeoutError:  # pragma: no cover - ready refs do not time out
-            raise
         except RayError as err:  # the node died, the worker was killed, the object was lost
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             sweep.record(job, None, f"lost: {type(err).__name__}: {first}"[:500])

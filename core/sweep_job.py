@@ -40,10 +40,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         log_path = folder / "job.log"
         command = [sys.executable, "-m", "core.perf_engine", "--task", str(workload),
                    "--hardware_type", job["hardware_type"], "--output-dir", str(out)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")  # the output's tail is the last thing it said
+        # Unbuffered: the output's tail is the last thing it said. The private folder as working directory:
+        # a crash's core file is discarded with it; the checkout stays importable without an install.
+        path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
         timed_out = False
         with open(log_path, "wb") as log:
-            child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+            child = subprocess.Popen(command, cwd=folder, env=env, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT)
             try:
                 returncode = child.wait(timeout=job.get("timeout"))
