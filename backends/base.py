@@ -128,6 +128,11 @@ class RuntimeBackend(ABC):
     def get_loaded_batch_size(self) -> int | None:
         return self.batch_size
 
+    def device_memory(self) -> int | None:
+        """Peak device memory in bytes while the current batch size ran (read after the timed loop);
+        None where the backend has no device memory of its own (the host's is measured by the runner)."""
+        return None
+
     def settings(self) -> dict[str, Any]:
         """What the report should say about how this runtime ran (threads, providers, ...)."""
         return {}

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from core.atomic import atomic_write_text
 from core.errors import EXIT_USAGE, UserError
-from core.report_io import (LATENCY_KEYS, QPS, normalize_report, read_report_file,
+from core.report_io import (LATENCY_KEYS, MEMORY_KEYS, QPS, normalize_report, read_report_file,
                             resolve_report_path)
 
 EXIT_REGRESSION = 1
@@ -162,6 +162,7 @@ class Comparison:
     perf: list[PerfRow]
     accuracy: list[MetricRow]
     numeric: list[MetricRow]
+    compile_memory: list[MetricRow]
     warnings: list[str]
     regressions: list[Regression]
 
@@ -232,14 +233,15 @@ def build_comparison(reports: Sequence[dict], labels: Sequence[str],
                     regressions.append(Regression(label, bs, "Status", None, None, None,
                                                   f"{label}: batch size {bs} {row['Status']} "
                                                   f"({row['Error'] or 'no error recorded'}); the baseline ran"))
-        for metric in (QPS, *LATENCY_KEYS):
+        for metric in (QPS, *LATENCY_KEYS, *MEMORY_KEYS):
             values = [row[metric] if row else None for row in rows]
             if all(v is None for v in values):
                 continue
             ratios = [None if values[0] in (None, 0) or v is None else v / values[0] for v in values]
             flags = [False] * len(values)
             for i in range(1, len(values)):
-                if threshold is None or ratios[i] is None:
+                # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
+                if threshold is None or ratios[i] is None or metric in MEMORY_KEYS:
                     continue
                 change = ratios[i] - 1
                 if (change < -threshold) if metric == QPS else (change > threshold):
@@ -251,12 +253,12 @@ def build_comparison(reports: Sequence[dict], labels: Sequence[str],
             perf.append(PerfRow(bs, metric, values, ratios, statuses, flags))
     return Comparison(list(labels), list(reports), threshold, batch_sizes, perf,
                       _metric_rows(reports, "accuracy"), _metric_rows(reports, "numeric"),
-                      _warnings(labels, reports), regressions)
+                      _metric_rows(reports, "compile_memory"), _warnings(labels, reports), regressions)
 
 
 def comparison_tables(cmp: Comparison) -> list[TextTable]:
     """Performance (value and ratio to the baseline), accuracy and numeric-diff (value and delta)."""
-    perf = TextTable("Performance (latency in ms; ratio to the first report)", ["BS", "metric", *cmp.labels],
+    perf = TextTable("Performance (latency in ms, memory in MB; ratio to the first report)", ["BS", "metric", *cmp.labels],
                      text_columns=2)
     for row in cmp.perf:
         cells = [Cell(str(row.bs)), Cell(row.metric)]
@@ -269,7 +271,8 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
         perf.rows.append(cells)
     tables = [perf]
     for title, rows in (("Accuracy (delta to the first report)", cmp.accuracy),
-                        ("Numeric diff vs reference (delta to the first report)", cmp.numeric)):
+                        ("Numeric diff vs reference (delta to the first report)", cmp.numeric),
+                        ("Compile memory in MB (delta to the first report)", cmp.compile_memory)):
         if rows:
             table = TextTable(title, ["metric", *cmp.labels])
             for row in rows:

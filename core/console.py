@@ -60,7 +60,7 @@ def status(message: str):
 
 def performance_table(title: str, rows: list[dict]) -> Table:
     table = Table(title=title)
-    for column in ("BS", "QPS", "AVG ms", "P50 ms", "P90 ms", "P99 ms", "Std ms", "Iters", "Status"):
+    for column in ("BS", "QPS", "AVG ms", "P50 ms", "P90 ms", "P99 ms", "Std ms", "Iters", "RSS MB", "Status"):
         table.add_column(column, justify="right")
     for row in rows:
         if row.get("Status") == "ok":
@@ -73,8 +73,9 @@ def performance_table(title: str, rows: list[dict]) -> Table:
                 f"{row['P99 Latency']:.2f}",
                 f"{row['Std Latency']:.2f}",
                 str(row["Iterations"]),
+                f"{row['Peak RSS MB']:.0f}" if row.get("Peak RSS MB") is not None else "-",
                 "ok" if "Warning" not in row else "few iters",
             )
         else:
-            table.add_row(str(row["BS"]), "-", "-", "-", "-", "-", "-", "-", f"[red]{row.get('Status')}[/]")
+            table.add_row(str(row["BS"]), "-", "-", "-", "-", "-", "-", "-", "-", f"[red]{row.get('Status')}[/]")
     return table

@@ -306,6 +306,7 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
             _kv_table("Run", summary),
             "<h2>Performance</h2>", _table_html(_perf_table(norm)) if norm["perf"] else "<p>No performance rows.</p>",
             _plots_section(plots, [norm], [label]),
+            _kv_table("Compile memory (MB)", norm["compile_memory"]),
             _selection_table(report.get("Graph Compile")),
             "<h2>Accuracy and numeric diff</h2>",
             _kv_table("Accuracy", {k: v for k, v in accuracy.items() if k != "Dataset Provenance"})

@@ -89,17 +89,23 @@ class Task:
 def load_task(task: str) -> Task:
     """Load a workload and the model-zoo entry it names, and check that they fit together."""
     workload_file = resolve_task_file(task)
-    workload = load_workload(workload_file)
+    return task_from(load_workload(workload_file), workload_file)
+
+
+def task_from(workload: Workload, workload_file: Path, *, source: Path | None = None) -> Task:
+    """A Task for a validated workload; `source` is the file blamed for its fields (default workload_file),
+    e.g. a sweep file whose overrides changed them."""
+    blame = source or workload_file
     try:
         model_file = model_entry_file(workload.model)
     except UserError as err:
-        raise UserError(err.message, file=workload_file, field="model", fix=err.fix) from None
+        raise UserError(err.message, file=blame, field="model", fix=err.fix) from None
     model = load_model_entry(model_file)
     too_big = [bs for bs in workload.batch_sizes if bs > model.max_batch_size]
     if too_big:
         raise UserError(
             f"batch size {too_big[0]} exceeds the model's max_batch_size {model.max_batch_size}",
-            file=workload_file,
+            file=blame,
             field="batch_sizes",
             fix=f"use sizes up to {model.max_batch_size} or raise max_batch_size in {model_file.name}",
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from core.memory import ARTIFACT_SIZE, DEVICE_MEMORY, PEAK_RSS
 
 SCHEMA = "perfbench-report/1"
 MAX_REPORT_BYTES = 16 << 20
@@ -24,8 +25,12 @@ MAX_REPORT_BYTES = 16 << 20
 QPS = "QPS"
 LATENCY_KEYS = ("AVG Latency", "P50 Latency", "P90 Latency", "P99 Latency")
 # Everything a performance row may hold, in display order (latencies in ms).
+# Memory (MB): the process's peak resident set while a batch size ran; device memory where a backend reports one.
+MEMORY_KEYS = (PEAK_RSS, DEVICE_MEMORY)
 PERF_KEYS = (QPS, *LATENCY_KEYS, "Min Latency", "Max Latency", "Std Latency",
-             "Iterations", "Measured Seconds", "Warmup Iterations")
+             "Iterations", "Measured Seconds", "Warmup Iterations", *MEMORY_KEYS)
+# Graph Compile's memory figures (MB), shown under these names beside each other.
+COMPILE_MEMORY_KEYS = {PEAK_RSS: "Compile Peak RSS MB", ARTIFACT_SIZE: ARTIFACT_SIZE}
 # Numeric-diff statistics (model output vs reference); every other number in Accuracy is a quality metric.
 NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")
 # Bookkeeping numbers in Accuracy that are neither quality nor diff.
@@ -254,6 +259,8 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
         "notes": notes,
         "accuracy": quality,
         "numeric": {key: as_number(accuracy[key]) for key in NUMERIC_KEYS if key in accuracy},
+        "compile_memory": {name: as_number(compile_[key]) for key, name in COMPILE_MEMORY_KEYS.items()
+                           if as_number(compile_.get(key)) is not None},
         "diff_dist": _text(accuracy.get("Diff Dist")),
         "diff_histogram": _diff_histogram(accuracy),
     }

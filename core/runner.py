@@ -20,6 +20,7 @@ from core import console
 from core.batches import run_features
 from core.errors import Interrupted, UserError
 from core.measure import MeasurePolicy, measure
+from core.memory import PeakRss, compile_memory_fields, perf_memory_fields
 from core.model_source import SourceModel, resolve_repo_path, resolve_source
 from core.paths import state_dir
 from core.registry import Task, architecture_config, dataset_loader_class, load_backend
@@ -151,6 +152,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         calibration_feeds=(lambda: _calibration_feeds(loader)) if loader and model.dataset_name else None,
     )
     compiler = spec.compile_backend(config)
+    compile_memory = PeakRss().start()  # covers choosing the engine too: every candidate is compiled
     request = compiler.pre_optimize(request)
     candidates = compiler.candidates(request)
     if len(candidates) == 1:
@@ -176,6 +178,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
         **({"Engine Selection": selection.section} if selection else {}),
         **({"Details": compiled.details} if compiled.details else {}),
     }
+    report.sections["Graph Compile"].update(compile_memory_fields(compile_memory, compiled.artifact))
     compile_only = workload.compile_only if options.compile_only is None else options.compile_only
     if compile_only:
         # An empty Performance list must not hide the last measured report.
@@ -235,19 +238,22 @@ def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
 
 def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, options: RunOptions) -> dict[str, Any]:
     """Measure one batch size; an engine error is recorded in the row and the run goes on."""
+    peak = PeakRss()
     try:
-        runtime.load(batch_size)
-        call = runtime.bind(sample_feeds(batch_size))
-        with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
-            result = measure(call, policy, batch_size, on_iteration=advance)
-        return result.report_row()
+        with peak:  # loading and binding count: they are part of what a batch size needs
+            runtime.load(batch_size)
+            call = runtime.bind(sample_feeds(batch_size))
+            with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
+                result = measure(call, policy, batch_size, on_iteration=advance)
+        return {**result.report_row(), **perf_memory_fields(peak, runtime)}
     except (KeyboardInterrupt, Interrupted, UserError):
         raise
     except Exception as err:  # one failing batch size (OOM, engine error) must not end the run
         if options.debug:
             traceback.print_exc()
         console.warn(f"batch size {batch_size} failed: {type(err).__name__}: {err}")
-        return {"BS": batch_size, "Status": "failed", "Error": f"{type(err).__name__}: {str(err)[:500]}"}
+        return {"BS": batch_size, "Status": "failed", "Error": f"{type(err).__name__}: {str(err)[:500]}",
+                **perf_memory_fields(peak, runtime)}
 
 
 def _compile(spec, candidate, request):

@@ -1,0 +1,98 @@
+"""Memory figures: the peak-RSS tracker, artifact sizes, and the report keys compare and the HTML show."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import memory
+from core.compare import build_comparison, comparison_tables
+from core.html_report import render_run_html
+from core.memory import PeakRss, size_on_disk
+from core.report_io import normalize_report
+
+REPO = Path(__file__).resolve().parent.parent
+BLOCK = 64 << 20
+
+
+def touched_block() -> np.ndarray:
+    block = np.empty(BLOCK, dtype=np.uint8)
+    block.fill(1)  # untouched pages are not resident
+    return block
+
+
+@pytest.mark.skipif(not memory._reset_hwm(), reason="needs Linux's resettable VmHWM")
+def test_peak_of_a_phase_sees_a_freed_allocation_and_the_next_phase_does_not():
+    with PeakRss() as big:
+        block = touched_block()
+        del block
+    with PeakRss() as small:
+        pass
+    assert big.method == "VmHWM"
+    assert big.peak_mb - small.peak_mb > 0.75 * BLOCK / memory.MB
+
+
+def test_sampled_fallback_covers_what_is_resident_at_the_end(monkeypatch):
+    monkeypatch.setattr(memory, "_reset_hwm", lambda: False)
+    before = memory.current_rss()
+    with PeakRss(interval=0.001) as peak:
+        block = touched_block()
+    assert peak.method.startswith("psutil")
+    assert peak.peak_bytes >= before + 0.75 * BLOCK
+    del block
+
+
+def test_artifact_size_counts_sidecars_and_folders(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"x" * 1000)
+    (tmp_path / "model.onnx.data").write_bytes(b"x" * 500)
+    (tmp_path / "compile.json").write_bytes(b"x" * 7)
+    assert size_on_disk(tmp_path / "model.onnx") == 1500
+    assert size_on_disk(tmp_path) == 1507
+    assert size_on_disk(tmp_path / "absent.onnx") is None and size_on_disk(None) is None
+
+
+def test_peak_rss_grows_with_batch_size_on_a_tiny_model(tmp_path):
+    # Its own process: the figure is the process's, so a test runner's other allocations stay out of it.
+    workload = tmp_path / "w.json"
+    workload.write_text(json.dumps({"model": "tiny-bert-squad", "batch_sizes": [1, 16], "iterations": 2,
+                                    "warmup_iterations": 1, "min_seconds": 0, "max_seconds": 0.5,
+                                    "test_accuracy": False, "test_numeric": False}), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "core.perf_engine", "--task", str(workload), "--output-dir",
+                           str(tmp_path / "reports")], cwd=REPO, env=dict(os.environ), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "reports/CPU/tiny-bert-squad/result-fp32.json").read_text(encoding="utf-8"))
+    peak = {row["BS"]: row["Peak RSS MB"] for row in report["Performance"]}
+    assert peak[16] > peak[1] > 50  # a Python process with torch and onnxruntime loaded is far above 50 MB
+    compiled = report["Graph Compile"]
+    assert compiled["Peak RSS MB"] > 50 and compiled["Artifact Size MB"] > 0
+
+
+def report(peaks: dict[int, float], device: float | None = None, compile_peak: float = 400.0) -> dict:
+    rows = [{"BS": bs, "QPS": 10.0 * bs, "Status": "ok", "Peak RSS MB": mb,
+             **({"Device Memory MB": device} if device is not None else {})} for bs, mb in peaks.items()]
+    return {"Model": "m", "Graph Compile": {"Peak RSS MB": compile_peak, "Artifact Size MB": 12.5}, "Performance": rows}
+
+
+def test_compare_shows_memory_without_calling_it_a_regression():
+    base, other = normalize_report(report({1: 400.0, 8: 500.0})), normalize_report(report({1: 800.0, 8: 900.0}, 64.0))
+    cmp = build_comparison([base, other], ["a", "b"], threshold=0.05)
+    rows = {(row.bs, row.metric): row for row in cmp.perf}
+    assert rows[(8, "Peak RSS MB")].ratios[1] == pytest.approx(1.8)
+    assert rows[(1, "Device Memory MB")].values == [None, 64.0]
+    assert not cmp.regressions  # memory doubled, QPS equal: shown, not gated
+    titles = {t.title: t for t in comparison_tables(cmp)}
+    memory_table = next(t for title, t in titles.items() if title.startswith("Compile memory"))
+    assert [c.text for c in memory_table.rows[0]][:2] == ["Compile Peak RSS MB", "400.0"]
+
+
+def test_run_page_shows_memory():
+    page = render_run_html(report({1: 431.5}, device=2048.0, compile_peak=777.0))
+    for text in ("Peak RSS MB", "431.5", "Device Memory MB", "2,048", "Compile Peak RSS MB", "777", "12.5"):
+        assert text in page
