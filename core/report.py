@@ -56,6 +56,7 @@ class RunReport:
     performance: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
     notes: list[str] = field(default_factory=list)
+    instance_count: int = 1   # runtime instances that ran at once (clients on their own instances)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -64,7 +65,7 @@ class RunReport:
             "Backend": self.backend,
             "Host Info": self.sections.get("Host", {}).get("cpu", ""),
             "Dataset": self.dataset,
-            "Instance Count": 1,
+            "Instance Count": self.instance_count,
             "Device Count": 1,
         }
         for key in ("Graph Compile", "Accuracy"):
