@@ -276,6 +276,8 @@ def run_scenario(spec: ScenarioSpec, instances: Instances, samples: Samples, est
     if spec.find_peak:
         found = [m for m in messages if m.startswith("FindPeakPerformance: Found peak performance field:")]
         entry["Peak QPS"] = _number(float(found[-1].rsplit(":", 1)[1])) if found else None
+        # The detail log records the settings once, at the start: the search began there, its final run at the peak.
+        entry["Peak Search Start"], entry["Target QPS"] = entry["Target QPS"], entry["Peak QPS"] or entry["Target QPS"]
         entry["Peak Search"] = [m for m in messages if m.startswith(("FindPeakPerformance", "FindBoundaries"))]
         if not found:
             entry["Result"] = "INVALID"

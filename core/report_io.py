@@ -25,6 +25,8 @@ LATENCY_KEYS = ("AVG Latency", "P50 Latency", "P90 Latency", "P99 Latency")
 # Everything a performance row may hold, in display order (latencies in ms).
 PERF_KEYS = (QPS, *LATENCY_KEYS, "Min Latency", "Max Latency", "Std Latency",
              "Iterations", "Measured Seconds", "Warmup Iterations")
+# One LoadGen scenario's numbers (latencies in ms), in display order.
+LOADGEN_KEYS = (QPS, "P50 Latency", "P90 Latency", "P99 Latency", "Target QPS", "Target Latency", "Peak QPS")
 # Numeric-diff statistics (model output vs reference); every other number in Accuracy is a quality metric.
 NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")
 # Bookkeeping numbers in Accuracy that are neither quality nor diff.
@@ -184,6 +186,20 @@ def _perf_rows(data: dict, source: Path | None) -> dict[int, dict[str, Any]]:
     return dict(sorted(perf.items()))
 
 
+def _loadgen_entries(data: dict) -> dict[str, dict[str, Any]]:
+    """The `LoadGen` list keyed by scenario; entries without a scenario name are left out."""
+    entries = data.get("LoadGen")
+    result: dict[str, dict[str, Any]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        scenario = _text(entry.get("Scenario")) if isinstance(entry, dict) else None
+        if scenario and scenario not in result:
+            values: dict[str, Any] = {key: as_number(entry.get(key)) for key in LOADGEN_KEYS}
+            values.update(Result=_text(entry.get("Result")), Status=_text(entry.get("Status")) or "ok",
+                          Log=_text(entry.get("Log Summary")), Error=_text(entry.get("Error")))
+            result[scenario] = values
+    return result
+
+
 def _diff_histogram(accuracy: dict) -> dict[str, list[float]] | None:
     """Optional `Diff Histogram {edges, counts}` (len(edges) == len(counts) + 1), else None."""
     hist = accuracy.get("Diff Histogram")
@@ -228,6 +244,7 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
         "finished": _text(run.get("finished")),
         "data_percent": as_number(accuracy.get("Data Percent")),
         "perf": _perf_rows(data, source),
+        "loadgen": _loadgen_entries(data),
         "accuracy": quality,
         "numeric": {key: as_number(accuracy[key]) for key in NUMERIC_KEYS if key in accuracy},
         "diff_dist": _text(accuracy.get("Diff Dist")),
