@@ -230,7 +230,7 @@ def _settings(lg, spec: ScenarioSpec, estimate: Estimate, mode: str):
 
 def _peak_start(estimate: Estimate) -> float:
     """A base QPS LoadGen's peak search can start from: well under what the runtime sustains."""
-    return max(0.01, round(estimate.throughput_qps / 4, 2))
+    return max(0.01, round(estimate.throughput_qps / 8, 2))
 
 
 def _peak_decimals(throughput: float) -> int:

@@ -259,3 +259,31 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+# --- compare ----------------------------------------------------------------------------------------
+
+def _report(run_id: str, result: str, qps: float, p99: float) -> dict:
+    return {"Schema": "perfbench-report/1", "Model": "m", "Run": {"id": run_id, "status": "complete"},
+            "Performance": [{"BS": 1, "QPS": 10.0, "P99 Latency": 5.0, "Status": "ok"}],
+            "LoadGen": [{"Scenario": "Server", "Result": result, "QPS": qps, "P50 Latency": 1.0, "P90 Latency": 2.0,
+                         "P99 Latency": p99, "Target QPS": 20.0, "Target Latency": 100.0,
+                         "Log Summary": f"runs/{run_id}-loadgen/Server/mlperf_log_summary.txt"}]}
+
+
+def test_compare_shows_loadgen_and_flags_valid_to_invalid():
+    from core.compare import build_comparison, comparison_tables
+    from core.html_report import render_compare_html
+    from core.report_io import normalize_report
+
+    raw = [_report("a", "VALID", 20.0, 50.0), _report("b", "INVALID", 19.9, 150.0)]
+    cmp = build_comparison([normalize_report(r) for r in raw], ["a", "b"], threshold=0.05)
+    messages = [r.message for r in cmp.regressions]
+    assert any("LoadGen Server is INVALID" in m for m in messages)
+    assert any("P99 Latency rise" in m for m in messages)
+    assert not any("QPS drop" in m for m in messages)  # 0.5% is within the threshold
+    table = next(t for t in comparison_tables(cmp) if t.title.startswith("LoadGen"))
+    assert ["Server", "Result", "VALID", "INVALID"] == [c.text for c in table.rows[0]]
+    assert "LoadGen scenarios" in render_compare_html(raw, ["a", "b"])
+    same = build_comparison([normalize_report(r) for r in raw[:1] * 2], ["a", "a2"], threshold=0.05)
+    assert not same.regressions
