@@ -125,6 +125,16 @@ class RuntimeBackend(ABC):
         """
         return lambda: self.predict(feeds)
 
+    def instances(self, count: int) -> list["RuntimeBackend"]:
+        """Runtimes for `count` concurrent clients, called after load(): each may run predict/bind from
+        its own thread while the others do. Engines share what they can (one session; one compiled
+        model with an infer request each) and size their threads so the instances share the cores.
+
+        The default, a single instance, suits a backend that cannot run concurrently: the harness then
+        serializes the clients on it and the report says so.
+        """
+        return [self]
+
     def get_loaded_batch_size(self) -> int | None:
         return self.batch_size
 

@@ -13,6 +13,31 @@ PAD_MULTIPLE = 8  # trimmed sequence lengths are rounded up to this, to limit di
 PAD_LOGIT = -1e4  # what trimmed-away positions hold in per-token outputs
 
 
+def batch_feeds(inputs: dict[str, np.ndarray], lengths: np.ndarray, index: np.ndarray, *,
+                length_aware: bool) -> tuple[dict[str, np.ndarray], int]:
+    """The rows `index` as one batch, and its width: length-aware, [N, tokens] inputs are trimmed to the
+    longest member (rounded up to PAD_MULTIPLE); otherwise rows are taken whole and the width is 0."""
+    if not length_aware:
+        return {name: np.ascontiguousarray(array[index]) for name, array in inputs.items()}, 0
+    seq_len = next(iter(inputs.values())).shape[1]
+    width = min(seq_len, int(math.ceil(lengths[index].max() / PAD_MULTIPLE) * PAD_MULTIPLE))
+    return {name: np.ascontiguousarray(array[index, :width]) for name, array in inputs.items()}, width
+
+
+def full_length(result: dict[str, np.ndarray], width: int, seq_len: int) -> dict[str, np.ndarray]:
+    """A trimmed batch's outputs as float32 at full length: per-token outputs hold PAD_LOGIT beyond `width`
+    (0: the batch was not trimmed)."""
+    full = {}
+    for name, value in result.items():
+        value = np.asarray(value, dtype=np.float32)
+        if width and value.ndim >= 2 and value.shape[1] == width and width != seq_len:
+            padded = np.full((value.shape[0], seq_len, *value.shape[2:]), PAD_LOGIT, dtype=np.float32)
+            padded[:, :width] = value
+            value = padded
+        full[name] = value
+    return full
+
+
 def run_features(
     runtime, features: Features, batch_size: int, *, length_aware: bool, on_batch=None
 ) -> tuple[dict[str, np.ndarray], float]:
@@ -23,31 +48,21 @@ def run_features(
     """
     count = len(features)
     length_aware = length_aware and features.sequence  # images and latents have no padding to trim
-    seq_len = next(iter(features.inputs.values())).shape[1] if features.sequence else 0
+    seq_len = next(iter(features.inputs.values())).shape[1] if length_aware else 0
     order = np.argsort(features.lengths, kind="stable") if length_aware else np.arange(count)
     outputs: dict[str, np.ndarray] = {}
     seconds = 0.0
     runtime.load(batch_size)
     for start in range(0, count, batch_size):
         index = order[start : start + batch_size]
-        width = seq_len
-        if length_aware:
-            width = min(seq_len, int(math.ceil(features.lengths[index].max() / PAD_MULTIPLE) * PAD_MULTIPLE))
-        feeds = {name: np.ascontiguousarray(array[index, :width] if features.sequence else array[index])
-                 for name, array in features.inputs.items()}
+        feeds, width = batch_feeds(features.inputs, features.lengths, index, length_aware=length_aware)
         t0 = time.perf_counter()
         result = runtime.predict(feeds)
         seconds += time.perf_counter() - t0
-        for name, value in result.items():
-            value = np.asarray(value, dtype=np.float32)
-            per_token = features.sequence and value.ndim >= 2 and value.shape[1] == width
+        for name, value in full_length(result, width, seq_len).items():
             if name not in outputs:
-                shape = (count, seq_len, *value.shape[2:]) if per_token else (count, *value.shape[1:])
-                outputs[name] = np.full(shape, PAD_LOGIT, dtype=np.float32)
-            if per_token:
-                outputs[name][index, :width] = value
-            else:
-                outputs[name][index] = value
+                outputs[name] = np.empty((count, *value.shape[1:]), dtype=np.float32)
+            outputs[name][index] = value
         if on_batch is not None:
             on_batch(start + len(index))
     return outputs, seconds

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from core.atomic import atomic_write_text
 from core.errors import EXIT_USAGE, UserError
-from core.report_io import (LATENCY_KEYS, MEMORY_KEYS, QPS, normalize_report, read_report_file,
+from core.report_io import (LATENCY_KEYS, LOADGEN_KEYS, MEMORY_KEYS, QPS, normalize_report, read_report_file,
                             resolve_report_path)
 
 EXIT_REGRESSION = 1
@@ -136,6 +136,15 @@ class PerfRow:
 
 
 @dataclass
+class LoadGenRow:
+    scenario: str
+    metric: str                      # a LOADGEN_KEYS number, or "Result" (VALID/INVALID as LoadGen judged)
+    values: list[Any]
+    ratios: list[float | None]
+    regressions: list[bool]
+
+
+@dataclass
 class MetricRow:
     metric: str
     values: list[float | None]
@@ -165,6 +174,7 @@ class Comparison:
     compile_memory: list[MetricRow]
     warnings: list[str]
     regressions: list[Regression]
+    loadgen: list[LoadGenRow] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         keys = ("source", "format", "model", "backend", "engine", "dataset", "precision", "weights_kind",
@@ -251,9 +261,47 @@ def build_comparison(reports: Sequence[dict], labels: Sequence[str],
                                                   f"{labels[i]}: batch size {bs} {metric} {word} {abs(change):.1%} "
                                                   f"({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}"))
             perf.append(PerfRow(bs, metric, values, ratios, statuses, flags))
+    loadgen = _loadgen_rows(reports, labels, threshold, regressions)
     return Comparison(list(labels), list(reports), threshold, batch_sizes, perf,
                       _metric_rows(reports, "accuracy"), _metric_rows(reports, "numeric"),
-                      _metric_rows(reports, "compile_memory"), _warnings(labels, reports), regressions)
+                      _metric_rows(reports, "compile_memory"), _warnings(labels, reports), regressions, loadgen)
+
+
+# Lower is better for these LoadGen numbers; higher for QPS and Peak QPS. Targets are settings, never regressions.
+LOADGEN_LOWER_BETTER = ("P50 Latency", "P90 Latency", "P99 Latency")
+
+
+def _loadgen_rows(reports: Sequence[dict], labels: Sequence[str], threshold: float | None,
+                  regressions: list[Regression]) -> list[LoadGenRow]:
+    """LoadGen scenarios side by side; with a threshold, VALID -> INVALID and QPS/latency changes beyond it regress."""
+    rows: list[LoadGenRow] = []
+    for scenario in dict.fromkeys(s for r in reports for s in r["loadgen"]):
+        entries = [r["loadgen"].get(scenario) for r in reports]
+        results = [e["Result"] if e else None for e in entries]
+        flags = [threshold is not None and i > 0 and results[0] == "VALID" and v not in (None, "VALID")
+                 for i, v in enumerate(results)]
+        for i, flagged in enumerate(flags):
+            if flagged:
+                regressions.append(Regression(labels[i], 0, f"LoadGen {scenario}", None, None, None,
+                                              f"{labels[i]}: LoadGen {scenario} is {results[i]}; the baseline was VALID"))
+        rows.append(LoadGenRow(scenario, "Result", results, [None] * len(results), flags))
+        for metric in LOADGEN_KEYS:
+            values = [e[metric] if e else None for e in entries]
+            if all(v is None for v in values):
+                continue
+            ratios = [None if values[0] in (None, 0) or v is None else v / values[0] for v in values]
+            flags = [False] * len(values)
+            for i in range(1, len(values)):
+                if threshold is None or ratios[i] is None or metric.startswith("Target"):
+                    continue
+                change = ratios[i] - 1
+                if (change > threshold) if metric in LOADGEN_LOWER_BETTER else (change < -threshold):
+                    flags[i] = True
+                    regressions.append(Regression(labels[i], 0, f"LoadGen {scenario} {metric}", values[0], values[i], change,
+                                                  f"{labels[i]}: LoadGen {scenario} {metric} {'rise' if change > 0 else 'drop'} "
+                                                  f"{abs(change):.1%} ({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}"))
+            rows.append(LoadGenRow(scenario, metric, values, ratios, flags))
+    return rows
 
 
 def comparison_tables(cmp: Comparison) -> list[TextTable]:
@@ -270,6 +318,17 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
             cells.append(Cell(text, bad=row.regressions[i]))
         perf.rows.append(cells)
     tables = [perf]
+    if cmp.loadgen:
+        loadgen = TextTable("LoadGen scenarios (latency in ms; ratio to the first report)",
+                            ["scenario", "metric", *cmp.labels], text_columns=2)
+        for row in cmp.loadgen:
+            cells = [Cell(row.scenario), Cell(row.metric)]
+            for i, (value, ratio) in enumerate(zip(row.values, row.ratios)):
+                text = str(value or "—") if row.metric == "Result" else (
+                    fmt(value) + (f" ({ratio:.2f}x)" if i and ratio is not None else ""))
+                cells.append(Cell(text, bad=row.regressions[i] or (row.metric == "Result" and value not in (None, "VALID"))))
+            loadgen.rows.append(cells)
+        tables.append(loadgen)
     for title, rows in (("Accuracy (delta to the first report)", cmp.accuracy),
                         ("Numeric diff vs reference (delta to the first report)", cmp.numeric),
                         ("Compile memory in MB (delta to the first report)", cmp.compile_memory)):

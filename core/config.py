@@ -23,6 +23,26 @@ MAX_CONFIG_BYTES = 1 << 20
 Precision = Literal["FP32", "FP16", "BF16", "INT8"]
 # "auto": the backend picks the fastest precision that passes the accuracy gate (CPU: by host ISA).
 RunPrecision = Literal["FP32", "FP16", "BF16", "INT8", "auto"]
+# MLPerf LoadGen's scenarios, spelled as LoadGen spells them.
+SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
+
+
+def scenario_names(value: Any) -> list[str]:
+    """One scenario name or a list of them, matched case-insensitively, in LoadGen's spelling, without repeats."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"expected a scenario name or a list of them ({', '.join(SCENARIOS)})")
+    known = {name.lower(): name for name in SCENARIOS}
+    result: list[str] = []
+    for name in names:
+        canonical = known.get(str(name).strip().lower()) if isinstance(name, str) else None
+        if canonical is None:
+            close = difflib.get_close_matches(str(name), SCENARIOS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown scenario {str(name)[:40]!r}{hint} (known: {', '.join(SCENARIOS)})")
+        if canonical not in result:
+            result.append(canonical)
+    return result
 
 
 class _Strict(BaseModel):
@@ -38,7 +58,7 @@ class Workload(_Strict):
     test_perf: bool = True
     test_accuracy: bool = False
     test_numeric: bool = False
-    clients: int = Field(1, ge=1, le=1024, description="concurrent clients (recorded; one client is measured)")
+    clients: int = Field(1, ge=1, le=1024, description="concurrent clients issuing queries, each on its own runtime instance where the backend has them")
     iterations: int = Field(100, ge=1, description="minimum timed iterations per batch size, unless max_seconds ends it first")
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
     data_percent: float = Field(100, gt=0, le=100, description="share of the dataset's questions used for accuracy")
@@ -57,6 +77,19 @@ class Workload(_Strict):
     data_path: str | None = Field(None, description="dataset file or folder; default: the loader's")
     length_aware: bool = Field(True, description="dataset runs group features by length and trim padding")
 
+    # MLPerf LoadGen scenarios (core/loadgen.py), run after the per-batch-size loop.
+    scenario: list[str] | None = Field(None, description="LoadGen scenario or list of them: SingleStream, MultiStream, Offline, Server")
+    target_qps: float | None = Field(None, gt=0, description="Server: the queries per second LoadGen offers (its server_target_qps)")
+    target_latency_ms: float | None = Field(None, gt=0, description="Server: the p99 latency bound in ms (LoadGen's default 100)")
+    min_duration_s: float = Field(10.0, gt=0, description="LoadGen: minimum seconds per scenario run")
+    min_query_count: int = Field(100, ge=1, description="LoadGen: minimum queries per scenario run")
+    find_peak: bool = Field(False, description="Server: search for the highest target QPS LoadGen judges VALID")
+
+    @field_validator("scenario", mode="before")
+    @classmethod
+    def _scenarios(cls, value: Any) -> list[str] | None:
+        return None if value is None else scenario_names(value)
+
     @field_validator("batch_sizes")
     @classmethod
     def _positive_batches(cls, sizes: list[int]) -> list[int]:
@@ -69,6 +102,11 @@ class Workload(_Strict):
     def _time_bounds(self) -> "Workload":
         if self.max_seconds < self.min_seconds:
             raise ValueError(f"max_seconds ({self.max_seconds}) is below min_seconds ({self.min_seconds})")
+        scenarios = self.scenario or []
+        if "Server" in scenarios and self.target_qps is None and not self.find_peak:
+            raise ValueError("the Server scenario needs target_qps (queries per second to offer), or find_peak: true to search for it")
+        if self.find_peak and "Server" not in scenarios:
+            raise ValueError("find_peak searches the Server scenario's peak QPS: add Server to scenario")
         return self
 
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from core.compare import Cell, TextTable, build_comparison, comparison_notes, comparison_tables, fmt
 from core.atomic import atomic_write_text
 from core.paths import REPO_ROOT
-from core.report_io import LATENCY_KEYS, PERF_KEYS, QPS, as_number, normalize_report
+from core.report_io import LATENCY_KEYS, LOADGEN_KEYS, PERF_KEYS, QPS, as_number, normalize_report
 
 MAX_EMBED_BYTES = 8 << 20
 COUNT_KEYS = ("Iterations", "Warmup Iterations")
@@ -264,6 +264,20 @@ def _perf_table(report: dict) -> TextTable:
     return table
 
 
+def _loadgen_table(report: dict) -> str:
+    """One row per LoadGen scenario: LoadGen's verdict, its numbers, and where its own summary log is."""
+    if not report["loadgen"]:
+        return ""
+    keys = [k for k in LOADGEN_KEYS if any(e[k] is not None for e in report["loadgen"].values())]
+    table = TextTable("LoadGen scenarios (latency in ms)", ["scenario", "result", *keys, "log summary"], text_columns=2)
+    for scenario, entry in report["loadgen"].items():
+        invalid = entry["Result"] != "VALID"
+        table.rows.append([Cell(scenario), Cell(entry["Result"] or "—", bad=invalid),
+                           *(Cell(fmt(entry[k])) for k in keys),
+                           Cell(entry["Log"] or entry["Error"] or "—", bad=bool(entry["Error"]))])
+    return "<h2>LoadGen scenarios</h2>" + _table_html(table)
+
+
 SELECTION_COLUMNS = ("QPS", "P50 Latency", "Normalized Drift", "Top-1 Agreement", "Compile Seconds")
 
 
@@ -306,6 +320,8 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
             _kv_table("Run", summary),
             "<h2>Performance</h2>", _table_html(_perf_table(norm)) if norm["perf"] else "<p>No performance rows.</p>",
             _plots_section(plots, [norm], [label]),
+            _loadgen_table(norm),
+            _kv_table("LoadGen Accuracy", report.get("LoadGen Accuracy")),
             _kv_table("Compile memory (MB)", norm["compile_memory"]),
             _selection_table(report.get("Graph Compile")),
             "<h2>Accuracy and numeric diff</h2>",

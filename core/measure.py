@@ -4,6 +4,7 @@ stopping at a time cap. All latency statistics are computed here and nowhere els
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class Measurement:
     warmup_iterations: int
     warmup_seconds: float
     stop_reason: str     # "enough iterations and time" | "time cap"
+    clients: int = 1     # concurrent callers; latency counts every client's calls, QPS all of them over the window
 
     @property
     def qps(self) -> float:
@@ -97,6 +99,8 @@ class Measurement:
             "Stop Reason": self.stop_reason,
             "Status": "ok",
         }
+        if self.clients > 1:
+            row["Clients"] = self.clients
         if self.low_sample:
             row["Warning"] = f"only {lat.count} timed iterations: percentiles are rough"
         return row
@@ -148,4 +152,92 @@ def measure(
         warmup_iterations=warmups,
         warmup_seconds=warmup_seconds,
         stop_reason=reason,
+    )
+
+
+def measure_clients(
+    calls: list[Callable[[], object]],
+    policy: MeasurePolicy,
+    batch_size: int,
+    *,
+    clock: Clock = time.perf_counter_ns,
+    on_iteration: Callable[[float], None] | None = None,
+) -> Measurement:
+    """ByteMLPerf's `clients`: one thread per call, all timed over one common window.
+
+    Each client warms up under the policy's warm-up rule, then all start together. The stopping rule
+    is measure()'s, on the calls of every client together; the window closes when the last client's
+    call in flight returns. QPS is every client's samples over that window (the clients' rates summed);
+    the latency statistics pool every call of every client. The first client error is re-raised.
+    """
+    if len(calls) == 1:
+        return measure(calls[0], policy, batch_size, clock=clock, on_iteration=on_iteration)
+    ready = [threading.Event() for _ in calls]
+    go, stop = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    samples: list[int] = []
+    warmups: list[int] = [0] * len(calls)
+    errors: list[BaseException] = []
+
+    def client(i: int, call: Callable[[], object]) -> None:
+        own: list[int] = []
+        try:
+            start = clock()
+            while not stop.is_set():
+                call()
+                warmups[i] += 1
+                if warmups[i] >= policy.warmup_iterations or (clock() - start) / 1e9 >= policy.warmup_seconds:
+                    break
+            ready[i].set()
+            go.wait()
+            while not stop.is_set():
+                t0 = clock()
+                call()
+                own.append(clock() - t0)
+                with lock:
+                    samples.append(own[-1])
+        except BaseException as err:  # noqa: BLE001 - handed to the measuring thread, which re-raises it
+            errors.append(err)
+            stop.set()
+        finally:
+            ready[i].set()
+
+    threads = [threading.Thread(target=client, args=(i, call), daemon=True, name=f"client-{i}") for i, call in enumerate(calls)]
+    warm_start = clock()
+    for thread in threads:
+        thread.start()
+    reason = "time cap"
+    try:
+        for event in ready:
+            event.wait()
+        begin = clock()
+        warmup_seconds = (begin - warm_start) / 1e9
+        go.set()
+        while not stop.is_set():
+            stop.wait(0.005)
+            elapsed = (clock() - begin) / 1e9
+            with lock:
+                count = len(samples)
+            if on_iteration is not None:
+                on_iteration(elapsed)
+            if count >= policy.min_iterations and elapsed >= policy.min_seconds:
+                reason = "enough iterations and time"
+                break
+            if elapsed >= policy.max_seconds and count:  # like measure(): never before one timed call
+                break
+    finally:
+        stop.set()
+        go.set()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return Measurement(
+        batch_size=batch_size,
+        latency=LatencyStats.from_ns(samples),
+        measured_seconds=(clock() - begin) / 1e9,
+        warmup_iterations=sum(warmups),
+        warmup_seconds=warmup_seconds,
+        stop_reason=reason,
+        clients=len(calls),
     )

@@ -31,6 +31,15 @@ def _precision(text: str) -> str:
     return "auto" if text.lower() == "auto" else text.upper()
 
 
+def _scenarios(text: str) -> list[str]:
+    from core.config import scenario_names
+
+    try:
+        return scenario_names([part for part in text.split(",") if part.strip()])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core.perf_engine",
@@ -56,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the workload's, else auto")
     parser.add_argument("--precision", choices=("auto", "FP32", "BF16", "INT8", "FP16"), type=_precision,
                         help="pin the precision; default: the workload's, else auto (fastest that passes the accuracy gate)")
+    parser.add_argument("--scenario", type=_scenarios,
+                        help="run MLPerf LoadGen scenarios (SingleStream, MultiStream, Offline, Server; comma-separated) "
+                        "after the per-batch-size loop; overrides the workload's")
     parser.add_argument("--offline", action="store_true",
                         help="never touch the network (also PERFBENCH_OFFLINE=1); missing assets fall back to synthetic/bundled")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -105,6 +117,15 @@ def _main(args: argparse.Namespace) -> int:
                             field="--batch-sizes", fix=f"use sizes up to {task.model.max_batch_size}")
 
     _check_output_dir(args.output_dir)
+    if args.scenario:
+        from dataclasses import replace
+
+        from core.config import Workload, validate
+
+        # Re-validated with the scenarios in place: a Server run still needs its target from the workload file.
+        merged = {**task.workload.model_dump(exclude_unset=True), "scenario": args.scenario}
+        task = replace(task, workload=validate(Workload, merged, task.workload_file))
+
     from core.errors import Interrupted
     from core.runner import RunOptions, run_task
 
@@ -118,6 +139,7 @@ def _main(args: argparse.Namespace) -> int:
         precision=args.precision,
         offline=args.offline,
         debug=args.debug,
+        scenario=args.scenario,
     )
     try:
         report_path = run_task(task, options)

@@ -58,6 +58,7 @@ class RunReport:
     status: str = "running"
     notes: list[str] = field(default_factory=list)
     replaces_latest: bool = True  # False: kept under runs/ only (a compile-only run measured nothing to show)
+    instance_count: int = 1   # runtime instances that ran at once (clients on their own instances)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -66,7 +67,7 @@ class RunReport:
             "Backend": self.backend,
             "Host Info": self.sections.get("Host", {}).get("cpu", ""),
             "Dataset": self.dataset,
-            "Instance Count": 1,
+            "Instance Count": self.instance_count,
             "Device Count": 1,
         }
         for key in ("Graph Compile", "Accuracy"):

@@ -31,6 +31,8 @@ PERF_KEYS = (QPS, *LATENCY_KEYS, "Min Latency", "Max Latency", "Std Latency",
              "Iterations", "Measured Seconds", "Warmup Iterations", *MEMORY_KEYS)
 # Graph Compile's memory figures (MB), shown under these names beside each other.
 COMPILE_MEMORY_KEYS = {PEAK_RSS: "Compile Peak RSS MB", ARTIFACT_SIZE: ARTIFACT_SIZE}
+# One LoadGen scenario's numbers (latencies in ms), in display order.
+LOADGEN_KEYS = (QPS, "P50 Latency", "P90 Latency", "P99 Latency", "Target QPS", "Target Latency", "Peak QPS")
 # Numeric-diff statistics (model output vs reference); every other number in Accuracy is a quality metric.
 NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")
 # Bookkeeping numbers in Accuracy that are neither quality nor diff.
@@ -209,6 +211,20 @@ def _date(value: Any) -> str | None:
         return text
 
 
+def _loadgen_entries(data: dict) -> dict[str, dict[str, Any]]:
+    """The `LoadGen` list keyed by scenario; entries without a scenario name are left out."""
+    entries = data.get("LoadGen")
+    result: dict[str, dict[str, Any]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        scenario = _text(entry.get("Scenario")) if isinstance(entry, dict) else None
+        if scenario and scenario not in result:
+            values: dict[str, Any] = {key: as_number(entry.get(key)) for key in LOADGEN_KEYS}
+            values.update(Result=_text(entry.get("Result")), Status=_text(entry.get("Status")) or "ok",
+                          Log=_text(entry.get("Log Summary")), Error=_text(entry.get("Error")))
+            result[scenario] = values
+    return result
+
+
 def _diff_histogram(accuracy: dict) -> dict[str, list[float]] | None:
     """Optional `Diff Histogram {edges, counts}` (len(edges) == len(counts) + 1), else None."""
     hist = accuracy.get("Diff Histogram")
@@ -257,6 +273,7 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
         "data_percent": as_number(accuracy.get("Data Percent")),
         "perf": perf,
         "notes": notes,
+        "loadgen": _loadgen_entries(data),
         "accuracy": quality,
         "numeric": {key: as_number(accuracy[key]) for key in NUMERIC_KEYS if key in accuracy},
         "compile_memory": {name: as_number(compile_[key]) for key, name in COMPILE_MEMORY_KEYS.items()

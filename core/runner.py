@@ -19,7 +19,7 @@ from backends.base import AUTO
 from core import console
 from core.batches import run_features
 from core.errors import Interrupted, UserError
-from core.measure import MeasurePolicy, measure
+from core.measure import MeasurePolicy, measure_clients
 from core.memory import PeakRss, compile_memory_fields, perf_memory_fields
 from core.model_source import SourceModel, resolve_repo_path, resolve_source
 from core.paths import state_dir
@@ -43,11 +43,13 @@ class RunOptions:
     precision: str | None = None    # pins the precision, or "auto" (overrides the workload)
     offline: bool = False
     debug: bool = False
+    scenario: list[str] | None = None  # LoadGen scenarios (overrides the workload's)
 
     def overrides(self) -> dict[str, Any]:
         """What the command line changed from the workload, for the report's Config."""
         given = {"batch_sizes": self.batch_sizes, "compile_only": self.compile_only, "engine": self.engine,
-                 "precision": self.precision, "data_path": str(self.data_path) if self.data_path else None}
+                 "precision": self.precision, "data_path": str(self.data_path) if self.data_path else None,
+                 "scenario": self.scenario}
         return {key: value for key, value in given.items() if value is not None}
 
 
@@ -196,13 +198,23 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
             report.notes.append("test_perf is false: performance not measured")
             console.info("test_perf is false: skipping the performance section")
         for batch_size in batch_sizes if workload.test_perf else ():
-            row = _perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options)
+            row = _perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options,
+                            workload.clients, report)
             report.performance.append(row)  # recorded before it is announced: an interruption keeps it
             if row["Status"] == "ok":
                 console.info(
                     f"bs {batch_size}: {row['QPS']:.2f} QPS, p50 {row['P50 Latency']:.1f} ms, "
                     f"p99 {row['P99 Latency']:.1f} ms over {row['Iterations']} iterations"
+                    + (f" ({workload.clients} clients)" if workload.clients > 1 else "")
                 )
+        scenarios = options.scenario or workload.scenario
+        if scenarios:
+            from core import loadgen
+
+            loadgen.run(
+                workload=workload, scenarios=scenarios, runtime=runtime, clients=workload.clients,
+                max_batch=max(batch_sizes), sample_feeds=sample_feeds, loader=loader, report=report,
+                folder=report.folder(options.output_dir))
         report.sections["Runtime"] = runtime.settings()
     finally:
         runtime.close()
@@ -236,15 +248,20 @@ def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
     return [{"name": s.name, "state": s.state, "path": str(s.path) if s.path else None, "sha256": s.sha256, "message": s.message} for s in statuses]
 
 
-def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, options: RunOptions) -> dict[str, Any]:
-    """Measure one batch size; an engine error is recorded in the row and the run goes on."""
+def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, options: RunOptions, clients: int,
+              report: RunReport) -> dict[str, Any]:
+    """Measure one batch size with `clients` concurrent callers; an engine error is recorded in the row and the run goes on."""
+    from core.clients import open_instances, record
+
     peak = PeakRss()
     try:
         with peak:  # loading and binding count: they are part of what a batch size needs
             runtime.load(batch_size)
-            call = runtime.bind(sample_feeds(batch_size))
+            instances = open_instances(runtime, clients)
+            record(instances, report)
+            calls = instances.calls(sample_feeds(batch_size))
             with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
-                result = measure(call, policy, batch_size, on_iteration=advance)
+                result = measure_clients(calls, policy, batch_size, on_iteration=advance)
         return {**result.report_row(), **perf_memory_fields(peak, runtime)}
     except (KeyboardInterrupt, Interrupted, UserError):
         raise

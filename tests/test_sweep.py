@@ -163,7 +163,7 @@ def test_resume_skips_finished_jobs_only(local_sweep, tmp_path):
     ({"tasks": ["no-such-task"]}, "tasks[0]", "unknown task 'no-such-task'"),
     ({"tasks": ["../workloads/tiny-bert-squad"]}, "tasks[0]", "neither a task name"),
     ({"hardware_types": ["FASTA", "TPU9"]}, "hardware_types[1]", "unknown hardware type 'TPU9'"),
-    ({"scenario": "server"}, "scenario", "unknown field"),
+    ({"scenario": "Warp"}, "scenario", "unknown scenario 'Warp'"),  # a workload field, validated as one
     ({"batch_size": [1]}, "batch_size", "did you mean 'batch_sizes'"),
     ({"batch_sizes": [64]}, "batch_sizes", "exceeds the model's max_batch_size 16"),
     ({"precision": "FP8"}, "precision", "Input should be"),

@@ -130,24 +130,39 @@ class OnnxRuntimeBackend(RuntimeBackend):
     def __init__(self, compiled: CompiledModel, config: CpuConfig):
         super().__init__(compiled, config)
         self.session = None
+        self.instance_count = 1
 
     def load(self, batch_size: int) -> None:
         # The graph has dynamic batch and sequence axes: one session serves every batch size.
         if self.session is None:
-            import onnxruntime as ort
-
-            pin_process(self.config)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.config.intra_op_threads
-            options.inter_op_num_threads = self.config.inter_op_threads
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.onnxruntime.spin else "0")
-            try:
-                self.session = ort.InferenceSession(str(self.compiled.artifact), options, providers=["CPUExecutionProvider"])
-            except Exception as err:  # onnxruntime raises its own exception types for corrupt files
-                raise UserError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}", file=self.compiled.artifact) from None
+            self._open(self.config.intra_op_threads)
         self.batch_size = batch_size
+
+    def instances(self, count: int) -> list[RuntimeBackend]:
+        # InferenceSession.run is thread-safe: the clients share one session, each with its own
+        # bindings, and the intra-op threads are split so the concurrent runs share the cores.
+        if count != self.instance_count:
+            self.instance_count = count
+            self._open(self._threads_per_instance())
+        return [self] * count
+
+    def _threads_per_instance(self) -> int:
+        return max(1, self.config.intra_op_threads // self.instance_count)
+
+    def _open(self, threads: int) -> None:
+        import onnxruntime as ort
+
+        pin_process(self.config)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = self.config.inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.onnxruntime.spin else "0")
+        try:
+            self.session = ort.InferenceSession(str(self.compiled.artifact), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for corrupt files
+            raise UserError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}", file=self.compiled.artifact) from None
 
     def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
         names = self.compiled.output_names
@@ -175,8 +190,9 @@ class OnnxRuntimeBackend(RuntimeBackend):
         return {
             "engine": "onnxruntime",
             "providers": ["CPUExecutionProvider"],
-            "intra_op_threads": self.config.intra_op_threads,
+            "intra_op_threads": self._threads_per_instance(),
             "inter_op_threads": self.config.inter_op_threads,
+            "instances": self.instance_count,
             "cpu_affinity": self.config.cpu_affinity,
             "io_binding": self.config.onnxruntime.io_binding,
             "spinning": self.config.onnxruntime.spin,

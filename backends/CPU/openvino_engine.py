@@ -10,6 +10,7 @@ cached ONNX export is the one entry point.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -127,25 +128,46 @@ class OpenVinoBackend(RuntimeBackend):
         super().__init__(compiled, config)
         self.model = None
         self.request = None
+        self.streams = 0
 
     def load(self, batch_size: int) -> None:
         # Dynamic batch and sequence axes: one compiled model serves every batch size.
         if self.model is None:
-            import openvino as ov
-
-            pin_process(self.config)
-            properties = {
-                "PERFORMANCE_HINT": self.config.openvino.performance_hint,
-                "INFERENCE_PRECISION_HINT": self.compiled.details["inference_precision"],
-                "INFERENCE_NUM_THREADS": self.config.intra_op_threads,
-            }
-            try:
-                self.model = ov.Core().compile_model(str(self.compiled.artifact), "CPU", properties)
-            except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
-                raise UserError(f"OpenVINO cannot load the model: {one_line(err)}",
-                                file=self.compiled.artifact) from None
-            self.request = self.model.create_infer_request()
+            self._compile(1)
         self.batch_size = batch_size
+
+    def instances(self, count: int) -> list[RuntimeBackend]:
+        # Concurrent clients get one infer request each on a model compiled for that many streams
+        # (OpenVINO splits the threads between streams); a shallow copy shares the compiled model.
+        if count == 1:
+            return [self]
+        if self.streams != count:
+            self._compile(count)
+        clones = []
+        for _ in range(count):
+            clone = copy.copy(self)
+            clone.request = self.model.create_infer_request()
+            clones.append(clone)
+        return clones
+
+    def _compile(self, streams: int) -> None:
+        import openvino as ov
+
+        pin_process(self.config)
+        properties = {
+            "PERFORMANCE_HINT": self.config.openvino.performance_hint if streams == 1 else "THROUGHPUT",
+            "INFERENCE_PRECISION_HINT": self.compiled.details["inference_precision"],
+            "INFERENCE_NUM_THREADS": self.config.intra_op_threads,
+        }
+        if streams > 1:
+            properties["NUM_STREAMS"] = streams
+        try:
+            self.model = ov.Core().compile_model(str(self.compiled.artifact), "CPU", properties)
+        except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
+            raise UserError(f"OpenVINO cannot load the model: {one_line(err)}",
+                            file=self.compiled.artifact) from None
+        self.request = self.model.create_infer_request()
+        self.streams = streams
 
     def _outputs(self) -> dict[str, np.ndarray]:
         return {name: self.request.get_output_tensor(i).data.copy() for i, name in enumerate(self.compiled.output_names)}
@@ -171,7 +193,8 @@ class OpenVinoBackend(RuntimeBackend):
             "device": "CPU",
             "intra_op_threads": self.config.intra_op_threads,
             "cpu_affinity": self.config.cpu_affinity,
-            "performance_hint": self.config.openvino.performance_hint,
+            "performance_hint": self.config.openvino.performance_hint if self.streams <= 1 else "THROUGHPUT",
+            "instances": max(1, self.streams),
         }
         if self.model is not None:
             for key in ("INFERENCE_PRECISION_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS"):
@@ -181,6 +204,7 @@ class OpenVinoBackend(RuntimeBackend):
     def close(self) -> None:
         self.request = None
         self.model = None
+        self.streams = 0
 
 
 ENGINE = Engine(name="openvino", precisions=PRECISIONS, compile=compile_model, runtime=OpenVinoBackend)

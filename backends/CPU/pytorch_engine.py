@@ -52,13 +52,22 @@ def compile_model(request: CompileRequest, config: CpuConfig) -> CompiledModel:
 
 class TorchBackend(RuntimeBackend):
     config: CpuConfig
+    instance_count = 1
 
     def load(self, batch_size: int) -> None:
         import torch
 
         pin_process(self.config)
-        torch.set_num_threads(self.config.intra_op_threads)
+        torch.set_num_threads(max(1, self.config.intra_op_threads // self.instance_count))
         self.batch_size = batch_size
+
+    def instances(self, count: int) -> list[RuntimeBackend]:
+        import torch
+
+        # Inference under inference_mode is thread-safe; the threads are split so clients share the cores.
+        self.instance_count = count
+        torch.set_num_threads(max(1, self.config.intra_op_threads // count))
+        return [self] * count
 
     def _tensors(self, feeds: Feeds):
         import torch
@@ -91,6 +100,7 @@ class TorchBackend(RuntimeBackend):
             "engine": "pytorch",
             "intra_op_threads": self.config.intra_op_threads,
             "torch_threads": torch.get_num_threads(),
+            "instances": self.instance_count,
             "inference_mode": True,
             "torch_compile": self.config.pytorch.torch_compile,
         }
