@@ -247,24 +247,32 @@ def build_comparison(reports: Sequence[dict], labels: Sequence[str],
             values = [row[metric] if row else None for row in rows]
             if all(v is None for v in values):
                 continue
-            ratios = [None if values[0] in (None, 0) or v is None else v / values[0] for v in values]
-            flags = [False] * len(values)
-            for i in range(1, len(values)):
-                # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
-                if threshold is None or ratios[i] is None or metric in MEMORY_KEYS:
-                    continue
-                change = ratios[i] - 1
-                if (change < -threshold) if metric == QPS else (change > threshold):
-                    flags[i] = True
-                    word = "drop" if change < 0 else "rise"
-                    regressions.append(Regression(labels[i], bs, metric, values[0], values[i], change,
-                                                  f"{labels[i]}: batch size {bs} {metric} {word} {abs(change):.1%} "
-                                                  f"({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}"))
+            # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
+            judged = None if metric in MEMORY_KEYS else threshold
+            ratios, flags = _judge(values, labels, judged, higher_is_better=metric == QPS, bs=bs,
+                                   what=f"batch size {bs} {metric}", metric=metric, regressions=regressions)
             perf.append(PerfRow(bs, metric, values, ratios, statuses, flags))
     loadgen = _loadgen_rows(reports, labels, threshold, regressions)
     return Comparison(list(labels), list(reports), threshold, batch_sizes, perf,
                       _metric_rows(reports, "accuracy"), _metric_rows(reports, "numeric"),
                       _metric_rows(reports, "compile_memory"), _warnings(labels, reports), regressions, loadgen)
+
+
+def _judge(values: list, labels: Sequence[str], threshold: float | None, *, higher_is_better: bool, bs: int,
+           what: str, metric: str, regressions: list[Regression]) -> tuple[list, list[bool]]:
+    """Ratios to the first report, and which changes go beyond the threshold the wrong way (each recorded)."""
+    ratios = [None if values[0] in (None, 0) or v is None else v / values[0] for v in values]
+    flags = [False] * len(values)
+    for i in range(1, len(values)):
+        if threshold is None or ratios[i] is None:
+            continue
+        change = ratios[i] - 1
+        if (change < -threshold) if higher_is_better else (change > threshold):
+            flags[i] = True
+            regressions.append(Regression(labels[i], bs, metric, values[0], values[i], change,
+                                          f"{labels[i]}: {what} {'drop' if change < 0 else 'rise'} {abs(change):.1%} "
+                                          f"({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}"))
+    return ratios, flags
 
 
 # Lower is better for these LoadGen numbers; higher for QPS and Peak QPS. Targets are settings, never regressions.
@@ -289,17 +297,10 @@ def _loadgen_rows(reports: Sequence[dict], labels: Sequence[str], threshold: flo
             values = [e[metric] if e else None for e in entries]
             if all(v is None for v in values):
                 continue
-            ratios = [None if values[0] in (None, 0) or v is None else v / values[0] for v in values]
-            flags = [False] * len(values)
-            for i in range(1, len(values)):
-                if threshold is None or ratios[i] is None or metric.startswith("Target"):
-                    continue
-                change = ratios[i] - 1
-                if (change > threshold) if metric in LOADGEN_LOWER_BETTER else (change < -threshold):
-                    flags[i] = True
-                    regressions.append(Regression(labels[i], 0, f"LoadGen {scenario} {metric}", values[0], values[i], change,
-                                                  f"{labels[i]}: LoadGen {scenario} {metric} {'rise' if change > 0 else 'drop'} "
-                                                  f"{abs(change):.1%} ({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}"))
+            ratios, flags = _judge(values, labels, None if metric.startswith("Target") else threshold,
+                                   higher_is_better=metric not in LOADGEN_LOWER_BETTER, bs=0,
+                                   what=f"LoadGen {scenario} {metric}", metric=f"LoadGen {scenario} {metric}",
+                                   regressions=regressions)
             rows.append(LoadGenRow(scenario, metric, values, ratios, flags))
     return rows
 
