@@ -44,7 +44,7 @@ AGREEMENT_BOUND = 0.80
 METRIC_RATIO = 0.99
 # Brief on purpose: enough calls to rank candidates whose speeds differ by more than the noise;
 # the chosen one is then measured properly at every batch size.
-TUNING_POLICY = MeasurePolicy(warmup_iterations=2, warmup_seconds=3.0, min_iterations=5, min_seconds=1.5, max_seconds=5.0)
+TUNING_POLICY = MeasurePolicy(warmup_iterations=2, warmup_seconds=3.0, min_iterations=5, min_seconds=1.0, max_seconds=3.0)
 
 
 @dataclass
@@ -191,7 +191,7 @@ def select(
         row["Chosen"] = row is best
     decision = {"Chosen": chosen.label, "Decided": now_iso(), "Reason": reason, "Batch Size": batch_size,
                 "Tuning Seconds": round(time.perf_counter() - started, 1),
-                "Timing": "brief: warm-up, then at least 5 calls and 1.5 s (at most 5 s) per candidate",
+                "Timing": "brief: warm-up, then at least 5 calls and 1 s (at most 3 s) per candidate",
                 "Gate": gate.rule(), "Candidates": rows}
     _write_decision(path, decision)
     console.info(f"engine: {chosen.label}, {reason}")
