@@ -132,7 +132,7 @@ def test_fusion_counts_reach_the_report_fields(task):
     ("pytorch", "BF16", "bf16 weights"),
     ("onnxruntime", "INT8", "int8 dynamic quantization"),
     ("openvino", "BF16", "inference precision"),
-    ("openvino", "INT8", "nncf int8 post-training quantization (calibrated on generated inputs, 32 samples)"),
+    ("openvino", "INT8", "nncf int8 post-training quantization (calibrated on generated inputs, 16 samples)"),
 ])
 def test_lower_precisions_stay_close_to_fp32(task, engine, precision, marker):
     _, fp32, inputs = compile_and_load(task, "pytorch")
