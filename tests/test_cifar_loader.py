@@ -110,3 +110,22 @@ def test_generated_sample_without_the_file(tmp_path, monkeypatch):
     assert len(first) == 64 and first.provenance["source"] == "generated sample"
     assert "not CIFAR-100" in first.provenance["note"]
     np.testing.assert_array_equal(first.inputs["image"], loader(tmp_path, None).load().inputs["image"])
+
+
+def test_tiny_cifar_workload_reports_top1_top5(tmp_path):
+    import json
+
+    from core import registry
+    from core.runner import RunOptions, run_task
+
+    workload = tmp_path / "tiny-cifar.yaml"
+    workload.write_text(
+        "model: tiny-resnet-cifar\nengine: onnxruntime\nprecision: FP32\ntest_accuracy: true\n"
+        "test_numeric: false\niterations: 2\nbatch_sizes: [1]\nmin_seconds: 0\nmax_seconds: 0.5\n"
+        "warmup_iterations: 1\n", encoding="utf-8")
+    folder, _ = write_cifar(tmp_path / "cifar-100-python", count=10)
+    path = run_task(registry.load_task(str(workload)),
+                    RunOptions(hardware_type="CPU", output_dir=tmp_path / "out", data_path=folder))
+    accuracy = json.loads(path.read_text())["Accuracy"]
+    assert accuracy["Examples"] == 10 and 0 <= accuracy["Top-1"] <= accuracy["Top-5"] <= 100
+    assert accuracy["Dataset Provenance"]["source"] == "file"

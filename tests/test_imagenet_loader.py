@@ -127,3 +127,20 @@ def test_tiny_image_workload_reports_top1_top5(tmp_path):
     assert accuracy["Max Diff"] < 1e-3
     assert [row["BS"] for row in report["Performance"]] == [1, 2]
     assert report["Run"]["status"] == "complete"
+
+
+def test_swin_large_entry_and_a_shrunken_swin_run_through_the_image_wrapper():
+    import torch
+
+    from core.model_source import SourceModel
+    from core.registry import architecture_config
+
+    task = registry.load_task("swin-large-torch-fp32")
+    config = dict(architecture_config(task.model.architecture))
+    assert config["architectures"] == ["SwinForImageClassification"] and config["image_size"] == 384
+    assert task.model.input_shape["pixel_values.1"] == [1, 3, 384, 384]
+    config.update(image_size=32, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4, num_labels=7)
+    module = SourceModel(kind="synthetic", digest="x", hf_config=config).torch_module()
+    with torch.no_grad():
+        (logits,) = module(torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 7)
