@@ -22,7 +22,9 @@ from core.paths import REPO_ROOT
 log = logging.getLogger(__name__)
 
 # Heads we build from a config; the class comes from the config's `architectures` field.
-HEAD_SUFFIXES = ("ForQuestionAnswering", "ForSequenceClassification")
+HEAD_SUFFIXES = ("ForQuestionAnswering", "ForSequenceClassification", "ForImageClassification")
+# Heads that take one image tensor (`pixel_values`, NCHW) instead of token inputs.
+IMAGE_HEAD_SUFFIXES = ("ForImageClassification",)
 # ByteMLPerf's TensorFlow formats: folders we cannot run, only convert.
 TF_FORMATS = ("saved_model", "savedmodel", "pb", "tf")
 # The role of each model input, in ByteMLPerf's order, as Hugging Face keyword arguments.
@@ -227,15 +229,18 @@ def _positional_class():
     import torch
 
     class _PositionalModel(torch.nn.Module):
-        """Takes inputs positionally in ByteMLPerf's order (ids, mask[, token types]) and returns a tuple,
-        so tracing, ONNX export and TorchScript files all look alike."""
+        """Takes inputs positionally in ByteMLPerf's order (ids, mask[, token types]; or one image) and
+        returns a tuple, so tracing, ONNX export and TorchScript files all look alike."""
 
         def __init__(self, model):
             super().__init__()
             self.model = model
             self.config = model.config
+            self.image = type(model).__name__.endswith(IMAGE_HEAD_SUFFIXES)
 
         def forward(self, *inputs):
+            if self.image:  # image classifiers: the one input is pixel_values [N, C, H, W]
+                return self.model(pixel_values=inputs[0], return_dict=False)
             kwargs = dict(zip(HF_INPUT_ROLES, inputs))
             if getattr(self.config, "type_vocab_size", 0) in (0, None):
                 kwargs.pop("token_type_ids", None)
