@@ -17,7 +17,7 @@ import numpy as np
 
 from core.atomic import atomic_writer
 from core.errors import UserError
-from datasets.base import ModelInputs
+from datasets.base import DatasetLoader, ModelInputs
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -108,3 +108,21 @@ def top_k_accuracy(outputs: dict[str, np.ndarray], model: ModelInputs, gold: np.
         "Examples": int(len(gold)),
         "Non-finite Outputs": int((~finite).sum()),
     }
+
+
+class ImageClassificationLoader(DatasetLoader):
+    """What image-classification loaders share: Top-1/Top-5 against the labels load() keeps, and provenance.
+
+    Subclasses set `_labels` (None until loaded) and `_provenance` in __init__/load().
+    """
+
+    _labels: np.ndarray | None
+    _provenance: dict[str, Any]
+
+    def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        if self._labels is None:
+            self.load()
+        return top_k_accuracy(outputs, self.request.model, self._labels)
+
+    def provenance(self) -> dict[str, Any]:
+        return dict(self._provenance)

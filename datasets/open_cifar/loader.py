@@ -17,8 +17,8 @@ import numpy as np
 
 from core.digest import file_sha256
 from core.errors import UserError
-from datasets.base import DatasetLoader, DatasetRequest, Features, resolve_data_file, take_percent
-from datasets.images import image_geometry, normalize, top_k_accuracy
+from datasets.base import DatasetRequest, Features, resolve_data_file, take_percent
+from datasets.images import ImageClassificationLoader, image_geometry, normalize
 
 HERE = Path(__file__).resolve().parent
 ENV_PATH = "PERFBENCH_OPEN_CIFAR_PATH"
@@ -69,7 +69,7 @@ def generated_sample() -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), rng.integers(0, CLASSES, size=SAMPLE_COUNT)
 
 
-class CifarLoader(DatasetLoader):
+class CifarLoader(ImageClassificationLoader):
     """Features: test images in file order. evaluate(): Top-1 and Top-5 accuracy (%)."""
 
     name = "open_cifar"
@@ -109,11 +109,3 @@ class CifarLoader(DatasetLoader):
                                         "scores are not comparable")
         return Features(inputs={model.names[0]: pixels}, lengths=np.zeros(count, dtype=np.int64),
                         provenance=self.provenance(), sequence=False)
-
-    def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        if self._labels is None:
-            self.load()
-        return top_k_accuracy(outputs, self.request.model, self._labels)
-
-    def provenance(self) -> dict[str, Any]:
-        return dict(self._provenance)

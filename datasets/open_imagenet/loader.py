@@ -17,8 +17,8 @@ import numpy as np
 
 from core.digest import file_sha256
 from core.errors import UserError
-from datasets.base import DatasetLoader, DatasetRequest, Features, resolve_data_file, take_percent
-from datasets.images import IMAGENET_MEAN, IMAGENET_STD, cache_key, cached_images, image_geometry, normalize, top_k_accuracy
+from datasets.base import DatasetRequest, Features, resolve_data_file, take_percent
+from datasets.images import ImageClassificationLoader, IMAGENET_MEAN, IMAGENET_STD, cache_key, cached_images, image_geometry, normalize
 
 HERE = Path(__file__).resolve().parent
 ENV_PATH = "PERFBENCH_OPEN_IMAGENET_PATH"
@@ -74,7 +74,7 @@ def preprocess(path: Path, height: int, width: int) -> np.ndarray:
                         fix="replace the file with the original JPEG, or remove its line from val_map.txt") from None
 
 
-class ImagenetLoader(DatasetLoader):
+class ImagenetLoader(ImageClassificationLoader):
     """Features: images in val_map.txt order. evaluate(): Top-1 and Top-5 accuracy (%)."""
 
     name = "open_imagenet"
@@ -124,11 +124,3 @@ class ImagenetLoader(DatasetLoader):
                                         "scores are not comparable")
         return Features(inputs={model.names[0]: pixels}, lengths=np.zeros(len(kept), dtype=np.int64),
                         provenance=self.provenance(), sequence=False)
-
-    def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        if self._labels is None:
-            self.load()
-        return top_k_accuracy(outputs, self.request.model, self._labels)
-
-    def provenance(self) -> dict[str, Any]:
-        return dict(self._provenance)
