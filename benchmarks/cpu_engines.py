@@ -45,7 +45,7 @@ def ours(setup, batch_size: int, precision: str):
     from backends.base import CompileRequest
     from core.paths import state_dir
     from core.registry import load_backend
-    from core.runner import RunOptions, _compile, _make_loader, _select
+    from core.runner import RunOptions, _calibration_feeds, _compile, _make_loader, _select
     from datasets.fake_dataset import fake_inputs
 
     spec = load_backend("CPU")
@@ -55,7 +55,7 @@ def ours(setup, batch_size: int, precision: str):
     request = CompileRequest(
         model=setup.task.model, source=setup.source, precision=precision, batch_sizes=[batch_size], cache_dir=state_dir(),
         sample_feeds=lambda bs: fake_inputs(setup.inputs, bs, seed=setup.task.workload.seed),
-        calibration_feeds=(lambda: [{k: v[i : i + 1] for k, v in loader.load().inputs.items()} for i in range(32)]) if loader else None,
+        calibration_feeds=(lambda: _calibration_feeds(loader)) if loader else None,
     )
     candidates = spec.compile_backend(config).candidates(request)
     if len(candidates) == 1:
@@ -114,11 +114,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from backends.CPU.config import default_threads
+    from core.hostinfo import usable_cores
     from core.hostinfo import cpu_isa, cpu_model, software_versions
     from datasets.fake_dataset import fake_inputs
 
-    threads = args.threads or default_threads()
+    threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
     name = "tiny-bert" if args.tiny else args.model
     seconds = 0.3 if args.tiny else args.seconds

@@ -161,10 +161,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from backends.CPU.config import default_threads
+    from core.hostinfo import usable_cores
     from datasets.fake_dataset import fake_inputs
 
-    threads = args.threads or default_threads()
+    threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
     models = TINY_MODELS if args.tiny else {k: MODELS[k] for k in args.models.split(",")}
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

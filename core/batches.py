@@ -11,6 +11,7 @@ from datasets.base import Features
 
 PAD_MULTIPLE = 8  # trimmed sequence lengths are rounded up to this, to limit distinct shapes
 PAD_LOGIT = -1e4  # what trimmed-away positions hold in per-token outputs
+DATASET_BATCH_SIZE = 8  # batch of accuracy passes, the reference and the accuracy gate (they share outputs)
 
 
 def batch_feeds(inputs: dict[str, np.ndarray], lengths: np.ndarray, index: np.ndarray, *,

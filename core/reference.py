@@ -14,14 +14,11 @@ import numpy as np
 
 from backends.base import CompileRequest, Feeds
 from core import console
-from core.batches import run_features
+from core.batches import DATASET_BATCH_SIZE, run_features
 from core.config import ModelEntry
 from core.model_source import SourceModel
 from core.paths import state_dir
 from datasets.base import Features
-
-REFERENCE_BATCH_SIZE = 8
-
 
 def features_digest(features: Features) -> str:
     digest = hashlib.sha256()
@@ -51,12 +48,12 @@ def reference_outputs(model: ModelEntry, source: SourceModel, features: Features
         spec = load_backend("CPU")
         options = {"optimize": False, "simplify": False} if engine == "onnxruntime" else {}
         config = spec.make_config(engine, options, source="reference")
-        request = CompileRequest(model=model, source=source, precision="FP32", batch_sizes=[REFERENCE_BATCH_SIZE],
+        request = CompileRequest(model=model, source=source, precision="FP32", batch_sizes=[DATASET_BATCH_SIZE],
                                  cache_dir=state_dir(), sample_feeds=sample_feeds)
         runtime = spec.runtime_backend(spec.compile_backend(config).compile(request), config)
         try:
             with console.progress("reference", total=len(features)) as advance:
-                outputs, _ = run_features(runtime, features, REFERENCE_BATCH_SIZE, length_aware=True, on_batch=advance)
+                outputs, _ = run_features(runtime, features, DATASET_BATCH_SIZE, length_aware=True, on_batch=advance)
         finally:
             runtime.close()
         return outputs

@@ -17,7 +17,7 @@ import numpy as np
 
 from backends.base import AUTO
 from core import console
-from core.batches import run_features
+from core.batches import DATASET_BATCH_SIZE, run_features
 from core.errors import Interrupted, UserError
 from core.measure import MeasurePolicy, measure_clients
 from core.memory import PeakRss, compile_memory_fields, perf_memory_fields
@@ -29,7 +29,6 @@ from datasets.base import DatasetRequest, Features, ModelInputs
 
 log = logging.getLogger(__name__)
 
-ACCURACY_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -364,7 +363,7 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, report: RunRepor
     tokenizer = provenance.get("tokenizer") or {}
     if tokenizer.get("meaningful_accuracy") is False:
         console.banner(f"{dataset}: {tokenizer.get('note', 'fallback tokenizer')}")
-    batch_size = min(ACCURACY_BATCH_SIZE, model.max_batch_size)
+    batch_size = min(DATASET_BATCH_SIZE, model.max_batch_size)
     length_aware = workload.length_aware and features.sequence
     console.info(f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})")
     with console.progress(dataset, total=len(features)) as advance:

@@ -26,7 +26,7 @@ import numpy as np
 
 from backends.base import Candidate, CompiledModel, Feeds, RuntimeBackend
 from core import console
-from core.batches import run_features
+from core.batches import DATASET_BATCH_SIZE, run_features
 from core.errors import Interrupted, UserError, one_line
 from core.measure import MeasurePolicy, measure
 from core.paths import state_dir
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 # bound is not one flipped answer (256 features ~ 240 SQuAD questions: one flip is 0.4%).
 GATE_MAX_FEATURES = 48
 GATE_MAX_FEATURES_METRIC = 256
-GATE_BATCH_SIZE = 8
 DRIFT_BOUND = 0.25
 AGREEMENT_BOUND = 0.80
 METRIC_RATIO = 0.99
@@ -211,7 +210,7 @@ def _try(candidate: Candidate, compile_candidate, make_runtime, batch_size: int,
         runtime.load(batch_size)
         result = measure(runtime.bind(feeds), TUNING_POLICY, batch_size)
         row.update({"QPS": round(result.qps, 4), "P50 Latency": round(result.latency.p50, 4), "Iterations": result.latency.count})
-        outputs, _ = run_features(runtime, gate.features, GATE_BATCH_SIZE, length_aware=True)
+        outputs, _ = run_features(runtime, gate.features, DATASET_BATCH_SIZE, length_aware=True)
         row.update(gate.judge(outputs))
     except (KeyboardInterrupt, Interrupted):
         raise

@@ -17,11 +17,6 @@ from core.hostinfo import usable_cores
 EngineName = Literal["auto", "onnxruntime", "openvino", "pytorch"]
 
 
-def default_threads() -> int:
-    """One intra-op thread per core this process may use."""
-    return usable_cores()
-
-
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,7 +53,7 @@ class CpuConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     engine: EngineName = Field("auto", description="runtime engine; auto times every engine this host runs and keeps the fastest that passes the accuracy gate")
-    intra_op_threads: int = Field(default_factory=default_threads, ge=1, description="threads inside one operator")
+    intra_op_threads: int = Field(default_factory=usable_cores, ge=1, description="threads inside one operator (default: one per usable core)")
     inter_op_threads: int = Field(1, ge=1, description="operators run in parallel")
     cpu_affinity: list[int] | None = Field(None, description="pin the run to these CPU ids (default: no pinning)")
     opset: int = Field(17, ge=13, le=23, description="ONNX opset of the export (onnxruntime and openvino)")

@@ -10,15 +10,16 @@ from typing import Any
 
 from backends.base import CompileRequest
 from core.artifact_cache import cached_folder, code_digest
-from core.errors import UserError
+from core.errors import UserError, one_line
+from core.hostinfo import software_versions
 
 EXPORTED = "exported.onnx"
 
 
-def library_versions(*names: str) -> dict[str, str]:
-    from importlib import metadata
-
-    return {name: metadata.version(name) for name in names}
+def library_versions(*names: str) -> dict[str, str | None]:
+    """The versions of the libraries a stage depends on, for its cache key."""
+    versions = software_versions()
+    return {name: versions.get(name) for name in names}
 
 
 def exported_onnx(request: CompileRequest, opset: int) -> tuple[Path, dict[str, Any] | None, bool]:
@@ -59,7 +60,7 @@ def check_onnx_file(path: Path) -> None:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError) as err:
-        raise UserError(f"not a readable ONNX model: {str(err).splitlines()[0][:200]}", file=path, field="model_path",
+        raise UserError(f"not a readable ONNX model: {one_line(err, 200)}", file=path, field="model_path",
                         fix="re-download it (python -m core.prepare --task <task>) or fix model_path") from None
     if not model.graph.node or not model.graph.output:
         raise UserError("the ONNX file holds no graph", file=path, field="model_path",

@@ -20,7 +20,7 @@ from backends.CPU.config import CpuConfig
 from backends.CPU.engines import Engine, declared_feeds, pin_process, unsupported_precision
 from backends.CPU.export import architecture, exported_onnx, graph_io, library_versions, stage_record
 from core.artifact_cache import cached_folder, code_digest
-from core.errors import UserError
+from core.errors import UserError, one_line
 
 PRECISIONS = ("FP32", "INT8")
 ARTIFACT = "model.onnx"
@@ -162,7 +162,7 @@ class OnnxRuntimeBackend(RuntimeBackend):
         try:
             self.session = ort.InferenceSession(str(self.compiled.artifact), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for corrupt files
-            raise UserError(f"onnxruntime cannot load the model: {str(err).splitlines()[0]}", file=self.compiled.artifact) from None
+            raise UserError(f"onnxruntime cannot load the model: {one_line(err)}", file=self.compiled.artifact) from None
 
     def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
         names = self.compiled.output_names
