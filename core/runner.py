@@ -184,7 +184,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
     if compile_only:
         # An empty Performance list must not hide the last measured report.
         report.replaces_latest = False
-        message = f"compile only: nothing measured; kept under runs/ only, result-{precision.lower()}.json is unchanged"
+        message = f"compile only: nothing measured; kept under runs/ only, result-{report.precision.lower()}.json is unchanged"
         report.notes.append(message)
         console.info(message)
         return
@@ -313,10 +313,10 @@ def _select(task: Task, options: RunOptions, spec, candidates, request, source: 
 
 def _gate_loader(task: Task, inputs: ModelInputs, options: RunOptions, loader, limit: int):
     """The accuracy gate's sample: the dataset when small, else a deterministic share of it; generated inputs without one."""
-    if loader is None:
+    if not task.model.dataset_name:  # generated inputs: the numeric check's own loader when there is one
         from datasets.fake_dataset import FakeDataset
 
-        return FakeDataset(DatasetRequest(model=inputs, seed=task.workload.seed))
+        return loader or FakeDataset(DatasetRequest(model=inputs, seed=task.workload.seed))
     count = len(loader.load())
     if count <= limit:
         return loader

@@ -213,3 +213,18 @@ def test_metric_gate_applies_mlperf_99_percent_rule():
     assert verdict["Gate"] == "fail" and "Accuracy 98.5" in verdict["Why"]
     # Synthetic weights: the metric means nothing, the drift rule applies instead.
     assert not tuning.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=True).by_metric
+
+
+def test_the_gate_of_a_model_without_a_dataset_uses_generated_inputs():
+    from core.runner import RunOptions, _gate_loader, _make_loader, model_inputs
+
+    task = registry.load_task("tiny-bert-squad")
+    model = task.model.model_copy(update={"dataset_name": None})
+    task = type(task)(task.workload.model_copy(update={"test_numeric": True}), task.workload_file, model, task.model_file)
+    inputs = model_inputs(task, resolve_source(model, model_file=task.model_file))
+    options = RunOptions(hardware_type="CPU")
+    numeric_loader = _make_loader(task, inputs, options, dataset="fake_dataset")
+    assert len(numeric_loader.load()) > tuning.GATE_MAX_FEATURES  # more than the gate's limit: no re-sampling
+    assert _gate_loader(task, inputs, options, numeric_loader, tuning.GATE_MAX_FEATURES) is numeric_loader
+    generated = _gate_loader(task, inputs, options, None, tuning.GATE_MAX_FEATURES)
+    assert generated.name == "fake_dataset" and len(generated.load()) > 0

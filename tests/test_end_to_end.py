@@ -90,6 +90,7 @@ def test_compile_only_measures_nothing_and_never_replaces_the_latest_report(tmp_
     assert path.parent.name == "runs" and path.stem == report["Run"]["id"]  # kept under runs/ only
     assert report["Performance"] == [] and "Graph Compile" in report
     assert "compile only" in " ".join(report["Run"]["notes"]) and "unchanged" in " ".join(report["Run"]["notes"])
+    assert "result-fp32.json is unchanged" in " ".join(report["Run"]["notes"])  # the file kept, not "result-auto"
     assert latest.read_bytes() == before and not latest.with_suffix(".html").exists()
 
 
