@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-SOFTWARE = ("perfbench", "torch", "onnxruntime", "openvino", "nncf", "onnx", "transformers", "tokenizers", "numpy", "onnxslim")
+SOFTWARE = ("perfbench", "torch", "onnxruntime", "openvino", "nncf", "onnx", "transformers", "diffusers", "tokenizers", "numpy", "onnxslim")
 
 # /proc/cpuinfo flags that change which kernels a library can use.
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",

@@ -6,29 +6,23 @@ the compute is faithful, the answers are not.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import ModelEntry
 from core.digest import file_sha256
 from core.errors import UserError
+from core.module_builder import CallingConvention, library_of
 from core.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-# Heads we build from a config; the class comes from the config's `architectures` field.
-HEAD_SUFFIXES = ("ForQuestionAnswering", "ForSequenceClassification", "ForImageClassification")
-# Heads that take one image tensor (`pixel_values`, NCHW) instead of token inputs.
-IMAGE_HEAD_SUFFIXES = ("ForImageClassification",)
 # ByteMLPerf's TensorFlow formats: folders we cannot run, only convert.
 TF_FORMATS = ("saved_model", "savedmodel", "pb", "tf")
-# The role of each model input, in ByteMLPerf's order, as Hugging Face keyword arguments.
-HF_INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def resolve_repo_path(value: str) -> Path:
@@ -52,6 +46,7 @@ class SourceModel:
     hf_config: dict[str, Any] | None = None
     seed: int = 0
     note: str = ""
+    convention: CallingConvention = field(default_factory=CallingConvention)  # how the entry feeds the module
     _module: Any = field(default=None, repr=False)
 
     @property
@@ -79,6 +74,7 @@ class SourceModel:
 def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> SourceModel:
     """Pick the weights: model file, then HF checkpoint, then synthetic from the bundled architecture."""
     skipped = ""  # why an existing model_path was passed over, for the note of the fallback
+    convention = CallingConvention(tuple(model.input_names), tuple(model.output_names), model.layout)
     if model.model_path:
         path = resolve_repo_path(model.model_path)
         if path.is_file():
@@ -97,6 +93,7 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
                 digest=_checkpoint_digest(checkpoint),
                 path=checkpoint,
                 hf_config=config,
+                convention=convention,
                 note=f"{skipped}Hugging Face checkpoint {model.hf_model}",
             )
     if model.architecture:
@@ -106,13 +103,19 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
         config["_name"] = model.architecture
         return SourceModel(
             kind="synthetic",
-            digest=_synthetic_digest(config, seed),
+            digest=_synthetic_digest(config, seed, convention),
             hf_config=config,
+            convention=convention,
             seed=seed,
-            note=f"{skipped}SYNTHETIC WEIGHTS: seeded random values; performance is faithful, accuracy is not meaningful",
+            note=f"{skipped}SYNTHETIC WEIGHTS: seeded random values; performance is faithful, accuracy is not meaningful"
+                 + _framework_note(model),
         )
     where = f"no file at {model.model_path}" if model.model_path else "no model_path"
-    if model.assets:
+    if model.assets and model.model_path:
+        # No bundled architecture: no library we use builds this network, so only the file can run.
+        fix = (f"install it with `python -m core.prepare --task {model.model}` or put the file at "
+               f"{resolve_repo_path(model.model_path)}")
+    elif model.assets:
         fix = "run `python -m core.prepare --task <task>`, or set hf_model or architecture"
     elif model.model_path:
         # Nothing to download: core.prepare would have nothing to offer.
@@ -121,11 +124,21 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
     else:
         fix = "set model_path to a model file, or set hf_model or architecture"
     raise UserError(
+        f"{where}, and no architecture for synthetic weights (no library we use builds it)"
+        if model.assets and model.model_path else
         f"{where}, no local Hugging Face checkpoint, and no architecture for synthetic weights",
         file=model_file,
         field="model_path",
         fix=fix,
     )
+
+
+def _framework_note(model: ModelEntry) -> str:
+    """What stands in for a model of another framework: compute does not depend on the framework."""
+    framework = model.framework.lower()
+    if framework.startswith(("pytorch", "torch", "onnx")):
+        return ""
+    return f"; the {model.framework} model is stood in for by the same architecture built in PyTorch"
 
 
 _TF_FIX = ("convert it to ONNX, e.g. `pip install tf2onnx && python -m tf2onnx.convert --saved-model {path} "
@@ -178,17 +191,19 @@ def _checkpoint_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _synthetic_digest(config: dict[str, Any], seed: int) -> str:
-    import transformers  # random init differs across versions, so the version is part of the key
+def _synthetic_digest(config: dict[str, Any], seed: int, convention: CallingConvention) -> str:
+    from core.hostinfo import software_versions
 
-    payload = json.dumps({"config": config, "seed": seed, "transformers": transformers.__version__}, sort_keys=True)
+    library = library_of(config)  # random init differs across versions, so the version is part of the key
+    payload = json.dumps({"config": config, "seed": seed, library: software_versions().get(library),
+                          "convention": asdict(convention)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _build_module(source: SourceModel):
-    import torch
-
     if source.kind == "torchscript":
+        import torch
+
         # TorchScript files are code: we load them only from the model zoo (see README).
         try:
             module = torch.jit.load(str(source.path), map_location="cpu")
@@ -202,52 +217,7 @@ def _build_module(source: SourceModel):
         return module.eval()
     if source.kind == "onnx":
         raise UserError("an ONNX model file has no torch module", file=source.path, fix="use the onnxruntime engine")
-    import transformers
+    from core.module_builder import build_module
 
-    config = {k: v for k, v in (source.hf_config or {}).items() if not k.startswith("_")}
-    heads = [a for a in config.get("architectures", []) if a.endswith(HEAD_SUFFIXES)]
-    if not heads or not hasattr(transformers, heads[0]):
-        raise UserError(
-            f"config architectures {config.get('architectures')} name no supported head",
-            file=source.path or source.hf_config.get("_name"),
-            field="architectures",
-            fix=f"use a class ending in {' or '.join(HEAD_SUFFIXES)}",
-        )
-    model_class = getattr(transformers, heads[0])
-    if source.kind == "hf_checkpoint":
-        model = model_class.from_pretrained(str(source.path), local_files_only=True, attn_implementation="eager")
-    else:
-        hf_config = transformers.AutoConfig.for_model(**config)
-        hf_config._attn_implementation = "eager"
-        torch.manual_seed(source.seed)
-        model = model_class(hf_config)
-    return PositionalModel(model).eval()
-
-
-@functools.cache
-def _positional_class():
-    import torch
-
-    class _PositionalModel(torch.nn.Module):
-        """Takes inputs positionally in ByteMLPerf's order (ids, mask[, token types]; or one image) and
-        returns a tuple, so tracing, ONNX export and TorchScript files all look alike."""
-
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-            self.config = model.config
-            self.image = type(model).__name__.endswith(IMAGE_HEAD_SUFFIXES)
-
-        def forward(self, *inputs):
-            if self.image:  # image classifiers: the one input is pixel_values [N, C, H, W]
-                return self.model(pixel_values=inputs[0], return_dict=False)
-            kwargs = dict(zip(HF_INPUT_ROLES, inputs))
-            if getattr(self.config, "type_vocab_size", 0) in (0, None):
-                kwargs.pop("token_type_ids", None)
-            return self.model(**kwargs, return_dict=False)
-
-    return _PositionalModel
-
-
-def PositionalModel(model):  # noqa: N802 - builds the torch class lazily so importing this module stays light
-    return _positional_class()(model)
+    return build_module(source.kind, source.hf_config or {}, seed=source.seed, checkpoint=source.path,
+                        convention=source.convention, where=source.path or (source.hf_config or {}).get("_name"))

@@ -109,7 +109,8 @@ def task_from(workload: Workload, workload_file: Path, *, source: Path | None = 
             field="batch_sizes",
             fix=f"use sizes up to {model.max_batch_size} or raise max_batch_size in {model_file.name}",
         )
-    if model.dataset_name and (workload.test_accuracy or workload.test_numeric):
+    if model.dataset_name and (workload.test_accuracy or workload.test_numeric) \
+            and model.dataset_name not in UNSUPPORTED_DATASETS:  # refused when the run needs it, after the model
         dataset_loader_class(model.dataset_name, model_file)
     return Task(workload, workload_file, model, model_file)
 
@@ -131,6 +132,13 @@ def architecture_config(name: str, *, model_file: Path | None = None) -> dict[st
 
 # --- datasets ------------------------------------------------------------------------------
 
+# ByteMLPerf datasets we know of and do not load, with the reason.
+UNSUPPORTED_DATASETS = {
+    "open_criteo_kaggle": "ByteMLPerf preprocesses Criteo with TensorFlow feature columns, and its Wide & Deep "
+                          "model (the one user) is a TensorFlow saved_model",
+}
+
+
 def dataset_names() -> list[str]:
     if not DATASETS_DIR.is_dir():
         return []
@@ -138,6 +146,10 @@ def dataset_names() -> list[str]:
 
 
 def dataset_loader_class(name: str, model_file: Path | None = None) -> type:
+    if name in UNSUPPORTED_DATASETS:
+        raise UserError(f"dataset '{name}' has no loader here: {UNSUPPORTED_DATASETS[name]}", file=model_file,
+                        field="dataset_name", fix="set test_accuracy and test_numeric to false in the workload to "
+                        "measure performance only")
     known = dataset_names()
     if name not in known:
         err = _unknown("dataset", name, known)
@@ -150,6 +162,8 @@ def dataset_assets(name: str) -> list:
     """Asset specs of a dataset, from datasets/<name>/assets.json (empty when it has none)."""
     from core.assets.spec import AssetSpec
 
+    if name in UNSUPPORTED_DATASETS:
+        return []
     if name not in dataset_names():
         raise _unknown("dataset", name, dataset_names())
     path = DATASETS_DIR / name / "assets.json"

@@ -11,7 +11,7 @@ import pytest
 from core.errors import UserError
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.open_cifar.loader import CIFAR_MEAN, CIFAR_STD, CifarLoader
-from datasets.open_cifar.safe_pickle import restricted_load
+from datasets.safe_pickle import restricted_load
 
 
 def image_model(size: int = 32, layout: str = "NCHW") -> ModelInputs:
@@ -88,7 +88,7 @@ def test_any_other_global_is_refused_in_one_line(tmp_path, payload, monkeypatch)
 def test_malformed_files_are_one_line_errors(tmp_path):
     path = tmp_path / "test"
     path.write_bytes(b"\x80\x05garbage")
-    with pytest.raises(UserError, match="not a readable CIFAR pickle"):
+    with pytest.raises(UserError, match="not a readable pickle.*CIFAR-100"):
         restricted_load(path)
     path.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(UserError, match="expected a dict"):

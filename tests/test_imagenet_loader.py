@@ -144,3 +144,14 @@ def test_swin_large_entry_and_a_shrunken_swin_run_through_the_image_wrapper():
     with torch.no_grad():
         (logits,) = module(torch.zeros(2, 3, 32, 32))
     assert logits.shape == (2, 7)
+
+
+def test_bytemlperf_archive_layout_with_images_in_ilsvrc2012_img_val(tmp_path):
+    """open_imagenet.tar: val_map.txt beside ILSVRC2012_img_val/, names relative to that folder."""
+    data = tmp_path / "open_imagenet"
+    write_set(data / "ILSVRC2012_img_val", [((255, 0, 0), 3), ((0, 0, 255), 5)])
+    (data / "ILSVRC2012_img_val" / "val_map.txt").rename(data / "val_map.txt")
+    features = loader(tmp_path, data).load()
+    assert len(features) == 2
+    np.testing.assert_allclose(features.inputs["pixels"][1, :, 4, 4],
+                               (np.array([0.0, 0.0, 1.0]) - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-5)

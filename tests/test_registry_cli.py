@@ -74,7 +74,9 @@ def test_bundled_tasks_and_models_all_load():
     for name in names:
         task = registry.load_task(name)
         assert task.model.model == task.workload.model
-        assert task.model.architecture in registry.architecture_names()
+        # Networks no library builds have no architecture (tests/test_zoo_models.py covers their refusal).
+        assert task.model.architecture in registry.architecture_names() or task.model.model_format == "onnx" \
+            or task.model.framework == "Tensorflow"
 
 
 def test_unknown_task_lists_what_exists():

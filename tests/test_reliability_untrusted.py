@@ -24,10 +24,10 @@ ALLOWED = {
     ("core/model_source.py", "torch.jit.load"),
 }
 # The one module that may import pickle: CIFAR-100's python version is only published as a pickle, so
-# datasets/open_cifar/safe_pickle.py reads it through a pickle.Unpickler subclass whose find_class admits
+# datasets/safe_pickle.py reads it through a pickle.Unpickler subclass whose find_class admits
 # numpy-array globals only (tests/test_cifar_loader.py checks the refusal). Even there, the module-level
 # pickle.load/loads (which admit any global) stay forbidden.
-PICKLE_READER = "datasets/open_cifar/safe_pickle.py"
+PICKLE_READER = "datasets/safe_pickle.py"
 UNRESTRICTED_PICKLE_CALLS = {"pickle.load", "pickle.loads", "pickle.Unpickler"}
 
 

@@ -6,7 +6,7 @@ then compare outputs on these inputs). It has no labels, so it scores nothing.
 ByteMLPerf's fake-data semantics: each input has its declared `input_shape` with the first dimension
 replaced by the batch size, in its `input_type`. Values are chosen per input so the model computes what
 it would on real data: token ids inside the vocabulary with a prefix mask, 0/1 masks, diffusion
-timesteps in [0, 1000), images normalized like ImageNet, standard-normal latents and features.
+timesteps in [0, 1000), token ids even where typed as floats, images normalized like ImageNet, standard-normal latents and features.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ _PAD_WORDS = ("pad",)
 _TYPE_WORDS = ("token_type", "segment", "type_ids")
 _TIME_WORDS = ("timestep", "time_step")
 _ID_WORDS = ("ids", "token", "text", "input")
+_FLOAT_ID_WORDS = ("ids", "token", "text")  # ByteMLPerf's RoFormer takes its token ids as FLOAT32
 
 
 def fake_lengths(rng: np.random.Generator, count: int, seq_len: int) -> np.ndarray:
@@ -106,7 +107,7 @@ def _one_input(name: str, shape: tuple[int, ...], dtype: np.dtype, model: ModelI
         return rng.uniform(0, TIMESTEPS, size=shape)
     if dtype == np.uint8:  # raw pixels
         return rng.integers(0, 256, size=shape)
-    if np.issubdtype(dtype, np.integer):
+    if np.issubdtype(dtype, np.integer) or (sequence and _has(name, _FLOAT_ID_WORDS)):
         high = model.vocab_size if model.vocab_size > 1 else DEFAULT_INT_HIGH
         ids = rng.integers(min(5, high - 1), high, size=shape)
         if sequence and _has(name, _ID_WORDS):

@@ -1,7 +1,7 @@
 """CIFAR-100 test set, python version (`cifar-100-python/test`): Top-1/Top-5 over the 100 fine labels.
 
 The file is a pickle of {b"data": uint8 [N, 3072] (R, G, B planes of 32x32), b"fine_labels": [N]}.
-It is read only through datasets.open_cifar.safe_pickle (numpy arrays and plain containers, nothing
+It is read only through datasets.safe_pickle (numpy arrays and plain containers, nothing
 else). Preprocessing as ByteMLPerf's CIFAR loader: pixels to [0, 1], normalized with CIFAR-100's
 mean (0.5071, 0.4867, 0.4408) and std (0.2675, 0.2565, 0.2761), NCHW float32 (NHWC where the model
 entry's layout says so); a model declaring another size than 32x32 gets the images resized (bilinear).
@@ -32,7 +32,7 @@ SAMPLE_SEED = 3333
 
 def read_cifar(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [N, 32, 32, 3], fine labels int64 [N]) from a CIFAR-100 python `test` file."""
-    from datasets.open_cifar.safe_pickle import restricted_load
+    from datasets.safe_pickle import restricted_load
 
     content = restricted_load(path)
     if not isinstance(content, dict):

@@ -1,7 +1,7 @@
 """ImageNet-1k validation in ByteMLPerf's layout: a folder of JPEG images and `val_map.txt`.
 
-`val_map.txt` holds one "FILE LABEL" line per image (FILE relative to the folder of val_map.txt,
-LABEL the class index 0..999). Preprocessing, as ByteMLPerf's ResNet-50: shorter side resized to
+`val_map.txt` holds one "FILE LABEL" line per image (FILE relative to the folder of val_map.txt, or to
+ILSVRC2012_img_val/ beside it as in ByteMLPerf's open_imagenet.tar; LABEL the class index 0..999). Preprocessing, as ByteMLPerf's ResNet-50: shorter side resized to
 256/224 of the model's input size (256 for 224), center crop to the input size, RGB scaled to [0, 1],
 normalized with ImageNet's mean and std, NCHW float32 (NHWC where the model entry's layout says so).
 Without the data, a bundled generated sample of 16 small images is used (not ImageNet).
@@ -23,6 +23,7 @@ from datasets.images import ImageClassificationLoader, IMAGENET_MEAN, IMAGENET_S
 HERE = Path(__file__).resolve().parent
 ENV_PATH = "PERFBENCH_OPEN_IMAGENET_PATH"
 MAP_FILE = "val_map.txt"
+IMAGES_DIR = "ILSVRC2012_img_val"
 SAMPLE_DIR = HERE / "sample"
 RESIZE_RATIO = 256 / 224
 _CACHE_VERSION = 1
@@ -52,6 +53,14 @@ def read_val_map(path: Path) -> list[tuple[str, int]]:
     if not entries:
         raise UserError("no images listed", file=path, fix="val_map.txt holds one 'FILE LABEL' line per image")
     return entries
+
+
+def image_folder(map_path: Path, first: str) -> Path:
+    """Where val_map.txt's names live: beside it, or in ILSVRC2012_img_val/ (ByteMLPerf's open_imagenet.tar)."""
+    nested = map_path.parent / IMAGES_DIR
+    if not (map_path.parent / first).exists() and (nested / first).exists():
+        return nested
+    return map_path.parent
 
 
 def preprocess(path: Path, height: int, width: int) -> np.ndarray:
@@ -91,7 +100,7 @@ class ImagenetLoader(ImageClassificationLoader):
         layout, channels, height, width = image_geometry(model, self.map_path)
         entries = read_val_map(self.map_path)
         kept = entries[: take_percent(len(entries), self.request.data_percent, self.map_path)]
-        folder = self.map_path.parent
+        folder = image_folder(self.map_path, kept[0][0])
         files = [folder / name for name, _ in kept]
         stats = []
         for path in files:
