@@ -14,7 +14,7 @@ import pytest
 
 from core import perf_engine, registry
 from datasets.base import ModelInputs
-from datasets.fake_dataset import IMAGENET_MEAN, IMAGENET_STD, FakeDataset, fake_inputs
+from datasets.fake_dataset import DECLARED_FAKE_FEATURES, IMAGENET_MEAN, IMAGENET_STD, FakeDataset, fake_inputs
 
 IMAGE = (1, 3, 32, 32)
 
@@ -178,7 +178,7 @@ def test_an_onnx_image_model_runs_every_batch_size(image_task, tmp_path):
     assert report["Weights"]["kind"] == "onnx" and report["Dataset"] == "fake_dataset"
     # Numeric on fake data: an ONNX file has no torch module, so plain onnxruntime FP32 is the reference.
     assert report["Accuracy"]["Numeric Reference"] == "CPU onnxruntime FP32 (unoptimized)"
-    assert report["Accuracy"]["Compared Values"] == 5 * 64
+    assert report["Accuracy"]["Compared Values"] == 5 * DECLARED_FAKE_FEATURES
     assert report["Accuracy"]["Dataset Provenance"]["source"] == "generated"
 
 
@@ -188,5 +188,5 @@ def test_a_torchscript_image_model_runs_and_its_numeric_check_uses_fake_data(ima
     assert [row["Status"] for row in report["Performance"]] == ["ok", "ok"]
     accuracy = report["Accuracy"]
     assert accuracy["Numeric Reference"] == "CPU pytorch FP32"
-    assert accuracy["Compared Values"] == 5 * 64 and accuracy["Max Diff"] < 1e-4  # every logit of every sample
+    assert accuracy["Compared Values"] == 5 * DECLARED_FAKE_FEATURES and accuracy["Max Diff"] < 1e-4  # every logit of every sample
     assert "Mean True Length" not in report["Dataset Throughput"]

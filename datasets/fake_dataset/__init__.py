@@ -24,6 +24,9 @@ MEAN_LENGTH_FRACTION = 0.45
 LENGTH_SPREAD_FRACTION = 0.15
 QUESTION_FRACTION = 0.06
 FAKE_FEATURES = 64
+# Image and latent models cost far more per sample (an SD VAE decoder ~300 GFLOP) and each sample already
+# holds thousands of compared values, so their numeric check uses fewer samples.
+DECLARED_FAKE_FEATURES = 16
 # Generated numeric-check data for large inputs (a 640x640 image is 4.9 MB) stays under this, with at least MIN.
 FAKE_BYTES = 64 << 20
 MIN_FAKE_FEATURES = 4
@@ -144,12 +147,13 @@ def _normalized_image(shape: tuple[int, ...], axis: int, rng: np.random.Generato
 
 
 def fake_feature_count(model: ModelInputs) -> int:
-    """How many samples a numeric check on fake data uses: FAKE_FEATURES, fewer for very large inputs."""
+    """How many samples a numeric check on fake data uses: FAKE_FEATURES for token models,
+    DECLARED_FAKE_FEATURES for others, fewer for very large inputs."""
     if model.token_layout:
         return FAKE_FEATURES
     sample_bytes = sum(math.prod(shape[1:]) * np.dtype(model.numpy_dtype(i)).itemsize
                        for i, shape in enumerate(model.shapes))
-    return int(min(FAKE_FEATURES, max(MIN_FAKE_FEATURES, FAKE_BYTES // max(1, sample_bytes))))
+    return int(min(DECLARED_FAKE_FEATURES, max(MIN_FAKE_FEATURES, FAKE_BYTES // max(1, sample_bytes))))
 
 
 class FakeDataset(DatasetLoader):
