@@ -248,3 +248,31 @@ def test_int8_dynamic_quantizes_a_fused_graph(exported, tmp_path):
     reference = _torch_outputs(model, feeds)
     scale = max(float(np.abs(r).max()) for r in reference)
     assert _max_diff(_ort_outputs(out.path, feeds), reference) < 0.2 * scale
+
+
+def test_graphs_past_the_protobuf_limit_keep_their_weights_in_one_data_file(exported, tmp_path, monkeypatch):
+    """The SD UNet (3.4 GB) cannot be one protobuf: simulated here by lowering the limit on a tiny BERT."""
+    import onnx
+
+    model, result = exported["bert"]
+    names, dtype, _ = SPECS["bert"]
+    feeds = _feeds(names, dtype, *SHAPES[0])
+    expected = _ort_outputs(result.path, feeds)
+    # What the exporter writes past 2 GiB: one file per weight. gather_weights makes it one .data file.
+    many = tmp_path / "many" / "exported.onnx"
+    many.parent.mkdir()
+    onnx.save_model(onnx.load(str(result.path)), str(many), save_as_external_data=True, all_tensors_to_one_file=False,
+                    size_threshold=0)
+    assert len(list(many.parent.iterdir())) > 10
+    monkeypatch.setattr(onnx_stages, "PROTOBUF_LIMIT", 1024)
+    onnx_stages.gather_weights(many)
+    assert sorted(p.name for p in many.parent.iterdir()) == ["exported.onnx", "exported.onnx.data"]
+    # Stages keep the weights beside their own output, and a move carries them along.
+    simplified = onnx_stages.simplify(many, tmp_path / "simplified.onnx")
+    assert "skipped" in simplified.details and (tmp_path / "simplified.onnx.data").is_file()
+    int8 = onnx_stages.quantize_int8_dynamic(many, tmp_path / "int8.onnx")
+    (tmp_path / "final").mkdir()
+    onnx_stages.move_onnx(tmp_path / "simplified.onnx", tmp_path / "final" / "model.onnx")
+    assert (tmp_path / "final" / "model.onnx.data").is_file() and not (tmp_path / "simplified.onnx").exists()
+    assert _max_diff(_ort_outputs(tmp_path / "final" / "model.onnx", feeds), expected) < 1e-5
+    assert _max_diff(_ort_outputs(int8.path, feeds), expected) < 0.5

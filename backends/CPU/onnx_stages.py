@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -37,6 +39,56 @@ import numpy as np
 from core.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# Protobuf cannot serialize a message over 2 GiB: bigger graphs (the SD UNet, 3.4 GB) keep their
+# weights in one `<file>.data` beside the .onnx, which every stage and both runtimes read.
+PROTOBUF_LIMIT = (2 << 30) - 1
+
+
+def weight_bytes(model) -> int:
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def has_external_data(path: Path) -> bool:
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in onnx.load(str(path), load_external_data=False).graph.initializer)
+
+
+def save_onnx(model, path: Path) -> None:
+    """onnx.save; past protobuf's limit, with every weight in one `<name>.data` file beside it."""
+    import onnx
+
+    large = weight_bytes(model) > PROTOBUF_LIMIT - (64 << 20)  # the graph itself needs room too
+    onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=f"{Path(path).name}.data")
+
+
+def gather_weights(path: Path) -> None:
+    """Re-save a model whose weights lie in many files with all of them in one `<name>.data`."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    files = {e.value for t in graph.initializer for e in t.external_data if e.key == "location"}
+    model = onnx.load(str(path))
+    for name in files:
+        (path.parent / name).unlink(missing_ok=True)
+    save_onnx(model, path)
+
+
+def move_onnx(src: Path, dst: Path, *, keep_source: bool = False) -> None:
+    """Move (or copy) an ONNX file to `dst`; a model with external weights is re-saved so they follow it."""
+    import onnx
+
+    if has_external_data(src):
+        save_onnx(onnx.load(str(src)), dst)  # rewrites the weights' location to dst's own .data file
+        if not keep_source:
+            Path(src).unlink()
+    elif keep_source:
+        shutil.copyfile(src, dst)
+    else:
+        os.replace(src, dst)
 
 # ORT optimizer model_type per Hugging Face model_type. DeBERTa maps to "bert" for the LayerNorm,
 # Gelu and SkipLayerNorm fusions; its attention stays unfused (see module docstring).
@@ -153,10 +205,11 @@ def export_onnx(
             )
         except Exception as exc:  # the exporter raises many types; the user needs the message
             raise _export_error(exc, path) from exc
-    seconds = time.perf_counter() - start
-
     import onnx
 
+    if has_external_data(path):  # past 2 GiB the exporter writes one file per weight
+        gather_weights(path)
+    seconds = time.perf_counter() - start
     graph = onnx.load(str(path), load_external_data=False).graph
     return StageResult(
         "export",
@@ -246,12 +299,16 @@ def simplify(in_path: Path, out_path: Path) -> StageResult:
     start = time.perf_counter()
     model = onnx.load(str(in_path))
     before = len(model.graph.node)
+    if weight_bytes(model) > PROTOBUF_LIMIT:  # onnxslim serializes the whole graph
+        move_onnx(in_path, out_path, keep_source=True)
+        return StageResult("simplify", Path(out_path), time.perf_counter() - start,
+                           {"skipped": "onnxslim cannot handle a graph over 2 GiB", "nodes_before": before})
     try:
         slim = onnxslim.slim(model)
     except Exception as exc:  # onnxslim raises whatever its passes hit
         raise UserError(f"simplify failed: {exc}", file=in_path, field="simplify", fix="disable simplification") from exc
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(slim, str(out_path))
+    save_onnx(slim, Path(out_path))
     return StageResult(
         "simplify", Path(out_path), time.perf_counter() - start, {"nodes_before": before, "nodes_after": len(slim.graph.node)}
     )
@@ -296,7 +353,7 @@ def optimize_transformer(
     # external initializers, and ORT's shape inference then fails on them.
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp:
         reordered = Path(tmp) / "reordered.onnx"
-        onnx.save(model, str(reordered))
+        save_onnx(model, reordered)
         try:
             optimized = optimize_model(
                 str(reordered),
@@ -308,7 +365,7 @@ def optimize_transformer(
             )
         except Exception as exc:  # ORT's fusion scripts raise plain exceptions
             raise UserError(f"transformer optimizer failed: {exc}", file=in_path, field="optimize", fix="disable fusion") from exc
-    optimized.save_model_to_file(str(out_path))
+    optimized.save_model_to_file(str(out_path), use_external_data_format=weight_bytes(optimized.model) > PROTOBUF_LIMIT)
     fused = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
     return StageResult(
         "optimize",
@@ -376,6 +433,7 @@ def quantize_int8_dynamic(in_path: Path, out_path: Path, *, per_channel: bool = 
             quantize_dynamic(
                 str(in_path),
                 str(out_path),
+                use_external_data_format=has_external_data(in_path),
                 per_channel=per_channel,
                 weight_type=QuantType.QInt8,
                 extra_options=_QUANT_EXTRA_OPTIONS,
@@ -424,6 +482,7 @@ def quantize_int8_static(
                 str(in_path),
                 str(out_path),
                 Reader(),
+                use_external_data_format=has_external_data(in_path),
                 quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
@@ -456,5 +515,5 @@ def convert_fp16(in_path: Path, out_path: Path) -> StageResult:
     except Exception as exc:  # the converter raises plain exceptions
         raise UserError(f"fp16 conversion failed: {exc}", file=in_path, field="precision", fix="use fp32") from exc
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out_path))
+    save_onnx(model, Path(out_path))
     return StageResult("convert_fp16", Path(out_path), time.perf_counter() - start, {"keep_io_types": True})

@@ -6,8 +6,6 @@ options, the library versions and this pipeline's code.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,12 +104,9 @@ def _run_stages(request: CompileRequest, options, exported: Path, export_stage, 
             advance("int8", onnx_stages.quantize_int8_dynamic)
         optimizations.append(f"int8 {options.int8_mode} quantization")
     final = work / ARTIFACT
-    if current == exported:
-        shutil.copyfile(exported, final)
-    else:
-        os.replace(current, final)
+    onnx_stages.move_onnx(current, final, keep_source=current == exported)
     for leftover in work.glob("*.onnx*"):
-        if leftover != final:
+        if leftover not in (final, final.with_name(f"{final.name}.data")):
             leftover.unlink()
     input_names, output_names = graph_io(final)
     return {
