@@ -44,7 +44,7 @@ def ours(setup, batch_size: int, precision: str):
     """The runner's own selection (auto engine; auto or pinned precision) and the runtime it would measure."""
     from backends.base import CompileRequest
     from core.paths import state_dir
-    from core.registry import load_backend
+    from backends import load_backend
     from core.runner import RunOptions, _calibration_feeds, _compile, _make_loader, _select
     from datasets.fake_dataset import fake_inputs
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+import backends  # noqa: E402
 from core import registry  # noqa: E402
 from core.measure import MeasurePolicy, measure  # noqa: E402
 
@@ -85,7 +86,7 @@ def our_runtime(setup: Setup, precision: str = "FP32"):
     from core.paths import state_dir
     from datasets.fake_dataset import fake_inputs
 
-    spec = registry.load_backend("CPU")
+    spec = backends.load_backend("CPU")
     config = spec.make_config("onnxruntime", {"intra_op_threads": setup.threads}, source="benchmark")
     request = CompileRequest(
         model=setup.task.model, source=setup.source, precision=precision, batch_sizes=[1], cache_dir=state_dir(),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import backends  # noqa: E402
 from core import registry  # noqa: E402
 from core.measure import MeasurePolicy, measure  # noqa: E402
 
@@ -48,7 +49,7 @@ def compile_runtime(task, engine: str):
     from core.runner import model_inputs
     from datasets.fake_dataset import fake_inputs
 
-    spec = registry.load_backend("CPU")
+    spec = backends.load_backend("CPU")
     config = spec.make_config(engine, {}, source="benchmark")
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
     inputs = model_inputs(task, source)

@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    import backends
     from core import registry
 
     if args.show_task_list:
@@ -102,14 +103,14 @@ def _main(args: argparse.Namespace) -> int:
             print(name)
         return 0
     if args.show_hardware_list:
-        for name in registry.hardware_types():
+        for name in backends.hardware_types():
             print(name)
         return 0
     if not args.task:
         raise UserError("no task given", fix="pass --task <name or workload file>; see --show_task_list")
     task = registry.load_task(args.task)
-    if args.hardware_type not in registry.hardware_types():
-        registry.load_backend(args.hardware_type)  # raises with the list of known types
+    if args.hardware_type not in backends.hardware_types():
+        backends.load_backend(args.hardware_type)  # raises with the list of known types
     if args.batch_sizes:
         too_big = [bs for bs in args.batch_sizes if bs > task.model.max_batch_size]
         if too_big:

@@ -42,7 +42,7 @@ def reference_outputs(model: ModelEntry, source: SourceModel, features: Features
     path = state_dir() / "reference" / model.model / f"{engine}-{source.digest[:20]}-{features_digest(features)}.npz"
 
     def build() -> dict[str, np.ndarray]:
-        from core.registry import load_backend
+        from backends import load_backend
 
         console.info(f"computing the {reference_label(source)} reference outputs (cached for later runs)")
         spec = load_backend("CPU")

@@ -1,4 +1,4 @@
-"""Finds what exists: tasks (workloads/), models (model_zoo/), backends, datasets, architectures.
+"""Finds what exists: tasks (workloads/), models (model_zoo/), datasets, architectures (backends: `backends`).
 
 Names are looked up in listings, never joined into paths: a task name with '/' or '..' is not a name.
 """
@@ -10,7 +10,6 @@ import importlib
 import json
 import re
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,7 @@ from core.paths import REPO_ROOT
 WORKLOADS_DIR = REPO_ROOT / "workloads"
 MODEL_ZOO_DIR = REPO_ROOT / "model_zoo"
 ARCHITECTURES_DIR = MODEL_ZOO_DIR / "architectures"
-BACKENDS_DIR = REPO_ROOT / "backends"
 DATASETS_DIR = REPO_ROOT / "datasets"
-BACKEND_ENTRY_POINT_GROUP = "perfbench.backends"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -38,7 +35,7 @@ def _listing(folder: Path, suffixes: tuple[str, ...] = CONFIG_SUFFIXES) -> dict[
     return found
 
 
-def _unknown(kind: str, name: str, known: list[str], fix_extra: str = "") -> UserError:
+def unknown_name(kind: str, name: str, known: list[str], fix_extra: str = "") -> UserError:
     close = difflib.get_close_matches(name, known, n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     listing = ", ".join(known) if known else "none"
@@ -63,7 +60,7 @@ def resolve_task_file(task: str) -> Path:
         )
     listing = _listing(WORKLOADS_DIR)
     if task not in listing:
-        raise _unknown("task", task, sorted(listing), "; or pass a workload file path")
+        raise unknown_name("task", task, sorted(listing), "; or pass a workload file path")
     return listing[task]
 
 
@@ -74,7 +71,7 @@ def model_names() -> list[str]:
 def model_entry_file(name: str) -> Path:
     listing = _listing(MODEL_ZOO_DIR)
     if name not in listing:
-        raise _unknown("model", name, sorted(listing))
+        raise unknown_name("model", name, sorted(listing))
     return listing[name]
 
 
@@ -125,7 +122,7 @@ def architecture_config(name: str, *, model_file: Path | None = None) -> dict[st
     """The bundled Hugging Face config for synthetic weights."""
     listing = _listing(ARCHITECTURES_DIR, (".json",))
     if name not in listing:
-        err = _unknown("architecture", name, sorted(listing))
+        err = unknown_name("architecture", name, sorted(listing))
         raise UserError(err.message, file=model_file, field="architecture", fix=err.fix)
     return read_config_file(listing[name])
 
@@ -152,7 +149,7 @@ def dataset_loader_class(name: str, model_file: Path | None = None) -> type:
                         "measure performance only")
     known = dataset_names()
     if name not in known:
-        err = _unknown("dataset", name, known)
+        err = unknown_name("dataset", name, known)
         raise UserError(err.message, file=model_file, field="dataset_name", fix=err.fix)
     module = importlib.import_module(f"datasets.{name}")
     return module.LOADER
@@ -165,7 +162,7 @@ def dataset_assets(name: str) -> list:
     if name in UNSUPPORTED_DATASETS:
         return []
     if name not in dataset_names():
-        raise _unknown("dataset", name, dataset_names())
+        raise unknown_name("dataset", name, dataset_names())
     path = DATASETS_DIR / name / "assets.json"
     if not path.is_file():
         return []
@@ -174,42 +171,3 @@ def dataset_assets(name: str) -> list:
         return [AssetSpec.model_validate(item) for item in items]
     except (ValueError, TypeError) as err:
         raise UserError(f"invalid asset list: {str(err).splitlines()[0]}", file=path) from None
-
-
-# --- backends ------------------------------------------------------------------------------
-
-def _folder_backends() -> dict[str, str]:
-    if not BACKENDS_DIR.is_dir():
-        return {}
-    return {
-        p.name: f"backends.{p.name}"
-        for p in sorted(BACKENDS_DIR.iterdir())
-        if (p / "__init__.py").is_file() and _NAME.match(p.name) and not p.name.startswith("_")
-    }
-
-
-def _plugin_backends() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=BACKEND_ENTRY_POINT_GROUP)}
-
-
-def hardware_types() -> list[str]:
-    return sorted(set(_folder_backends()) | set(_plugin_backends()))
-
-
-def load_backend(hardware_type: str):
-    """The BackendSpec for a hardware type: a package under backends/, or an installed plugin."""
-    from backends.base import BackendSpec
-
-    folders, plugins = _folder_backends(), _plugin_backends()
-    if hardware_type in folders:
-        spec = getattr(importlib.import_module(folders[hardware_type]), "BACKEND", None)
-        origin = folders[hardware_type]
-    elif hardware_type in plugins:
-        loaded = plugins[hardware_type].load()
-        spec = getattr(loaded, "BACKEND", loaded)
-        origin = f"entry point {plugins[hardware_type].value}"
-    else:
-        raise _unknown("hardware type", hardware_type, hardware_types())
-    if not isinstance(spec, BackendSpec):
-        raise UserError(f"backend '{hardware_type}' ({origin}) does not provide a BackendSpec named BACKEND")
-    return spec

@@ -23,7 +23,8 @@ from core.measure import MeasurePolicy, measure_clients
 from core.memory import PeakRss, compile_memory_fields, perf_memory_fields
 from core.model_source import SourceModel, resolve_repo_path, resolve_source
 from core.paths import state_dir
-from core.registry import Task, architecture_config, dataset_loader_class, load_backend
+from backends import load_backend
+from core.registry import Task, architecture_config, dataset_loader_class
 from core.report import RunReport
 from datasets.base import DatasetRequest, Features, ModelInputs
 

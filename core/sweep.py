@@ -115,6 +115,7 @@ def _resolve_task(task: str, index: int, sweep_path: Path):
 def plan_jobs(config: SweepConfig, overrides: dict[str, Any], sweep_path: Path,
               known_hardware: Sequence[str]) -> list[Job]:
     """Every job, each workload validated with the overrides applied; raises before anything runs."""
+    import backends
     from core import registry
 
     for i, hw in enumerate(config.hardware_types):
@@ -123,7 +124,7 @@ def plan_jobs(config: SweepConfig, overrides: dict[str, Any], sweep_path: Path,
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise UserError(f"unknown hardware type '{hw}'", file=sweep_path, field=f"hardware_types[{i}]",
                             fix=f"{hint}known: {', '.join(known_hardware) or 'none'}")
-    installed = registry.hardware_types()
+    installed = backends.hardware_types()
     jobs: list[Job] = []
     seen: set[str] = set()
     for i, name in enumerate(config.tasks):
@@ -134,7 +135,7 @@ def plan_jobs(config: SweepConfig, overrides: dict[str, Any], sweep_path: Path,
         text = json.dumps(workload.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
         for hw in config.hardware_types:
             if hw in installed:  # a fleet's driver need not have every backend installed
-                registry.load_backend(hw).make_config(workload.engine, workload.engine_options, source=sweep_path)
+                backends.load_backend(hw).make_config(workload.engine, workload.engine_options, source=sweep_path)
             job_id, n = f"{_safe(task.workload_file.stem)}@{_safe(hw)}", 1
             while job_id in seen:
                 n += 1
@@ -358,9 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             config, overrides = load_sweep(args.sweep_file)
-            from core import registry
+            import backends
 
-            known = registry.hardware_types()
+            known = backends.hardware_types()
             if args.address:
                 ray = connect(args.address)
                 alive = _alive_hardware(ray)

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+import backends
 from backends.base import Candidate, CompiledModel, CompileRequest, RuntimeBackend
 from core import registry, tuning
 from core.errors import UserError
@@ -44,7 +45,7 @@ def request_for(task_name: str, precision: str) -> CompileRequest:
 
 def labels(engine: str, precision: str, flags: str, monkeypatch) -> list[str]:
     monkeypatch.setenv(FLAGS_ENV, flags)
-    spec = registry.load_backend("CPU")
+    spec = backends.load_backend("CPU")
     compiler = spec.compile_backend(spec.make_config(engine, {}, source="test"))
     return [c.label for c in compiler.candidates(request_for("tiny-bert-squad", precision))]
 

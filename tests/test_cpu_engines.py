@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import backends
 from backends.base import CompileRequest
 from core import registry
 from core.errors import UserError
@@ -16,7 +17,7 @@ from datasets.fake_dataset import fake_inputs
 
 
 def compile_and_load(task, engine: str, precision: str = "FP32", **options):
-    spec = registry.load_backend("CPU")
+    spec = backends.load_backend("CPU")
     config = spec.make_config(engine, options, source="test")
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
     inputs = model_inputs(task, source)
@@ -98,7 +99,7 @@ def test_export_leaves_the_torch_model_in_eval_mode(task):
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
     module = source.torch_module()
     assert not module.training
-    spec = registry.load_backend("CPU")
+    spec = backends.load_backend("CPU")
     config = spec.make_config("onnxruntime", {"simplify": False, "optimize": False, "opset": 16}, source="test")
     inputs = model_inputs(task, source)
     request = CompileRequest(model=task.model, source=source, precision="FP32", batch_sizes=[1], cache_dir=state_dir(),
@@ -174,7 +175,7 @@ def test_bf16_compiles_a_copy_and_leaves_the_reference_module_fp32(task):
 
     from backends.CPU.pytorch_engine import compile_model
 
-    spec = registry.load_backend("CPU")
+    spec = backends.load_backend("CPU")
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
     request = CompileRequest(model=task.model, source=source, precision="BF16", batch_sizes=[1], cache_dir=state_dir(),
                              sample_feeds=None)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import backends
 from core import registry
 from plugin_helpers import install_plugin
 from core.errors import UserError
@@ -118,12 +119,12 @@ def test_unknown_model_in_workload_names_the_field(tmp_path):
 
 def test_unknown_hardware_type_lists_known():
     with pytest.raises(UserError) as err:
-        registry.load_backend("TPUX")
+        backends.load_backend("TPUX")
     assert "unknown hardware type 'TPUX'" in str(err.value) and "CPU" in str(err.value)
 
 
 def test_cpu_backend_and_option_validation():
-    spec = registry.load_backend("CPU")
+    spec = backends.load_backend("CPU")
     assert spec.make_config("pytorch", {}, source="w.json").engine == "pytorch"
     with pytest.raises(UserError) as err:
         spec.make_config(None, {"intra_op_thread": 2}, source="w.json")
@@ -133,8 +134,8 @@ def test_cpu_backend_and_option_validation():
 
 
 def test_plugin_backend_through_entry_point(plugin_path, tmp_path):
-    assert "ZEROS" in registry.hardware_types()
-    spec = registry.load_backend("ZEROS")
+    assert "ZEROS" in backends.hardware_types()
+    spec = backends.load_backend("ZEROS")
     assert spec.name == "ZEROS"
     # The plugin runs a whole workload through the same runner as the built-in backends.
     from core.runner import RunOptions, run_task
