@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 MB = 1 << 20
-# Report keys (core.report_io reads them back for compare, summary and the HTML page).
+# Report keys (core.reporting.report_io reads them back for compare, summary and the HTML page).
 PEAK_RSS = "Peak RSS MB"
 DEVICE_MEMORY = "Device Memory MB"
 ARTIFACT_SIZE = "Artifact Size MB"

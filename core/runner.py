@@ -25,7 +25,7 @@ from core.model_source import SourceModel, resolve_repo_path, resolve_source
 from core.paths import state_dir
 from backends import load_backend
 from core.registry import Task, architecture_config, dataset_loader_class
-from core.report import RunReport
+from core.reporting.report import RunReport
 from datasets.base import DatasetRequest, Features, ModelInputs
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from pydantic import Field
 
 from core.config import CONFIG_SUFFIXES, Workload, _Strict, read_config_file, validate
 from core.errors import EXIT_USAGE, UserError
-from core.report import now_iso, write_json_atomic
+from core.reporting.report import now_iso, write_json_atomic
 from core.atomic import atomic_write_bytes
 
 SCHEMA = "perfbench-sweep/1"
@@ -405,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_summary(sweep: Sweep, seconds: float) -> None:
-    from core.summary import collect, leaderboard_tables, render_text
+    from core.reporting.summary import collect, leaderboard_tables, render_text
 
     groups, warnings = collect(sweep.out_dir)
     sys.stdout.write(render_text(leaderboard_tables(groups), [("warning", w) for w in warnings], "table",

@@ -72,7 +72,7 @@ class Gate:
 
     def judge(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
         from core.numeric import agreement_statistics
-        from core.report_io import quality_metrics
+        from core.reporting.report_io import quality_metrics
 
         stats = agreement_statistics(self.reference, outputs, self.features.lengths)
         row: dict[str, Any] = {"Normalized Drift": _round(stats["Normalized Drift"]), "Top-1 Agreement": _round(stats["Top-1 Agreement"])}
@@ -99,7 +99,7 @@ class Gate:
 def make_gate(features: Features, reference: dict[str, np.ndarray], reference_label: str, *,
               evaluate: Callable | None, synthetic: bool) -> Gate:
     """The gate judges by task metric only for meaningful scores (real weights and tokenizer) on labelled data."""
-    from core.report_io import quality_metrics
+    from core.reporting.report_io import quality_metrics
 
     metrics = quality_metrics(evaluate(reference)) if evaluate is not None and not synthetic else {}
     return Gate(features, reference, reference_label, evaluate if metrics else None, metrics)
@@ -159,7 +159,7 @@ def select(
     cache_payload: dict[str, Any],
 ) -> Selection:
     """The fastest candidate that passes the gate, from the decision cache when this host decided before."""
-    from core.report import now_iso
+    from core.reporting.report import now_iso
 
     by_label = {c.label: c for c in candidates}
     path = _decision_path(model, {**cache_payload, "candidates": [[c.label, c.config.model_dump(mode="json")] for c in candidates],

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.compare import main, parse_threshold
+from core.reporting.compare import main, parse_threshold
 from core.errors import UserError
-from core.report_io import load_report, normalize_report, resolve_report_path
+from core.reporting.report_io import load_report, normalize_report, resolve_report_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 LATEST = FIXTURES / "CPU/albert-torch-fp32/result-fp32.json"          # ours, full

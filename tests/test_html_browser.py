@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from core.html_report import render_compare_html, write_run_html
+from core.reporting.html_report import render_compare_html, write_run_html
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 CHROMIUM = os.environ.get("PERFBENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.html_report import render_compare_html, render_run_html, write_run_html
+from core.reporting.html_report import render_compare_html, render_run_html, write_run_html
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from core import memory
-from core.compare import build_comparison, comparison_tables
-from core.html_report import render_run_html
+from core.reporting.comparison import build_comparison, comparison_tables
+from core.reporting.html_report import render_run_html
 from core.memory import PeakRss, size_on_disk
-from core.report_io import normalize_report
+from core.reporting.report_io import normalize_report
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCK = 64 << 20

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from core.numeric import load_arrays, load_or_build
-from core.report import RunReport
+from core.reporting.report import RunReport
 
 REPO = Path(__file__).resolve().parent.parent
 

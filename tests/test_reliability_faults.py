@@ -57,12 +57,12 @@ def test_full_disk_while_writing_the_report(quick, tmp_path, capsys, monkeypatch
 def test_a_failing_html_page_never_costs_the_json(quick, tmp_path, capsys, monkeypatch):
     import json
 
-    import core.html_report
+    import core.reporting.html_report
 
     def broken(*args, **kwargs):
         raise RuntimeError("plotting exploded")
 
-    monkeypatch.setattr(core.html_report, "render_run_html", broken)
+    monkeypatch.setattr(core.reporting.html_report, "render_run_html", broken)
     out = tmp_path / "reports"
     code = perf_engine.main(["--task", str(quick), "--output-dir", str(out)])
     printed = capsys.readouterr().out

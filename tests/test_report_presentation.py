@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from core.compare import Cell, TextTable
+from core.reporting.tables import Cell, TextTable
 
 
 def test_numbers_survive_an_80_column_terminal(monkeypatch):
-    from core.compare import render_text
+    from core.reporting.tables import render_text
 
     monkeypatch.setenv("COLUMNS", "80")
     headers = ["model", "backend", "engine", "precision", "weights", *(f"metric {i}" for i in range(7))]
@@ -20,7 +20,7 @@ def test_numbers_survive_an_80_column_terminal(monkeypatch):
 
 
 def test_synthetic_banner_says_it_once_and_scores_are_rounded():
-    from core.html_report import render_run_html
+    from core.reporting.html_report import render_run_html
 
     report = {"Model": "m", "Weights": {"kind": "synthetic", "note": "SYNTHETIC WEIGHTS: seeded random values"},
               "Accuracy": {"F1 Score": 87.56789012345678}, "Performance": [{"BS": 1, "QPS": 10.0, "Status": "ok"}]}

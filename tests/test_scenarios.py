@@ -272,9 +272,9 @@ def _report(run_id: str, result: str, qps: float, p99: float) -> dict:
 
 
 def test_compare_shows_loadgen_and_flags_valid_to_invalid():
-    from core.compare import build_comparison, comparison_tables
-    from core.html_report import render_compare_html
-    from core.report_io import normalize_report
+    from core.reporting.comparison import build_comparison, comparison_tables
+    from core.reporting.html_report import render_compare_html
+    from core.reporting.report_io import normalize_report
 
     raw = [_report("a", "VALID", 20.0, 50.0), _report("b", "INVALID", 19.9, 150.0)]
     cmp = build_comparison([normalize_report(r) for r in raw], ["a", "b"], threshold=0.05)

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from core.summary import collect, main
+from core.reporting.summary import collect, main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 
@@ -66,7 +66,7 @@ def test_table_and_missing_folder(tmp_path, capsys):
 
 
 def test_accuracy_summary_hides_bookkeeping_and_zero_problem_counts():
-    from core.summary import accuracy_text
+    from core.reporting.summary import accuracy_text
 
     text = accuracy_text({"Exact Match": 80.5, "F1 Score": 88.0, "Non-finite Outputs": 0, "Empty Predictions": 0})
     assert text == "EM 80.50 / F1 88.00"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_text
-from core.report_io import SCHEMA
+from core.reporting.report_io import SCHEMA
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -105,7 +105,7 @@ class RunReport:
             write_json_atomic(path, data)
         written = latest if self.replaces_latest else kept
         try:
-            from core.html_report import render_run_html
+            from core.reporting.html_report import render_run_html
 
             # Plots are inlined, so one rendering serves both copies (plotting is the slow part).
             page = render_run_html(data, base_dir=folder)

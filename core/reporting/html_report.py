@@ -14,10 +14,11 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.compare import Cell, TextTable, build_comparison, comparison_notes, comparison_tables, fmt
+from core.reporting.comparison import build_comparison, comparison_notes, comparison_tables
+from core.reporting.tables import Cell, TextTable, fmt
 from core.atomic import atomic_write_text
 from core.paths import REPO_ROOT
-from core.report_io import LATENCY_KEYS, LOADGEN_KEYS, PERF_KEYS, QPS, as_number, normalize_report
+from core.reporting.report_io import LATENCY_KEYS, LOADGEN_KEYS, PERF_KEYS, QPS, as_number, normalize_report
 
 MAX_EMBED_BYTES = 8 << 20
 COUNT_KEYS = ("Iterations", "Warmup Iterations")

@@ -1,0 +1,155 @@
+"""Leaderboard of every report under a folder: `python -m core.summary [DIR] [--all]`.
+
+Groups reports by model and ranks them by their best QPS; per batch size the best QPS is marked.
+Reads the latest `result*.json` files; --all adds every kept run (`runs/<id>.json`). Files that are
+not reports are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.reporting.tables import Cell, TextTable, fmt, render_text
+from core.errors import EXIT_USAGE, UserError
+from core.reporting.report_io import (ACCURACY_ABBREV, ACCURACY_PROBLEMS, QPS, find_report_files, hardware_of, normalize_report,
+                            read_report_file)
+
+
+@dataclass
+class Entry:
+    source: str
+    hardware: str | None
+    backend: str | None
+    engine: str | None
+    precision: str | None
+    weights_kind: str | None
+    run_id: str | None
+    run_status: str | None
+    date: str | None                 # run start (ISO 8601), else ByteMLPerf's Execution Date, else the file's mtime
+    qps: dict[int, float]            # batch size -> QPS, rows that ran
+    accuracy: dict[str, float]
+
+    @property
+    def best_qps(self) -> float:
+        return max(self.qps.values(), default=0.0)
+
+
+@dataclass
+class ModelGroup:
+    model: str
+    batch_sizes: list[int]
+    entries: list[Entry]             # best QPS first
+
+
+def accuracy_text(accuracy: dict[str, float]) -> str:
+    """'EM 80.18 / F1 87.57', 'M 90.46 / MM 90.71', or whatever quality metrics the report has."""
+    shown = {k: v for k, v in accuracy.items() if not (k in ACCURACY_PROBLEMS and not v)}
+    return " / ".join(f"{ACCURACY_ABBREV.get(k, k)} {fmt(v)}" for k, v in shown.items()) or "—"
+
+
+def _entry(path: Path, norm: dict) -> Entry:
+    # ByteMLPerf reports carry `Execution Date`; the file's time is only the last resort (copies reset it).
+    date = norm["started"] or norm["execution_date"] or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    return Entry(str(path), hardware_of(path), norm["backend"], norm["engine"], norm["precision"],
+                 norm["weights_kind"], norm["run_id"], norm["run_status"], date,
+                 {bs: row[QPS] for bs, row in norm["perf"].items() if row["Status"] == "ok" and row[QPS] is not None},
+                 norm["accuracy"])
+
+
+def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], list[str]]:
+    """(groups by model, warnings for files that are not reports). A run kept twice is listed once."""
+    entries: dict[str, list[Entry]] = {}
+    names: dict[str, str] = {}
+    warnings: list[str] = []
+    seen_runs: set[tuple[str | None, str]] = set()
+    for path in find_report_files(root, include_runs):
+        try:
+            report = read_report_file(path)
+        except UserError as err:
+            warnings.append(f"skipped {err}")
+            continue
+        norm = normalize_report(report, source=path)
+        entry = _entry(path, norm)
+        warnings += [f"{path}: {note}" for note in norm["notes"]]
+        if entry.run_id:
+            key = (entry.hardware, entry.run_id)
+            if key in seen_runs:
+                continue
+            seen_runs.add(key)
+        model = str(report.get("Model"))
+        # ByteMLPerf upper-cases model names: group case-insensitively, show the first spelling seen.
+        names.setdefault(model.lower(), model)
+        entries.setdefault(model.lower(), []).append(entry)
+    groups = [ModelGroup(names[key], sorted({bs for e in group for bs in e.qps}),
+                         sorted(group, key=lambda e: -e.best_qps))
+              for key, group in sorted(entries.items())]
+    return groups, warnings
+
+
+def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
+    tables = []
+    for group in groups:
+        table = TextTable(f"{group.model}: QPS per batch size", [
+            "#", "hardware", "backend/engine", "precision", "weights",
+            *(f"BS {bs}" for bs in group.batch_sizes), "accuracy", "date", "run"], text_columns=5)
+        best = {bs: max((e.qps[bs] for e in group.entries if bs in e.qps), default=None) for bs in group.batch_sizes}
+        for rank, e in enumerate(group.entries, 1):
+            backend = "/".join(x for x in (e.backend, e.engine) if x) or "—"
+            status = f" ({e.run_status})" if e.run_status and e.run_status != "complete" else ""
+            table.rows.append([
+                Cell(str(rank)), Cell(e.hardware or "—"), Cell(backend), Cell(e.precision or "—"),
+                Cell(e.weights_kind or "unknown", bad=e.weights_kind == "synthetic"),
+                *(Cell(fmt(e.qps.get(bs)), strong=len(group.entries) > 1 and e.qps.get(bs) == best[bs])
+                  for bs in group.batch_sizes),
+                Cell(accuracy_text(e.accuracy)), Cell((e.date or "—")[:16].replace("T", " ")),
+                Cell((e.run_id or Path(e.source).name) + status)])
+        tables.append(table)
+    return tables
+
+
+def to_json(groups: Sequence[ModelGroup], warnings: Sequence[str]) -> dict[str, Any]:
+    models = []
+    for group in groups:
+        entries = []
+        for e in group.entries:
+            data = asdict(e)
+            data["qps"] = {str(bs): v for bs, v in e.qps.items()}
+            data["best_qps"] = e.best_qps
+            entries.append(data)
+        models.append({"model": group.model, "batch_sizes": group.batch_sizes, "entries": entries})
+    return {"models": models, "warnings": list(warnings)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.summary", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", nargs="?", type=Path, default=Path("reports"), metavar="DIR",
+                        help="reports folder (default: reports)")
+    parser.add_argument("--all", action="store_true", help="include every kept run, not only the latest")
+    parser.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    try:
+        groups, warnings = collect(args.dir, args.all)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        sys.stdout.write(json.dumps(to_json(groups, warnings), indent=2) + "\n")
+        return 0
+    notes = [("warning", w) for w in warnings]
+    if not groups:
+        notes.append(("", f"no reports under {args.dir}"))
+    sys.stdout.write(render_text(leaderboard_tables(groups), notes, args.format, color=sys.stdout.isatty()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
