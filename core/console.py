@@ -58,24 +58,21 @@ def status(message: str):
         yield
 
 
-def performance_table(title: str, rows: list[dict]) -> Table:
+def performance_table(title: str, rows: list) -> Table:
+    """The end-of-run table of PerfRows (core.reporting.schema)."""
     table = Table(title=title)
     for column in ("BS", "QPS", "AVG ms", "P50 ms", "P90 ms", "P99 ms", "Std ms", "Iters", "RSS MB", "Status"):
         table.add_column(column, justify="right")
     for row in rows:
-        if row.get("Status") == "ok":
+        if row.ok:
             table.add_row(
-                str(row["BS"]),
-                f"{row['QPS']:.2f}",
-                f"{row['AVG Latency']:.2f}",
-                f"{row['P50 Latency']:.2f}",
-                f"{row['P90 Latency']:.2f}",
-                f"{row['P99 Latency']:.2f}",
-                f"{row['Std Latency']:.2f}",
-                str(row["Iterations"]),
-                f"{row['Peak RSS MB']:.0f}" if row.get("Peak RSS MB") is not None else "-",
-                "ok" if "Warning" not in row else "few iters",
+                str(row.bs),
+                *(f"{value:.2f}" for value in (row.qps, row.avg_latency, row.p50_latency, row.p90_latency,
+                                               row.p99_latency, row.std_latency)),
+                str(row.iterations),
+                f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",
+                "ok" if row.warning is None else "few iters",
             )
         else:
-            table.add_row(str(row["BS"]), "-", "-", "-", "-", "-", "-", "-", "-", f"[red]{row.get('Status')}[/]")
+            table.add_row(str(row.bs), "-", "-", "-", "-", "-", "-", "-", "-", f"[red]{row.status}[/]")
     return table

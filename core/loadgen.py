@@ -32,6 +32,7 @@ from core.batches import batch_feeds, full_length
 from core.clients import Instances
 from core.errors import UserError
 from core.measure import MeasurePolicy, measure
+from core.reporting.schema import PerfRow
 
 DEFAULT_TARGET_LATENCY_MS = 100.0   # LoadGen's own default server_target_latency_ns
 MULTI_STREAM_SAMPLES = 8            # LoadGen's default multi_stream_samples_per_query (MLPerf's rule)
@@ -334,17 +335,17 @@ def read_accuracy_log(path: Path, count: int, shapes: dict[str, tuple[int, ...]]
 
 
 # ---------------------------------------------------------------- the run's scenarios
-def estimate_speed(runtime, sample_feeds, max_batch: int, performance: list[dict[str, Any]]) -> Estimate:
+def estimate_speed(runtime, sample_feeds, max_batch: int, performance: list[PerfRow]) -> Estimate:
     """From the per-batch-size rows when they ran, else a brief measurement (LoadGen sizes its runs from it)."""
-    rows = {row["BS"]: row for row in performance if row.get("Status") == "ok"}
+    rows = {row.bs: row for row in performance if row.ok}
     policy = MeasurePolicy(warmup_iterations=1, warmup_seconds=1.0, min_iterations=3, min_seconds=0.0, max_seconds=2.0)
 
     def timed(batch_size: int):
         runtime.load(batch_size)
         return measure(runtime.bind(sample_feeds(batch_size)), policy, batch_size)
 
-    single = rows[1]["P50 Latency"] / 1e3 if 1 in rows else timed(1).latency.p50 / 1e3
-    best = max((row["QPS"] for row in rows.values()), default=None)
+    single = rows[1].p50_latency / 1e3 if 1 in rows else timed(1).latency.p50 / 1e3
+    best = max((row.qps for row in rows.values()), default=None)
     if best is None:
         best = timed(max_batch).qps
     return Estimate(single_latency_s=max(single, 1e-6), throughput_qps=max(best, 1.0 / max(single, 1e-6), 1e-3))
@@ -357,7 +358,7 @@ def generated_samples(sample_feeds, count: int = GENERATED_SAMPLES) -> Samples:
 
 
 def run_scenarios(*, workload, scenarios: list[str], instances: Instances, sample_feeds, max_batch: int,
-                  performance: list[dict[str, Any]], folder: Path, run_id: str, runtime) -> list[dict[str, Any]]:
+                  performance: list[PerfRow], folder: Path, run_id: str, runtime) -> list[dict[str, Any]]:
     """Every scenario in order; one report entry each (a failed scenario is recorded, the next one runs)."""
     try:
         import mlperf_loadgen  # noqa: F401 - fail early with an install hint

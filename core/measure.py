@@ -81,29 +81,19 @@ class Measurement:
         """Too few iterations for the tail percentiles to mean much."""
         return self.latency.count < 10
 
-    def report_row(self) -> dict:
+    def perf_row(self):
+        """The report's row for this batch size (latencies in ms, 4 decimals)."""
+        from core.reporting.schema import PerfRow
+
         lat = self.latency
-        row = {
-            "BS": self.batch_size,
-            "QPS": round(self.qps, 4),
-            "AVG Latency": round(lat.mean, 4),
-            "P99 Latency": round(lat.p99, 4),
-            "P50 Latency": round(lat.p50, 4),
-            "P90 Latency": round(lat.p90, 4),
-            "Min Latency": round(lat.min, 4),
-            "Max Latency": round(lat.max, 4),
-            "Std Latency": round(lat.std, 4),
-            "Iterations": lat.count,
-            "Measured Seconds": round(self.measured_seconds, 4),
-            "Warmup Iterations": self.warmup_iterations,
-            "Stop Reason": self.stop_reason,
-            "Status": "ok",
-        }
-        if self.clients > 1:
-            row["Clients"] = self.clients
-        if self.low_sample:
-            row["Warning"] = f"only {lat.count} timed iterations: percentiles are rough"
-        return row
+        return PerfRow(
+            bs=self.batch_size, qps=round(self.qps, 4), avg_latency=round(lat.mean, 4), p99_latency=round(lat.p99, 4),
+            p50_latency=round(lat.p50, 4), p90_latency=round(lat.p90, 4), min_latency=round(lat.min, 4),
+            max_latency=round(lat.max, 4), std_latency=round(lat.std, 4), iterations=lat.count,
+            measured_seconds=round(self.measured_seconds, 4), warmup_iterations=self.warmup_iterations,
+            stop_reason=self.stop_reason, clients=self.clients if self.clients > 1 else None,
+            warning=f"only {lat.count} timed iterations: percentiles are rough" if self.low_sample else None,
+        )
 
 
 def measure(

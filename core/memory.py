@@ -123,12 +123,10 @@ def artifact_size_mb(artifact: Path | None) -> float | None:
 
 
 def perf_memory_fields(peak: PeakRss, runtime: Any) -> dict[str, Any]:
-    """A Performance row's memory keys: the batch size's peak RSS, and device memory where the backend has one."""
-    fields: dict[str, Any] = {PEAK_RSS: peak.peak_mb}
+    """A Performance row's memory fields (PerfRow's names): the batch size's peak RSS, and device memory
+    where the backend has one."""
     device = runtime.device_memory() if runtime is not None else None
-    if device is not None:
-        fields[DEVICE_MEMORY] = _mb(device)
-    return fields
+    return {"peak_rss_mb": peak.peak_mb, "device_memory_mb": _mb(device) if device is not None else None}
 
 
 def compile_memory_fields(peak: PeakRss, artifact: Path | None) -> dict[str, Any]:

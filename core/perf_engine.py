@@ -143,13 +143,11 @@ def _main(args: argparse.Namespace) -> int:
         scenario=args.scenario,
     )
     try:
-        report_path = run_task(task, options)
+        report = run_task(task, options)
     except Interrupted:
         print("terminated: partial report written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    import json
-
-    failed = [row["BS"] for row in json.loads(report_path.read_text(encoding="utf-8"))["Performance"] if row.get("Status") != "ok"]
+    failed = report.failed_batch_sizes
     if failed:
         print(f"batch sizes {', '.join(map(str, failed))} failed: see the report's Performance rows", file=sys.stderr)
         return EXIT_BATCH_FAILED

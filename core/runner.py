@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from core.paths import state_dir
 from backends import load_backend
 from core.registry import Task, architecture_config, dataset_loader_class
 from core.reporting.report import RunReport
+from core.reporting.schema import PerfRow
 from datasets.base import DatasetRequest, Features, ModelInputs
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def model_inputs(task: Task, source: SourceModel) -> ModelInputs:
     )
 
 
-def run_task(task: Task, options: RunOptions) -> Path:
+def run_task(task: Task, options: RunOptions) -> RunReport:
+    """Run one task; the report as measured, `written` where it was saved (None when nothing was)."""
     workload, model = task.workload, task.model
     spec = load_backend(options.hardware_type)
     config = spec.make_config(options.engine or workload.engine, workload.engine_options,
@@ -81,7 +83,6 @@ def run_task(task: Task, options: RunOptions) -> Path:
     # Graph Compile's "Compile Precision" says what ran.
     report = RunReport(model=model.model, backend=spec.name, precision=model.model_precision if precision == AUTO else precision,
                        dataset=dataset)
-    report_path: Path | None = None
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         _run(task, options, spec, config, precision, report)
@@ -100,9 +101,8 @@ def run_task(task: Task, options: RunOptions) -> Path:
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         if report.status != "failed" or report.performance:
-            report_path = report.write(options.output_dir)
-            console.info(f"report: {report_path}")
-    return report_path
+            console.info(f"report: {report.write(options.output_dir)}")
+    return report
 
 
 def _raise_interrupted(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -201,10 +201,10 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
             row = _perf_row(runtime, batch_size, sample_feeds, MeasurePolicy.from_workload(workload), options,
                             workload.clients, report)
             report.performance.append(row)  # recorded before it is announced: an interruption keeps it
-            if row["Status"] == "ok":
+            if row.ok:
                 console.info(
-                    f"bs {batch_size}: {row['QPS']:.2f} QPS, p50 {row['P50 Latency']:.1f} ms, "
-                    f"p99 {row['P99 Latency']:.1f} ms over {row['Iterations']} iterations"
+                    f"bs {batch_size}: {row.qps:.2f} QPS, p50 {row.p50_latency:.1f} ms, "
+                    f"p99 {row.p99_latency:.1f} ms over {row.iterations} iterations"
                     + (f" ({workload.clients} clients)" if workload.clients > 1 else "")
                 )
         scenarios = options.scenario or workload.scenario
@@ -249,7 +249,7 @@ def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
 
 
 def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, options: RunOptions, clients: int,
-              report: RunReport) -> dict[str, Any]:
+              report: RunReport) -> PerfRow:
     """Measure one batch size with `clients` concurrent callers; an engine error is recorded in the row and the run goes on."""
     from core.clients import open_instances, record
 
@@ -262,15 +262,15 @@ def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, opt
             calls = instances.calls(sample_feeds(batch_size))
             with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
                 result = measure_clients(calls, policy, batch_size, on_iteration=advance)
-        return {**result.report_row(), **perf_memory_fields(peak, runtime)}
+        return replace(result.perf_row(), **perf_memory_fields(peak, runtime))
     except (KeyboardInterrupt, Interrupted, UserError):
         raise
     except Exception as err:  # one failing batch size (OOM, engine error) must not end the run
         if options.debug:
             traceback.print_exc()
         console.warn(f"batch size {batch_size} failed: {type(err).__name__}: {err}")
-        return {"BS": batch_size, "Status": "failed", "Error": f"{type(err).__name__}: {str(err)[:500]}",
-                **perf_memory_fields(peak, runtime)}
+        return PerfRow(bs=batch_size, status="failed", error=f"{type(err).__name__}: {str(err)[:500]}",
+                       **perf_memory_fields(peak, runtime))
 
 
 def _compile(spec, candidate, request):

@@ -125,7 +125,7 @@ def test_tiny_cifar_workload_reports_top1_top5(tmp_path):
         "warmup_iterations: 1\n", encoding="utf-8")
     folder, _ = write_cifar(tmp_path / "cifar-100-python", count=10)
     path = run_task(registry.load_task(str(workload)),
-                    RunOptions(hardware_type="CPU", output_dir=tmp_path / "out", data_path=folder))
+                    RunOptions(hardware_type="CPU", output_dir=tmp_path / "out", data_path=folder)).written
     accuracy = json.loads(path.read_text())["Accuracy"]
     assert accuracy["Examples"] == 10 and 0 <= accuracy["Top-1"] <= accuracy["Top-5"] <= 100
     assert accuracy["Dataset Provenance"]["source"] == "file"

@@ -162,7 +162,7 @@ def test_static_int8_run_calibrates_on_the_dataset(tmp_path):
         "iterations: 3\nbatch_sizes: [1]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 1\n",
         encoding="utf-8",
     )
-    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r"))
+    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")).written
     report = json.loads(path.read_text())
     assert path.name == "result-int8.json"
     assert report["Graph Compile"]["Compile Precision"] == "INT8"

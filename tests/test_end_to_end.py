@@ -27,7 +27,7 @@ BYTEMLPERF_PERF = {"BS", "QPS", "AVG Latency", "P99 Latency"}
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
-    path = run_task(registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=out))
+    path = run_task(registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=out)).written
     return out, path, json.loads(path.read_text())
 
 
@@ -72,7 +72,7 @@ def test_every_run_is_kept_in_history(tiny_run):
     second = run_task(
         registry.load_task("tiny-bert-squad"),
         RunOptions(hardware_type="CPU", output_dir=out, batch_sizes=[2], compile_only=False),
-    )
+    ).written
     latest = json.loads(second.read_text())
     assert latest["Run"]["id"] != report["Run"]["id"]
     assert [row["BS"] for row in latest["Performance"]] == [2]
@@ -85,7 +85,7 @@ def test_compile_only_measures_nothing_and_never_replaces_the_latest_report(tmp_
     latest.parent.mkdir(parents=True)
     latest.write_text('{"Model": "tiny-bert-squad", "Performance": [{"BS": 1, "QPS": 9.0}]}', encoding="utf-8")
     before = latest.read_bytes()
-    path = run_task(registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=tmp_path, compile_only=True))
+    path = run_task(registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=tmp_path, compile_only=True)).written
     report = json.loads(path.read_text())
     assert path.parent.name == "runs" and path.stem == report["Run"]["id"]  # kept under runs/ only
     assert report["Performance"] == [] and "Graph Compile" in report
@@ -97,7 +97,7 @@ def test_compile_only_measures_nothing_and_never_replaces_the_latest_report(tmp_
 def test_test_perf_false_skips_the_performance_section(tmp_path):
     workload = tmp_path / "no-perf.yaml"
     workload.write_text("model: tiny-bert-squad\ntest_perf: false\n", encoding="utf-8")
-    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path))
+    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path)).written
     report = json.loads(path.read_text())
     assert report["Performance"] == [] and report["Run"]["status"] == "complete"
     assert "test_perf is false" in " ".join(report["Run"]["notes"])
@@ -143,7 +143,7 @@ def test_sigterm_while_choosing_the_engine_still_writes_a_report(tmp_path):
 
 
 def test_mnli_run_reports_matched_and_mismatched(tmp_path):
-    path = run_task(registry.load_task("tiny-deberta-v2-mnli"), RunOptions(hardware_type="CPU", output_dir=tmp_path))
+    path = run_task(registry.load_task("tiny-deberta-v2-mnli"), RunOptions(hardware_type="CPU", output_dir=tmp_path)).written
     report = json.loads(path.read_text())
     accuracy = report["Accuracy"]
     for key in ("Accuracy Matched", "Accuracy Mismatched"):

@@ -9,8 +9,6 @@ import re
 import stat
 from pathlib import Path
 
-import pytest
-
 from core.reporting.html_report import render_compare_html, render_run_html, write_run_html
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"

@@ -119,7 +119,7 @@ def test_tiny_image_workload_reports_top1_top5(tmp_path):
         "model: tiny-resnet-imagenet\nengine: onnxruntime\nprecision: FP32\ntest_accuracy: true\n"
         "test_numeric: true\niterations: 2\nbatch_sizes: [1, 2]\nmin_seconds: 0\nmax_seconds: 0.5\n"
         "warmup_iterations: 1\n", encoding="utf-8")
-    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "out"))
+    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "out")).written
     report = json.loads(path.read_text())
     accuracy = report["Accuracy"]
     assert accuracy["Examples"] == 16 and 0 <= accuracy["Top-1"] <= accuracy["Top-5"] <= 100

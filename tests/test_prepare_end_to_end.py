@@ -67,7 +67,7 @@ def test_run_installs_verifies_and_uses_real_weights(torchscript_bytes, zoo, mon
     served = Served(files={"/open_tiny.tar": archive})
     with http_server(served) as base_url:
         monkeypatch.setenv("PERFBENCH_BASE_URL", base_url)
-        report_path = run_task(registry.load_task("tiny-bert-pt"), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r"))
+        report_path = run_task(registry.load_task("tiny-bert-pt"), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")).written
     assert [path for path, _ in served.requests] == ["/open_tiny.tar"]
     report = json.loads(report_path.read_text())
     weights = report["Weights"]
@@ -79,7 +79,7 @@ def test_run_installs_verifies_and_uses_real_weights(torchscript_bytes, zoo, mon
 
     # Offline now, the installed file is found on disk and verified, with no request.
     monkeypatch.setenv("PERFBENCH_OFFLINE", "1")
-    again = json.loads(run_task(registry.load_task("tiny-bert-pt"), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")).read_text())
+    again = json.loads(run_task(registry.load_task("tiny-bert-pt"), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")).written.read_text())
     assert again["Weights"]["sha256"] == sha256(model_file)
     assert {a["name"]: a["state"] for a in again["Assets"]}["open_tiny"] == "present"
 

@@ -145,7 +145,7 @@ def test_plugin_backend_through_entry_point(plugin_path, tmp_path):
         "model: tiny-bert-squad\niterations: 3\nbatch_sizes: [1, 2]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 1\n",
         encoding="utf-8",
     )
-    report_path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="ZEROS", output_dir=tmp_path / "r"))
+    report_path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="ZEROS", output_dir=tmp_path / "r")).written
     report = json.loads(report_path.read_text())
     assert report["Backend"] == "ZEROS"
     assert [row["BS"] for row in report["Performance"]] == [1, 2]

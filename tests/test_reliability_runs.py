@@ -19,6 +19,7 @@ import pytest
 
 from core import registry
 from core.errors import UserError
+from core.reporting.report import RunReport
 from core.runner import RunOptions, run_task
 from plugin_helpers import install_plugin
 
@@ -124,7 +125,7 @@ def strict_json(path: Path) -> dict:
 
 def run(tmp_path: Path, **fields) -> dict:
     task = registry.load_task(str(workload(tmp_path, **fields)))
-    return strict_json(run_task(task, RunOptions(hardware_type="FLAKY", output_dir=tmp_path / "reports")))
+    return strict_json(run_task(task, RunOptions(hardware_type="FLAKY", output_dir=tmp_path / "reports")).written)
 
 
 def latest_report(tmp_path: Path) -> dict:
@@ -145,6 +146,15 @@ def test_a_failing_batch_size_is_recorded_and_the_run_goes_on(plugin, tmp_path):
     assert "[/arena]" in rows[2]["Error"]
     assert rows[3]["Status"] == "failed" and rows[3]["Error"] == "MemoryError: out of memory"
     assert report["Run"]["status"] == "complete"
+
+
+def test_run_task_returns_the_typed_report_it_wrote(plugin, tmp_path):
+    plugin.FAIL[2] = RuntimeError("engine error")
+    task = registry.load_task(str(workload(tmp_path, batch_sizes=[1, 2])))
+    report = run_task(task, RunOptions(hardware_type="FLAKY", output_dir=tmp_path / "reports"))
+    assert report.failed_batch_sizes == [2] and report.performance[0].ok and report.performance[0].qps > 0
+    assert report.written == tmp_path / "reports" / "FLAKY" / "tiny-bert-squad" / "result-fp32.json"
+    assert RunReport.from_dict(strict_json(report.written)).performance == report.performance
 
 
 def test_the_command_exits_1_when_a_batch_size_failed(plugin, tmp_path, capsys):

@@ -102,7 +102,7 @@ def workload(tmp_path: Path, **fields) -> Path:
 
 def run(tmp_path: Path, hardware: str = "SLEEPY", **fields) -> tuple[dict, Path]:
     task = registry.load_task(str(workload(tmp_path, **fields)))
-    path = run_task(task, RunOptions(hardware_type=hardware, output_dir=tmp_path / "reports"))
+    path = run_task(task, RunOptions(hardware_type=hardware, output_dir=tmp_path / "reports")).written
     return json.loads(path.read_text(encoding="utf-8")), path.parent
 
 

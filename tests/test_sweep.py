@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import textwrap
 import threading
 import time

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from core.reporting.report_io import LATENCY_KEYS, LOADGEN_KEYS, MEMORY_KEYS, QPS
+from core.reporting.schema import LATENCY_KEYS, LOADGEN_KEYS, MEMORY_KEYS, QPS
 from core.reporting.tables import Cell, TextTable, fmt
 
 # What a mismatch warning checks, as (normalized key, what users call it).

@@ -18,10 +18,11 @@ from core.reporting.comparison import build_comparison, comparison_notes, compar
 from core.reporting.tables import Cell, TextTable, fmt
 from core.atomic import atomic_write_text
 from core.paths import REPO_ROOT
-from core.reporting.report_io import LATENCY_KEYS, LOADGEN_KEYS, PERF_KEYS, QPS, as_number, normalize_report
+from core.reporting.report_io import as_number, normalize_report
+from core.reporting.schema import LATENCY_KEYS, LOADGEN_KEYS, PERF_KEYS, QPS, ROW_KEYS
 
 MAX_EMBED_BYTES = 8 << 20
-COUNT_KEYS = ("Iterations", "Warmup Iterations")
+COUNT_KEYS = (ROW_KEYS["iterations"], ROW_KEYS["warmup_iterations"])
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Only inline styles and data: images may load; scripts and everything else are refused.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"

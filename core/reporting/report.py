@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_text
-from core.reporting.report_io import SCHEMA
+from core.reporting.schema import SCHEMA, PerfRow
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -53,12 +53,19 @@ class RunReport:
     dataset: str | None
     run_id: str = field(default_factory=new_run_id)
     started: str = field(default_factory=now_iso)
-    sections: dict[str, Any] = field(default_factory=dict)
-    performance: list[dict[str, Any]] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)  # every other top-level key: Host, Accuracy, ...
+    performance: list[PerfRow] = field(default_factory=list)
     status: str = "running"
     notes: list[str] = field(default_factory=list)
     replaces_latest: bool = True  # False: kept under runs/ only (a compile-only run measured nothing to show)
     instance_count: int = 1   # runtime instances that ran at once (clients on their own instances)
+    finished: str | None = None  # set when read back; a report being written is stamped with the time
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+    written: Path | None = None  # where write() put the report people read (the latest, or the kept run)
+
+    @property
+    def failed_batch_sizes(self) -> list[int]:
+        return [row.bs for row in self.performance if not row.ok]
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -73,7 +80,7 @@ class RunReport:
         for key in ("Graph Compile", "Accuracy"):
             if key in self.sections:
                 data[key] = self.sections[key]
-        data["Performance"] = self.performance
+        data["Performance"] = [row.to_dict() for row in self.performance]
         for key, value in self.sections.items():
             if key not in data:
                 data[key] = value
@@ -81,11 +88,27 @@ class RunReport:
             "id": self.run_id,
             "status": self.status,
             "started": self.started,
-            "finished": now_iso() if self.status != "running" else None,
-            "command": sys.argv,
+            "finished": self.finished or (now_iso() if self.status != "running" else None),
+            "command": self.command,
             "notes": self.notes,
+            "precision": self.precision,
         }
         return _json_safe(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunReport":
+        """A report as to_dict wrote it (ByteMLPerf's reports read through report_io.normalize_report instead)."""
+        run = data.get("Run") or {}
+        fixed = ("Schema", "Model", "Backend", "Host Info", "Dataset", "Instance Count", "Device Count", "Performance",
+                 "Run")
+        return cls(
+            model=data["Model"], backend=data["Backend"], precision=run.get("precision", ""), dataset=data.get("Dataset"),
+            run_id=run.get("id", ""), started=run.get("started", ""), finished=run.get("finished"),
+            status=run.get("status", "running"), notes=list(run.get("notes", [])), command=list(run.get("command", [])),
+            instance_count=data.get("Instance Count", 1),
+            performance=[PerfRow.from_dict(row) for row in data.get("Performance", [])],
+            sections={key: value for key, value in data.items() if key not in fixed},
+        )
 
     def folder(self, out_dir: Path) -> Path:
         return out_dir / self.backend / self.model
@@ -103,7 +126,7 @@ class RunReport:
         kept = folder / "runs" / f"{self.run_id}.json"
         for path in (kept, latest) if self.replaces_latest else (kept,):
             write_json_atomic(path, data)
-        written = latest if self.replaces_latest else kept
+        written = self.written = latest if self.replaces_latest else kept
         try:
             from core.reporting.html_report import render_run_html
 

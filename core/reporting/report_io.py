@@ -11,38 +11,15 @@ import difflib
 import json
 import math
 import os
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
-from core.memory import ARTIFACT_SIZE, DEVICE_MEMORY, PEAK_RSS
+from core.reporting.schema import (ACCURACY_COUNTS, ACCURACY_PROBLEMS, BS, COMPILE_MEMORY_KEYS, LOADGEN_KEYS, NUMERIC_KEYS,
+                                   PERF_KEYS, QPS, ROW_KEYS, SCHEMA, PerfRow)
 
-SCHEMA = "perfbench-report/1"
 MAX_REPORT_BYTES = 16 << 20
-
-QPS = "QPS"
-LATENCY_KEYS = ("AVG Latency", "P50 Latency", "P90 Latency", "P99 Latency")
-# Everything a performance row may hold, in display order (latencies in ms).
-# Memory (MB): the process's peak resident set while a batch size ran; device memory where a backend reports one.
-MEMORY_KEYS = (PEAK_RSS, DEVICE_MEMORY)
-PERF_KEYS = (QPS, *LATENCY_KEYS, "Min Latency", "Max Latency", "Std Latency",
-             "Iterations", "Measured Seconds", "Warmup Iterations", *MEMORY_KEYS)
-# Graph Compile's memory figures (MB), shown under these names beside each other.
-COMPILE_MEMORY_KEYS = {PEAK_RSS: "Compile Peak RSS MB", ARTIFACT_SIZE: ARTIFACT_SIZE}
-# One LoadGen scenario's numbers (latencies in ms), in display order.
-LOADGEN_KEYS = (QPS, "P50 Latency", "P90 Latency", "P99 Latency", "Target QPS", "Target Latency", "Peak QPS")
-# Numeric-diff statistics (model output vs reference); every other number in Accuracy is a quality metric.
-NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")
-# Bookkeeping numbers in Accuracy that are neither quality nor diff.
-ACCURACY_COUNTS = ("Data Percent", "Questions", "Features", "Examples", "Compared Values")
-# Counts of broken outputs: shown in compare, left out of one-line accuracy summaries while zero.
-ACCURACY_PROBLEMS = ("Non-finite Outputs", "Non-finite", "Empty Predictions")
-# Short names for the leaderboard.
-ACCURACY_ABBREV = {"Exact Match": "EM", "F1 Score": "F1", "Accuracy Matched": "M", "Accuracy Mismatched": "MM"}
-
-
 def quality_metrics(accuracy: dict[str, Any]) -> dict[str, float]:
     """The task's quality numbers in an Accuracy section (EM, F1, accuracy…): no counts, drift or problems."""
     skip = (*NUMERIC_KEYS, *ACCURACY_COUNTS, *ACCURACY_PROBLEMS)
@@ -150,27 +127,6 @@ def _batch_size(value: Any, source: Path | None, field: str) -> int:
     return int(number)
 
 
-def _key(name: str) -> str:
-    """Spelling-insensitive key: ByteMLPerf's STC backend writes `AVG_Latency`, `P99_Latency` for `AVG Latency`."""
-    return re.sub(r"[\s_]+", " ", name).strip().lower()
-
-
-_ROW_KEYS = {_key(k): k for k in (*PERF_KEYS, "BS", "Status", "Error")}
-
-
-def _canonical_row(row: dict) -> tuple[dict[str, Any], list[str]]:
-    """The row with known keys under their canonical spelling, and the keys it holds that mean nothing to us."""
-    canonical: dict[str, Any] = {}
-    unknown: list[str] = []
-    for name, value in row.items():
-        key = _ROW_KEYS.get(_key(str(name)))
-        if key is None:
-            unknown.append(str(name))
-        elif key not in canonical or name == key:  # the exact spelling wins over a variant
-            canonical[key] = value
-    return canonical, unknown
-
-
 def _perf_rows(data: dict, source: Path | None, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
     """Rows keyed by batch size; keys we cannot read are named in `notes` instead of silently reading as missing."""
     rows = data.get("Performance", [])
@@ -181,19 +137,17 @@ def _perf_rows(data: dict, source: Path | None, notes: list[str] | None = None) 
                         field="Performance", fix="Performance is [{BS, QPS, AVG Latency, P99 Latency, ...}]")
     perf: dict[int, dict[str, Any]] = {}
     ignored: set[str] = set()
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
+    for i, raw in enumerate(rows):
+        if not isinstance(raw, dict):
             raise UserError("expected an object", file=source, field=f"Performance[{i}]")
-        row, unknown = _canonical_row(row)
-        ignored.update(unknown)
-        bs = _batch_size(row.get("BS"), source, f"Performance[{i}].BS")
+        row = PerfRow.from_dict(raw)
+        ignored.update(row.extra)
+        bs = _batch_size(row.bs, source, f"Performance[{i}].{BS}")
         if bs in perf:
-            raise UserError(f"batch size {bs} appears twice", file=source, field=f"Performance[{i}].BS")
-        values: dict[str, Any] = {key: as_number(row.get(key)) for key in PERF_KEYS}
-        # ByteMLPerf rows carry no status: a row with a QPS ran.
-        status = _text(row.get("Status")) or ("ok" if values[QPS] is not None else "failed")
-        values["Status"] = status.lower()
-        values["Error"] = _text(row.get("Error"))
+            raise UserError(f"batch size {bs} appears twice", file=source, field=f"Performance[{i}].{BS}")
+        values: dict[str, Any] = {key: as_number(getattr(row, name)) for name, key in ROW_KEYS.items() if key in PERF_KEYS}
+        values["Status"] = (_text(row.status) or ("ok" if values[QPS] is not None else "failed")).lower()
+        values["Error"] = _text(row.error)
         perf[bs] = values
     if ignored and notes is not None:
         notes.append(f"Performance rows hold keys not read here: {', '.join(sorted(ignored))}")

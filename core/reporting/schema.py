@@ -1,0 +1,117 @@
+"""The report's key names, spelled once, and the typed performance row.
+
+A `Performance` row is ByteMLPerf's {BS, QPS, AVG Latency, P99 Latency} (latencies in ms) plus ours.
+`PerfRow` is that row as an object: the runner builds it, the report serializes it with `to_dict`, and
+`from_dict` reads ours, ByteMLPerf's and its vendors' spellings back (STC writes `AVG_Latency`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.memory import ARTIFACT_SIZE, DEVICE_MEMORY, PEAK_RSS
+
+SCHEMA = "perfbench-report/1"
+
+# Field -> report key, in the order a row is written.
+ROW_KEYS = {
+    "bs": "BS",
+    "qps": "QPS",
+    "avg_latency": "AVG Latency",
+    "p99_latency": "P99 Latency",
+    "p50_latency": "P50 Latency",
+    "p90_latency": "P90 Latency",
+    "min_latency": "Min Latency",
+    "max_latency": "Max Latency",
+    "std_latency": "Std Latency",
+    "iterations": "Iterations",
+    "measured_seconds": "Measured Seconds",
+    "warmup_iterations": "Warmup Iterations",
+    "stop_reason": "Stop Reason",
+    "status": "Status",
+    "clients": "Clients",
+    "warning": "Warning",
+    "error": "Error",
+    "peak_rss_mb": PEAK_RSS,
+    "device_memory_mb": DEVICE_MEMORY,
+}
+BS, QPS, STATUS, ERROR = (ROW_KEYS[k] for k in ("bs", "qps", "status", "error"))
+LATENCY_KEYS = tuple(ROW_KEYS[k] for k in ("avg_latency", "p50_latency", "p90_latency", "p99_latency"))
+# Memory (MB): the process's peak resident set while a batch size ran; device memory where a backend reports one.
+MEMORY_KEYS = (PEAK_RSS, DEVICE_MEMORY)
+# Every number a performance row may hold, in display order (latencies in ms).
+PERF_KEYS = (QPS, *LATENCY_KEYS, *(ROW_KEYS[k] for k in ("min_latency", "max_latency", "std_latency", "iterations",
+                                                          "measured_seconds", "warmup_iterations")), *MEMORY_KEYS)
+
+# Graph Compile's memory figures (MB), shown under these names beside each other.
+COMPILE_MEMORY_KEYS = {PEAK_RSS: "Compile Peak RSS MB", ARTIFACT_SIZE: ARTIFACT_SIZE}
+# One LoadGen scenario's numbers (latencies in ms), in display order.
+LOADGEN_KEYS = (QPS, "P50 Latency", "P90 Latency", "P99 Latency", "Target QPS", "Target Latency", "Peak QPS")
+# Numeric-diff statistics (model output vs reference); every other number in Accuracy is a quality metric.
+NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")
+# Bookkeeping numbers in Accuracy that are neither quality nor diff.
+ACCURACY_COUNTS = ("Data Percent", "Questions", "Features", "Examples", "Compared Values")
+# Counts of broken outputs: shown in compare, left out of one-line accuracy summaries while zero.
+ACCURACY_PROBLEMS = ("Non-finite Outputs", "Non-finite", "Empty Predictions")
+# Short names for the leaderboard.
+ACCURACY_ABBREV = {"Exact Match": "EM", "F1 Score": "F1", "Accuracy Matched": "M", "Accuracy Mismatched": "MM"}
+
+
+def spelling(name: str) -> str:
+    """Spelling-insensitive key: ByteMLPerf's STC backend writes `AVG_Latency`, `P99_Latency` for `AVG Latency`."""
+    return re.sub(r"[\s_]+", " ", name).strip().lower()
+
+
+_FIELD_BY_SPELLING = {spelling(key): name for name, key in ROW_KEYS.items()}
+
+
+@dataclass
+class PerfRow:
+    """One batch size's measurement, or why it has none (status "failed" with an error)."""
+
+    bs: int
+    status: str = "ok"
+    qps: float | None = None
+    avg_latency: float | None = None
+    p99_latency: float | None = None
+    p50_latency: float | None = None
+    p90_latency: float | None = None
+    min_latency: float | None = None
+    max_latency: float | None = None
+    std_latency: float | None = None
+    iterations: int | None = None
+    measured_seconds: float | None = None
+    warmup_iterations: int | None = None
+    stop_reason: str | None = None
+    clients: int | None = None
+    warning: str | None = None
+    error: str | None = None
+    peak_rss_mb: float | None = None
+    device_memory_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keys we do not model (a vendor's), kept as written
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        row = {key: getattr(self, name) for name, key in ROW_KEYS.items() if getattr(self, name) is not None}
+        return {**row, **self.extra}
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> "PerfRow":
+        """A row as written by us, ByteMLPerf or a vendor; unknown keys land in `extra`. Values are taken as
+        written (report_io.normalize_report is the reader that checks them)."""
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in row.items():
+            name = _FIELD_BY_SPELLING.get(spelling(str(key)))
+            if name is None:
+                extra[str(key)] = value
+            elif name not in values or key == ROW_KEYS[name]:  # the exact spelling wins over a variant
+                values[name] = value
+        values.setdefault("status", "ok" if values.get("qps") is not None else "failed")  # ByteMLPerf rows carry none
+        values.setdefault("bs", None)  # the reader that needs one (report_io) says so, naming the file
+        return cls(**values, extra=extra)
