@@ -77,10 +77,10 @@ def main(argv=None) -> int:
     for batch_size in args.batch_sizes:
         runtime.load(batch_size)
         result = measure(runtime.bind(feeds(batch_size)), policy, batch_size)
-        rows.append(result.report_row())
+        rows.append(result.perf_row())
         print(f"plain loop bs {batch_size}: {result.qps:.2f} QPS, p50 {result.latency.p50:.1f} ms "
               f"({result.latency.count} iterations)")
-    best = max(rows, key=lambda row: row["QPS"])
+    best = max(rows, key=lambda row: row.qps)
     max_batch = max(args.batch_sizes)
     runtime.load(max_batch)
     instances = open_instances(runtime, 1)
@@ -91,8 +91,8 @@ def main(argv=None) -> int:
     offline = loadgen.run_scenario(loadgen.ScenarioSpec("Offline", args.min_duration, 1, max_batch),
                                    instances, samples, estimate, folder / "Offline", folder)
     print(loadgen.scenario_line(offline))
-    bs1 = next((row for row in rows if row["BS"] == 1), rows[0])
-    bound_ms = round(args.latency_factor * bs1["P50 Latency"], 1)
+    bs1 = next((row for row in rows if row.bs == 1), rows[0])
+    bound_ms = round(args.latency_factor * bs1.p50_latency, 1)
     server = loadgen.run_scenario(loadgen.ScenarioSpec("Server", args.min_duration, 1, max_batch,
                                                        target_latency_ms=bound_ms, find_peak=True),
                                   instances, samples, estimate, folder / "Server", folder)
@@ -100,12 +100,12 @@ def main(argv=None) -> int:
     print(f"LoadGen logs: {folder}")
     runtime.close()
 
-    ratio = offline["QPS"] / best["QPS"] if offline["QPS"] else float("nan")
+    ratio = offline["QPS"] / best.qps if offline["QPS"] else float("nan")
     print("\n== ratios")
-    print(f"Offline (dynamic batches up to {max_batch}) / plain loop best (bs {best['BS']}, {best['QPS']:.2f} QPS): "
+    print(f"Offline (dynamic batches up to {max_batch}) / plain loop best (bs {best.bs}, {best.qps:.2f} QPS): "
           f"{ratio:.3f}x  [target >= 0.9x] {'ok' if ratio >= 0.9 else 'BELOW TARGET'}")
     print(f"Server peak under p99 <= {bound_ms:g} ms: {server.get('Peak QPS')} QPS ({server['Result']} at the peak), "
-          f"{(server.get('Peak QPS') or 0) / best['QPS']:.2f}x the plain loop's best")
+          f"{(server.get('Peak QPS') or 0) / best.qps:.2f}x the plain loop's best")
     return 0
 
 

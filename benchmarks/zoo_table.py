@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from core import registry  # noqa: E402
 from core.hostinfo import cpu_isa, host_info  # noqa: E402
+from core.reporting.schema import PerfRow  # noqa: E402
 
 BYTEMLPERF_TASKS = (
     "albert-torch-fp32", "bert-tf-fp32", "bert-torch-fp32", "clip-onnx-fp32", "conformer-encoder-onnx-fp32",
@@ -71,9 +72,11 @@ def run_one(name: str, args, work: Path) -> tuple[str, str, float]:
         return f"refused (exit {proc.returncode})", line.split(".json: ", 1)[-1], seconds
     report = json.loads(max((out / "CPU" / task.model.model).glob("result-*.json"), key=lambda p: p.stat().st_mtime)
                         .read_text(encoding="utf-8"))
-    row = report["Performance"][0]
+    row = PerfRow.from_dict(report["Performance"][0])
     ran = report.get("Graph Compile", {}).get("Compile Precision", "")
-    return f"ok ({ran})", f"bs {row['BS']}: {row['QPS']:.2f} QPS, p50 {row.get('P50 Latency', 0):.0f} ms", seconds
+    if not row.ok:
+        return f"failed ({ran})", f"bs {row.bs}: {row.error}", seconds
+    return f"ok ({ran})", f"bs {row.bs}: {row.qps:.2f} QPS, p50 {row.p50_latency:.0f} ms", seconds
 
 
 def main(argv=None) -> int:

@@ -49,7 +49,7 @@ def test_time_cap_ends_slow_batches():
     assert result.stop_reason == "time cap"
     assert result.warmup_iterations == 2  # warm-up stopped by its own 5 s cap after two 4 s calls
     assert result.low_sample
-    assert "Warning" in result.report_row()
+    assert result.perf_row().warning and "Warning" in result.perf_row().to_dict()
 
 
 def test_at_least_one_warmup_and_one_timed_call():
@@ -61,7 +61,7 @@ def test_at_least_one_warmup_and_one_timed_call():
 
 def test_qps_and_row_units():
     result, _ = run_policy(20, warmup_iterations=1, min_iterations=50, min_seconds=0, max_seconds=10)
-    row = result.report_row()
+    row = result.perf_row().to_dict()
     assert row["BS"] == 4
     assert row["AVG Latency"] == pytest.approx(20.0)  # milliseconds
     assert row["QPS"] == pytest.approx(4 / 0.020, rel=1e-6)

@@ -13,6 +13,7 @@ import numpy as np
 
 from core.numeric import load_arrays, load_or_build
 from core.reporting.report import RunReport
+from core.reporting.schema import PerfRow
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,7 +102,7 @@ def test_a_truncated_feature_cache_is_rebuilt(tmp_path):
 def test_reports_written_at_once_are_all_kept_and_the_latest_is_whole(tmp_path):
     reports = [RunReport(model="m", backend="HW", precision="FP32", dataset=None) for _ in range(3)]
     for i, report in enumerate(reports):
-        report.performance.append({"BS": 1, "QPS": float(i), "Status": "ok"})
+        report.performance.append(PerfRow(bs=1, qps=float(i)))
         report.status = "complete"
     threads = [threading.Thread(target=report.write, args=(tmp_path,)) for report in reports]
     for thread in threads:
