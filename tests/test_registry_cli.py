@@ -168,6 +168,15 @@ def test_cli_help_and_listing_answer_fast():
     assert time.perf_counter() - start < 20
 
 
+@pytest.mark.parametrize("args", [["--help"], ["--show_task_list"], ["--show_hardware_list"]])
+def test_help_and_listings_import_no_heavy_library(args):
+    code = (f"import sys\nfrom core.perf_engine import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime', 'openvino', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
