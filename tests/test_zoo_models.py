@@ -171,3 +171,15 @@ def test_tiny_twins_run_end_to_end(task, section, tmp_path):
     assert all(row["QPS"] > 0 for row in report["Performance"])
     assert report["Weights"]["kind"] == "synthetic" and section in report["Accuracy"]
     assert report["Accuracy"].get("Max Diff", 0) < 1e-3
+
+
+def test_core_prepare_knows_every_archive_of_bytemlperfs_download_script():
+    """prepare_model_and_dataset.sh's files (CIFAR-100 comes from its publisher instead)."""
+    script = {"open_bert.tar", "resnet50.tar", "open_wide_deep_saved_model.tar", "open_albert.tar", "open_roformer.tar",
+              "open_videobert.tar", "open_yolov5.tar", "open_conformer.tar", "open_roberta.tar", "open_deberta.tar",
+              "open-swin-large.tar", "stable_diffusion.tar", "unet.tar", "open_imagenet.tar", "open_squad.tar",
+              "eval.csv", "open_cail2019.tar"}
+    specs = [spec for name in registry.task_names() for spec in registry.load_task(name).model.assets]
+    specs += [spec for name in registry.dataset_names() for spec in registry.dataset_assets(name)]
+    known = {spec.url.rsplit("/", 1)[-1] for spec in specs if spec.url and spec.url.startswith("{base_url}/")}
+    assert script <= known, sorted(script - known)
