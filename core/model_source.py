@@ -182,8 +182,16 @@ def _find_checkpoint(hf_model: str) -> Path | None:
     return None
 
 
+def _builder_digest() -> str:
+    """The wrapper decides how inputs reach the model, so its code is part of every built module's key."""
+    from core import module_builder
+    from core.artifact_cache import code_digest
+
+    return code_digest(Path(module_builder.__file__))
+
+
 def _checkpoint_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(_builder_digest().encode())
     for path in sorted(folder.iterdir()):
         if path.suffix in (".safetensors", ".bin", ".json"):
             stat = path.stat()
@@ -196,7 +204,7 @@ def _synthetic_digest(config: dict[str, Any], seed: int, convention: CallingConv
 
     library = library_of(config)  # random init differs across versions, so the version is part of the key
     payload = json.dumps({"config": config, "seed": seed, library: software_versions().get(library),
-                          "convention": asdict(convention)}, sort_keys=True)
+                          "convention": asdict(convention), "builder": _builder_digest()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -120,3 +120,13 @@ def test_model_file_digest_is_checked(checkpoint, tmp_path):
     entry = task.model.model_copy(update={"model_path": str(pt), "sha256": "0" * 64})
     with pytest.raises(UserError, match="has sha256"):
         resolve_source(entry, model_file=task.model_file)
+
+
+def test_changed_wrapper_code_changes_the_synthetic_digest(monkeypatch):
+    """The digest keys the export and reference caches: a new calling convention must not reuse them."""
+    import core.model_source as model_source
+
+    task = registry.load_task("tiny-bert-squad")
+    before = resolve_source(task.model, model_file=task.model_file).digest
+    monkeypatch.setattr(model_source, "_builder_digest", lambda: "another wrapper")
+    assert resolve_source(task.model, model_file=task.model_file).digest != before
