@@ -182,3 +182,20 @@ def test_bf16_compiles_a_copy_and_leaves_the_reference_module_fp32(task):
     compiled = compile_model(request, spec.make_config("pytorch", {}, source="test"))
     assert next(compiled.module.parameters()).dtype == torch.bfloat16
     assert next(source.torch_module().parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino", "pytorch"])
+def test_instances_for_concurrent_clients_each_give_the_single_runtimes_answers(task, engine):
+    """Clients run at once on their own instances (OpenVINO: one infer request per stream)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, runtime, inputs = compile_and_load(task, engine)
+    feeds = [fake_inputs(inputs, 4, seed=seed) for seed in (11, 12, 13)]
+    expected = [runtime.predict(f) for f in feeds]
+    instances = runtime.instances(3)
+    assert len(instances) == 3
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda pair: pair[0].predict(pair[1]), zip(instances, feeds)))
+    for got, want in zip(results, expected):
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=1e-5)
