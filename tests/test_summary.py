@@ -83,3 +83,18 @@ def test_bytemlperf_execution_date_is_the_date_shown(tmp_path):
     entry = groups[0].entries[0]
     assert entry.date == "2023-08-01T10:20:30" and entry.qps == {8: 700.0}
     assert warnings == []  # underscore keys are known keys
+
+
+def test_loadgen_results_get_a_column_where_a_run_has_them(tmp_path, capsys):
+    root = tmp_path / "reports"
+    shutil.copytree(FIXTURES, root)
+    path = next(root.glob("CPU/albert-torch-fp32/result-*.json"))
+    report = json.loads(path.read_text())
+    report["LoadGen"] = [{"Scenario": "Offline", "Result": "VALID", "QPS": 9.1},
+                         {"Scenario": "Server", "Result": "INVALID", "QPS": 2.0, "Peak QPS": 2.4}]
+    path.write_text(json.dumps(report))
+    assert main([str(root), "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    sections = out.split("### ")[1:]
+    assert "Offline 9.10 QPS VALID; Server peak 2.40 QPS INVALID" in out
+    assert sum("| LoadGen |" in section for section in sections) == 1  # only the model whose run has scenarios

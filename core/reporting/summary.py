@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,6 +34,7 @@ class Entry:
     date: str | None                 # run start (ISO 8601), else ByteMLPerf's Execution Date, else the file's mtime
     qps: dict[int, float]            # batch size -> QPS, rows that ran
     accuracy: dict[str, float]
+    loadgen: dict[str, dict[str, Any]] = field(default_factory=dict)  # scenario -> normalized LoadGen entry
 
     @property
     def best_qps(self) -> float:
@@ -53,13 +54,23 @@ def accuracy_text(accuracy: dict[str, float]) -> str:
     return " / ".join(f"{ACCURACY_ABBREV.get(k, k)} {fmt(v)}" for k, v in shown.items()) or "—"
 
 
+def loadgen_text(loadgen: dict[str, dict[str, Any]]) -> str:
+    """'Offline 9.10 QPS VALID; Server peak 2.40 QPS VALID': what LoadGen judged, per scenario."""
+    parts = []
+    for scenario, entry in loadgen.items():
+        peak = entry.get("Peak QPS")
+        value = f"peak {fmt(peak)}" if peak is not None else fmt(entry.get(QPS))
+        parts.append(f"{scenario} {value} QPS {entry.get('Result') or entry.get('Status') or ''}".strip())
+    return "; ".join(parts) or "—"
+
+
 def _entry(path: Path, norm: dict) -> Entry:
     # ByteMLPerf reports carry `Execution Date`; the file's time is only the last resort (copies reset it).
     date = norm["started"] or norm["execution_date"] or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
     return Entry(str(path), hardware_of(path), norm["backend"], norm["engine"], norm["precision"],
                  norm["weights_kind"], norm["run_id"], norm["run_status"], date,
                  {bs: row[QPS] for bs, row in norm["perf"].items() if row["Status"] == "ok" and row[QPS] is not None},
-                 norm["accuracy"])
+                 norm["accuracy"], norm["loadgen"])
 
 
 def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], list[str]]:
@@ -95,9 +106,11 @@ def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], l
 def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
     tables = []
     for group in groups:
+        with_loadgen = any(e.loadgen for e in group.entries)  # the column only where some run has scenarios
         table = TextTable(f"{group.model}: QPS per batch size", [
             "#", "hardware", "backend/engine", "precision", "weights",
-            *(f"BS {bs}" for bs in group.batch_sizes), "accuracy", "date", "run"], text_columns=5)
+            *(f"BS {bs}" for bs in group.batch_sizes), *(["LoadGen"] if with_loadgen else []), "accuracy", "date",
+            "run"], text_columns=5)
         best = {bs: max((e.qps[bs] for e in group.entries if bs in e.qps), default=None) for bs in group.batch_sizes}
         for rank, e in enumerate(group.entries, 1):
             backend = "/".join(x for x in (e.backend, e.engine) if x) or "—"
@@ -107,6 +120,8 @@ def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
                 Cell(e.weights_kind or "unknown", bad=e.weights_kind == "synthetic"),
                 *(Cell(fmt(e.qps.get(bs)), strong=len(group.entries) > 1 and e.qps.get(bs) == best[bs])
                   for bs in group.batch_sizes),
+                *([Cell(loadgen_text(e.loadgen), bad=any(v.get("Result") == "INVALID" for v in e.loadgen.values()))]
+                  if with_loadgen else []),
                 Cell(accuracy_text(e.accuracy)), Cell((e.date or "—")[:16].replace("T", " ")),
                 Cell((e.run_id or Path(e.source).name) + status)])
         tables.append(table)
