@@ -24,6 +24,7 @@ BLOCK = 64 << 20
 # malloc that keeps large blocks) can serve the block without the resident set growing.
 CHILD = """
 import json, sys
+import numpy as np
 from core import memory
 from core.memory import PeakRss
 
