@@ -8,23 +8,21 @@ Names are looked up in these listings, never joined into paths.
 from __future__ import annotations
 
 import importlib
-import re
 from importlib import metadata
 from pathlib import Path
 
 from core.errors import UserError
-from core.registry import unknown_name
+from core.registry import NAME, unknown_name
 
 BACKENDS_DIR = Path(__file__).resolve().parent
 BACKEND_ENTRY_POINT_GROUP = "perfbench.backends"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 def _folder_backends() -> dict[str, str]:
     return {
         p.name: f"backends.{p.name}"
         for p in sorted(BACKENDS_DIR.iterdir())
-        if (p / "__init__.py").is_file() and _NAME.match(p.name) and not p.name.startswith("_")
+        if (p / "__init__.py").is_file() and NAME.match(p.name) and not p.name.startswith("_")
     }
 
 

@@ -111,8 +111,9 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
                  + _framework_note(model),
         )
     where = f"no file at {model.model_path}" if model.model_path else "no model_path"
-    if model.assets and model.model_path:
-        # No bundled architecture: no library we use builds this network, so only the file can run.
+    # Downloadable file, no bundled architecture: no library we use builds this network, only the file runs.
+    file_only = bool(model.assets and model.model_path)
+    if file_only:
         fix = (f"install it with `python -m core.prepare --task {model.model}` or put the file at "
                f"{resolve_repo_path(model.model_path)}")
     elif model.assets:
@@ -124,8 +125,7 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
     else:
         fix = "set model_path to a model file, or set hf_model or architecture"
     raise UserError(
-        f"{where}, and no architecture for synthetic weights (no library we use builds it)"
-        if model.assets and model.model_path else
+        f"{where}, and no architecture for synthetic weights (no library we use builds it)" if file_only else
         f"{where}, no local Hugging Face checkpoint, and no architecture for synthetic weights",
         file=model_file,
         field="model_path",

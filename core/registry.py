@@ -22,7 +22,7 @@ MODEL_ZOO_DIR = REPO_ROOT / "model_zoo"
 ARCHITECTURES_DIR = MODEL_ZOO_DIR / "architectures"
 DATASETS_DIR = REPO_ROOT / "datasets"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # what a task, model, dataset or backend name may be
 
 
 def _listing(folder: Path, suffixes: tuple[str, ...] = CONFIG_SUFFIXES) -> dict[str, Path]:
@@ -53,7 +53,7 @@ def resolve_task_file(task: str) -> Path:
         if not path.is_file():
             raise UserError("workload file not found", file=task, fix="pass an existing .json/.yaml file or a task name")
         return path
-    if not _NAME.match(task) or ".." in task:
+    if not NAME.match(task) or ".." in task:
         raise UserError(
             f"'{task}' is neither a task name nor a .json/.yaml/.yml file",
             fix="use --show_task_list for names, or pass a workload file path",
@@ -139,7 +139,7 @@ UNSUPPORTED_DATASETS = {
 def dataset_names() -> list[str]:
     if not DATASETS_DIR.is_dir():
         return []
-    return sorted(p.name for p in DATASETS_DIR.iterdir() if (p / "__init__.py").is_file() and _NAME.match(p.name))
+    return sorted(p.name for p in DATASETS_DIR.iterdir() if (p / "__init__.py").is_file() and NAME.match(p.name))
 
 
 def dataset_loader_class(name: str, model_file: Path | None = None) -> type:

@@ -43,10 +43,12 @@ log = logging.getLogger(__name__)
 # Protobuf cannot serialize a message over 2 GiB: bigger graphs (the SD UNet, 3.4 GB) keep their
 # weights in one `<file>.data` beside the .onnx, which every stage and both runtimes read.
 PROTOBUF_LIMIT = (2 << 30) - 1
+GRAPH_HEADROOM = 64 << 20  # the graph's nodes and attributes need room beside the weights
 
 
-def weight_bytes(model) -> int:
-    return sum(len(t.raw_data) for t in model.graph.initializer)
+def needs_external_data(model) -> bool:
+    """Whether the model's weights leave too little of protobuf's limit to write it as one message."""
+    return sum(len(t.raw_data) for t in model.graph.initializer) > PROTOBUF_LIMIT - GRAPH_HEADROOM
 
 
 def has_external_data(path: Path) -> bool:
@@ -60,8 +62,7 @@ def save_onnx(model, path: Path) -> None:
     """onnx.save; past protobuf's limit, with every weight in one `<name>.data` file beside it."""
     import onnx
 
-    large = weight_bytes(model) > PROTOBUF_LIMIT - (64 << 20)  # the graph itself needs room too
-    onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+    onnx.save_model(model, str(path), save_as_external_data=needs_external_data(model), all_tensors_to_one_file=True,
                     location=f"{Path(path).name}.data")
 
 
@@ -299,7 +300,7 @@ def simplify(in_path: Path, out_path: Path) -> StageResult:
     start = time.perf_counter()
     model = onnx.load(str(in_path))
     before = len(model.graph.node)
-    if weight_bytes(model) > PROTOBUF_LIMIT:  # onnxslim serializes the whole graph
+    if needs_external_data(model):  # onnxslim serializes the whole graph
         move_onnx(in_path, out_path, keep_source=True)
         return StageResult("simplify", Path(out_path), time.perf_counter() - start,
                            {"skipped": "onnxslim cannot handle a graph over 2 GiB", "nodes_before": before})
@@ -365,7 +366,7 @@ def optimize_transformer(
             )
         except Exception as exc:  # ORT's fusion scripts raise plain exceptions
             raise UserError(f"transformer optimizer failed: {exc}", file=in_path, field="optimize", fix="disable fusion") from exc
-    optimized.save_model_to_file(str(out_path), use_external_data_format=weight_bytes(optimized.model) > PROTOBUF_LIMIT)
+    optimized.save_model_to_file(str(out_path), use_external_data_format=needs_external_data(optimized.model))
     fused = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
     return StageResult(
         "optimize",
