@@ -27,17 +27,9 @@ from core import registry  # noqa: E402
 from core.hostinfo import cpu_isa, host_info  # noqa: E402
 from core.reporting.schema import PerfRow  # noqa: E402
 
-BYTEMLPERF_TASKS = (
-    "albert-torch-fp32", "bert-tf-fp32", "bert-torch-fp32", "clip-onnx-fp32", "conformer-encoder-onnx-fp32",
-    "deberta-torch-fp32", "resnet50-tf-fp32", "resnet50-torch-fp32", "roberta-torch-fp32", "roformer-tf-fp32",
-    "swin-large-torch-fp32", "unet-onnx-fp32", "vae-decoder-onnx-fp32", "vae-encoder-onnx-fp32",
-    "videobert-onnx-fp32", "widedeep-tf-fp32", "yolov5-onnx-fp32",
-)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", default=",".join(BYTEMLPERF_TASKS))
+    parser.add_argument("--tasks", default=",".join(registry.BYTEMLPERF_TASKS))
     parser.add_argument("--engine", default="onnxruntime", choices=("auto", "onnxruntime", "openvino", "pytorch"))
     parser.add_argument("--precision", default="FP32")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time cap per task")
@@ -52,9 +44,8 @@ def what_runs(task) -> tuple[str, str, str]:
     return weights, inputs, model.dataset_name or "generated"
 
 
-def run_one(name: str, args, work: Path) -> tuple[str, str, float]:
+def run_one(name: str, task, args, work: Path) -> tuple[str, str, float]:
     """(status, QPS or refusal, wall seconds) of one task at its first batch size."""
-    task = registry.load_task(name)
     workload = task.workload.model_dump(mode="json", exclude_none=True)
     workload.update(batch_sizes=workload["batch_sizes"][:1], test_accuracy=False, test_numeric=False,
                     engine=args.engine, precision=args.precision, max_seconds=args.seconds,
@@ -87,8 +78,9 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks.split(","):
-            weights, inputs, dataset = what_runs(registry.load_task(name))
-            status, result, seconds = run_one(name, args, Path(tmp))
+            task = registry.load_task(name)
+            weights, inputs, dataset = what_runs(task)
+            status, result, seconds = run_one(name, task, args, Path(tmp))
             rows.append((name, weights, inputs, dataset, status, result, seconds))
             print(f"  {name}: {status}: {result} ({seconds:.0f} s)", flush=True)
     print("\n| workload | weights offline | inputs | dataset | status | first batch size |")

@@ -17,6 +17,13 @@ from core.config import CONFIG_SUFFIXES, ModelEntry, Workload, load_model_entry,
 from core.errors import UserError
 from core.paths import REPO_ROOT
 
+# ByteMLPerf general_perf's workloads, all bundled (the zoo benchmark runs them; a test checks each).
+BYTEMLPERF_TASKS = (
+    "albert-torch-fp32", "bert-tf-fp32", "bert-torch-fp32", "clip-onnx-fp32", "conformer-encoder-onnx-fp32",
+    "deberta-torch-fp32", "resnet50-tf-fp32", "resnet50-torch-fp32", "roberta-torch-fp32", "roformer-tf-fp32",
+    "swin-large-torch-fp32", "unet-onnx-fp32", "vae-decoder-onnx-fp32", "vae-encoder-onnx-fp32",
+    "videobert-onnx-fp32", "widedeep-tf-fp32", "yolov5-onnx-fp32",
+)
 WORKLOADS_DIR = REPO_ROOT / "workloads"
 MODEL_ZOO_DIR = REPO_ROOT / "model_zoo"
 ARCHITECTURES_DIR = MODEL_ZOO_DIR / "architectures"

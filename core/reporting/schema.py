@@ -37,7 +37,7 @@ ROW_KEYS = {
     "peak_rss_mb": PEAK_RSS,
     "device_memory_mb": DEVICE_MEMORY,
 }
-BS, QPS, STATUS, ERROR = (ROW_KEYS[k] for k in ("bs", "qps", "status", "error"))
+BS, QPS = ROW_KEYS["bs"], ROW_KEYS["qps"]
 LATENCY_KEYS = tuple(ROW_KEYS[k] for k in ("avg_latency", "p50_latency", "p90_latency", "p99_latency"))
 # Memory (MB): the process's peak resident set while a batch size ran; device memory where a backend reports one.
 MEMORY_KEYS = (PEAK_RSS, DEVICE_MEMORY)
