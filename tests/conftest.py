@@ -24,3 +24,28 @@ if str(REPO_ROOT) not in sys.path:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture
+def private_zoo(tmp_path, monkeypatch):
+    """A model zoo of the test's own (architectures stay the bundled ones) and a private state folder.
+
+    Returns write(entry, workload) -> the workload file, the entry going into the zoo under its model name.
+    """
+    import json
+
+    from core import registry
+
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    monkeypatch.setattr(registry, "MODEL_ZOO_DIR", folder)
+    monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path / "home"))
+
+    def write(entry: dict, workload: dict) -> Path:
+        name = entry["model"]
+        (folder / f"{name}.json").write_text(json.dumps(entry), encoding="utf-8")
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"model": name, **workload}), encoding="utf-8")
+        return path
+
+    return write

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import perf_engine, registry
+from core import perf_engine
 from datasets.base import ModelInputs
 from datasets.fake_dataset import DECLARED_FAKE_FEATURES, IMAGENET_MEAN, IMAGENET_STD, FakeDataset, fake_inputs
 
@@ -144,24 +144,16 @@ def conv_torchscript(path: Path) -> Path:
 
 
 @pytest.fixture
-def image_task(tmp_path, monkeypatch):
+def image_task(private_zoo):
     """A private model zoo with one image model (file given by the test); returns a function writing the task."""
-    zoo = tmp_path / "zoo"
-    zoo.mkdir()
-    monkeypatch.setattr(registry, "MODEL_ZOO_DIR", zoo)
-    monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path / "home"))
 
     def make(model_path: Path, model_format: str, **workload) -> Path:
         entry = {"model": "tiny-conv", "model_path": str(model_path), "framework": "Onnx", "model_format": model_format,
                  "model_precision": "FP32", "inputs": "images", "outputs": "logits",
                  "input_shape": {"images": list(IMAGE)}, "input_type": "FLOAT32", "dataset_name": None,
                  "max_batch_size": 8}
-        (zoo / "tiny-conv.json").write_text(json.dumps(entry), encoding="utf-8")
-        work = {"model": "tiny-conv", "batch_sizes": [1, 4], "iterations": 3, "warmup_iterations": 1,
-                "min_seconds": 0, "max_seconds": 1, **workload}
-        path = tmp_path / "tiny-conv.json"
-        path.write_text(json.dumps(work), encoding="utf-8")
-        return path
+        return private_zoo(entry, {"batch_sizes": [1, 4], "iterations": 3, "warmup_iterations": 1,
+                                   "min_seconds": 0, "max_seconds": 1, **workload})
 
     return make
 

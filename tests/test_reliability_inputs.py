@@ -22,21 +22,14 @@ TINY_ENTRY = json.loads((registry.MODEL_ZOO_DIR / "tiny-bert-squad.json").read_t
 
 
 @pytest.fixture
-def zoo(tmp_path, monkeypatch):
-    """A private model zoo (architectures stay the bundled ones); returns a function adding an entry + workload."""
-    folder = tmp_path / "zoo"
-    folder.mkdir()
-    monkeypatch.setattr(registry, "MODEL_ZOO_DIR", folder)
-    monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path / "home"))
+def zoo(private_zoo):
+    """A private model zoo of tiny-bert variants; returns a function adding an entry + workload."""
 
     def add(name: str, entry: dict | None = None, **workload_fields) -> Path:
         data = {**TINY_ENTRY, "model": name, **(entry or {})}
-        (folder / f"{name}.json").write_text(json.dumps({k: v for k, v in data.items() if v is not None}), encoding="utf-8")
-        work = {"model": name, "iterations": 2, "warmup_iterations": 1, "min_seconds": 0, "max_seconds": 1,
-                "batch_sizes": [1], "test_accuracy": False, "test_numeric": False, **workload_fields}
-        path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps(work), encoding="utf-8")
-        return path
+        return private_zoo({k: v for k, v in data.items() if v is not None},
+                           {"iterations": 2, "warmup_iterations": 1, "min_seconds": 0, "max_seconds": 1,
+                            "batch_sizes": [1], "test_accuracy": False, "test_numeric": False, **workload_fields})
 
     return add
 
