@@ -29,3 +29,18 @@ def _claim_datasets_package() -> None:
 
 
 _claim_datasets_package()
+
+
+def _silence_openvino_telemetry() -> None:
+    """Keep OpenVINO's usage telemetry out of every run: runs never reach for the network.
+
+    Importing `openvino` (its ovc tools) and NNCF's quantizer send Google Analytics events through
+    `openvino_telemetry` unless CI=true or the user opted out in a consent file under their home; on a
+    machine without DNS the forked senders then hold the process open at exit. Both fall back to their
+    own no-op stubs when that module cannot be imported, so it is made unimportable in our processes
+    (nothing of the user's is changed). A process that imported it before `core` keeps its choice.
+    """
+    _sys.modules.setdefault("openvino_telemetry", None)
+
+
+_silence_openvino_telemetry()

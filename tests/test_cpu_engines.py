@@ -199,3 +199,37 @@ def test_instances_for_concurrent_clients_each_give_the_single_runtimes_answers(
     for got, want in zip(results, expected):
         for name in want:
             np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=1e-5)
+
+
+# A run's child process with every name lookup and connection recorded (forked helpers inherit the patch).
+NETWORK_PROBE = """
+import os, socket, sys
+log = sys.argv[1]
+
+def refuse(*args, **kwargs):
+    with open(log, "a") as fh:
+        fh.write(f"{os.getpid()} {args[:2]}\\n")
+    raise OSError("network use refused by the test")
+
+socket.getaddrinfo = refuse
+socket.create_connection = refuse
+from core.perf_engine import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_openvino_conversion_and_nncf_quantization_never_reach_for_the_network(tmp_path):
+    """Outside CI, importing openvino and NNCF's quantizer send usage telemetry unless stopped (core/__init__)."""
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "network.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "NNCF_DEV")}
+    env["HOME"] = str(tmp_path)  # an existing home without the machine user's telemetry consent file
+    done = subprocess.run(
+        [sys.executable, "-c", NETWORK_PROBE, str(log), "--task", "tiny-bert-squad", "--engine", "openvino",
+         "--precision", "INT8", "--batch-sizes", "1", "--output-dir", str(tmp_path / "out")],
+        cwd=registry.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not log.exists(), log.read_text()
