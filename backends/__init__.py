@@ -11,8 +11,8 @@ import importlib
 from importlib import metadata
 from pathlib import Path
 
-from core.errors import UserError
-from core.registry import NAME, unknown_name
+from core.common.errors import UserError
+from core.config.registry import NAME, unknown_name
 
 BACKENDS_DIR = Path(__file__).resolve().parent
 BACKEND_ENTRY_POINT_GROUP = "perfbench.backends"

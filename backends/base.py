@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 if TYPE_CHECKING:
-    from core.config import ModelEntry
-    from core.model_source import SourceModel
+    from core.config.schema import ModelEntry
+    from core.model.source import SourceModel
 
 Feeds = dict[str, np.ndarray]
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cpu_runtime import GEMM_SIZE, bytemlperf_call, gemm_rates, make_setup, model_flops, policy, spread  # noqa: E402
 
-from core.measure import measure  # noqa: E402
+from core.measure.timing import measure  # noqa: E402
 
 MODELS = {"albert": "albert-torch-fp32", "bert": "bert-torch-fp32", "roberta": "roberta-torch-fp32",
           "deberta": "deberta-torch-fp32", "tiny-bert": "tiny-bert-squad"}
@@ -43,9 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def ours(setup, batch_size: int, precision: str):
     """The runner's own selection (auto engine; auto or pinned precision) and the runtime it would measure."""
     from backends.base import CompileRequest
-    from core.paths import state_dir
+    from core.common.paths import state_dir
     from backends import load_backend
-    from core.runner import RunOptions, _calibration_feeds, _compile, _make_loader, _select
+    from core.run.runner import RunOptions, _calibration_feeds, _compile, _make_loader, _select
     from datasets.fake_dataset import fake_inputs
 
     spec = load_backend("CPU")
@@ -76,7 +76,7 @@ def peers(setup, feeds: dict, threads: int) -> dict[str, tuple[str, object]]:
 
     from backends.CPU.export import exported_onnx
     from backends.base import CompileRequest
-    from core.paths import state_dir
+    from core.common.paths import state_dir
 
     request = CompileRequest(model=setup.task.model, source=setup.source, precision="FP32", batch_sizes=[1],
                              cache_dir=state_dir(), sample_feeds=lambda bs: feeds)
@@ -114,8 +114,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from core.hostinfo import usable_cores
-    from core.hostinfo import cpu_isa, cpu_model, software_versions
+    from core.measure.host import usable_cores
+    from core.measure.host import cpu_isa, cpu_model, software_versions
     from datasets.fake_dataset import fake_inputs
 
     threads = args.threads or usable_cores()

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 import backends  # noqa: E402
-from core import registry  # noqa: E402
-from core.measure import MeasurePolicy, measure  # noqa: E402
+from core.config import registry  # noqa: E402
+from core.measure.timing import MeasurePolicy, measure  # noqa: E402
 
 MODELS = {"albert": "albert-torch-fp32", "bert": "bert-torch-fp32"}
 TINY_MODELS = {"tiny-bert": "tiny-bert-squad"}
@@ -72,8 +72,8 @@ def spread(values: list[float]) -> str:
 
 
 def make_setup(name: str, task_name: str, threads: int) -> Setup:
-    from core.model_source import resolve_source
-    from core.runner import model_inputs
+    from core.model.source import resolve_source
+    from core.run.runner import model_inputs
 
     task = registry.load_task(task_name)
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
@@ -83,7 +83,7 @@ def make_setup(name: str, task_name: str, threads: int) -> Setup:
 def our_runtime(setup: Setup, precision: str = "FP32"):
     """The runner's own path: compile (cached) through the CPU backend, load, return the runtime."""
     from backends.base import CompileRequest
-    from core.paths import state_dir
+    from core.common.paths import state_dir
     from datasets.fake_dataset import fake_inputs
 
     spec = backends.load_backend("CPU")
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from core.hostinfo import usable_cores
+    from core.measure.host import usable_cores
     from datasets.fake_dataset import fake_inputs
 
     threads = args.threads or usable_cores()
@@ -256,8 +256,8 @@ def length_grouping(setup: Setup, runtime, say) -> None:
     """Dataset throughput, length-grouped batches against fully padded ones, on two length distributions:
     the bundled SQuAD-format sample as this machine tokenizes it, and SQuAD-dev-like lengths
     (datasets.fake_dataset: mean 45% of 384 tokens, as BERT-tokenized dev-v1.1 features are)."""
-    from core.batches import run_features
-    from core.runner import RunOptions, _make_loader
+    from core.measure.dataset_pass import run_features
+    from core.run.runner import RunOptions, _make_loader
     from datasets.base import DatasetRequest
     from datasets.fake_dataset import FakeDataset
 
@@ -278,7 +278,7 @@ def length_grouping(setup: Setup, runtime, say) -> None:
 
 def int8(setup: Setup, runtime, repeats: int, seconds: float, say) -> None:
     """Dynamic int8 quantization: speed and numeric drift against fp32, reported even where it does not help."""
-    from core.numeric import compare_outputs
+    from core.quality.drift import compare_outputs
     from datasets.fake_dataset import fake_inputs
 
     quantized, _ = our_runtime(setup, precision="INT8")

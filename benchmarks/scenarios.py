@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import backends  # noqa: E402
-from core import registry  # noqa: E402
-from core.measure import MeasurePolicy, measure  # noqa: E402
+from core.config import registry  # noqa: E402
+from core.measure.timing import MeasurePolicy, measure  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,9 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def compile_runtime(task, engine: str):
     from backends.base import CompileRequest
-    from core.model_source import resolve_source
-    from core.paths import state_dir
-    from core.runner import model_inputs
+    from core.model.source import resolve_source
+    from core.common.paths import state_dir
+    from core.run.runner import model_inputs
     from datasets.fake_dataset import fake_inputs
 
     spec = backends.load_backend("CPU")
@@ -61,9 +61,9 @@ def compile_runtime(task, engine: str):
 
 
 def main(argv=None) -> int:
-    from core import loadgen
-    from core.clients import open_instances
-    from core.hostinfo import cpu_isa, cpu_model, usable_cores
+    from core.scenarios import loadgen
+    from core.measure.clients import open_instances
+    from core.measure.host import cpu_isa, cpu_model, usable_cores
 
     args = parse_args(argv)
     print(f"host: {cpu_model()}, ISA {cpu_isa().summary()}, {usable_cores()} usable cores")

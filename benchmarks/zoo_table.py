@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core import registry  # noqa: E402
-from core.hostinfo import cpu_isa, host_info  # noqa: E402
+from core.config import registry  # noqa: E402
+from core.measure.host import cpu_isa, host_info  # noqa: E402
 from core.reporting.schema import PerfRow  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:

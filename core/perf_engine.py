@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from core.errors import EXIT_USAGE, UserError
+from core.common.errors import EXIT_USAGE, UserError
 
 EXIT_INTERRUPTED = 130
 EXIT_BATCH_FAILED = 1  # the report is written; some batch sizes have no numbers
@@ -32,7 +32,7 @@ def _precision(text: str) -> str:
 
 
 def _scenarios(text: str) -> list[str]:
-    from core.config import scenario_names
+    from core.config.schema import scenario_names
 
     try:
         return scenario_names([part for part in text.split(",") if part.strip()])
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from rich.markup import escape
 
-        from core.console import errors
+        from core.common.console import errors
 
         # The message quotes untrusted text: never let it act as rich markup or terminal control codes.
         errors.print(f"[bold red]error:[/] {escape(str(err))}", markup=True, soft_wrap=True)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     import backends
-    from core import registry
+    from core.config import registry
 
     if args.show_task_list:
         for name in registry.task_names():
@@ -121,14 +121,14 @@ def _main(args: argparse.Namespace) -> int:
     if args.scenario:
         from dataclasses import replace
 
-        from core.config import Workload, validate
+        from core.config.schema import Workload, validate
 
         # Re-validated with the scenarios in place: a Server run still needs its target from the workload file.
         merged = {**task.workload.model_dump(exclude_unset=True), "scenario": args.scenario}
         task = replace(task, workload=validate(Workload, merged, task.workload_file))
 
-    from core.errors import Interrupted
-    from core.runner import RunOptions, run_task
+    from core.common.errors import Interrupted
+    from core.run.runner import RunOptions, run_task
 
     options = RunOptions(
         hardware_type=args.hardware_type,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 # Input roles in the order ByteMLPerf lists a model's inputs: ids, mask, token types.
 INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
@@ -62,7 +62,7 @@ class ModelInputs:
 
 @dataclass(frozen=True)
 class DatasetRequest:
-    """Everything a loader is given. Built by core.runner from the workload and model entry."""
+    """Everything a loader is given. Built by core.run.runner from the workload and model entry."""
 
     model: ModelInputs
     tokenizer: str | None = None          # HF id or local dir; loaders resolve it offline only
@@ -100,7 +100,7 @@ class DatasetLoader(ABC):
 
     @abstractmethod
     def load(self) -> Features:
-        """Build (or read from cache) the features. Raise core.errors.UserError on bad files."""
+        """Build (or read from cache) the features. Raise core.common.errors.UserError on bad files."""
 
     @abstractmethod
     def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:

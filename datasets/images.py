@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_writer
-from core.errors import UserError
+from core.common.atomic import atomic_writer
+from core.common.errors import UserError
 from datasets.base import DatasetLoader, ModelInputs
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

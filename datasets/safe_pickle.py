@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 # (module, name) pairs a numpy array pickle needs, under numpy 1 and numpy 2 spellings, with where they live now.
 _NUMPY_GLOBALS = {

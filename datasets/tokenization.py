@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_write_text
-from core.errors import UserError
+from core.common.atomic import atomic_write_text
+from core.common.errors import UserError
 from datasets.base import INPUT_ROLES, ModelInputs
 
 log = logging.getLogger(__name__)

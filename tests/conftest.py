@@ -34,7 +34,7 @@ def private_zoo(tmp_path, monkeypatch):
     """
     import json
 
-    from core import registry
+    from core.config import registry
 
     folder = tmp_path / "zoo"
     folder.mkdir()

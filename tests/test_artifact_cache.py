@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from core.artifact_cache import META, cached_folder
+from core.common.artifact_cache import META, cached_folder
 
 
 def build_counting(calls: list[str], text: str = "model bytes"):

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import prepare, registry
+from core.assets import prepare
+
+from core.config import registry
 from core.assets import AssetSpec
 from tests.assets_helpers import Served, asset_env, http_server, make_tar  # noqa: F401
 

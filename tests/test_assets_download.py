@@ -10,7 +10,7 @@ import pytest
 
 from core.assets import AssetSpec, ensure_assets, network_available
 from core.assets.download import download
-from core.errors import UserError
+from core.common.errors import UserError
 from tests.assets_helpers import FAST, Served, asset_env, closed_port, http_server, make_tar, sha256, silent_server, tree  # noqa: F401
 
 ALBERT_TAR = make_tar([("open_albert/albert-base-squad.pt", b"weights" * 1000), ("open_albert/config.json", b"{}")])

@@ -10,7 +10,7 @@ import pytest
 
 from core.assets import AssetSpec, ensure_assets
 from core.assets.extract import extract_archive
-from core.errors import UserError
+from core.common.errors import UserError
 from tests.assets_helpers import FAST, Served, asset_env, http_server, make_tar, make_zip, tar_link, tree  # noqa: F401
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.assets import AssetSpec, asset_status, ensure_assets
-from core.errors import UserError
+from core.common.errors import UserError
 from tests.assets_helpers import FAST, Served, asset_env, http_server, make_tar, make_zip, sha256, tree  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from core.common.errors import UserError
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.open_cail2019.loader import Cail2019Loader
 

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from core.common.errors import UserError
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.open_cifar.loader import CIFAR_MEAN, CIFAR_STD, CifarLoader
 from datasets.safe_pickle import restricted_load
@@ -115,8 +115,8 @@ def test_generated_sample_without_the_file(tmp_path, monkeypatch):
 def test_tiny_cifar_workload_reports_top1_top5(tmp_path):
     import json
 
-    from core import registry
-    from core.runner import RunOptions, run_task
+    from core.config import registry
+    from core.run.runner import RunOptions, run_task
 
     workload = tmp_path / "tiny-cifar.yaml"
     workload.write_text(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.reporting.compare import main, parse_threshold
-from core.errors import UserError
+from core.common.errors import UserError
 from core.reporting.report_io import load_report, normalize_report, resolve_report_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ModelEntry, Workload, load_model_entry, load_workload, read_config_file
-from core.errors import UserError
+from core.config.schema import ModelEntry, Workload, load_model_entry, load_workload, read_config_file
+from core.common.errors import UserError
 
 # Exactly ByteMLPerf's field sets (general_perf/workloads/bert-torch-fp32.json, model_zoo/albert-torch-fp32.json).
 BYTEMLPERF_WORKLOAD = {

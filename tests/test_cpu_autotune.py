@@ -10,12 +10,13 @@ import pytest
 
 import backends
 from backends.base import Candidate, CompiledModel, CompileRequest, RuntimeBackend
-from core import registry, tuning
-from core.errors import UserError
-from core.hostinfo import FLAGS_ENV, CpuIsa
-from core.measure import MeasurePolicy
-from core.model_source import resolve_source
-from core.paths import state_dir
+from core.config import registry
+from core.quality import selection as tuning
+from core.common.errors import UserError
+from core.measure.host import FLAGS_ENV, CpuIsa
+from core.measure.timing import MeasurePolicy
+from core.model.source import resolve_source
+from core.common.paths import state_dir
 from datasets.base import Features
 
 AVX2 = "fpu sse2 avx avx2 fma"
@@ -170,7 +171,7 @@ def test_a_failing_candidate_is_recorded_and_skipped(fast_tuning):
 
 
 def test_decision_cache_hit_and_invalidation(fast_tuning, monkeypatch):
-    import core.hostinfo
+    import core.measure.host
 
     candidates, compiled = fake_candidates({"a FP32": (0.0, False), "b BF16": (0.005, False)})
     gates: list = []
@@ -179,8 +180,8 @@ def test_decision_cache_hit_and_invalidation(fast_tuning, monkeypatch):
     assert len(gates) == 1 and again.candidate.label == first.candidate.label
     assert again.section["Decision"].startswith("cached") and first.section["Decision"] == "tuned in this run"
     # Another library version, another host: tune again.
-    real_versions = core.hostinfo.software_versions
-    monkeypatch.setattr(core.hostinfo, "software_versions", lambda: {**real_versions(), "openvino": "0.0-other"})
+    real_versions = core.measure.host.software_versions
+    monkeypatch.setattr(core.measure.host, "software_versions", lambda: {**real_versions(), "openvino": "0.0-other"})
     run_select(candidates, compiled, gates)
     assert len(gates) == 2
     monkeypatch.setenv(FLAGS_ENV, AMX + " other_flag avx512_fp16")
@@ -217,7 +218,7 @@ def test_metric_gate_applies_mlperf_99_percent_rule():
 
 
 def test_the_gate_of_a_model_without_a_dataset_uses_generated_inputs():
-    from core.runner import RunOptions, _gate_loader, _make_loader, model_inputs
+    from core.run.runner import RunOptions, _gate_loader, _make_loader, model_inputs
 
     task = registry.load_task("tiny-bert-squad")
     model = task.model.model_copy(update={"dataset_name": None})

@@ -8,11 +8,11 @@ import pytest
 
 import backends
 from backends.base import CompileRequest
-from core import registry
-from core.errors import UserError
-from core.model_source import resolve_source
-from core.paths import state_dir
-from core.runner import model_inputs
+from core.config import registry
+from core.common.errors import UserError
+from core.model.source import resolve_source
+from core.common.paths import state_dir
+from core.run.runner import model_inputs
 from datasets.fake_dataset import fake_inputs
 
 
@@ -153,7 +153,7 @@ def test_static_int8_needs_calibration_data(task):
 
 
 def test_static_int8_run_calibrates_on_the_dataset(tmp_path):
-    from core.runner import RunOptions, run_task
+    from core.run.runner import RunOptions, run_task
     import json
 
     workload = tmp_path / "int8.yaml"

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROBE = """
 import core
 import datasets
-from core import registry
+from core.config import registry
 print(datasets.__file__)
 print(registry.dataset_loader_class("open_squad").__module__)
 print(getattr(datasets, "IMPOSTOR", False))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core import registry
-from core.runner import RunOptions, run_task
+from core.config import registry
+from core.run.runner import RunOptions, run_task
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -158,8 +158,8 @@ def test_mnli_run_reports_matched_and_mismatched(tmp_path):
 def test_repo_relative_tokenizer_paths_resolve_from_any_directory(tmp_path, monkeypatch):
     import dataclasses
 
-    from core.model_source import resolve_source
-    from core.runner import _make_loader, model_inputs
+    from core.model.source import resolve_source
+    from core.run.runner import _make_loader, model_inputs
 
     task = registry.load_task("tiny-bert-squad")
     inputs = model_inputs(task, resolve_source(task.model, model_file=task.model_file))

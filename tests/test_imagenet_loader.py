@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from core import registry
-from core.errors import UserError
-from core.runner import RunOptions, run_task
+from core.config import registry
+from core.common.errors import UserError
+from core.run.runner import RunOptions, run_task
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.images import IMAGENET_MEAN, IMAGENET_STD, top_k_accuracy
 from datasets.open_imagenet.loader import ImagenetLoader
@@ -104,7 +104,7 @@ def test_a_token_model_is_refused(tmp_path):
 
 
 def test_resnet50_entry_builds_a_synthetic_resnet50():
-    from core.model_source import resolve_source
+    from core.model.source import resolve_source
 
     task = registry.load_task("resnet50-torch-fp32")
     source = resolve_source(task.model, model_file=task.model_file)
@@ -132,8 +132,8 @@ def test_tiny_image_workload_reports_top1_top5(tmp_path):
 def test_swin_large_entry_and_a_shrunken_swin_run_through_the_image_wrapper():
     import torch
 
-    from core.model_source import SourceModel
-    from core.registry import architecture_config
+    from core.model.source import SourceModel
+    from core.config.registry import architecture_config
 
     task = registry.load_task("swin-large-torch-fp32")
     config = dict(architecture_config(task.model.architecture))

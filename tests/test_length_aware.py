@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import registry
-from core.batches import PAD_MULTIPLE, run_features
-from core.runner import RunOptions, _make_loader, model_inputs
+from core.config import registry
+from core.measure.dataset_pass import PAD_MULTIPLE, run_features
+from core.run.runner import RunOptions, _make_loader, model_inputs
 from test_cpu_engines import compile_and_load
 
 

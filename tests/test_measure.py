@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.measure import LatencyStats, MeasurePolicy, measure
+from core.measure.timing import LatencyStats, MeasurePolicy, measure
 
 
 class FakeClock:

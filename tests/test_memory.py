@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core import memory
+from core.measure import memory
 from core.reporting.comparison import build_comparison, comparison_tables
 from core.reporting.html_report import render_run_html
-from core.memory import size_on_disk
+from core.measure.memory import size_on_disk
 from core.reporting.report_io import normalize_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,8 +25,8 @@ BLOCK = 64 << 20
 CHILD = """
 import json, sys
 import numpy as np
-from core import memory
-from core.memory import PeakRss
+from core.measure import memory
+from core.measure.memory import PeakRss
 
 BLOCK = 64 << 20
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from core.common.errors import UserError
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.open_mnli import LOADER
 from datasets.open_mnli.loader import DEFAULT_LABELS, SAMPLE_DIR

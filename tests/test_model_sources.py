@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core import registry
-from core.errors import UserError
-from core.model_source import resolve_source
-from core.runner import model_inputs
+from core.config import registry
+from core.common.errors import UserError
+from core.model.source import resolve_source
+from core.run.runner import model_inputs
 from datasets.fake_dataset import fake_inputs
 
 
@@ -124,7 +124,7 @@ def test_model_file_digest_is_checked(checkpoint, tmp_path):
 
 def test_changed_wrapper_code_changes_the_synthetic_digest(monkeypatch):
     """The digest keys the export and reference caches: a new calling convention must not reuse them."""
-    import core.model_source as model_source
+    import core.model.source as model_source
 
     task = registry.load_task("tiny-bert-squad")
     before = resolve_source(task.model, model_file=task.model_file).digest

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.numeric import compare_outputs, load_arrays, load_or_build, save_arrays
+from core.quality.drift import compare_outputs, load_arrays, load_or_build, save_arrays
 
 REF = np.array([[1.0, 2.0, 999.0], [4.0, 0.0, -2.0]], dtype=np.float32)
 CAND = np.array([[1.5, 2.0, -5.0], [3.0, 0.5, -2.0]], dtype=np.float32)

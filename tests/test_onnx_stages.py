@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 transformers = pytest.importorskip("transformers")
 
 from backends.CPU import onnx_stages  # noqa: E402
-from core.errors import UserError  # noqa: E402
+from core.common.errors import UserError  # noqa: E402
 
 QA_OUTPUTS = ["start_logits", "end_logits"]
 BYTEMLPERF_NAMES = ["input_ids.1", "attention_mask.1", "token_type_ids.1"]

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from assets_helpers import Served, http_server, make_tar, sha256
-from core import registry
-from core.model_source import resolve_source
-from core.paths import REPO_ROOT
-from core.runner import RunOptions, model_inputs, run_task
+from core.config import registry
+from core.model.source import resolve_source
+from core.common.paths import REPO_ROOT
+from core.run.runner import RunOptions, model_inputs, run_task
 from datasets.fake_dataset import fake_inputs
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import backends
-from core import registry
+from core.config import registry
 from plugin_helpers import install_plugin
-from core.errors import UserError
+from core.common.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -138,7 +138,7 @@ def test_plugin_backend_through_entry_point(plugin_path, tmp_path):
     spec = backends.load_backend("ZEROS")
     assert spec.name == "ZEROS"
     # The plugin runs a whole workload through the same runner as the built-in backends.
-    from core.runner import RunOptions, run_task
+    from core.run.runner import RunOptions, run_task
 
     workload = tmp_path / "w.yaml"
     workload.write_text(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.numeric import load_arrays, load_or_build
+from core.quality.drift import load_arrays, load_or_build
 from core.reporting.report import RunReport
 from core.reporting.schema import PerfRow
 

@@ -25,17 +25,17 @@ def run(quick, out, capsys) -> tuple[int, str]:
 
 
 def test_output_dir_under_a_file_is_refused_before_any_work(quick, tmp_path, capsys, monkeypatch):
-    import core.runner
+    import core.run.runner
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    monkeypatch.setattr(core.runner, "run_task", lambda *a, **k: pytest.fail("the run started"))
+    monkeypatch.setattr(core.run.runner, "run_task", lambda *a, **k: pytest.fail("the run started"))
     code, err = run(quick, blocker / "reports", capsys)
     assert code == 2 and "--output-dir" in err and "not a folder" in err and "Traceback" not in err
 
 
 def test_full_disk_while_writing_the_report(quick, tmp_path, capsys, monkeypatch):
-    import core.atomic
+    import core.common.atomic
 
     out = tmp_path / "reports"
     assert run(quick, out, capsys)[0] == 0
@@ -45,7 +45,7 @@ def test_full_disk_while_writing_the_report(quick, tmp_path, capsys, monkeypatch
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(core.atomic.os, "fsync", no_space)
+    monkeypatch.setattr(core.common.atomic.os, "fsync", no_space)
     code, err = run(quick, out, capsys)
     assert code == 2 and "no space left" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3

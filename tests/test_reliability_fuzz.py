@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.config import ModelEntry, Workload, read_config_file, validate
-from core.errors import UserError
+from core.config.schema import ModelEntry, Workload, read_config_file, validate
+from core.common.errors import UserError
 
 # Bounded and reproducible: a few seconds, the same examples on every machine, nothing written to the repo.
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from core import perf_engine, registry
-from core.config import load_workload
-from core.errors import EXIT_USAGE, UserError
-from core.model_source import resolve_source
+from core import perf_engine
+
+from core.config import registry
+from core.config.schema import load_workload
+from core.common.errors import EXIT_USAGE, UserError
+from core.model.source import resolve_source
 
 TINY_ENTRY = json.loads((registry.MODEL_ZOO_DIR / "tiny-bert-squad.json").read_text(encoding="utf-8"))
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from core import registry
-from core.errors import UserError
+from core.config import registry
+from core.common.errors import UserError
 from core.reporting.report import RunReport
-from core.runner import RunOptions, run_task
+from core.run.runner import RunOptions, run_task
 from plugin_helpers import install_plugin
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader"}
 ALLOWED = {
     # TorchScript files are code; this is the one place they load, from a model-zoo entry's model_path only
     # (README, "Security"). The zoo is the user's own choice of files, like a Python module on sys.path.
-    ("core/model_source.py", "torch.jit.load"),
+    ("core/model/source.py", "torch.jit.load"),
 }
 # The one module that may import pickle: CIFAR-100's python version is only published as a pickle, so
 # datasets/safe_pickle.py reads it through a pickle.Unpickler subclass whose find_class admits

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from core.measure import LatencyStats, Measurement
+from core.measure.timing import LatencyStats, Measurement
 from core.reporting.report import RunReport
 from core.reporting.schema import PERF_KEYS, ROW_KEYS, PerfRow
 

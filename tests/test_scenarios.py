@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core import registry
-from core.errors import UserError
-from core.runner import RunOptions, run_task
+from core.config import registry
+from core.common.errors import UserError
+from core.run.runner import RunOptions, run_task
 from plugin_helpers import install_plugin
 
 pytest.importorskip("mlperf_loadgen")

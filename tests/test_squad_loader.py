@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from core.common.errors import UserError
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.open_squad import LOADER, features
 from datasets.open_squad.loader import SAMPLE, SquadLoader
@@ -271,7 +271,8 @@ def test_tokenizer_from_the_model_name(name, expected):
 def test_bytemlperf_entries_without_a_tokenizer_field_get_the_one_their_name_implies(tmp_path, monkeypatch):
     """albert -> its hub id (resolved offline by the tokenization module); bert -> the dataset's vocab.txt,
     which then tokenizes (kind 'local'), not the fallback."""
-    from core import registry, runner
+    from core.config import registry
+    from core.run import runner
     from datasets.open_squad import loader as squad_loader
 
     options = runner.RunOptions(hardware_type="CPU")

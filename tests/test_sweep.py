@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from core import sweep
+from core.fleet import sweep
 from plugin_helpers import install_plugin
 
 PLUGIN = textwrap.dedent(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from core.common.errors import UserError
 from datasets.base import ModelInputs
 from datasets.tokenization import model_inputs, pad_tokens, resolve_tokenizer
 

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from core import perf_engine, registry
-from core.errors import UserError
-from core.model_source import SourceModel, resolve_source
-from core.module_builder import CallingConvention, build_module
-from core.runner import model_inputs
+from core import perf_engine
+
+from core.config import registry
+from core.common.errors import UserError
+from core.model.source import SourceModel, resolve_source
+from core.model.builder import CallingConvention, build_module
+from core.run.runner import model_inputs
 from datasets.fake_dataset import fake_inputs
 
 BYTEMLPERF_TASKS = registry.BYTEMLPERF_TASKS

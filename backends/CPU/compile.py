@@ -10,8 +10,8 @@ from __future__ import annotations
 from backends.base import AUTO, Candidate, CompileBackend, CompiledModel, CompileRequest
 from backends.CPU.config import CpuConfig
 from backends.CPU.engines import ENGINE_MODULES, engine, native, unsupported_precision
-from core.errors import UserError
-from core.hostinfo import cpu_isa
+from core.common.errors import UserError
+from core.measure.host import cpu_isa
 
 
 class CpuCompileBackend(CompileBackend):

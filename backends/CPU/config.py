@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.hostinfo import usable_cores
+from core.measure.host import usable_cores
 
 EngineName = Literal["auto", "onnxruntime", "openvino", "pytorch"]
 

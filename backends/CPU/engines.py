@@ -15,8 +15,8 @@ import numpy as np
 
 from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
 from backends.CPU.config import CpuConfig
-from core.errors import UserError
-from core.hostinfo import CpuIsa
+from core.common.errors import UserError
+from core.measure.host import CpuIsa
 
 ENGINE_MODULES = {
     "onnxruntime": "backends.CPU.onnxruntime_engine",

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import CompileRequest
-from core.artifact_cache import cached_folder, code_digest
-from core.errors import UserError, one_line
-from core.hostinfo import software_versions
+from core.common.artifact_cache import cached_folder, code_digest
+from core.common.errors import UserError, one_line
+from core.measure.host import software_versions
 
 EXPORTED = "exported.onnx"
 
@@ -80,7 +80,7 @@ def architecture(request: CompileRequest) -> dict[str, Any] | None:
     if request.source.hf_config:
         return request.source.hf_config
     if request.model.architecture:
-        from core.registry import architecture_config
+        from core.config.registry import architecture_config
 
         return architecture_config(request.model.architecture)
     return None

@@ -1,7 +1,7 @@
 """CPU compile stages: torch -> ONNX export, simplification, transformer fusion, int8/fp16 conversion.
 
 Each stage is a small function that reads a model file (or a torch module), writes one ONNX file and
-returns a `StageResult`; a failure raises `core.errors.UserError` naming the stage. The CPU compile
+returns a `StageResult`; a failure raises `core.common.errors.UserError` naming the stage. The CPU compile
 backend chains them; nothing here keeps state.
 
 Findings behind the choices (torch 2.13, transformers 5.23, onnxruntime 1.31, 2-vCPU AMD EPYC with
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 log = logging.getLogger(__name__)
 

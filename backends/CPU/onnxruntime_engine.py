@@ -17,8 +17,8 @@ from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
 from backends.CPU.config import CpuConfig
 from backends.CPU.engines import Engine, declared_feeds, pin_process, unsupported_precision
 from backends.CPU.export import architecture, exported_onnx, graph_io, library_versions, stage_record
-from core.artifact_cache import cached_folder, code_digest
-from core.errors import UserError, one_line
+from core.common.artifact_cache import cached_folder, code_digest
+from core.common.errors import UserError, one_line
 
 PRECISIONS = ("FP32", "INT8")
 ARTIFACT = "model.onnx"

@@ -22,9 +22,9 @@ from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
 from backends.CPU.config import CpuConfig
 from backends.CPU.engines import Engine, declared_feeds, pin_process, unsupported_precision
 from backends.CPU.export import exported_onnx, library_versions
-from core.artifact_cache import cached_folder, code_digest
-from core.errors import UserError, one_line
-from core.hostinfo import cpu_isa
+from core.common.artifact_cache import cached_folder, code_digest
+from core.common.errors import UserError, one_line
+from core.measure.host import cpu_isa
 
 PRECISIONS = ("FP32", "BF16", "INT8")
 ARTIFACT = "model.xml"

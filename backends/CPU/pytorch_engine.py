@@ -16,7 +16,7 @@ import numpy as np
 from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
 from backends.CPU.config import CpuConfig
 from backends.CPU.engines import Engine, declared_feeds, pin_process, unsupported_precision
-from core.errors import UserError
+from core.common.errors import UserError
 
 PRECISIONS = ("FP32", "BF16")
 

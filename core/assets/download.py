@@ -17,8 +17,8 @@ from pathlib import Path
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
 
-from core.digest import file_sha256
-from core.errors import UserError
+from core.common.digest import file_sha256
+from core.common.errors import UserError
 
 log = logging.getLogger(__name__)
 

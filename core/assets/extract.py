@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 DEFAULT_MAX_EXTRACT_BYTES = 20 * 2**30
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")

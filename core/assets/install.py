@@ -22,9 +22,9 @@ from core.assets.download import NetOptions, download, network_available, offlin
 from core.assets.extract import DEFAULT_MAX_EXTRACT_BYTES, extract_archive
 from core.assets.lockfile import file_lock, read_lock, update_lock
 from core.assets.spec import DEFAULT_BASE_URL, AssetSpec
-from core.digest import file_sha256
-from core.errors import UserError
-from core.paths import REPO_ROOT, state_dir
+from core.common.digest import file_sha256
+from core.common.errors import UserError
+from core.common.paths import REPO_ROOT, state_dir
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.atomic import atomic_write_text
-from core.errors import UserError
-from core.paths import state_dir
+from core.common.atomic import atomic_write_text
+from core.common.errors import UserError
+from core.common.paths import state_dir
 
 SCHEMA = "perfbench-assets-lock/1"
 LOCK_TIMEOUT_S = 60

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from core.atomic import atomic_write_text
-from core.errors import EXIT_USAGE, UserError
+from core.common.atomic import atomic_write_text
+from core.common.errors import EXIT_USAGE, UserError
 from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
 from core.reporting.report_io import normalize_report, read_report_file, resolve_report_path
 from core.reporting.tables import render_text

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 from core.reporting.comparison import build_comparison, comparison_notes, comparison_tables
 from core.reporting.tables import Cell, TextTable, fmt
-from core.atomic import atomic_write_text
-from core.paths import REPO_ROOT
+from core.common.atomic import atomic_write_text
+from core.common.paths import REPO_ROOT
 from core.reporting.report_io import as_number, normalize_report
 from core.reporting.schema import LATENCY_KEYS, LOADGEN_KEYS, PERF_KEYS, QPS, ROW_KEYS
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.atomic import atomic_write_text
+from core.common.atomic import atomic_write_text
 from core.reporting.schema import SCHEMA, PerfRow
 
 
@@ -135,7 +135,7 @@ class RunReport:
             for path in (kept, latest) if self.replaces_latest else (kept,):
                 atomic_write_text(path.with_suffix(".html"), page)
         except Exception as err:  # noqa: BLE001 - any plotting/rendering failure; the JSON is already safe
-            from core import console
+            from core.common import console
 
             console.warn(f"HTML page not written ({type(err).__name__}: {err}); the JSON report is complete: {written}")
         return written

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
+from core.common.errors import UserError
 from core.reporting.schema import (ACCURACY_COUNTS, ACCURACY_PROBLEMS, BS, COMPILE_MEMORY_KEYS, LOADGEN_KEYS, NUMERIC_KEYS,
                                    PERF_KEYS, QPS, ROW_KEYS, SCHEMA, PerfRow)
 

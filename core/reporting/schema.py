@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.memory import ARTIFACT_SIZE, DEVICE_MEMORY, PEAK_RSS
+from core.measure.memory import ARTIFACT_SIZE, DEVICE_MEMORY, PEAK_RSS
 
 SCHEMA = "perfbench-report/1"
 

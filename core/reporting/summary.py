@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from core.reporting.tables import Cell, TextTable, fmt, render_text
-from core.errors import EXIT_USAGE, UserError
+from core.common.errors import EXIT_USAGE, UserError
 from core.reporting.report_io import find_report_files, hardware_of, normalize_report, read_report_file
 from core.reporting.schema import ACCURACY_ABBREV, ACCURACY_PROBLEMS, QPS
 

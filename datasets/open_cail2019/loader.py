@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from core.digest import file_sha256
-from core.errors import UserError
+from core.common.digest import file_sha256
+from core.common.errors import UserError
 from datasets.base import DatasetLoader, DatasetRequest, Features, take_percent
 from datasets.safe_pickle import load_npy
 

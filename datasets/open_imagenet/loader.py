@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from core.digest import file_sha256
-from core.errors import UserError
+from core.common.digest import file_sha256
+from core.common.errors import UserError
 from datasets.base import DatasetRequest, Features, resolve_data_file, take_percent
 from datasets.images import ImageClassificationLoader, IMAGENET_MEAN, IMAGENET_STD, cache_key, cached_images, image_geometry, normalize
 

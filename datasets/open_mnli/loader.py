@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UserError
-from core.numeric import load_or_build
+from core.common.errors import UserError
+from core.quality.drift import load_or_build
 from datasets.base import DatasetLoader, DatasetRequest, Features
-from core.digest import file_sha256
+from core.common.digest import file_sha256
 from datasets.base import resolve_data_file, take_percent
 from datasets.tokenization import input_roles, model_inputs, pad_tokens, resolve_tokenizer
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.errors import EXIT_USAGE, UserError
+from core.common.errors import EXIT_USAGE, UserError
 from datasets.open_squad.data import read_squad
 from datasets.open_squad.metric import squad_scores
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UserError
-from core.numeric import load_or_build
+from core.common.errors import UserError
+from core.quality.drift import load_or_build
 from datasets.base import DatasetLoader, DatasetRequest, Features, resolve_data_file, take_percent
 from datasets.open_squad import features as squad_features
-from core.digest import file_sha256
+from core.common.digest import file_sha256
 from datasets.open_squad.data import Question, read_squad
 from datasets.open_squad.metric import squad_scores
 from datasets.tokenization import input_roles, model_inputs, resolve_tokenizer

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.digest import file_sha256
+from core.common.digest import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def verified_meta(folder: Path) -> dict[str, Any] | None:
                 raise ValueError(f"{name} does not match its recorded sha256")
         return meta
     except (OSError, ValueError, KeyError, TypeError) as err:
-        from core import console
+        from core.common import console
 
         console.warn(f"cache entry {folder} is damaged ({err}); rebuilding it")
         shutil.rmtree(folder, ignore_errors=True)

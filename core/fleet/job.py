@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.paths import REPO_ROOT
+from core.common.paths import REPO_ROOT
 
 MAX_LOG_BYTES = 1 << 20     # the tail of a job's output that comes back (a chatty engine can write a lot)
 MAX_FILE_BYTES = 64 << 20   # a report folder's file larger than this is not a report, and not shipped

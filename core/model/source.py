@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import ModelEntry
-from core.digest import file_sha256
-from core.errors import UserError
-from core.module_builder import CallingConvention, library_of
-from core.paths import REPO_ROOT
+from core.config.schema import ModelEntry
+from core.common.digest import file_sha256
+from core.common.errors import UserError
+from core.model.builder import CallingConvention, library_of
+from core.common.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
                 note=f"{skipped}Hugging Face checkpoint {model.hf_model}",
             )
     if model.architecture:
-        from core.registry import architecture_config
+        from core.config.registry import architecture_config
 
         config = dict(architecture_config(model.architecture, model_file=model_file))
         config["_name"] = model.architecture
@@ -184,8 +184,8 @@ def _find_checkpoint(hf_model: str) -> Path | None:
 
 def _builder_digest() -> str:
     """The wrapper decides how inputs reach the model, so its code is part of every built module's key."""
-    from core import module_builder
-    from core.artifact_cache import code_digest
+    from core.model import builder as module_builder
+    from core.common.artifact_cache import code_digest
 
     return code_digest(Path(module_builder.__file__))
 
@@ -200,7 +200,7 @@ def _checkpoint_digest(folder: Path) -> str:
 
 
 def _synthetic_digest(config: dict[str, Any], seed: int, convention: CallingConvention) -> str:
-    from core.hostinfo import software_versions
+    from core.measure.host import software_versions
 
     library = library_of(config)  # random init differs across versions, so the version is part of the key
     payload = json.dumps({"config": config, "seed": seed, library: software_versions().get(library),
@@ -225,7 +225,7 @@ def _build_module(source: SourceModel):
         return module.eval()
     if source.kind == "onnx":
         raise UserError("an ONNX model file has no torch module", file=source.path, fix="use the onnxruntime engine")
-    from core.module_builder import build_module
+    from core.model.builder import build_module
 
     return build_module(source.kind, source.hf_config or {}, seed=source.seed, checkpoint=source.path,
                         convention=source.convention, where=source.path or (source.hf_config or {}).get("_name"))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 

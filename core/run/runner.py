@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 
 from backends.base import AUTO
-from core import console
-from core.batches import DATASET_BATCH_SIZE, run_features
-from core.errors import Interrupted, UserError
-from core.measure import MeasurePolicy, measure_clients
-from core.memory import PeakRss, compile_memory_fields, perf_memory_fields
-from core.model_source import SourceModel, resolve_repo_path, resolve_source
-from core.paths import state_dir
+from core.common import console
+from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
+from core.common.errors import Interrupted, UserError
+from core.measure.timing import MeasurePolicy, measure_clients
+from core.measure.memory import PeakRss, compile_memory_fields, perf_memory_fields
+from core.model.source import SourceModel, resolve_repo_path, resolve_source
+from core.common.paths import state_dir
 from backends import load_backend
-from core.registry import Task, architecture_config, dataset_loader_class
+from core.config.registry import Task, architecture_config, dataset_loader_class
 from core.reporting.report import RunReport
 from core.reporting.schema import PerfRow
 from datasets.base import DatasetRequest, Features, ModelInputs
@@ -111,7 +111,7 @@ def _raise_interrupted(signum, frame):  # noqa: ARG001 - signal handler signatur
 
 def _run(task: Task, options: RunOptions, spec, config, precision: str, report: RunReport) -> None:
     from backends.base import CompileRequest
-    from core.hostinfo import host_info, software_versions
+    from core.measure.host import host_info, software_versions
 
     workload, model = task.workload, task.model
     report.sections["Host"] = host_info()
@@ -209,7 +209,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
                 )
         scenarios = options.scenario or workload.scenario
         if scenarios:
-            from core import loadgen
+            from core.scenarios import loadgen
 
             loadgen.run(
                 workload=workload, scenarios=scenarios, runtime=runtime, clients=workload.clients,
@@ -226,7 +226,7 @@ def _run(task: Task, options: RunOptions, spec, config, precision: str, report: 
 def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
     """Install missing real assets when the network allows; otherwise say so and go on with fallbacks."""
     from core.assets import ensure_assets, network_available, offline_forced, resolve_base_url
-    from core.registry import dataset_assets
+    from core.config.registry import dataset_assets
 
     workload, model = task.workload, task.model
     specs = list(model.assets)
@@ -251,7 +251,7 @@ def _prepare_assets(task: Task, options: RunOptions) -> list[dict[str, Any]]:
 def _perf_row(runtime, batch_size: int, sample_feeds, policy: MeasurePolicy, options: RunOptions, clients: int,
               report: RunReport) -> PerfRow:
     """Measure one batch size with `clients` concurrent callers; an engine error is recorded in the row and the run goes on."""
-    from core.clients import open_instances, record
+    from core.measure.clients import open_instances, record
 
     peak = PeakRss()
     try:
@@ -282,8 +282,8 @@ def _compile(spec, candidate, request):
 def _select(task: Task, options: RunOptions, spec, candidates, request, source: SourceModel, inputs: ModelInputs,
             loader, batch_size: int):
     """Time every candidate at the first batch size and keep the fastest that passes the accuracy gate."""
-    from core import tuning
-    from core.reference import reference_label, reference_outputs
+    from core.quality import selection as tuning
+    from core.quality.reference import reference_label, reference_outputs
 
     workload = task.workload
 
@@ -399,8 +399,8 @@ def _accuracy(task: Task, loader, runtime, source: SourceModel, report: RunRepor
 def _numeric(task: Task, source: SourceModel, features: Features, outputs, options: RunOptions, report: RunReport,
              sample_feeds) -> dict[str, Any]:
     """Drift against the CPU FP32 reference, computed once per weights+features and cached."""
-    from core.numeric import compare_outputs
-    from core.reference import reference_label, reference_outputs
+    from core.quality.drift import compare_outputs
+    from core.quality.reference import reference_label, reference_outputs
 
     reference = reference_outputs(task.model, source, features, sample_feeds)
     # Stored next to the kept run; "Diff Dist" is relative to the report's folder, as ByteMLPerf writes it.

@@ -60,7 +60,7 @@ def open_instances(runtime: RuntimeBackend, clients: int) -> Instances:
 
 def record(instances: Instances, report) -> None:
     """Put the instances that ran in the report (Instance Count, a Clients section, a note once when serialized)."""
-    from core import console
+    from core.common import console
 
     report.instance_count = instances.count
     if instances.clients == 1:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import CONFIG_SUFFIXES, ModelEntry, Workload, load_model_entry, load_workload, read_config_file
-from core.errors import UserError
-from core.paths import REPO_ROOT
+from core.config.schema import CONFIG_SUFFIXES, ModelEntry, Workload, load_model_entry, load_workload, read_config_file
+from core.common.errors import UserError
+from core.common.paths import REPO_ROOT
 
 # ByteMLPerf general_perf's workloads, all bundled (the zoo benchmark runs them; a test checks each).
 BYTEMLPERF_TASKS = (

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from backends.base import Candidate, CompiledModel, Feeds, RuntimeBackend
-from core import console
-from core.batches import DATASET_BATCH_SIZE, run_features
-from core.errors import Interrupted, UserError, one_line
-from core.measure import MeasurePolicy, measure
-from core.paths import state_dir
+from core.common import console
+from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
+from core.common.errors import Interrupted, UserError, one_line
+from core.measure.timing import MeasurePolicy, measure
+from core.common.paths import state_dir
 from datasets.base import Features
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Gate:
         return rule
 
     def judge(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        from core.numeric import agreement_statistics
+        from core.quality.drift import agreement_statistics
         from core.reporting.report_io import quality_metrics
 
         stats = agreement_statistics(self.reference, outputs, self.features.lengths)
@@ -117,8 +117,8 @@ def _round(value: float | None) -> float | None:
 
 
 def _decision_path(model: str, payload: dict[str, Any]) -> Path:
-    from core.artifact_cache import cache_key, code_digest
-    from core.hostinfo import host_fingerprint, software_versions
+    from core.common.artifact_cache import cache_key, code_digest
+    from core.measure.host import host_fingerprint, software_versions
 
     keyed = {**payload, "host": host_fingerprint(), "versions": software_versions(), "code": code_digest(Path(__file__))}
     return state_dir() / "tuning" / model / f"{cache_key(keyed)}.json"
@@ -142,7 +142,7 @@ def _read_decision(path: Path) -> dict[str, Any] | None:
 
 
 def _write_decision(path: Path, decision: dict[str, Any]) -> None:
-    from core.atomic import atomic_write_text
+    from core.common.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps({"decision": decision, "sha256": _body_digest(decision)}, indent=2) + "\n")
 

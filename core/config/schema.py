@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.assets.spec import AssetSpec
-from core.errors import UserError, printable
+from core.common.errors import UserError, printable
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 MAX_YAML_ALIASES = 100  # YAML anchors are legitimate; thousands of them are an expansion bomb

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_write_text, atomic_writer
+from core.common.atomic import atomic_write_text, atomic_writer
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from collections.abc import Callable
 import numpy as np
 
 from backends.base import CompileRequest, Feeds
-from core import console
-from core.batches import DATASET_BATCH_SIZE, run_features
-from core.config import ModelEntry
-from core.model_source import SourceModel
-from core.paths import state_dir
+from core.common import console
+from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
+from core.config.schema import ModelEntry
+from core.model.source import SourceModel
+from core.common.paths import state_dir
 from datasets.base import Features
 
 def features_digest(features: Features) -> str:
@@ -36,7 +36,7 @@ def reference_label(source: SourceModel) -> str:
 def reference_outputs(model: ModelEntry, source: SourceModel, features: Features,
                       sample_feeds: Callable[[int], Feeds]) -> dict[str, np.ndarray]:
     """The reference's outputs on `features`, computed once per weights and features."""
-    from core.numeric import load_or_build
+    from core.quality.drift import load_or_build
 
     engine = "onnxruntime" if source.kind == "onnx" else "pytorch"
     path = state_dir() / "reference" / model.model / f"{engine}-{source.digest[:20]}-{features_digest(features)}.npz"

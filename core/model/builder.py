@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 # transformers classes we build from a config: task heads, and the bare text encoder CLIP is shipped as.
 TRANSFORMERS_CLASSES = ("ForQuestionAnswering", "ForSequenceClassification", "ForImageClassification",

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from core import console
-from core.batches import batch_feeds, full_length
-from core.clients import Instances
-from core.errors import UserError
-from core.measure import MeasurePolicy, measure
+from core.common import console
+from core.measure.dataset_pass import batch_feeds, full_length
+from core.measure.clients import Instances
+from core.common.errors import UserError
+from core.measure.timing import MeasurePolicy, measure
 from core.reporting.schema import PerfRow
 
 DEFAULT_TARGET_LATENCY_MS = 100.0   # LoadGen's own default server_target_latency_ns
@@ -409,7 +409,7 @@ def run(*, workload, scenarios: list[str], runtime, clients: int, max_batch: int
 
     Fills the report's `LoadGen` list and `LoadGen Accuracy` section, and its instance count.
     """
-    from core.clients import open_instances, record
+    from core.measure.clients import open_instances, record
 
     runtime.load(max_batch)
     instances = open_instances(runtime, clients)
