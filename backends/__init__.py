@@ -2,52 +2,32 @@
 
 A separately installed package can add a hardware type through the entry-point group
 `perfbench.backends` (name = hardware type, value = a module or object providing BACKEND).
-Names are looked up in these listings, never joined into paths.
+Names are looked up in the registry's listing, never joined into paths.
 """
 
 from __future__ import annotations
 
-import importlib
-from importlib import metadata
 from pathlib import Path
 
-from core.common.errors import UserError
-from core.config.registry import NAME, unknown_name
+from backends.base import BackendSpec
+from core.common.registry import Registry, package_listing
 
 BACKENDS_DIR = Path(__file__).resolve().parent
 BACKEND_ENTRY_POINT_GROUP = "perfbench.backends"
 
-
-def _folder_backends() -> dict[str, str]:
-    return {
-        p.name: f"backends.{p.name}"
-        for p in sorted(BACKENDS_DIR.iterdir())
-        if (p / "__init__.py").is_file() and NAME.match(p.name) and not p.name.startswith("_")
-    }
-
-
-def _plugin_backends() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=BACKEND_ENTRY_POINT_GROUP)}
+BACKENDS: Registry[BackendSpec] = Registry(
+    "hardware type",
+    lambda: package_listing(BACKENDS_DIR, "backends", "BACKEND"),
+    entry_point_group=BACKEND_ENTRY_POINT_GROUP,
+    base=BackendSpec,
+    module_attribute="BACKEND",
+)
 
 
 def hardware_types() -> list[str]:
-    return sorted(set(_folder_backends()) | set(_plugin_backends()))
+    return BACKENDS.names()
 
 
-def load_backend(hardware_type: str):
+def load_backend(hardware_type: str, *, file: object = None, field: str | None = None) -> BackendSpec:
     """The BackendSpec for a hardware type: a package under backends/, or an installed plugin."""
-    from backends.base import BackendSpec
-
-    folders, plugins = _folder_backends(), _plugin_backends()
-    if hardware_type in folders:
-        spec = getattr(importlib.import_module(folders[hardware_type]), "BACKEND", None)
-        origin = folders[hardware_type]
-    elif hardware_type in plugins:
-        loaded = plugins[hardware_type].load()
-        spec = getattr(loaded, "BACKEND", loaded)
-        origin = f"entry point {plugins[hardware_type].value}"
-    else:
-        raise unknown_name("hardware type", hardware_type, hardware_types())
-    if not isinstance(spec, BackendSpec):
-        raise UserError(f"backend '{hardware_type}' ({origin}) does not provide a BackendSpec named BACKEND")
-    return spec
+    return BACKENDS.get(hardware_type, file=file, field=field)

@@ -36,7 +36,7 @@ class CompileRequest:
     precision: str
     batch_sizes: list[int]
     cache_dir: Path
-    sample_feeds: Callable[[int], Feeds]                       # batch size -> shape-correct inputs
+    sample_feeds: Callable[[int], Feeds]  # batch size -> shape-correct inputs
     calibration_feeds: Callable[[], list[Feeds]] | None = None  # real data for static quantization
 
 
@@ -46,15 +46,15 @@ class CompiledModel:
 
     engine: str
     precision: str
-    artifact: Path | None          # file the runtime loads (None: an in-memory module)
-    input_names: list[str]         # the inputs the compiled graph declares (feed only these)
+    artifact: Path | None  # file the runtime loads (None: an in-memory module)
+    input_names: list[str]  # the inputs the compiled graph declares (feed only these)
     output_names: list[str]
     compile_seconds: float
     cache_hit: bool
     optimizations: list[str] = field(default_factory=list)
     subgraph_coverage: float = 100.0
     details: dict[str, Any] = field(default_factory=dict)
-    module: Any = None             # in-memory model for engines that need no artifact
+    module: Any = None  # in-memory model for engines that need no artifact
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class RuntimeBackend(ABC):
         """
         return lambda: self.predict(feeds)
 
-    def instances(self, count: int) -> list["RuntimeBackend"]:
+    def instances(self, count: int) -> list[RuntimeBackend]:
         """Runtimes for `count` concurrent clients, called after load(): each may run predict/bind from
         its own thread while the others do. Engines share what they can (one session; one compiled
         model with an infer request each) and size their threads so the instances share the cores.
@@ -134,9 +134,6 @@ class RuntimeBackend(ABC):
         serializes the clients on it and the report says so.
         """
         return [self]
-
-    def get_loaded_batch_size(self) -> int | None:
-        return self.batch_size
 
     def device_memory(self) -> int | None:
         """Peak device memory in bytes while the current batch size ran (read after the timed loop);

@@ -24,8 +24,13 @@ from cpu_runtime import GEMM_SIZE, bytemlperf_call, gemm_rates, make_setup, mode
 
 from core.measure.timing import measure  # noqa: E402
 
-MODELS = {"albert": "albert-torch-fp32", "bert": "bert-torch-fp32", "roberta": "roberta-torch-fp32",
-          "deberta": "deberta-torch-fp32", "tiny-bert": "tiny-bert-squad"}
+MODELS = {
+    "albert": "albert-torch-fp32",
+    "bert": "bert-torch-fp32",
+    "roberta": "roberta-torch-fp32",
+    "deberta": "deberta-torch-fp32",
+    "tiny-bert": "tiny-bert-squad",
+}
 FP32_PEERS = ("OpenVINO f32", "PyTorch eager fp32", "onnxruntime plain", "ByteMLPerf method")
 
 
@@ -41,31 +46,33 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def ours(setup, batch_size: int, precision: str):
-    """The runner's own selection (auto engine; auto or pinned precision) and the runtime it would measure."""
-    from backends.base import CompileRequest
-    from core.common.paths import state_dir
+    """The runner's own compile stage (auto engine; auto or pinned precision) and the runtime it would measure."""
     from backends import load_backend
-    from core.run.runner import RunOptions, _calibration_feeds, _compile, _make_loader, _select
-    from datasets.fake_dataset import fake_inputs
+    from backends.base import Candidate
+    from core.reporting.report import RunReport
+    from core.run.compile import compile_model
+    from core.run.context import RunContext, RunOptions, make_loader
 
     spec = load_backend("CPU")
     config = spec.make_config("auto", {"intra_op_threads": setup.threads}, source="benchmark")
-    options = RunOptions(hardware_type="CPU")
-    loader = _make_loader(setup.task, setup.inputs, options) if setup.task.model.dataset_name else None
-    request = CompileRequest(
-        model=setup.task.model, source=setup.source, precision=precision, batch_sizes=[batch_size], cache_dir=state_dir(),
-        sample_feeds=lambda bs: fake_inputs(setup.inputs, bs, seed=setup.task.workload.seed),
-        calibration_feeds=(lambda: _calibration_feeds(loader)) if loader else None,
+    report = RunReport(model=setup.task.model.model, backend="CPU", precision=precision, dataset=None)
+    report.sections["Config"] = {}
+    run = RunContext(
+        setup.task,
+        RunOptions(hardware_type="CPU"),
+        spec,
+        config,
+        precision,
+        report,
+        source=setup.source,
+        inputs=setup.inputs,
+        batch_sizes=[batch_size],
     )
-    candidates = spec.compile_backend(config).candidates(request)
-    if len(candidates) == 1:
-        candidate, compiled = candidates[0], _compile(spec, candidates[0], request)
-    else:
-        selection = _select(setup.task, options, spec, candidates, request, setup.source, setup.inputs, loader, batch_size)
-        candidate, compiled = selection.candidate, selection.compiled
-    runtime = spec.runtime_backend(compiled, candidate.config)
+    run.loader = make_loader(setup.task, setup.inputs) if setup.task.model.dataset_name else None
+    compiled = compile_model(run)
+    runtime = spec.runtime_backend(compiled, run.config)
     runtime.load(batch_size)
-    return runtime, candidate
+    return runtime, Candidate(compiled.engine, compiled.precision, run.config)
 
 
 def peers(setup, feeds: dict, threads: int) -> dict[str, tuple[str, object]]:
@@ -74,12 +81,18 @@ def peers(setup, feeds: dict, threads: int) -> dict[str, tuple[str, object]]:
     import openvino as ov
     import torch
 
-    from backends.CPU.export import exported_onnx
     from backends.base import CompileRequest
+    from backends.CPU.export import exported_onnx
     from core.common.paths import state_dir
 
-    request = CompileRequest(model=setup.task.model, source=setup.source, precision="FP32", batch_sizes=[1],
-                             cache_dir=state_dir(), sample_feeds=lambda bs: feeds)
+    request = CompileRequest(
+        model=setup.task.model,
+        source=setup.source,
+        precision="FP32",
+        batch_sizes=[1],
+        cache_dir=state_dir(),
+        sample_feeds=lambda bs: feeds,
+    )
     onnx_path, _, _ = exported_onnx(request, 17)
     core = ov.Core()
     ov_model = core.read_model(str(onnx_path))
@@ -101,7 +114,10 @@ def peers(setup, feeds: dict, threads: int) -> dict[str, tuple[str, object]]:
             return module(*tensors)
 
     return {
-        "OpenVINO defaults": (ov_default.get_property("INFERENCE_PRECISION_HINT").get_type_name(), lambda: default_request.infer(feeds)),
+        "OpenVINO defaults": (
+            ov_default.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+            lambda: default_request.infer(feeds),
+        ),
         "OpenVINO f32": ("f32", lambda: f32_request.infer(feeds)),
         "PyTorch eager fp32": ("f32", eager),
         "PyTorch eager bf16 autocast": ("bf16", autocast_bf16),
@@ -114,8 +130,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from core.measure.host import usable_cores
-    from core.measure.host import cpu_isa, cpu_model, software_versions
+    from core.measure.host import cpu_isa, cpu_model, software_versions, usable_cores
     from datasets.fake_dataset import fake_inputs
 
     threads = args.threads or usable_cores()
@@ -126,18 +141,27 @@ def main(argv=None) -> int:
     bs = args.batch_size
     isa = cpu_isa()
     versions = software_versions()
-    print(f"host: {cpu_model()}, ISA {isa.summary()}, {threads} threads; "
-          + ", ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "openvino") if k in versions), flush=True)
+    print(
+        f"host: {cpu_model()}, ISA {isa.summary()}, {threads} threads; "
+        + ", ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "openvino") if k in versions),
+        flush=True,
+    )
 
     rates = gemm_rates(threads, seconds)
     fp32_rate = max(rates["torch"], rates["onnxruntime"])
-    print(f"GEMM {GEMM_SIZE}^3 GFLOP/s: fp32 torch {rates['torch']:.1f}, fp32 onnxruntime {rates['onnxruntime']:.1f}, "
-          f"bf16 torch {rates['torch_bf16']:.1f}", flush=True)
+    print(
+        f"GEMM {GEMM_SIZE}^3 GFLOP/s: fp32 torch {rates['torch']:.1f}, fp32 onnxruntime {rates['onnxruntime']:.1f}, "
+        f"bf16 torch {rates['torch_bf16']:.1f}",
+        flush=True,
+    )
 
     setup = make_setup(name, MODELS[name], threads)
     feeds = fake_inputs(setup.inputs, bs, seed=0)
     flops = model_flops(setup, feeds)
-    print(f"model {MODELS[name]} bs {bs} seq {setup.inputs.seq_len}: {flops / 1e9:.1f} GFLOP per batch (flop counter)", flush=True)
+    print(
+        f"model {MODELS[name]} bs {bs} seq {setup.inputs.seq_len}: {flops / 1e9:.1f} GFLOP per batch (flop counter)",
+        flush=True,
+    )
 
     default_runtime, default_choice = ours(setup, bs, "auto")
     fp32_runtime, fp32_choice = ours(setup, bs, "FP32")
@@ -166,11 +190,18 @@ def main(argv=None) -> int:
 
     def roofline(label: str, rate: float) -> str:
         achieved = flops * median[label] / bs / 1e9
-        return f"{achieved:.1f} GFLOP/s = {achieved / rate:.0%} of the {'bf16' if rate == rates['torch_bf16'] else 'fp32'} GEMM rate"
+        kind = "bf16" if rate == rates["torch_bf16"] else "fp32"
+        return f"{achieved:.1f} GFLOP/s = {achieved / rate:.0%} of the {kind} GEMM rate"
 
     print(f"\n--- ratios (host ISA {isa.summary()}) ---")
-    print(f"default ({default_choice.label}) / fastest peer ({best_peer}): {median[default_label] / median[best_peer]:.2f}x")
-    print(f"FP32-pinned ({fp32_choice.label}) / fastest fp32 peer ({best_fp32_peer}): {median[fp32_label] / median[best_fp32_peer]:.2f}x")
+    print(
+        f"default ({default_choice.label}) / fastest peer ({best_peer}): "
+        f"{median[default_label] / median[best_peer]:.2f}x"
+    )
+    print(
+        f"FP32-pinned ({fp32_choice.label}) / fastest fp32 peer ({best_fp32_peer}): "
+        f"{median[fp32_label] / median[best_fp32_peer]:.2f}x"
+    )
     print(f"default roofline: {roofline(default_label, default_rate)}")
     print(f"FP32-pinned roofline: {roofline(fp32_label, fp32_rate)}")
     default_runtime.close()

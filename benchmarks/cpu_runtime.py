@@ -53,7 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def policy(seconds: float) -> MeasurePolicy:
-    return MeasurePolicy(warmup_iterations=2, warmup_seconds=seconds, min_iterations=3, min_seconds=seconds, max_seconds=seconds)
+    return MeasurePolicy(
+        warmup_iterations=2, warmup_seconds=seconds, min_iterations=3, min_seconds=seconds, max_seconds=seconds
+    )
 
 
 def alternate(a, b, rounds: int, seconds: float, batch_size: int) -> tuple[list[float], list[float]]:
@@ -73,7 +75,7 @@ def spread(values: list[float]) -> str:
 
 def make_setup(name: str, task_name: str, threads: int) -> Setup:
     from core.model.source import resolve_source
-    from core.run.runner import model_inputs
+    from core.run.context import model_inputs
 
     task = registry.load_task(task_name)
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
@@ -89,7 +91,11 @@ def our_runtime(setup: Setup, precision: str = "FP32"):
     spec = backends.load_backend("CPU")
     config = spec.make_config("onnxruntime", {"intra_op_threads": setup.threads}, source="benchmark")
     request = CompileRequest(
-        model=setup.task.model, source=setup.source, precision=precision, batch_sizes=[1], cache_dir=state_dir(),
+        model=setup.task.model,
+        source=setup.source,
+        precision=precision,
+        batch_sizes=[1],
+        cache_dir=state_dir(),
         sample_feeds=lambda bs: fake_inputs(setup.inputs, bs, seed=0),
     )
     compiled = spec.compile_backend(config).compile(request)
@@ -99,7 +105,7 @@ def our_runtime(setup: Setup, precision: str = "FP32"):
 
 
 def bytemlperf_call(setup: Setup, feeds: dict):
-    """The ByteMLPerf CPU method (GUIDE §5): a TorchScript module, torch.tensor(...) from numpy on every call, no_grad."""
+    """The ByteMLPerf CPU method: a TorchScript module, torch.tensor(...) from numpy on every call, no_grad."""
     import torch
 
     module = setup.source.torch_module()
@@ -135,8 +141,12 @@ def gemm_rates(threads: int, seconds: float) -> dict[str, float]:
 
     shape = [GEMM_SIZE, GEMM_SIZE]
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, shape), helper.make_tensor_value_info("b", TensorProto.FLOAT, shape)],
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "gemm",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, shape),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, shape),
+        ],
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, shape)],
     )
     options = ort.SessionOptions()
@@ -144,7 +154,9 @@ def gemm_rates(threads: int, seconds: float) -> dict[str, float]:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     session = ort.InferenceSession(model.SerializeToString(), options)
     feeds = {"a": a.numpy(), "b": b.numpy()}
-    rates["onnxruntime"] = flops / (measure(lambda: session.run(None, feeds), policy(seconds), 1).latency.p50 / 1e3) / 1e9
+    rates["onnxruntime"] = (
+        flops / (measure(lambda: session.run(None, feeds), policy(seconds), 1).latency.p50 / 1e3) / 1e9
+    )
     return rates
 
 
@@ -183,8 +195,11 @@ def main(argv=None) -> int:
     if "roofline" not in skip:
         rates = gemm_rates(threads, seconds)
         gemm = max(rates["torch"], rates["onnxruntime"])
-        say(f"fp32 GEMM {GEMM_SIZE}^3: torch {rates['torch']:.1f}, onnxruntime MatMul {rates['onnxruntime']:.1f} GFLOP/s; "
-            f"roofline for this run: {gemm:.1f}")
+        say(
+            f"fp32 GEMM {GEMM_SIZE}^3: torch {rates['torch']:.1f}, "
+            f"onnxruntime MatMul {rates['onnxruntime']:.1f} GFLOP/s; "
+            f"roofline for this run: {gemm:.1f}"
+        )
 
     for name, task_name in models.items():
         setup = make_setup(name, task_name, threads)
@@ -197,13 +212,18 @@ def main(argv=None) -> int:
                 peer = bytemlperf_call(setup, feeds)
                 q_ours, q_peer = alternate(ours, peer, repeats, seconds, batch_size)
                 ratio = statistics.median(q_ours) / statistics.median(q_peer)
-                say(f"bs {batch_size}: ours {spread(q_ours)} QPS | ByteMLPerf method {spread(q_peer)} QPS | ratio {ratio:.2f}x")
+                say(
+                    f"bs {batch_size}: ours {spread(q_ours)} QPS | ByteMLPerf method {spread(q_peer)} QPS | "
+                    f"ratio {ratio:.2f}x"
+                )
             if gemm is not None:
                 flops = model_flops(setup, feeds)
                 result = measure(ours, policy(seconds), batch_size)
                 achieved = flops / (result.latency.p50 / 1e3) / 1e9
-                say(f"bs {batch_size}: {flops / 1e9:.1f} GFLOP per batch, p50 {result.latency.p50:.1f} ms -> "
-                    f"{achieved:.1f} GFLOP/s = {achieved / gemm:.1%} of GEMM")
+                say(
+                    f"bs {batch_size}: {flops / 1e9:.1f} GFLOP per batch, p50 {result.latency.p50:.1f} ms -> "
+                    f"{achieved:.1f} GFLOP/s = {achieved / gemm:.1%} of GEMM"
+                )
         if "overhead" not in skip:
             overhead(setup, runtime, repeats, seconds, say)
         if "length" not in skip:
@@ -248,8 +268,10 @@ def overhead(setup: Setup, runtime, repeats: int, seconds: float, say) -> None:
             reported = measure(call, harness, 1).latency.mean
         ratios.append(reported / bare_ms)
     ratio = statistics.median(ratios)
-    say(f"harness overhead at bs 1 ({len(ratios)} alternating pairs of {n} calls): reported mean / bare loop mean = "
-        f"{ratio:.4f}x ({ratio - 1:+.2%}); pairs ranged {min(ratios):.3f}..{max(ratios):.3f}")
+    say(
+        f"harness overhead at bs 1 ({len(ratios)} alternating pairs of {n} calls): reported mean / bare loop mean = "
+        f"{ratio:.4f}x ({ratio - 1:+.2%}); pairs ranged {min(ratios):.3f}..{max(ratios):.3f}"
+    )
 
 
 def length_grouping(setup: Setup, runtime, say) -> None:
@@ -257,12 +279,12 @@ def length_grouping(setup: Setup, runtime, say) -> None:
     the bundled SQuAD-format sample as this machine tokenizes it, and SQuAD-dev-like lengths
     (datasets.fake_dataset: mean 45% of 384 tokens, as BERT-tokenized dev-v1.1 features are)."""
     from core.measure.dataset_pass import run_features
-    from core.run.runner import RunOptions, _make_loader
+    from core.run.context import make_loader
     from datasets.base import DatasetRequest
     from datasets.fake_dataset import FakeDataset
 
     batch = 8
-    loader = _make_loader(setup.task, setup.inputs, RunOptions(hardware_type="CPU"))
+    loader = make_loader(setup.task, setup.inputs)
     for label, features, scorer in (
         ("bundled sample", loader.load(), loader),
         ("SQuAD-like lengths", FakeDataset(DatasetRequest(model=setup.inputs)).load(), None),
@@ -271,9 +293,12 @@ def length_grouping(setup: Setup, runtime, say) -> None:
         grouped, t_grouped = run_features(runtime, features, batch, length_aware=True)
         same = "EM/F1 identical: " + str(scorer.evaluate(grouped) == scorer.evaluate(padded)) if scorer else "no labels"
         mean_len = float(np.mean(features.lengths))
-        say(f"length grouping, {label} ({len(features)} features, mean length {mean_len:.0f} of {setup.inputs.seq_len}, "
+        say(
+            f"length grouping, {label} ({len(features)} features, "
+            f"mean length {mean_len:.0f} of {setup.inputs.seq_len}, "
             f"bs {batch}): padded {len(features) / t_padded:.2f} features/s, grouped {len(features) / t_grouped:.2f} "
-            f"features/s, ratio {t_padded / t_grouped:.2f}x; {same}")
+            f"features/s, ratio {t_padded / t_grouped:.2f}x; {same}"
+        )
 
 
 def int8(setup: Setup, runtime, repeats: int, seconds: float, say) -> None:
@@ -286,9 +311,11 @@ def int8(setup: Setup, runtime, repeats: int, seconds: float, say) -> None:
     q_fp32, q_int8 = alternate(runtime.bind(feeds), quantized.bind(feeds), repeats, seconds, 1)
     lengths = np.asarray(feeds[setup.inputs.names[1]].sum(axis=1))
     drift = compare_outputs(runtime.predict(feeds), quantized.predict(feeds), lengths)
-    say(f"int8 dynamic at bs 1: fp32 {spread(q_fp32)} QPS, int8 {spread(q_int8)} QPS, "
+    say(
+        f"int8 dynamic at bs 1: fp32 {spread(q_fp32)} QPS, int8 {spread(q_int8)} QPS, "
         f"ratio {statistics.median(q_int8) / statistics.median(q_fp32):.2f}x; drift mean {drift['Mean Diff']:.4g}, "
-        f"max {drift['Max Diff']:.4g}")
+        f"max {drift['Max Diff']:.4g}"
+    )
     quantized.close()
 
 

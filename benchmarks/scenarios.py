@@ -34,7 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", default="1,4,8")
     parser.add_argument("--seconds", type=float, default=10.0, help="plain loop: seconds per batch size")
     parser.add_argument("--min-duration", type=float, default=15.0, help="LoadGen: minimum seconds per run")
-    parser.add_argument("--latency-factor", type=float, default=4.0, help="Server p99 bound = this x batch-1 p50 latency")
+    parser.add_argument(
+        "--latency-factor", type=float, default=4.0, help="Server p99 bound = this x batch-1 p50 latency"
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.task, args.batch_sizes, args.seconds, args.min_duration = "tiny-bert-squad", "1,4", 0.5, 0.3
@@ -44,9 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def compile_runtime(task, engine: str):
     from backends.base import CompileRequest
-    from core.model.source import resolve_source
     from core.common.paths import state_dir
-    from core.run.runner import model_inputs
+    from core.model.source import resolve_source
+    from core.run.context import model_inputs
     from datasets.fake_dataset import fake_inputs
 
     spec = backends.load_backend("CPU")
@@ -54,16 +56,17 @@ def compile_runtime(task, engine: str):
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
     inputs = model_inputs(task, source)
     feeds = lambda bs: fake_inputs(inputs, bs, seed=0)  # noqa: E731 - what the runner's sample_feeds is
-    request = CompileRequest(model=task.model, source=source, precision="FP32", batch_sizes=[1],
-                             cache_dir=state_dir(), sample_feeds=feeds)
+    request = CompileRequest(
+        model=task.model, source=source, precision="FP32", batch_sizes=[1], cache_dir=state_dir(), sample_feeds=feeds
+    )
     compiled = spec.compile_backend(config).compile(request)
     return spec.runtime_backend(compiled, config), compiled, feeds
 
 
 def main(argv=None) -> int:
-    from core.scenarios import loadgen
     from core.measure.clients import open_instances
     from core.measure.host import cpu_isa, cpu_model, usable_cores
+    from core.scenarios import loadgen
 
     args = parse_args(argv)
     print(f"host: {cpu_model()}, ISA {cpu_isa().summary()}, {usable_cores()} usable cores")
@@ -71,15 +74,22 @@ def main(argv=None) -> int:
     runtime, compiled, feeds = compile_runtime(task, args.engine)
     print(f"model: {task.model.model}, engine {compiled.engine} {compiled.precision}, seq {task.model.seq_len}")
 
-    policy = MeasurePolicy(warmup_iterations=2, warmup_seconds=5.0, min_iterations=3,
-                           min_seconds=args.seconds, max_seconds=args.seconds * 3)
+    policy = MeasurePolicy(
+        warmup_iterations=2,
+        warmup_seconds=5.0,
+        min_iterations=3,
+        min_seconds=args.seconds,
+        max_seconds=args.seconds * 3,
+    )
     rows = []
     for batch_size in args.batch_sizes:
         runtime.load(batch_size)
         result = measure(runtime.bind(feeds(batch_size)), policy, batch_size)
         rows.append(result.perf_row())
-        print(f"plain loop bs {batch_size}: {result.qps:.2f} QPS, p50 {result.latency.p50:.1f} ms "
-              f"({result.latency.count} iterations)")
+        print(
+            f"plain loop bs {batch_size}: {result.qps:.2f} QPS, p50 {result.latency.p50:.1f} ms "
+            f"({result.latency.count} iterations)"
+        )
     best = max(rows, key=lambda row: row.qps)
     max_batch = max(args.batch_sizes)
     runtime.load(max_batch)
@@ -88,24 +98,39 @@ def main(argv=None) -> int:
     samples = loadgen.generated_samples(feeds)
     folder = Path(tempfile.mkdtemp(prefix="perfbench-scenarios-"))
 
-    offline = loadgen.run_scenario(loadgen.ScenarioSpec("Offline", args.min_duration, 1, max_batch),
-                                   instances, samples, estimate, folder / "Offline", folder)
+    offline = loadgen.run_scenario(
+        loadgen.ScenarioSpec("Offline", args.min_duration, 1, max_batch),
+        instances,
+        samples,
+        estimate,
+        folder / "Offline",
+        folder,
+    )
     print(loadgen.scenario_line(offline))
     bs1 = next((row for row in rows if row.bs == 1), rows[0])
     bound_ms = round(args.latency_factor * bs1.p50_latency, 1)
-    server = loadgen.run_scenario(loadgen.ScenarioSpec("Server", args.min_duration, 1, max_batch,
-                                                       target_latency_ms=bound_ms, find_peak=True),
-                                  instances, samples, estimate, folder / "Server", folder)
+    server = loadgen.run_scenario(
+        loadgen.ScenarioSpec("Server", args.min_duration, 1, max_batch, target_latency_ms=bound_ms, find_peak=True),
+        instances,
+        samples,
+        estimate,
+        folder / "Server",
+        folder,
+    )
     print(loadgen.scenario_line(server))
     print(f"LoadGen logs: {folder}")
     runtime.close()
 
     ratio = offline["QPS"] / best.qps if offline["QPS"] else float("nan")
     print("\n== ratios")
-    print(f"Offline (dynamic batches up to {max_batch}) / plain loop best (bs {best.bs}, {best.qps:.2f} QPS): "
-          f"{ratio:.3f}x  [target >= 0.9x] {'ok' if ratio >= 0.9 else 'BELOW TARGET'}")
-    print(f"Server peak under p99 <= {bound_ms:g} ms: {server.get('Peak QPS')} QPS ({server['Result']} at the peak), "
-          f"{(server.get('Peak QPS') or 0) / best.qps:.2f}x the plain loop's best")
+    print(
+        f"Offline (dynamic batches up to {max_batch}) / plain loop best (bs {best.bs}, {best.qps:.2f} QPS): "
+        f"{ratio:.3f}x  [target >= 0.9x] {'ok' if ratio >= 0.9 else 'BELOW TARGET'}"
+    )
+    print(
+        f"Server peak under p99 <= {bound_ms:g} ms: {server.get('Peak QPS')} QPS ({server['Result']} at the peak), "
+        f"{(server.get('Peak QPS') or 0) / best.qps:.2f}x the plain loop's best"
+    )
     return 0
 
 

@@ -27,6 +27,7 @@ from core.config import registry  # noqa: E402
 from core.measure.host import cpu_isa, host_info  # noqa: E402
 from core.reporting.schema import PerfRow  # noqa: E402
 
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default=",".join(registry.BYTEMLPERF_TASKS))
@@ -47,22 +48,45 @@ def what_runs(task) -> tuple[str, str, str]:
 def run_one(name: str, task, args, work: Path) -> tuple[str, str, float]:
     """(status, QPS or refusal, wall seconds) of one task at its first batch size."""
     workload = task.workload.model_dump(mode="json", exclude_none=True)
-    workload.update(batch_sizes=workload["batch_sizes"][:1], test_accuracy=False, test_numeric=False,
-                    engine=args.engine, precision=args.precision, max_seconds=args.seconds,
-                    min_seconds=min(workload.get("min_seconds", 0), args.seconds))
+    workload.update(
+        batch_sizes=workload["batch_sizes"][:1],
+        test_accuracy=False,
+        test_numeric=False,
+        engine=args.engine,
+        precision=args.precision,
+        max_seconds=args.seconds,
+        min_seconds=min(workload.get("min_seconds", 0), args.seconds),
+    )
     path = work / f"{name}.json"
     path.write_text(json.dumps(workload), encoding="utf-8")
     out = work / "reports"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "core.perf_engine", "--hardware_type", "CPU", "--task", str(path),
-                           "--output-dir", str(out)], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core.perf_engine",
+            "--hardware_type",
+            "CPU",
+            "--task",
+            str(path),
+            "--output-dir",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         line = (errors or proc.stderr.splitlines()[-1:] or ["?"])[0]
         return f"refused (exit {proc.returncode})", line.split(".json: ", 1)[-1], seconds
-    report = json.loads(max((out / "CPU" / task.model.model).glob("result-*.json"), key=lambda p: p.stat().st_mtime)
-                        .read_text(encoding="utf-8"))
+    report = json.loads(
+        max((out / "CPU" / task.model.model).glob("result-*.json"), key=lambda p: p.stat().st_mtime).read_text(
+            encoding="utf-8"
+        )
+    )
     row = PerfRow.from_dict(report["Performance"][0])
     ran = report.get("Graph Compile", {}).get("Compile Precision", "")
     if not row.ok:

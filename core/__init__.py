@@ -18,9 +18,11 @@ def _claim_datasets_package() -> None:
     loaded = _sys.modules.get("datasets")
     if loaded is not None:
         if _Path(getattr(loaded, "__file__", "") or "").resolve().parent != ours:
-            raise ImportError(f"the `datasets` module already imported ({getattr(loaded, '__file__', '?')}) is not "
-                              f"perfbench's ({ours}): import core before Hugging Face `datasets`, or run perfbench in "
-                              "its own process")
+            raise ImportError(
+                f"the `datasets` module already imported ({getattr(loaded, '__file__', '?')}) is not "
+                f"perfbench's ({ours}): import core before Hugging Face `datasets`, or run perfbench in "
+                "its own process"
+            )
         return
     spec = _util.spec_from_file_location("datasets", ours / "__init__.py", submodule_search_locations=[str(ours)])
     module = _util.module_from_spec(spec)

@@ -11,9 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
-from core.common.errors import EXIT_USAGE, UserError
+from core.common.cli import EXIT_INTERRUPTED, run_command
+from core.common.errors import Interrupted, UserError
 
-EXIT_INTERRUPTED = 130
 EXIT_BATCH_FAILED = 1  # the report is written; some batch sizes have no numbers
 
 
@@ -46,52 +46,91 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an inference workload: compile, check accuracy and numeric drift, measure "
         "throughput and latency per batch size, and write a JSON report.",
     )
-    parser.add_argument("--task", help="workload name from workloads/ (see --show_task_list) or a path to a .json/.yaml workload file")
-    parser.add_argument("--hardware_type", "--hardware-type", dest="hardware_type", default="CPU",
-                        help="backend to run on (see --show_hardware_list); default CPU")
-    parser.add_argument("--compile_only", "--compile-only", dest="compile_only", action="store_true", default=None,
-                        help="compile (export, optimize, cache) and stop before measuring")
-    parser.add_argument("--show_task_list", "--show-task-list", dest="show_task_list", action="store_true",
-                        help="list the workloads and exit")
-    parser.add_argument("--show_hardware_list", "--show-hardware-list", dest="show_hardware_list", action="store_true",
-                        help="list the hardware types (backend packages and plugins) and exit")
-    parser.add_argument("--batch-sizes", "--batch_sizes", dest="batch_sizes", type=_batch_sizes,
-                        help="override the workload's batch sizes, e.g. 1,4")
-    parser.add_argument("--data-path", "--data_path", dest="data_path", type=Path,
-                        help="dataset file or folder for accuracy checks (overrides the workload)")
-    parser.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("reports"),
-                        help="where reports go: <dir>/<HW>/<model>/result-<precision>.json (default reports/)")
-    parser.add_argument("--engine", help="pin the backend's engine (CPU: auto, onnxruntime, openvino, pytorch); "
-                        "default: the workload's, else auto")
-    parser.add_argument("--precision", choices=("auto", "FP32", "BF16", "INT8", "FP16"), type=_precision,
-                        help="pin the precision; default: the workload's, else auto (fastest that passes the accuracy gate)")
-    parser.add_argument("--scenario", type=_scenarios,
-                        help="run MLPerf LoadGen scenarios (SingleStream, MultiStream, Offline, Server; comma-separated) "
-                        "after the per-batch-size loop; overrides the workload's")
-    parser.add_argument("--offline", action="store_true",
-                        help="never touch the network (also PERFBENCH_OFFLINE=1); missing assets fall back to synthetic/bundled")
+    parser.add_argument(
+        "--task", help="workload name from workloads/ (see --show_task_list) or a path to a .json/.yaml workload file"
+    )
+    parser.add_argument(
+        "--hardware_type",
+        "--hardware-type",
+        dest="hardware_type",
+        default="CPU",
+        help="backend to run on (see --show_hardware_list); default CPU",
+    )
+    parser.add_argument(
+        "--compile_only",
+        "--compile-only",
+        dest="compile_only",
+        action="store_true",
+        default=None,
+        help="compile (export, optimize, cache) and stop before measuring",
+    )
+    parser.add_argument(
+        "--show_task_list",
+        "--show-task-list",
+        dest="show_task_list",
+        action="store_true",
+        help="list the workloads and exit",
+    )
+    parser.add_argument(
+        "--show_hardware_list",
+        "--show-hardware-list",
+        dest="show_hardware_list",
+        action="store_true",
+        help="list the hardware types (backend packages and plugins) and exit",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        "--batch_sizes",
+        dest="batch_sizes",
+        type=_batch_sizes,
+        help="override the workload's batch sizes, e.g. 1,4",
+    )
+    parser.add_argument(
+        "--data-path",
+        "--data_path",
+        dest="data_path",
+        type=Path,
+        help="dataset file or folder for accuracy checks (overrides the workload)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        "--output_dir",
+        dest="output_dir",
+        type=Path,
+        default=Path("reports"),
+        help="where reports go: <dir>/<HW>/<model>/result-<precision>.json (default reports/)",
+    )
+    parser.add_argument(
+        "--engine",
+        help="pin the backend's engine (CPU: auto, onnxruntime, openvino, pytorch); default: the workload's, else auto",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "FP32", "BF16", "INT8", "FP16"),
+        type=_precision,
+        help="pin the precision; default: the workload's, else auto (fastest that passes the accuracy gate)",
+    )
+    parser.add_argument(
+        "--scenario",
+        type=_scenarios,
+        help="run MLPerf LoadGen scenarios (SingleStream, MultiStream, Offline, Server; comma-separated) "
+        "after the per-batch-size loop; overrides the workload's",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never touch the network (also PERFBENCH_OFFLINE=1); missing assets fall back to synthetic/bundled",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return _main(args)
-    except UserError as err:
-        if args.debug:
-            raise
-        from rich.markup import escape
-
-        from core.common.console import errors
-
-        # The message quotes untrusted text: never let it act as rich markup or terminal control codes.
-        errors.print(f"[bold red]error:[/] {escape(str(err))}", markup=True, soft_wrap=True)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    return run_command(lambda: _main(args), debug=args.debug)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -109,25 +148,9 @@ def _main(args: argparse.Namespace) -> int:
     if not args.task:
         raise UserError("no task given", fix="pass --task <name or workload file>; see --show_task_list")
     task = registry.load_task(args.task)
-    if args.hardware_type not in backends.hardware_types():
-        backends.load_backend(args.hardware_type)  # raises with the list of known types
-    if args.batch_sizes:
-        too_big = [bs for bs in args.batch_sizes if bs > task.model.max_batch_size]
-        if too_big:
-            raise UserError(f"batch size {too_big[0]} exceeds the model's max_batch_size {task.model.max_batch_size}",
-                            field="--batch-sizes", fix=f"use sizes up to {task.model.max_batch_size}")
-
+    backends.load_backend(args.hardware_type, field="--hardware_type")  # an unknown type lists the known ones
     _check_output_dir(args.output_dir)
-    if args.scenario:
-        from dataclasses import replace
 
-        from core.config.schema import Workload, validate
-
-        # Re-validated with the scenarios in place: a Server run still needs its target from the workload file.
-        merged = {**task.workload.model_dump(exclude_unset=True), "scenario": args.scenario}
-        task = replace(task, workload=validate(Workload, merged, task.workload_file))
-
-    from core.common.errors import Interrupted
     from core.run.runner import RunOptions, run_task
 
     options = RunOptions(

@@ -33,15 +33,15 @@ NUMPY_DTYPES = {
 class ModelInputs:
     """What a loader needs to know about the model it feeds."""
 
-    names: tuple[str, ...]        # the model's input names, in role order (ids, mask[, token types])
-    dtypes: tuple[str, ...]       # ByteMLPerf type names, e.g. ("LONG", "LONG", "LONG")
-    seq_len: int                  # padded sequence length (second dim of input_shape)
-    vocab_size: int               # for generated ids and fallback tokenizers
-    type_vocab_size: int          # 0 or 1: token types are all zero; 2: question 0 / context 1
+    names: tuple[str, ...]  # the model's input names, in role order (ids, mask[, token types])
+    dtypes: tuple[str, ...]  # ByteMLPerf type names, e.g. ("LONG", "LONG", "LONG")
+    seq_len: int  # padded sequence length (second dim of input_shape)
+    vocab_size: int  # for generated ids and fallback tokenizers
+    type_vocab_size: int  # 0 or 1: token types are all zero; 2: question 0 / context 1
     pad_token_id: int = 0
     outputs: tuple[str, ...] = ()  # the model's output names, in order (start, end) or (logits,)
     shapes: tuple[tuple[int, ...], ...] = ()  # declared input_shape per input; the first dimension is the batch
-    layout: str | None = None     # ByteMLPerf's `layout` (NCHW/NHWC) for image inputs, where the entry gives it
+    layout: str | None = None  # ByteMLPerf's `layout` (NCHW/NHWC) for image inputs, where the entry gives it
 
     def numpy_dtype(self, i: int):
         return NUMPY_DTYPES[self.dtypes[i].upper()]
@@ -56,8 +56,11 @@ class ModelInputs:
         if not self.shapes:
             return True
         integer = all(np.issubdtype(self.numpy_dtype(i), np.integer) for i in range(len(self.names)))
-        return (2 <= len(self.names) <= len(INPUT_ROLES) and integer
-                and all(len(shape) == 2 and shape[1] == self.seq_len for shape in self.shapes))
+        return (
+            2 <= len(self.names) <= len(INPUT_ROLES)
+            and integer
+            and all(len(shape) == 2 and shape[1] == self.seq_len for shape in self.shapes)
+        )
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,12 @@ class DatasetRequest:
     """Everything a loader is given. Built by core.run.runner from the workload and model entry."""
 
     model: ModelInputs
-    tokenizer: str | None = None          # HF id or local dir; loaders resolve it offline only
-    data_path: Path | None = None         # explicit dataset file/folder (workload, CLI or env override)
-    data_percent: float = 100.0           # share of *questions/examples*, deterministic subset
-    cache_dir: Path = Path(".cache")      # where loaders may cache features (never pickle)
+    tokenizer: str | None = None  # HF id or local dir; loaders resolve it offline only
+    data_path: Path | None = None  # explicit dataset file/folder (workload, CLI or env override)
+    data_percent: float = 100.0  # share of *questions/examples*, deterministic subset
+    cache_dir: Path = Path(".cache")  # where loaders may cache features (never pickle)
     seed: int = 0
-    labels: tuple[str, ...] = ()          # classification label order, from the model config
+    labels: tuple[str, ...] = ()  # classification label order, from the model config
 
 
 @dataclass
@@ -119,8 +122,9 @@ class DatasetLoader(ABC):
         return {}
 
 
-def resolve_data_file(data_path: Path | None, env_var: str, default: Path, sample: Path,
-                      file_name: str) -> tuple[Path, str]:
+def resolve_data_file(
+    data_path: Path | None, env_var: str, default: Path, sample: Path, file_name: str
+) -> tuple[Path, str]:
     """(path, source): the explicit path, else $env_var, else the default file, else the bundled sample."""
     for given, where in ((data_path, "data_path"), (os.environ.get(env_var) or None, env_var)):
         if given is None:
@@ -129,8 +133,12 @@ def resolve_data_file(data_path: Path | None, env_var: str, default: Path, sampl
         if path.is_dir():
             path = path / file_name
         if not path.exists():
-            raise UserError("data file not found", file=path, field=where,
-                            fix=f"point {where} at the dataset ({file_name}) or unset it")
+            raise UserError(
+                "data file not found",
+                file=path,
+                field=where,
+                fix=f"point {where} at the dataset ({file_name}) or unset it",
+            )
         return path, "file"
     if default.exists():
         return default, "file"
@@ -140,6 +148,10 @@ def resolve_data_file(data_path: Path | None, env_var: str, default: Path, sampl
 def take_percent(n: int, percent: float, where: object = None) -> int:
     """How many items a data_percent keeps: ceil(percent% of n), the first ones in file order."""
     if not 0 < percent <= 100:
-        raise UserError(f"data_percent must be in (0, 100], got {percent}", file=where, field="data_percent",
-                        fix="use e.g. 100 for the whole set or 10 for the first tenth")
+        raise UserError(
+            f"data_percent must be in (0, 100], got {percent}",
+            file=where,
+            field="data_percent",
+            fix="use e.g. 100 for the whole set or 10 for the first tenth",
+        )
     return max(1, math.ceil(n * percent / 100 - 1e-9))

@@ -7,8 +7,6 @@ ImageNet validation set (50,000 x 3 x 224 x 224 float32, ~30 GB) never has to fi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -29,23 +27,35 @@ def image_geometry(model: ModelInputs, where: object) -> tuple[str, int, int, in
     shape = tuple(model.shapes[0]) if model.shapes else ()
     layout = (model.layout or "").upper()
     if len(shape) != 4:
-        raise UserError(f"input {model.names[0] if model.names else '?'} has shape {list(shape)}, not an image "
-                        "[N, C, H, W]", file=where, field="input_shape",
-                        fix="image datasets feed one 4-D float input, e.g. [1, 3, 224, 224]")
+        raise UserError(
+            f"input {model.names[0] if model.names else '?'} has shape {list(shape)}, not an image [N, C, H, W]",
+            file=where,
+            field="input_shape",
+            fix="image datasets feed one 4-D float input, e.g. [1, 3, 224, 224]",
+        )
     if layout not in ("NCHW", "NHWC"):
         layout = "NHWC" if shape[3] in (1, 3) and shape[1] not in (1, 3) else "NCHW"
     c, h, w = (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
     if c != 3:
-        raise UserError(f"input {model.names[0]} has {c} channels, RGB images have 3", file=where,
-                        field="input_shape", fix="declare [1, 3, H, W] (NCHW) or [1, H, W, 3] with layout NHWC")
+        raise UserError(
+            f"input {model.names[0]} has {c} channels, RGB images have 3",
+            file=where,
+            field="input_shape",
+            fix="declare [1, 3, H, W] (NCHW) or [1, H, W, 3] with layout NHWC",
+        )
     if not np.issubdtype(model.numpy_dtype(0), np.floating):
-        raise UserError(f"input {model.names[0]} is {model.dtypes[0]}, normalized images are floats", file=where,
-                        field="input_type", fix="use FLOAT32 for image inputs")
+        raise UserError(
+            f"input {model.names[0]} is {model.dtypes[0]}, normalized images are floats",
+            file=where,
+            field="input_type",
+            fix="use FLOAT32 for image inputs",
+        )
     return layout, c, h, w
 
 
-def normalize(pixels: np.ndarray, mean: Iterable[float], std: Iterable[float], layout: str,
-              dtype=np.float32) -> np.ndarray:
+def normalize(
+    pixels: np.ndarray, mean: Iterable[float], std: Iterable[float], layout: str, dtype=np.float32
+) -> np.ndarray:
     """uint8 HWC pixels -> [0, 1] -> (x - mean) / std, in the model's layout (no batch axis)."""
     x = pixels.astype(np.float32) / 255.0
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
@@ -54,12 +64,9 @@ def normalize(pixels: np.ndarray, mean: Iterable[float], std: Iterable[float], l
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def cache_key(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def cached_images(path: Path, count: int, shape: tuple[int, ...], dtype,
-                  image: Callable[[int], np.ndarray]) -> tuple[np.ndarray, bool]:
+def cached_images(
+    path: Path, count: int, shape: tuple[int, ...], dtype, image: Callable[[int], np.ndarray]
+) -> tuple[np.ndarray, bool]:
     """([count, *shape] array, hit): the .npy cache at `path` (memory-mapped), else built image by image."""
     dtype = np.dtype(dtype)
     try:
@@ -82,18 +89,27 @@ def top_k_accuracy(outputs: dict[str, np.ndarray], model: ModelInputs, gold: np.
     """Top-1 and Top-5 accuracy (%) of class scores (logits or probabilities) against integer labels."""
     name = (model.outputs or ("logits",))[0]
     if name not in outputs:
-        raise UserError(f"no output {name!r} among {sorted(outputs)}", field="outputs",
-                        fix="the model entry's first output must be the class scores")
+        raise UserError(
+            f"no output {name!r} among {sorted(outputs)}",
+            field="outputs",
+            fix="the model entry's first output must be the class scores",
+        )
     scores = np.asarray(outputs[name])
     if scores.ndim == 4 and scores.shape[2:] == (1, 1):  # [N, C, 1, 1] from a pooled conv head
         scores = scores[:, :, 0, 0]
     if scores.ndim != 2 or scores.shape[0] != len(gold):
-        raise UserError(f"shape {list(scores.shape)}, expected [{len(gold)}, classes]", field=f"outputs.{name}",
-                        fix="one row of class scores per image")
+        raise UserError(
+            f"shape {list(scores.shape)}, expected [{len(gold)}, classes]",
+            field=f"outputs.{name}",
+            fix="one row of class scores per image",
+        )
     classes = scores.shape[1]
     if len(gold) and int(gold.max()) >= classes:
-        raise UserError(f"label {int(gold.max())} but the model scores only {classes} classes",
-                        field=f"outputs.{name}", fix="use a model with as many classes as the dataset's labels")
+        raise UserError(
+            f"label {int(gold.max())} but the model scores only {classes} classes",
+            field=f"outputs.{name}",
+            fix="use a model with as many classes as the dataset's labels",
+        )
     finite = np.isfinite(scores).all(axis=1)
     safe = np.where(finite[:, None], scores, -np.inf)
     k = min(TOP_K, classes)

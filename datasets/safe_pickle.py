@@ -23,11 +23,14 @@ from core.common.errors import UserError
 _NUMPY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),    # protocol 5
+    ("numpy.core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),  # protocol 5
     ("numpy._core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),
 }
-_PLAIN = {("numpy", "ndarray"), ("numpy", "dtype"),
-          ("_codecs", "encode")}  # protocol 2 from Python 3 spells bytes as _codecs.encode(str, "latin1")
+_PLAIN = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}  # protocol 2 from Python 3 spells bytes as _codecs.encode(str, "latin1")
 
 
 def _numpy_core(submodule: str):
@@ -51,13 +54,25 @@ class RestrictedUnpickler(pickle.Unpickler):
             return getattr(_numpy_core(submodule), attr)
         if (module, name) in _PLAIN:
             return getattr(importlib.import_module(module), name)
-        raise UserError(f"refused to load {module}.{name}: the pickle asks to run code, not to rebuild arrays",
-                        file=self.source, fix=self.fix)
+        raise UserError(
+            f"refused to load {module}.{name}: the pickle asks to run code, not to rebuild arrays",
+            file=self.source,
+            fix=self.fix,
+        )
 
 
 _CIFAR_FIX = "use the original CIFAR-100 python files (cifar-100-python/test)"
-_BROKEN = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-           UnicodeDecodeError, MemoryError)
+_BROKEN = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    UnicodeDecodeError,
+    MemoryError,
+)
 
 
 def restricted_load(path: Path, *, encoding: str = "bytes", fix: str = _CIFAR_FIX) -> Any:
@@ -90,7 +105,9 @@ def load_npy(path: Path, *, fix: str) -> np.ndarray:
     except UserError:
         raise
     except (*_BROKEN, OSError) as err:
-        raise UserError(f"not a readable .npy file: {type(err).__name__}: {str(err)[:120]}", file=path, fix=fix) from None
+        raise UserError(
+            f"not a readable .npy file: {type(err).__name__}: {str(err)[:120]}", file=path, fix=fix
+        ) from None
     if not isinstance(array, np.ndarray):
         raise UserError(f"holds a {type(array).__name__}, not an array", file=path, fix=fix)
     return array

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from core.common.atomic import atomic_write_text
+from core.common.digest import json_digest
 from core.common.errors import UserError
 from datasets.base import INPUT_ROLES, ModelInputs
 
@@ -30,8 +31,9 @@ _FALLBACK_MIN_VOCAB = 64
 _SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def resolve_tokenizer(spec: str | None, *, vocab_size: int, sample_texts: Iterable[str],
-                      cache_dir: Path) -> tuple[Any, dict[str, Any]]:
+def resolve_tokenizer(
+    spec: str | None, *, vocab_size: int, sample_texts: Iterable[str], cache_dir: Path
+) -> tuple[Any, dict[str, Any]]:
     """Return (fast tokenizer, provenance). Never touches the network."""
     if spec:
         path = Path(spec).expanduser()
@@ -39,8 +41,12 @@ def resolve_tokenizer(spec: str | None, *, vocab_size: int, sample_texts: Iterab
             tok = _load_local(path)
             return tok, _provenance("local", str(path), tok)
         if path.is_absolute() or spec.startswith((".", "~")):
-            raise UserError("tokenizer path does not exist", file=path, field="tokenizer",
-                            fix="point it at a tokenizer folder, tokenizer.json or vocab.txt")
+            raise UserError(
+                "tokenizer path does not exist",
+                file=path,
+                field="tokenizer",
+                fix="point it at a tokenizer folder, tokenizer.json or vocab.txt",
+            )
         tok = _load_cached_hub(spec)
         if tok is not None:
             return tok, _provenance("hf-cache", spec, tok)
@@ -49,8 +55,14 @@ def resolve_tokenizer(spec: str | None, *, vocab_size: int, sample_texts: Iterab
         reason = "no tokenizer configured"
     log.warning("%s; using a %s", reason, FALLBACK_NOTE)
     tok, digest = _fallback(list(sample_texts), vocab_size, Path(cache_dir))
-    return tok, {"kind": "fallback", "name": None, "identity": f"fallback-{digest}", "reason": reason,
-                 "meaningful_accuracy": False, "note": FALLBACK_NOTE}
+    return tok, {
+        "kind": "fallback",
+        "name": None,
+        "identity": f"fallback-{digest}",
+        "reason": reason,
+        "meaningful_accuracy": False,
+        "note": FALLBACK_NOTE,
+    }
 
 
 def tokenizer_identity(tok: Any) -> str:
@@ -59,18 +71,27 @@ def tokenizer_identity(tok: Any) -> str:
     definition = json.loads(tok.backend_tokenizer.to_str())
     definition.pop("truncation", None)
     definition.pop("padding", None)
-    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:20]
+    return json_digest(definition, 20)
 
 
 def _provenance(kind: str, name: str, tok: Any) -> dict[str, Any]:
-    return {"kind": kind, "name": name, "identity": f"{kind}-{tokenizer_identity(tok)}",
-            "meaningful_accuracy": True, "note": f"model tokenizer ({kind}: {name})"}
+    return {
+        "kind": kind,
+        "name": name,
+        "identity": f"{kind}-{tokenizer_identity(tok)}",
+        "meaningful_accuracy": True,
+        "note": f"model tokenizer ({kind}: {name})",
+    }
 
 
 def _require_fast(tok: Any, where: object) -> Any:
     if not getattr(tok, "is_fast", False):
-        raise UserError("tokenizer has no fast (Rust) version; answer offsets need one", file=where,
-                        field="tokenizer", fix="provide a tokenizer.json")
+        raise UserError(
+            "tokenizer has no fast (Rust) version; answer offsets need one",
+            file=where,
+            field="tokenizer",
+            fix="provide a tokenizer.json",
+        )
     return tok
 
 
@@ -87,9 +108,13 @@ def _load_local(path: Path) -> Any:
             return _wrap(_bert_wordpiece(WordPiece.read_file(str(path / "vocab.txt"))))
         return _require_fast(AutoTokenizer.from_pretrained(str(path), local_files_only=True), path)
     except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"cannot load tokenizer: {err}", file=path, field="tokenizer",
-                        fix="give a folder with tokenizer.json (or tokenizer_config.json and its files), "
-                            "a tokenizer.json or a BERT vocab.txt") from err
+        raise UserError(
+            f"cannot load tokenizer: {err}",
+            file=path,
+            field="tokenizer",
+            fix="give a folder with tokenizer.json (or tokenizer_config.json and its files), "
+            "a tokenizer.json or a BERT vocab.txt",
+        ) from err
 
 
 def _load_cached_hub(model_id: str) -> Any | None:
@@ -106,8 +131,14 @@ def _load_cached_hub(model_id: str) -> Any | None:
 def _wrap(backend) -> Any:
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 def _bert_wordpiece(vocab: dict[str, int]):
@@ -119,8 +150,10 @@ def _bert_wordpiece(vocab: dict[str, int]):
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
     backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
     return backend
 
 
@@ -148,9 +181,11 @@ def _frequency_vocab(texts: list[str], vocab_size: int) -> dict[str, int]:
     Words outside the vocabulary split into characters, as WordPiece does.
     """
     if vocab_size < _FALLBACK_MIN_VOCAB:
-        raise UserError(f"vocab_size {vocab_size} is too small for a fallback tokenizer "
-                        f"(needs {_FALLBACK_MIN_VOCAB})", field="vocab_size",
-                        fix="configure the model's tokenizer or a larger vocabulary")
+        raise UserError(
+            f"vocab_size {vocab_size} is too small for a fallback tokenizer (needs {_FALLBACK_MIN_VOCAB})",
+            field="vocab_size",
+            fix="configure the model's tokenizer or a larger vocabulary",
+        )
     splitter = _bert_wordpiece({token: i for i, token in enumerate(_SPECIAL)})
     words: Counter[str] = Counter()
     for text in texts:
@@ -174,14 +209,19 @@ def _frequency_vocab(texts: list[str], vocab_size: int) -> dict[str, int]:
 def input_roles(model: ModelInputs, where: object = None) -> tuple[str, ...]:
     """The roles (ids, mask[, token types]) of the model's inputs, in its order."""
     if not 2 <= len(model.names) <= len(INPUT_ROLES) or len(model.dtypes) != len(model.names):
-        raise UserError(f"expected 2 or 3 inputs (ids, mask[, token types]) with one type each, got "
-                        f"{list(model.names)} / {list(model.dtypes)}", file=where, field="inputs",
-                        fix="list the inputs in the order ids, mask, token types")
+        raise UserError(
+            f"expected 2 or 3 inputs (ids, mask[, token types]) with one type each, got "
+            f"{list(model.names)} / {list(model.dtypes)}",
+            file=where,
+            field="inputs",
+            fix="list the inputs in the order ids, mask, token types",
+        )
     return INPUT_ROLES[: len(model.names)]
 
 
-def pad_tokens(ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None,
-               model: ModelInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pad_tokens(
+    ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None, model: ModelInputs
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pad token lists to [N, seq_len]: (ids int32 padded with pad_token_id, token types int8, lengths).
 
     Compact on purpose: this is what feature caches store; model_inputs() widens it per model.
@@ -200,10 +240,13 @@ def pad_tokens(ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] |
     return token_ids, types, lengths
 
 
-def model_inputs(token_ids: np.ndarray, type_ids: np.ndarray, lengths: np.ndarray,
-                 model: ModelInputs) -> dict[str, np.ndarray]:
+def model_inputs(
+    token_ids: np.ndarray, type_ids: np.ndarray, lengths: np.ndarray, model: ModelInputs
+) -> dict[str, np.ndarray]:
     """The model's inputs by name, in its dtypes: ids, mask (1 below each length)[, token types]."""
     mask = np.arange(token_ids.shape[1])[None, :] < lengths[:, None]
     by_role = {"input_ids": token_ids, "attention_mask": mask, "token_type_ids": type_ids}
-    return {name: by_role[role].astype(model.numpy_dtype(i))
-            for i, (name, role) in enumerate(zip(model.names, input_roles(model)))}
+    return {
+        name: by_role[role].astype(model.numpy_dtype(i))
+        for i, (name, role) in enumerate(zip(model.names, input_roles(model)))
+    }

@@ -8,11 +8,11 @@ import socket
 import tarfile
 import threading
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -27,7 +27,7 @@ class Served:
     """What the server serves and how it misbehaves; `requests` records (path, headers) of each GET."""
 
     files: dict[str, bytes] = field(default_factory=dict)
-    cut_after: dict[str, int] = field(default_factory=dict)   # path -> bytes sent before closing, first GET only
+    cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before closing, first GET only
     ignore_range: bool = False
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ def install_plugin(root: Path, module: str, hardware_type: str, source: str) -> 
     (root / module / "__init__.py").write_text(source, encoding="utf-8")
     dist = root / f"{module}-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n", encoding="utf-8")
+    (dist / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n", encoding="utf-8"
+    )
     (dist / "entry_points.txt").write_text(f"[perfbench.backends]\n{hardware_type} = {module}\n", encoding="utf-8")
     return root

@@ -9,23 +9,33 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.assets import prepare
-
-from core.config import registry
+from core import prepare
 from core.assets import AssetSpec
+from core.config import registry
 from tests.assets_helpers import Served, asset_env, http_server, make_tar  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MODEL = AssetSpec(name="open_tiny", kind="archive", url="{base_url}/open_tiny.tar", dest="model_zoo/popular",
-                  provides=["model_zoo/popular/open_tiny/tiny.pt"])
-DATA = AssetSpec(name="tiny_data", kind="archive", url="{base_url}/tiny_data.tar", dest="datasets/tiny",
-                 provides=["datasets/tiny/dev.json"])
+MODEL = AssetSpec(
+    name="open_tiny",
+    kind="archive",
+    url="{base_url}/open_tiny.tar",
+    dest="model_zoo/popular",
+    provides=["model_zoo/popular/open_tiny/tiny.pt"],
+)
+DATA = AssetSpec(
+    name="tiny_data",
+    kind="archive",
+    url="{base_url}/tiny_data.tar",
+    dest="datasets/tiny",
+    provides=["datasets/tiny/dev.json"],
+)
 SERVED = {"/open_tiny.tar": make_tar([("open_tiny/tiny.pt", b"pt")]), "/tiny_data.tar": make_tar([("dev.json", b"{}")])}
 
 
 @pytest.fixture
 def fake_registry(monkeypatch, asset_env):
     """One task, 'tiny-task', whose model and dataset each declare an asset."""
+
     def load_task(name):
         if name != "tiny-task":
             raise prepare.UserError(f"unknown task '{name}'", fix="known: tiny-task")
@@ -57,12 +67,15 @@ def test_list_offline_then_install(fake_registry, capsys):
     assert capsys.readouterr().out.count("verified") == 2
 
 
-@pytest.mark.parametrize("argv,message", [
-    ([], "nothing to do"),
-    (["--task", "tiny-task", "--verify"], "--verify only applies to --list"),
-    (["--task", "tiny-task", "--base-url", "ftp://mirror"], "is not an http(s) URL"),
-    (["--task", "no-such-task"], "unknown task 'no-such-task'"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        ([], "nothing to do"),
+        (["--task", "tiny-task", "--verify"], "--verify only applies to --list"),
+        (["--task", "tiny-task", "--base-url", "ftp://mirror"], "is not an http(s) URL"),
+        (["--task", "no-such-task"], "unknown task 'no-such-task'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(fake_registry, capsys, argv, message):
     assert prepare.main(argv, root=fake_registry) == 2
     err = capsys.readouterr().err
@@ -83,21 +96,33 @@ def test_duplicate_asset_names_are_refused(fake_registry, monkeypatch, capsys):
 
 def test_command_line_process_exit_code(tmp_path):
     """The real entry point and registry, as a user runs it: one line, exit 2, no traceback."""
-    result = subprocess.run([sys.executable, "-m", "core.prepare", "--task", "no-such-task", "--offline"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "PERFBENCH_HOME": str(tmp_path), "PERFBENCH_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "core.prepare", "--task", "no-such-task", "--offline"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PERFBENCH_HOME": str(tmp_path), "PERFBENCH_OFFLINE": "1"},
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "no-such-task" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_list_shows_every_task_marks_unsupported_ones_and_survives_tasks_without_assets(fake_registry, monkeypatch, capsys):
+def test_list_shows_every_task_marks_unsupported_ones_and_survives_tasks_without_assets(
+    fake_registry, monkeypatch, capsys
+):
     """One unsupported task (unknown dataset) must not abort the listing; a task with no assets and a
     message holding rich markup ('[/]') print as plain text."""
+
     def load_task(name):
         if name == "resnet50-tf-fp32":
-            raise prepare.UserError("unknown dataset 'open_imagenet'", file="model_zoo/resnet50-tf-fp32.json",
-                                    field="dataset_name", fix="known: [/]open_squad")
+            raise prepare.UserError(
+                "unknown dataset 'open_imagenet'",
+                file="model_zoo/resnet50-tf-fp32.json",
+                field="dataset_name",
+                fix="known: [/]open_squad",
+            )
         if name == "bare":
             return SimpleNamespace(model=SimpleNamespace(assets=[], dataset_name=None), model_file=Path("bare.json"))
         return SimpleNamespace(model=SimpleNamespace(assets=[MODEL], dataset_name="tiny"), model_file=Path("tiny.json"))

@@ -11,14 +11,29 @@ import pytest
 from core.assets import AssetSpec, ensure_assets, network_available
 from core.assets.download import download
 from core.common.errors import UserError
-from tests.assets_helpers import FAST, Served, asset_env, closed_port, http_server, make_tar, sha256, silent_server, tree  # noqa: F401
+from tests.assets_helpers import (  # noqa: F401
+    FAST,
+    Served,
+    asset_env,
+    closed_port,
+    http_server,
+    make_tar,
+    sha256,
+    silent_server,
+    tree,
+)
 
 ALBERT_TAR = make_tar([("open_albert/albert-base-squad.pt", b"weights" * 1000), ("open_albert/config.json", b"{}")])
 
 
 def albert_spec(**overrides) -> AssetSpec:
-    fields = dict(name="open_albert", kind="archive", url="{base_url}/open_albert.tar", dest="model_zoo/popular",
-                  provides=["model_zoo/popular/open_albert/albert-base-squad.pt"])
+    fields = dict(
+        name="open_albert",
+        kind="archive",
+        url="{base_url}/open_albert.tar",
+        dest="model_zoo/popular",
+        provides=["model_zoo/popular/open_albert/albert-base-squad.pt"],
+    )
     return AssetSpec(**(fields | overrides))
 
 
@@ -32,14 +47,20 @@ def leftovers(root: Path, home: Path) -> list[Path]:
 def test_installs_and_verifies_with_sha256_in_spec(asset_env):
     root, home = asset_env
     with http_server(Served({"/zoo/open_albert.tar": ALBERT_TAR})) as url:
-        [status] = ensure_assets([albert_spec(sha256=sha256(ALBERT_TAR), size=len(ALBERT_TAR))], allow_network=True,
-                                 base_url=f"{url}/zoo", root=root, net=FAST)
+        [status] = ensure_assets(
+            [albert_spec(sha256=sha256(ALBERT_TAR), size=len(ALBERT_TAR))],
+            allow_network=True,
+            base_url=f"{url}/zoo",
+            root=root,
+            net=FAST,
+        )
     assert status.state == "installed" and status.sha256 == sha256(ALBERT_TAR)
     assert (root / "model_zoo/popular/open_albert/albert-base-squad.pt").read_bytes() == b"weights" * 1000
     assert leftovers(root, home) == []
     # A second call finds it present and does not download again.
-    [again] = ensure_assets([albert_spec(sha256=sha256(ALBERT_TAR))], allow_network=True, base_url="http://127.0.0.1:9",
-                            root=root, net=FAST)
+    [again] = ensure_assets(
+        [albert_spec(sha256=sha256(ALBERT_TAR))], allow_network=True, base_url="http://127.0.0.1:9", root=root, net=FAST
+    )
     assert again.state == "present"
 
 
@@ -86,8 +107,9 @@ def test_interrupted_download_resumes_with_range(asset_env):
     cut = len(ALBERT_TAR) // 3
     served = Served({"/open_albert.tar": ALBERT_TAR}, cut_after={"/open_albert.tar": cut})
     with http_server(served) as url:
-        [status] = ensure_assets([albert_spec(sha256=sha256(ALBERT_TAR))], allow_network=True, base_url=url,
-                                 root=root, net=FAST)
+        [status] = ensure_assets(
+            [albert_spec(sha256=sha256(ALBERT_TAR))], allow_network=True, base_url=url, root=root, net=FAST
+        )
     assert status.state == "installed"
     ranges = [headers.get("Range") for _, headers in served.requests]
     assert ranges == [None, f"bytes={cut}-"]
@@ -146,8 +168,9 @@ def test_offline_reports_missing_without_raising(asset_env, monkeypatch):
 
 def test_unreachable_host_reports_missing(asset_env):
     root, _ = asset_env
-    [status] = ensure_assets([albert_spec()], allow_network=True, base_url=f"http://127.0.0.1:{closed_port()}",
-                             root=root, net=FAST)
+    [status] = ensure_assets(
+        [albert_spec()], allow_network=True, base_url=f"http://127.0.0.1:{closed_port()}", root=root, net=FAST
+    )
     assert status.state == "missing" and "unreachable" in status.message
 
 

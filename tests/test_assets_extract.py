@@ -38,8 +38,9 @@ def test_unsafe_tar_is_refused_and_nothing_installed(asset_env, case):
     (root / "datasets").mkdir()
     (root / "datasets/keep.py").write_text("code")
     before = tree(root)
-    spec = AssetSpec(name="bad", kind="archive", url="{base_url}/bad.tar", dest="datasets",
-                     provides=["datasets/data/ok.txt"])
+    spec = AssetSpec(
+        name="bad", kind="archive", url="{base_url}/bad.tar", dest="datasets", provides=["datasets/data/ok.txt"]
+    )
     with http_server(Served({"/bad.tar": archive})) as url:
         with pytest.raises(UserError, match=f"bad.tar: unsafe archive, nothing installed: .*{problem}"):
             ensure_assets([spec], allow_network=True, base_url=url, root=root, net=FAST)
@@ -49,8 +50,10 @@ def test_unsafe_tar_is_refused_and_nothing_installed(asset_env, case):
     assert not Path("/tmp/perfbench-abs").exists()
 
 
-@pytest.mark.parametrize("name,problem", [("../x", "contains '..'"), ("/abs", "absolute"), ("C:/win", "absolute"),
-                                          ("a\\..\\..\\x", "contains '..'")])
+@pytest.mark.parametrize(
+    "name,problem",
+    [("../x", "contains '..'"), ("/abs", "absolute"), ("C:/win", "absolute"), ("a\\..\\..\\x", "contains '..'")],
+)
 def test_unsafe_zip_names_are_refused(tmp_path, name, problem):
     archive = tmp_path / "a.zip"
     archive.write_bytes(make_zip([("ok.txt", b"ok"), (name, b"bad")]))
@@ -66,7 +69,7 @@ def test_zip_symlink_is_refused(tmp_path):
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         info = zipfile.ZipInfo("link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "../../etc/passwd")
     (tmp_path / "out").mkdir()
     with pytest.raises(UserError, match="symlink member 'link'"):
@@ -96,8 +99,16 @@ def test_truncated_tar_is_a_clear_error(tmp_path):
 
 def test_strip_include_and_internal_links(tmp_path):
     archive = tmp_path / "MNLI.zip"
-    archive.write_bytes(make_zip([("MNLI/dev_matched.tsv", b"m"), ("MNLI/dev_mismatched.tsv", b"mm"),
-                                  ("MNLI/train.tsv", b"big"), ("MNLI/original/x.jsonl", b"x")]))
+    archive.write_bytes(
+        make_zip(
+            [
+                ("MNLI/dev_matched.tsv", b"m"),
+                ("MNLI/dev_mismatched.tsv", b"mm"),
+                ("MNLI/train.tsv", b"big"),
+                ("MNLI/original/x.jsonl", b"x"),
+            ]
+        )
+    )
     out = tmp_path / "out"
     out.mkdir()
     got = extract_archive(archive, out, strip_components=1, include=["MNLI/dev_*.tsv"])
@@ -105,8 +116,15 @@ def test_strip_include_and_internal_links(tmp_path):
     assert tree(out) == {"dev_matched.tsv": b"m", "dev_mismatched.tsv": b"mm"}
 
     tar = tmp_path / "links.tar"
-    tar.write_bytes(make_tar([("./top/a/file.txt", b"f"), tar_link("./top/a/sym", "file.txt"),
-                              tar_link("./top/hard", "./top/a/file.txt", tarfile.LNKTYPE)]))
+    tar.write_bytes(
+        make_tar(
+            [
+                ("./top/a/file.txt", b"f"),
+                tar_link("./top/a/sym", "file.txt"),
+                tar_link("./top/hard", "./top/a/file.txt", tarfile.LNKTYPE),
+            ]
+        )
+    )
     out2 = tmp_path / "out2"
     out2.mkdir()
     extract_archive(tar, out2, strip_components=1)

@@ -13,14 +13,22 @@ from core.common.errors import UserError
 from tests.assets_helpers import FAST, Served, asset_env, http_server, make_tar, make_zip, sha256, tree  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SQUAD_TAR = make_tar([("dev-v1.1.json", b'{"data": []}'), ("vocab.txt", b"[PAD]\n"), ("extra.pickle", b"junk"),
-                      ("__init__.py", b"# not ours")])
+SQUAD_TAR = make_tar(
+    [
+        ("dev-v1.1.json", b'{"data": []}'),
+        ("vocab.txt", b"[PAD]\n"),
+        ("extra.pickle", b"junk"),
+        ("__init__.py", b"# not ours"),
+    ]
+)
 
 
 def squad_spec() -> AssetSpec:
     """The repository's own open_squad asset spec."""
-    [spec] = [AssetSpec.model_validate(item)
-              for item in json.loads((REPO_ROOT / "datasets/open_squad/assets.json").read_text())]
+    [spec] = [
+        AssetSpec.model_validate(item)
+        for item in json.loads((REPO_ROOT / "datasets/open_squad/assets.json").read_text())
+    ]
     return spec
 
 
@@ -39,8 +47,12 @@ def test_archive_merges_into_a_folder_with_code_without_touching_it(asset_env):
     with http_server(Served({"/open_squad.tar": SQUAD_TAR})) as url:
         [status] = ensure_assets([squad_spec()], allow_network=True, base_url=url, root=root, net=FAST)
     assert status.state == "installed"
-    assert tree(code) == {"__init__.py": b"LOADER = 1\n", "loader.py": b"code\n",
-                          "dev-v1.1.json": b'{"data": []}', "vocab.txt": b"[PAD]\n"}
+    assert tree(code) == {
+        "__init__.py": b"LOADER = 1\n",
+        "loader.py": b"code\n",
+        "dev-v1.1.json": b'{"data": []}',
+        "vocab.txt": b"[PAD]\n",
+    }
 
 
 def test_existing_foreign_file_is_never_overwritten(asset_env):
@@ -58,8 +70,13 @@ def test_existing_foreign_file_is_never_overwritten(asset_env):
 
 def test_missing_provided_file_is_refused(asset_env):
     root, _ = asset_env
-    spec = AssetSpec(name="x", kind="archive", url="{base_url}/x.tar", dest="model_zoo/popular",
-                     provides=["model_zoo/popular/open_x/model.pt"])
+    spec = AssetSpec(
+        name="x",
+        kind="archive",
+        url="{base_url}/x.tar",
+        dest="model_zoo/popular",
+        provides=["model_zoo/popular/open_x/model.pt"],
+    )
     with http_server(Served({"/x.tar": make_tar([("open_x/other.pt", b"1")])})) as url:
         with pytest.raises(UserError, match="does not contain model_zoo/popular/open_x/model.pt"):
             ensure_assets([spec], allow_network=True, base_url=url, root=root, net=FAST)
@@ -98,8 +115,14 @@ def test_states_present_unverified_modified_and_reinstall(asset_env):
 
 def test_single_file_asset(asset_env):
     root, _ = asset_env
-    spec = AssetSpec(name="vocab", kind="file", url="{base_url}/files/vocab.txt", dest="datasets/open_squad",
-                     sha256=sha256(b"[CLS]\n"), provides=["datasets/open_squad/vocab.txt"])
+    spec = AssetSpec(
+        name="vocab",
+        kind="file",
+        url="{base_url}/files/vocab.txt",
+        dest="datasets/open_squad",
+        sha256=sha256(b"[CLS]\n"),
+        provides=["datasets/open_squad/vocab.txt"],
+    )
     with http_server(Served({"/files/vocab.txt": b"[CLS]\n"})) as url:
         [status] = ensure_assets([spec], allow_network=True, base_url=url, root=root, net=FAST)
     assert status.state == "installed"
@@ -119,8 +142,14 @@ def test_spec_validation():
         AssetSpec(name="a", kind="file", url="u", dest="d", provides=["d/x"], md5="abc")
 
 
-TOKENIZER = AssetSpec(name="albert-squad-tokenizer", kind="hf_snapshot", hf_repo_id="madlag/albert-base-v2-squad",
-                      hf_revision="main", allow_patterns=["*.json", "*.model"], provides=["config.json"])
+TOKENIZER = AssetSpec(
+    name="albert-squad-tokenizer",
+    kind="hf_snapshot",
+    hf_repo_id="madlag/albert-base-v2-squad",
+    hf_revision="main",
+    allow_patterns=["*.json", "*.model"],
+    provides=["config.json"],
+)
 
 
 class FakeHub:
@@ -232,12 +261,23 @@ def test_staging_left_by_a_killed_run_is_removed(asset_env):
 
 def test_repository_mnli_spec_takes_only_the_dev_files(asset_env):
     root, _ = asset_env
-    [spec] = [AssetSpec.model_validate(item)
-              for item in json.loads((REPO_ROOT / "datasets/open_mnli/assets.json").read_text())]
-    archive = make_zip([("MNLI/dev_matched.tsv", b"m\n"), ("MNLI/dev_mismatched.tsv", b"mm\n"),
-                        ("MNLI/train.tsv", b"t\n"), ("MNLI/original/multinli_1.0_dev_matched.jsonl", b"{}\n")])
+    [spec] = [
+        AssetSpec.model_validate(item)
+        for item in json.loads((REPO_ROOT / "datasets/open_mnli/assets.json").read_text())
+    ]
+    archive = make_zip(
+        [
+            ("MNLI/dev_matched.tsv", b"m\n"),
+            ("MNLI/dev_mismatched.tsv", b"mm\n"),
+            ("MNLI/train.tsv", b"t\n"),
+            ("MNLI/original/multinli_1.0_dev_matched.jsonl", b"{}\n"),
+        ]
+    )
     with http_server(Served({"/glue/data/MNLI.zip": archive})) as url:
         local = spec.model_copy(update={"url": f"{url}/glue/data/MNLI.zip"})  # the real host is unreachable here
         [status] = ensure_assets([local], allow_network=True, root=root, net=FAST)
     assert status.state == "installed"
-    assert tree(root) == {"datasets/open_mnli/dev_matched.tsv": b"m\n", "datasets/open_mnli/dev_mismatched.tsv": b"mm\n"}
+    assert tree(root) == {
+        "datasets/open_mnli/dev_matched.tsv": b"m\n",
+        "datasets/open_mnli/dev_mismatched.tsv": b"mm\n",
+    }

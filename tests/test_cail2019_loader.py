@@ -11,8 +11,15 @@ from core.common.errors import UserError
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.open_cail2019.loader import Cail2019Loader
 
-MODEL = ModelInputs(names=("input_segment:0", "input_token:0"), dtypes=("FLOAT32", "FLOAT32"), seq_len=8,
-                    vocab_size=100, type_vocab_size=2, outputs=("Identity:0",), shapes=((1, 8), (1, 8)))
+MODEL = ModelInputs(
+    names=("input_segment:0", "input_token:0"),
+    dtypes=("FLOAT32", "FLOAT32"),
+    seq_len=8,
+    vocab_size=100,
+    type_vocab_size=2,
+    outputs=("Identity:0",),
+    shapes=((1, 8), (1, 8)),
+)
 
 
 def write_bytemlperf_files(folder, tokens, segments, labels):

@@ -16,24 +16,37 @@ from datasets.safe_pickle import restricted_load
 
 def image_model(size: int = 32, layout: str = "NCHW") -> ModelInputs:
     shape = (1, 3, size, size) if layout == "NCHW" else (1, size, size, 3)
-    return ModelInputs(names=("image",), dtypes=("FLOAT32",), seq_len=shape[1], vocab_size=1000,
-                       type_vocab_size=0, outputs=("logits",), shapes=(shape,), layout=layout)
+    return ModelInputs(
+        names=("image",),
+        dtypes=("FLOAT32",),
+        seq_len=shape[1],
+        vocab_size=1000,
+        type_vocab_size=0,
+        outputs=("logits",),
+        shapes=(shape,),
+        layout=layout,
+    )
 
 
 def write_cifar(folder, count=6, protocol=pickle.HIGHEST_PROTOCOL, override=None):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    content = {b"data": rng.integers(0, 256, size=(count, 3072), dtype=np.uint8),
-               b"fine_labels": [int(i * 7 % 100) for i in range(count)], b"coarse_labels": [0] * count,
-               b"filenames": [b"x.png"] * count, b"batch_label": b"testing batch 1 of 1"}
+    content = {
+        b"data": rng.integers(0, 256, size=(count, 3072), dtype=np.uint8),
+        b"fine_labels": [int(i * 7 % 100) for i in range(count)],
+        b"coarse_labels": [0] * count,
+        b"filenames": [b"x.png"] * count,
+        b"batch_label": b"testing batch 1 of 1",
+    }
     content.update(override or {})
     (folder / "test").write_bytes(pickle.dumps(content, protocol=protocol))
     return folder, content
 
 
 def loader(tmp_path, data, model=None, percent=100.0) -> CifarLoader:
-    return CifarLoader(DatasetRequest(model=model or image_model(), data_path=data, data_percent=percent,
-                                      cache_dir=tmp_path / "cache"))
+    return CifarLoader(
+        DatasetRequest(model=model or image_model(), data_path=data, data_percent=percent, cache_dir=tmp_path / "cache")
+    )
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
@@ -58,10 +71,11 @@ def test_layout_resize_percent_and_top_k(tmp_path):
     ld.load()
     gold = content[b"fine_labels"]  # 0, 7, 14, 21
     scores = np.zeros((4, 100), np.float32)
-    scores[0, gold[0]] = 1                          # top-1
-    scores[1, [50, 51, 52, 53]] = 3; scores[1, gold[1]] = 2   # 5th: top-5
-    scores[2, :] = np.arange(100)                   # gold 14 far down: wrong
-    scores[3, gold[3]] = np.inf                     # non-finite: wrong
+    scores[0, gold[0]] = 1  # top-1
+    scores[1, [50, 51, 52, 53]] = 3
+    scores[1, gold[1]] = 2  # 5th: top-5
+    scores[2, :] = np.arange(100)  # gold 14 far down: wrong
+    scores[3, gold[3]] = np.inf  # non-finite: wrong
     assert ld.evaluate({"logits": scores}) == {"Top-1": 25.0, "Top-5": 50.0, "Examples": 4, "Non-finite Outputs": 1}
 
 
@@ -122,10 +136,14 @@ def test_tiny_cifar_workload_reports_top1_top5(tmp_path):
     workload.write_text(
         "model: tiny-resnet-cifar\nengine: onnxruntime\nprecision: FP32\ntest_accuracy: true\n"
         "test_numeric: false\niterations: 2\nbatch_sizes: [1]\nmin_seconds: 0\nmax_seconds: 0.5\n"
-        "warmup_iterations: 1\n", encoding="utf-8")
+        "warmup_iterations: 1\n",
+        encoding="utf-8",
+    )
     folder, _ = write_cifar(tmp_path / "cifar-100-python", count=10)
-    path = run_task(registry.load_task(str(workload)),
-                    RunOptions(hardware_type="CPU", output_dir=tmp_path / "out", data_path=folder)).written
+    path = run_task(
+        registry.load_task(str(workload)),
+        RunOptions(hardware_type="CPU", output_dir=tmp_path / "out", data_path=folder),
+    ).written
     accuracy = json.loads(path.read_text())["Accuracy"]
     assert accuracy["Examples"] == 10 and 0 <= accuracy["Top-1"] <= accuracy["Top-5"] <= 100
     assert accuracy["Dataset Provenance"]["source"] == "file"

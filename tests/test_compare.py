@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from core.reporting.compare import main, parse_threshold
 from core.common.errors import UserError
+from core.reporting.compare import main, parse_threshold
 from core.reporting.report_io import load_report, normalize_report, resolve_report_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
-LATEST = FIXTURES / "CPU/albert-torch-fp32/result-fp32.json"          # ours, full
+LATEST = FIXTURES / "CPU/albert-torch-fp32/result-fp32.json"  # ours, full
 OLDER = FIXTURES / "CPU/albert-torch-fp32/runs/20261121T120000-d4e5f6.json"
-PARTIAL = FIXTURES / "CPU/roberta-torch-fp32/result-fp32.json"        # ours, incomplete, a failed BS
+PARTIAL = FIXTURES / "CPU/roberta-torch-fp32/result-fp32.json"  # ours, incomplete, a failed BS
 MNLI = FIXTURES / "CPU/deberta-v3-mnli-torch-fp32/result-fp32.json"
-BYTEMLPERF = FIXTURES / "IXRT/albert-torch-fp32/result-fp16.json"      # ByteMLPerf's own format
+BYTEMLPERF = FIXTURES / "IXRT/albert-torch-fp32/result-fp16.json"  # ByteMLPerf's own format
 
 
 def run_json(capsys, *args: str) -> tuple[int, dict]:
@@ -44,18 +44,29 @@ def test_normalize_both_formats():
 
 
 def test_normalize_tolerates_odd_values():
-    norm = normalize_report({"Model": "m", "Performance": [
-        {"BS": 2, "QPS": "12.5", "AVG Latency": True, "P99 Latency": float("nan")},
-        {"BS": 4.0, "Status": "failed", "Error": "boom"}]})
+    norm = normalize_report(
+        {
+            "Model": "m",
+            "Performance": [
+                {"BS": 2, "QPS": "12.5", "AVG Latency": True, "P99 Latency": float("nan")},
+                {"BS": 4.0, "Status": "failed", "Error": "boom"},
+            ],
+        }
+    )
     assert norm["perf"][2]["QPS"] == 12.5
     assert norm["perf"][2]["AVG Latency"] is None and norm["perf"][2]["P99 Latency"] is None
     assert norm["perf"][4]["Status"] == "failed" and norm["perf"][4]["Error"] == "boom"
 
 
-@pytest.mark.parametrize("rows, field", [([{"QPS": 1}], "Performance[0].BS"),
-                                          ([{"BS": 0}], "Performance[0].BS"),
-                                          ([{"BS": 1}, {"BS": 1}], "Performance[1].BS"),
-                                          ({"BS": 1}, "Performance")])
+@pytest.mark.parametrize(
+    "rows, field",
+    [
+        ([{"QPS": 1}], "Performance[0].BS"),
+        ([{"BS": 0}], "Performance[0].BS"),
+        ([{"BS": 1}, {"BS": 1}], "Performance[1].BS"),
+        ({"BS": 1}, "Performance"),
+    ],
+)
 def test_bad_rows_name_the_field(rows, field):
     with pytest.raises(UserError) as err:
         normalize_report({"Model": "m", "Performance": rows}, source=Path("r.json"))
@@ -180,8 +191,11 @@ def test_disjoint_batch_sizes_are_shown_side_by_side_with_a_note(tmp_path, capsy
 
 
 def test_stc_underscore_keys_are_read_and_unknown_keys_are_named(tmp_path, capsys):
-    stc = {"Model": "ALBERT-TORCH-FP32", "Backend": "STC", "Performance": [
-        {"BS": 1, "QPS": 100.0, "AVG_Latency": 10.0, "P99_Latency": 12.5, "Power_W": 70}]}
+    stc = {
+        "Model": "ALBERT-TORCH-FP32",
+        "Backend": "STC",
+        "Performance": [{"BS": 1, "QPS": 100.0, "AVG_Latency": 10.0, "P99_Latency": 12.5, "Power_W": 70}],
+    }
     path = tmp_path / "stc.json"
     path.write_text(json.dumps(stc))
     norm = normalize_report(load_report(path), source=path)

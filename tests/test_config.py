@@ -7,21 +7,35 @@ from pathlib import Path
 
 import pytest
 
-from core.config.schema import ModelEntry, Workload, load_model_entry, load_workload, read_config_file
 from core.common.errors import UserError
+from core.config.schema import ModelEntry, Workload, load_model_entry, load_workload, read_config_file
 
 # Exactly ByteMLPerf's field sets (general_perf/workloads/bert-torch-fp32.json, model_zoo/albert-torch-fp32.json).
 BYTEMLPERF_WORKLOAD = {
-    "model": "bert-torch-fp32", "test_perf": True, "test_accuracy": True, "test_numeric": True, "clients": 3,
-    "iterations": 100, "batch_sizes": [1, 4, 8, 16, 24, 64, 128, 256, 512, 1024], "data_percent": 100, "compile_only": False,
+    "model": "bert-torch-fp32",
+    "test_perf": True,
+    "test_accuracy": True,
+    "test_numeric": True,
+    "clients": 3,
+    "iterations": 100,
+    "batch_sizes": [1, 4, 8, 16, 24, 64, 128, 256, 512, 1024],
+    "data_percent": 100,
+    "compile_only": False,
 }
 BYTEMLPERF_MODEL = {
     "model": "albert-torch-fp32",
     "model_path": "general_perf/model_zoo/popular/open_albert/albert-base-squad.pt",
-    "framework": "Pytorch", "framework_version": "1.9.1", "model_format": "pt", "model_precision": "FP32",
-    "inputs": "input_ids.1,attention_mask.1,token_type_ids.1", "outputs": "start_logits,end_logits",
+    "framework": "Pytorch",
+    "framework_version": "1.9.1",
+    "model_format": "pt",
+    "model_precision": "FP32",
+    "inputs": "input_ids.1,attention_mask.1,token_type_ids.1",
+    "outputs": "start_logits,end_logits",
     "input_shape": {"input_ids.1": [1, 384], "attention_mask.1": [1, 384], "token_type_ids.1": [1, 384]},
-    "input_type": "LONG,LONG,LONG", "dataset_name": "open_squad", "max_batch_size": 64, "is_quantized": False,
+    "input_type": "LONG,LONG,LONG",
+    "dataset_name": "open_squad",
+    "max_batch_size": 64,
+    "is_quantized": False,
 }
 
 
@@ -133,7 +147,9 @@ def test_yaml_alias_bomb_is_refused(tmp_path):
 
 
 def test_a_few_yaml_anchors_are_fine(tmp_path):
-    (tmp_path / "w.yaml").write_text("model: m\nbatch_sizes: &b [1, 2]\nengine_options: {sizes: *b}\n", encoding="utf-8")
+    (tmp_path / "w.yaml").write_text(
+        "model: m\nbatch_sizes: &b [1, 2]\nengine_options: {sizes: *b}\n", encoding="utf-8"
+    )
     assert read_config_file(tmp_path / "w.yaml")["engine_options"] == {"sizes": [1, 2]}
 
 

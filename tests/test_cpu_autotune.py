@@ -10,13 +10,14 @@ import pytest
 
 import backends
 from backends.base import Candidate, CompiledModel, CompileRequest, RuntimeBackend
-from core.config import registry
-from core.quality import selection as tuning
 from core.common.errors import UserError
+from core.common.paths import state_dir
+from core.config import registry
 from core.measure.host import FLAGS_ENV, CpuIsa
 from core.measure.timing import MeasurePolicy
 from core.model.source import resolve_source
-from core.common.paths import state_dir
+from core.quality import gate as accuracy_gate
+from core.quality import selection as tuning
 from datasets.base import Features
 
 AVX2 = "fpu sse2 avx avx2 fma"
@@ -24,13 +25,16 @@ AVX512 = AVX2 + " avx512f avx512bw avx512vl avx512_vnni avx512_bf16"
 AMX = AVX512 + " amx_tile amx_bf16 amx_int8"
 
 
-@pytest.mark.parametrize(("flags", "name", "bf16", "int8"), [
-    (AVX2, "AVX2", False, False),
-    (AVX2 + " avx_vnni", "AVX2", False, True),
-    (AVX512, "AVX-512", True, True),
-    (AVX2 + " avx512f", "AVX-512", False, False),
-    (AMX, "AMX", True, True),
-])
+@pytest.mark.parametrize(
+    ("flags", "name", "bf16", "int8"),
+    [
+        (AVX2, "AVX2", False, False),
+        (AVX2 + " avx_vnni", "AVX2", False, True),
+        (AVX512, "AVX-512", True, True),
+        (AVX2 + " avx512f", "AVX-512", False, False),
+        (AMX, "AMX", True, True),
+    ],
+)
 def test_isa_from_a_flags_string(flags, name, bf16, int8):
     isa = CpuIsa.from_flags(flags)
     assert (isa.name, isa.bf16, isa.int8) == (name, bf16, int8)
@@ -40,8 +44,14 @@ def test_isa_from_a_flags_string(flags, name, bf16, int8):
 
 def request_for(task_name: str, precision: str) -> CompileRequest:
     task = registry.load_task(task_name)
-    return CompileRequest(model=task.model, source=resolve_source(task.model, model_file=task.model_file),
-                          precision=precision, batch_sizes=[1], cache_dir=state_dir(), sample_feeds=None)
+    return CompileRequest(
+        model=task.model,
+        source=resolve_source(task.model, model_file=task.model_file),
+        precision=precision,
+        batch_sizes=[1],
+        cache_dir=state_dir(),
+        sample_feeds=None,
+    )
 
 
 def labels(engine: str, precision: str, flags: str, monkeypatch) -> list[str]:
@@ -54,7 +64,14 @@ def labels(engine: str, precision: str, flags: str, monkeypatch) -> list[str]:
 def test_candidates_follow_the_host(monkeypatch):
     assert labels("auto", "auto", AVX2, monkeypatch) == ["onnxruntime FP32", "openvino FP32", "pytorch FP32"]
     assert labels("auto", "auto", AMX, monkeypatch) == [
-        "onnxruntime FP32", "onnxruntime INT8", "openvino FP32", "openvino BF16", "openvino INT8", "pytorch FP32", "pytorch BF16"]
+        "onnxruntime FP32",
+        "onnxruntime INT8",
+        "openvino FP32",
+        "openvino BF16",
+        "openvino INT8",
+        "pytorch FP32",
+        "pytorch BF16",
+    ]
     assert labels("openvino", "auto", AVX512, monkeypatch) == ["openvino FP32", "openvino BF16", "openvino INT8"]
     assert labels("auto", "FP32", AMX, monkeypatch) == ["onnxruntime FP32", "openvino FP32", "pytorch FP32"]
     assert labels("pytorch", "BF16", AMX, monkeypatch) == ["pytorch BF16"]
@@ -115,17 +132,27 @@ def fake_candidates(specs: dict[str, tuple[float, bool]]) -> tuple[list[Candidat
     candidates = []
     for label, (delay, corrupt) in specs.items():
         engine, precision = label.split()
-        compiled[label] = CompiledModel(engine=engine, precision=precision, artifact=None, input_names=["ids"],
-                                        output_names=["start", "end"], compile_seconds=0.0, cache_hit=False,
-                                        details={"delay": delay, "corrupt": corrupt})
+        compiled[label] = CompiledModel(
+            engine=engine,
+            precision=precision,
+            artifact=None,
+            input_names=["ids"],
+            output_names=["start", "end"],
+            compile_seconds=0.0,
+            cache_hit=False,
+            details={"delay": delay, "corrupt": corrupt},
+        )
         candidates.append(Candidate(engine, precision, Config(engine=engine)))
     return candidates, compiled
 
 
 @pytest.fixture
 def fast_tuning(monkeypatch, tmp_path):
-    monkeypatch.setattr(tuning, "TUNING_POLICY", MeasurePolicy(warmup_iterations=1, warmup_seconds=0.1,
-                                                               min_iterations=3, min_seconds=0.0, max_seconds=0.5))
+    monkeypatch.setattr(
+        tuning,
+        "TUNING_POLICY",
+        MeasurePolicy(warmup_iterations=1, warmup_seconds=0.1, min_iterations=3, min_seconds=0.0, max_seconds=0.5),
+    )
     monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path))
 
 
@@ -137,15 +164,26 @@ def run_select(candidates, compiled, gates: list):
 
     def make_gate():
         gates.append(1)
-        return tuning.make_gate(features, true_outputs(features.inputs), "fake reference", evaluate=None, synthetic=True)
+        return accuracy_gate.make_gate(
+            features, true_outputs(features.inputs), "fake reference", evaluate=None, synthetic=True
+        )
 
-    return tuning.select(candidates, model="fake", compile_candidate=lambda c: compiled[c.label],
-                         make_runtime=lambda comp, config: FakeRuntime(comp, config), batch_size=1,
-                         feeds={"ids": ids[:1]}, make_gate=make_gate, cache_payload={"source": "s"})
+    return tuning.select(
+        candidates,
+        model="fake",
+        compile_candidate=lambda c: compiled[c.label],
+        make_runtime=lambda comp, config: FakeRuntime(comp, config),
+        batch_size=1,
+        feeds={"ids": ids[:1]},
+        make_gate=make_gate,
+        cache_payload={"source": "s"},
+    )
 
 
 def test_the_gate_rejects_a_fast_corrupted_candidate(fast_tuning):
-    candidates, compiled = fake_candidates({"fast INT8": (0.0, True), "slow FP32": (0.01, False), "slower BF16": (0.03, False)})
+    candidates, compiled = fake_candidates(
+        {"fast INT8": (0.0, True), "slow FP32": (0.01, False), "slower BF16": (0.03, False)}
+    )
     selection = run_select(candidates, compiled, [])
     rows = {f"{r['Engine']} {r['Precision']}": r for r in selection.section["Candidates"]}
     assert selection.candidate.label == "slow FP32"
@@ -205,7 +243,7 @@ def test_metric_gate_applies_mlperf_99_percent_rule():
     def evaluate(outputs):
         return {"Accuracy": 100.0 * float(np.mean(outputs["logits"].argmax(1) == gold)), "Examples": len(gold)}
 
-    gate = tuning.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=False)
+    gate = accuracy_gate.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=False)
     assert gate.by_metric and gate.reference_metrics == {"Accuracy": 100.0}  # counts are not metrics
     noisy = {"logits": reference["logits"] + rng.normal(0, 0.1, reference["logits"].shape).astype(np.float32)}
     assert gate.judge(noisy)["Gate"] == "pass"
@@ -214,19 +252,21 @@ def test_metric_gate_applies_mlperf_99_percent_rule():
     verdict = gate.judge(flipped)
     assert verdict["Gate"] == "fail" and "Accuracy 98.5" in verdict["Why"]
     # Synthetic weights: the metric means nothing, the drift rule applies instead.
-    assert not tuning.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=True).by_metric
+    assert not accuracy_gate.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=True).by_metric
 
 
 def test_the_gate_of_a_model_without_a_dataset_uses_generated_inputs():
-    from core.run.runner import RunOptions, _gate_loader, _make_loader, model_inputs
+    from core.run.compile import gate_loader
+    from core.run.context import make_loader, model_inputs
 
     task = registry.load_task("tiny-bert-squad")
     model = task.model.model_copy(update={"dataset_name": None})
-    task = type(task)(task.workload.model_copy(update={"test_numeric": True}), task.workload_file, model, task.model_file)
+    task = type(task)(
+        task.workload.model_copy(update={"test_numeric": True}), task.workload_file, model, task.model_file
+    )
     inputs = model_inputs(task, resolve_source(model, model_file=task.model_file))
-    options = RunOptions(hardware_type="CPU")
-    numeric_loader = _make_loader(task, inputs, options, dataset="fake_dataset")
-    assert len(numeric_loader.load()) > tuning.GATE_MAX_FEATURES  # more than the gate's limit: no re-sampling
-    assert _gate_loader(task, inputs, options, numeric_loader, tuning.GATE_MAX_FEATURES) is numeric_loader
-    generated = _gate_loader(task, inputs, options, None, tuning.GATE_MAX_FEATURES)
+    numeric_loader = make_loader(task, inputs, dataset="fake_dataset")
+    assert len(numeric_loader.load()) > accuracy_gate.GATE_MAX_FEATURES  # more than the gate's limit: no re-sampling
+    assert gate_loader(task, inputs, numeric_loader, accuracy_gate.GATE_MAX_FEATURES) is numeric_loader
+    generated = gate_loader(task, inputs, None, accuracy_gate.GATE_MAX_FEATURES)
     assert generated.name == "fake_dataset" and len(generated.load()) > 0

@@ -8,11 +8,11 @@ import pytest
 
 import backends
 from backends.base import CompileRequest
-from core.config import registry
 from core.common.errors import UserError
-from core.model.source import resolve_source
 from core.common.paths import state_dir
-from core.run.runner import model_inputs
+from core.config import registry
+from core.model.source import resolve_source
+from core.run.context import model_inputs
 from datasets.fake_dataset import fake_inputs
 
 
@@ -22,7 +22,11 @@ def compile_and_load(task, engine: str, precision: str = "FP32", **options):
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
     inputs = model_inputs(task, source)
     request = CompileRequest(
-        model=task.model, source=source, precision=precision, batch_sizes=[1], cache_dir=state_dir(),
+        model=task.model,
+        source=source,
+        precision=precision,
+        batch_sizes=[1],
+        cache_dir=state_dir(),
         sample_feeds=lambda bs: fake_inputs(inputs, bs, seed=1),
     )
     compiled = spec.compile_backend(config).compile(request)
@@ -102,8 +106,14 @@ def test_export_leaves_the_torch_model_in_eval_mode(task):
     spec = backends.load_backend("CPU")
     config = spec.make_config("onnxruntime", {"simplify": False, "optimize": False, "opset": 16}, source="test")
     inputs = model_inputs(task, source)
-    request = CompileRequest(model=task.model, source=source, precision="FP32", batch_sizes=[1], cache_dir=state_dir(),
-                             sample_feeds=lambda bs: fake_inputs(inputs, bs, seed=1))
+    request = CompileRequest(
+        model=task.model,
+        source=source,
+        precision="FP32",
+        batch_sizes=[1],
+        cache_dir=state_dir(),
+        sample_feeds=lambda bs: fake_inputs(inputs, bs, seed=1),
+    )
     spec.compile_backend(config).compile(request)
     assert not any(m.training for m in module.modules())
 
@@ -129,12 +139,15 @@ def test_fusion_counts_reach_the_report_fields(task):
     assert stage_names == ["export", "optimize"]
 
 
-@pytest.mark.parametrize(("engine", "precision", "marker"), [
-    ("pytorch", "BF16", "bf16 weights"),
-    ("onnxruntime", "INT8", "int8 dynamic quantization"),
-    ("openvino", "BF16", "inference precision"),
-    ("openvino", "INT8", "nncf int8 post-training quantization (calibrated on generated inputs, 16 samples)"),
-])
+@pytest.mark.parametrize(
+    ("engine", "precision", "marker"),
+    [
+        ("pytorch", "BF16", "bf16 weights"),
+        ("onnxruntime", "INT8", "int8 dynamic quantization"),
+        ("openvino", "BF16", "inference precision"),
+        ("openvino", "INT8", "nncf int8 post-training quantization (calibrated on generated inputs, 16 samples)"),
+    ],
+)
 def test_lower_precisions_stay_close_to_fp32(task, engine, precision, marker):
     _, fp32, inputs = compile_and_load(task, "pytorch")
     compiled, runtime, _ = compile_and_load(task, engine, precision=precision)
@@ -153,16 +166,20 @@ def test_static_int8_needs_calibration_data(task):
 
 
 def test_static_int8_run_calibrates_on_the_dataset(tmp_path):
-    from core.run.runner import RunOptions, run_task
     import json
+
+    from core.run.runner import RunOptions, run_task
 
     workload = tmp_path / "int8.yaml"
     workload.write_text(
-        "model: tiny-bert-squad\nprecision: INT8\nengine: onnxruntime\nengine_options: {int8_mode: static}\ntest_accuracy: true\n"
+        "model: tiny-bert-squad\nprecision: INT8\nengine: onnxruntime\n"
+        "engine_options: {int8_mode: static}\ntest_accuracy: true\n"
         "iterations: 3\nbatch_sizes: [1]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 1\n",
         encoding="utf-8",
     )
-    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")).written
+    path = run_task(
+        registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")
+    ).written
     report = json.loads(path.read_text())
     assert path.name == "result-int8.json"
     assert report["Graph Compile"]["Compile Precision"] == "INT8"
@@ -177,8 +194,9 @@ def test_bf16_compiles_a_copy_and_leaves_the_reference_module_fp32(task):
 
     spec = backends.load_backend("CPU")
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
-    request = CompileRequest(model=task.model, source=source, precision="BF16", batch_sizes=[1], cache_dir=state_dir(),
-                             sample_feeds=None)
+    request = CompileRequest(
+        model=task.model, source=source, precision="BF16", batch_sizes=[1], cache_dir=state_dir(), sample_feeds=None
+    )
     compiled = compile_model(request, spec.make_config("pytorch", {}, source="test"))
     assert next(compiled.module.parameters()).dtype == torch.bfloat16
     assert next(source.torch_module().parameters()).dtype == torch.float32
@@ -228,8 +246,27 @@ def test_openvino_conversion_and_nncf_quantization_never_reach_for_the_network(t
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "NNCF_DEV")}
     env["HOME"] = str(tmp_path)  # an existing home without the machine user's telemetry consent file
     done = subprocess.run(
-        [sys.executable, "-c", NETWORK_PROBE, str(log), "--task", "tiny-bert-squad", "--engine", "openvino",
-         "--precision", "INT8", "--batch-sizes", "1", "--output-dir", str(tmp_path / "out")],
-        cwd=registry.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            NETWORK_PROBE,
+            str(log),
+            "--task",
+            "tiny-bert-squad",
+            "--engine",
+            "openvino",
+            "--precision",
+            "INT8",
+            "--batch-sizes",
+            "1",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        cwd=registry.REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert not log.exists(), log.read_text()

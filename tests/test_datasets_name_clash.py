@@ -29,7 +29,9 @@ def impostor_site(tmp_path: Path) -> Path:
 
 def run(code_or_args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(impostor_site(tmp_path)), str(REPO)]))
-    return subprocess.run([sys.executable, *code_or_args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, *code_or_args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_ours_wins_outside_the_repository_root(tmp_path):

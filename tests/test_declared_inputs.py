@@ -21,12 +21,19 @@ IMAGE = (1, 3, 32, 32)
 
 def declared(shapes: dict[str, tuple[int, ...]], types: str, **fields) -> ModelInputs:
     names = tuple(shapes)
-    return ModelInputs(names=names, dtypes=tuple(types.split(",")), seq_len=shapes[names[0]][1] if len(shapes[names[0]]) > 1 else 1,
-                       vocab_size=fields.pop("vocab_size", 1000), type_vocab_size=0,
-                       shapes=tuple(shapes.values()), **fields)
+    return ModelInputs(
+        names=names,
+        dtypes=tuple(types.split(",")),
+        seq_len=shapes[names[0]][1] if len(shapes[names[0]]) > 1 else 1,
+        vocab_size=fields.pop("vocab_size", 1000),
+        type_vocab_size=0,
+        shapes=tuple(shapes.values()),
+        **fields,
+    )
 
 
 # --- generated values ---------------------------------------------------------------------------
+
 
 def test_an_image_input_gets_its_declared_shape_with_the_batch_first_and_imagenet_normalization():
     feeds = fake_inputs(declared({"images": (1, 3, 640, 64)}, "FLOAT32"), 4, seed=1)
@@ -45,8 +52,9 @@ def test_nhwc_layout_normalizes_the_last_axis():
 
 
 def test_unet_inputs_latent_timestep_and_hidden_states():
-    model = declared({"sample": (1, 4, 32, 32), "timestep": (1,), "encoder_hidden_states": (1, 77, 768)},
-                     "FLOAT32,INT64,FLOAT32")
+    model = declared(
+        {"sample": (1, 4, 32, 32), "timestep": (1,), "encoder_hidden_states": (1, 77, 768)}, "FLOAT32,INT64,FLOAT32"
+    )
     feeds = fake_inputs(model, 3, seed=2)
     assert feeds["sample"].shape == (3, 4, 32, 32) and abs(float(feeds["sample"].std()) - 1) < 0.05  # a latent
     assert feeds["timestep"].shape == (3,) and feeds["timestep"].dtype == np.int64
@@ -55,8 +63,12 @@ def test_unet_inputs_latent_timestep_and_hidden_states():
 
 
 def test_clip_text_ids_stay_in_the_vocabulary_and_are_padded_where_the_mask_is_zero():
-    model = declared({"input_ids": (2, 77), "pixel_values": (1, 3, 224, 224), "attention_mask": (2, 77)},
-                     "INT64,FLOAT32,INT64", vocab_size=49408, pad_token_id=1)
+    model = declared(
+        {"input_ids": (2, 77), "pixel_values": (1, 3, 224, 224), "attention_mask": (2, 77)},
+        "INT64,FLOAT32,INT64",
+        vocab_size=49408,
+        pad_token_id=1,
+    )
     feeds = fake_inputs(model, 4, seed=3)
     ids, mask = feeds["input_ids"], feeds["attention_mask"]
     assert ids.shape == mask.shape == (4, 77) and feeds["pixel_values"].shape == (4, 3, 224, 224)
@@ -77,8 +89,9 @@ def test_conformer_padding_mask_is_true_where_padded_and_dtypes_follow_input_typ
 
 
 def test_widedeep_first_dimension_is_replaced_by_the_batch_size():
-    feeds = fake_inputs(declared({"new_categorical_placeholder:0": (26, 2), "new_numeric_placeholder:0": (1, 13)},
-                                 "INT64,FLOAT32"), 16)
+    feeds = fake_inputs(
+        declared({"new_categorical_placeholder:0": (26, 2), "new_numeric_placeholder:0": (1, 13)}, "INT64,FLOAT32"), 16
+    )
     assert feeds["new_categorical_placeholder:0"].shape == (16, 2)
     assert feeds["new_numeric_placeholder:0"].shape == (16, 13)
     assert feeds["new_categorical_placeholder:0"].max() < 1000  # ByteMLPerf's range without a vocabulary
@@ -92,8 +105,14 @@ def test_uint8_images_are_raw_pixels():
 def test_token_models_get_the_same_inputs_with_or_without_declared_shapes():
     # The NLP path is unchanged: compiled artifacts and cached references stay valid.
     plain = ModelInputs(names=("a", "b", "c"), dtypes=("LONG",) * 3, seq_len=64, vocab_size=500, type_vocab_size=2)
-    shaped = ModelInputs(names=("a", "b", "c"), dtypes=("LONG",) * 3, seq_len=64, vocab_size=500, type_vocab_size=2,
-                         shapes=((1, 64),) * 3)
+    shaped = ModelInputs(
+        names=("a", "b", "c"),
+        dtypes=("LONG",) * 3,
+        seq_len=64,
+        vocab_size=500,
+        type_vocab_size=2,
+        shapes=((1, 64),) * 3,
+    )
     assert shaped.token_layout
     for name, array in fake_inputs(plain, 3, seed=5).items():
         np.testing.assert_array_equal(array, fake_inputs(shaped, 3, seed=5)[name])
@@ -110,22 +129,31 @@ def test_fake_dataset_of_a_non_token_model_has_no_sequence_axis():
 
 # --- whole runs -----------------------------------------------------------------------------------
 
+
 def conv_onnx(path: Path) -> Path:
     """conv 3->4 -> relu -> global average pool -> flatten -> gemm to 5 logits, batch dynamic."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name) for name, shape in
-               (("w", (4, 3, 3, 3)), ("b", (4,)), ("fc_w", (5, 4)), ("fc_b", (5,)))]
-    nodes = [helper.make_node("Conv", ["images", "w", "b"], ["conv"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["conv"], ["relu"]),
-             helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
-             helper.make_node("Flatten", ["pool"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "tiny_conv",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 32, 32])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])], weights)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in (("w", (4, 3, 3, 3)), ("b", (4,)), ("fc_w", (5, 4)), ("fc_b", (5,)))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["images", "w", "b"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
+        helper.make_node("Flatten", ["pool"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_conv",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
+        weights,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -137,8 +165,13 @@ def conv_torchscript(path: Path) -> Path:
     import torch
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(4, 5)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 5),
+    ).eval()
     torch.jit.save(torch.jit.trace(net, torch.zeros(1, 3, 32, 32)), str(path))
     return path
 
@@ -148,12 +181,30 @@ def image_task(private_zoo):
     """A private model zoo with one image model (file given by the test); returns a function writing the task."""
 
     def make(model_path: Path, model_format: str, **workload) -> Path:
-        entry = {"model": "tiny-conv", "model_path": str(model_path), "framework": "Onnx", "model_format": model_format,
-                 "model_precision": "FP32", "inputs": "images", "outputs": "logits",
-                 "input_shape": {"images": list(IMAGE)}, "input_type": "FLOAT32", "dataset_name": None,
-                 "max_batch_size": 8}
-        return private_zoo(entry, {"batch_sizes": [1, 4], "iterations": 3, "warmup_iterations": 1,
-                                   "min_seconds": 0, "max_seconds": 1, **workload})
+        entry = {
+            "model": "tiny-conv",
+            "model_path": str(model_path),
+            "framework": "Onnx",
+            "model_format": model_format,
+            "model_precision": "FP32",
+            "inputs": "images",
+            "outputs": "logits",
+            "input_shape": {"images": list(IMAGE)},
+            "input_type": "FLOAT32",
+            "dataset_name": None,
+            "max_batch_size": 8,
+        }
+        return private_zoo(
+            entry,
+            {
+                "batch_sizes": [1, 4],
+                "iterations": 3,
+                "warmup_iterations": 1,
+                "min_seconds": 0,
+                "max_seconds": 1,
+                **workload,
+            },
+        )
 
     return make
 
@@ -180,5 +231,7 @@ def test_a_torchscript_image_model_runs_and_its_numeric_check_uses_fake_data(ima
     assert [row["Status"] for row in report["Performance"]] == ["ok", "ok"]
     accuracy = report["Accuracy"]
     assert accuracy["Numeric Reference"] == "CPU pytorch FP32"
-    assert accuracy["Compared Values"] == 5 * DECLARED_FAKE_FEATURES and accuracy["Max Diff"] < 1e-4  # every logit of every sample
+    assert (
+        accuracy["Compared Values"] == 5 * DECLARED_FAKE_FEATURES and accuracy["Max Diff"] < 1e-4
+    )  # every logit of every sample
     assert "Mean True Length" not in report["Dataset Throughput"]

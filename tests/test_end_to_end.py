@@ -18,9 +18,29 @@ from core.run.runner import RunOptions, run_task
 REPO = Path(__file__).resolve().parent.parent
 
 # ByteMLPerf's report keys (GUIDE §1): ours must be a superset.
-BYTEMLPERF_TOP = {"Model", "Backend", "Host Info", "Dataset", "Instance Count", "Device Count", "Graph Compile", "Accuracy", "Performance"}
+BYTEMLPERF_TOP = {
+    "Model",
+    "Backend",
+    "Host Info",
+    "Dataset",
+    "Instance Count",
+    "Device Count",
+    "Graph Compile",
+    "Accuracy",
+    "Performance",
+}
 BYTEMLPERF_COMPILE = {"Compile Duration", "Compile Precision", "Subgraph Coverage", "Optimizations"}
-BYTEMLPERF_ACCURACY = {"Data Percent", "Exact Match", "F1 Score", "Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff", "Diff Dist"}
+BYTEMLPERF_ACCURACY = {
+    "Data Percent",
+    "Exact Match",
+    "F1 Score",
+    "Mean Diff",
+    "Std Diff",
+    "Max Diff",
+    "Max Rel-Diff",
+    "Mean Rel-Diff",
+    "Diff Dist",
+}
 BYTEMLPERF_PERF = {"BS", "QPS", "AVG Latency", "P99 Latency"}
 
 
@@ -33,7 +53,9 @@ def tiny_run(tmp_path_factory):
 
 def test_report_has_bytemlperf_keys_and_ours(tiny_run):
     _, path, report = tiny_run
-    assert path.name == "result-fp32.json" and path.parent.name == "tiny-bert-squad" and path.parent.parent.name == "CPU"
+    assert (
+        path.name == "result-fp32.json" and path.parent.name == "tiny-bert-squad" and path.parent.parent.name == "CPU"
+    )
     assert BYTEMLPERF_TOP <= set(report)
     assert BYTEMLPERF_COMPILE <= set(report["Graph Compile"])
     assert BYTEMLPERF_ACCURACY <= set(report["Accuracy"])
@@ -85,7 +107,9 @@ def test_compile_only_measures_nothing_and_never_replaces_the_latest_report(tmp_
     latest.parent.mkdir(parents=True)
     latest.write_text('{"Model": "tiny-bert-squad", "Performance": [{"BS": 1, "QPS": 9.0}]}', encoding="utf-8")
     before = latest.read_bytes()
-    path = run_task(registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=tmp_path, compile_only=True)).written
+    path = run_task(
+        registry.load_task("tiny-bert-squad"), RunOptions(hardware_type="CPU", output_dir=tmp_path, compile_only=True)
+    ).written
     report = json.loads(path.read_text())
     assert path.parent.name == "runs" and path.stem == report["Run"]["id"]  # kept under runs/ only
     assert report["Performance"] == [] and "Graph Compile" in report
@@ -110,7 +134,11 @@ def sigterm_after(tmp_path, workload_text: str, marker: str, env: dict | None = 
     out = tmp_path / "reports"
     proc = subprocess.Popen(
         [sys.executable, "-m", "core.perf_engine", "--task", str(workload), "--output-dir", str(out)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     deadline = time.time() + 180
     lines = []
@@ -125,7 +153,10 @@ def sigterm_after(tmp_path, workload_text: str, marker: str, env: dict | None = 
     return json.loads((out / "CPU" / "tiny-bert-squad" / "result-fp32.json").read_text()), lines
 
 
-LONG = "model: tiny-bert-squad\niterations: 100000000\nbatch_sizes: [1, 2, 4]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 4\n"
+LONG = (
+    "model: tiny-bert-squad\niterations: 100000000\nbatch_sizes: [1, 2, 4]\n"
+    "warmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 4\n"
+)
 
 
 def test_sigterm_writes_an_incomplete_report(tmp_path):
@@ -137,13 +168,17 @@ def test_sigterm_writes_an_incomplete_report(tmp_path):
 
 def test_sigterm_while_choosing_the_engine_still_writes_a_report(tmp_path):
     # A private state folder: no cached decision, so the run really is choosing when the signal comes.
-    report, lines = sigterm_after(tmp_path, LONG, "choosing among", env=dict(os.environ, PERFBENCH_HOME=str(tmp_path / "home")))
+    report, lines = sigterm_after(
+        tmp_path, LONG, "choosing among", env=dict(os.environ, PERFBENCH_HOME=str(tmp_path / "home"))
+    )
     assert report["Run"]["status"] == "incomplete" and report["Performance"] == []
     assert any("interrupted" in note for note in report["Run"]["notes"])
 
 
 def test_mnli_run_reports_matched_and_mismatched(tmp_path):
-    path = run_task(registry.load_task("tiny-deberta-v2-mnli"), RunOptions(hardware_type="CPU", output_dir=tmp_path)).written
+    path = run_task(
+        registry.load_task("tiny-deberta-v2-mnli"), RunOptions(hardware_type="CPU", output_dir=tmp_path)
+    ).written
     report = json.loads(path.read_text())
     accuracy = report["Accuracy"]
     for key in ("Accuracy Matched", "Accuracy Mismatched"):
@@ -159,14 +194,16 @@ def test_repo_relative_tokenizer_paths_resolve_from_any_directory(tmp_path, monk
     import dataclasses
 
     from core.model.source import resolve_source
-    from core.run.runner import _make_loader, model_inputs
+    from core.run.context import make_loader, model_inputs
 
     task = registry.load_task("tiny-bert-squad")
     inputs = model_inputs(task, resolve_source(task.model, model_file=task.model_file))
     monkeypatch.chdir(tmp_path)
     present = dataclasses.replace(task, model=task.model.model_copy(update={"tokenizer": "datasets/open_squad/sample"}))
-    assert _make_loader(present, inputs, RunOptions(hardware_type="CPU")).request.tokenizer == str(REPO / "datasets/open_squad/sample")
+    assert make_loader(present, inputs).request.tokenizer == str(REPO / "datasets/open_squad/sample")
     # A vocab file that is not installed (bert's open_squad vocab.txt) is not an error: the run falls back.
-    missing = dataclasses.replace(task, model=task.model.model_copy(update={"tokenizer": "datasets/open_squad/no-vocab.txt"}))
-    features = _make_loader(missing, inputs, RunOptions(hardware_type="CPU")).load()
+    missing = dataclasses.replace(
+        task, model=task.model.model_copy(update={"tokenizer": "datasets/open_squad/no-vocab.txt"})
+    )
+    features = make_loader(missing, inputs).load()
     assert features.provenance["tokenizer"]["kind"] == "fallback"

@@ -23,12 +23,21 @@ from core.reporting.html_report import render_compare_html, write_run_html
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 CHROMIUM = os.environ.get("PERFBENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-         "--disable-component-update", "--disable-sync", "--remote-debugging-pipe")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-pipe",
+)
 TIMEOUT_S = 30
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None,
-                                reason="chromium is not installed (apt-get install -y chromium); browser test skipped")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); browser test skipped"
+)
 
 
 class Browser:
@@ -47,9 +56,14 @@ class Browser:
             os.dup2(high_r, 3)
             os.dup2(high_w, 4)
 
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                     preexec_fn=child_fds, pass_fds=(3, 4), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            preexec_fn=child_fds,
+            pass_fds=(3, 4),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(high_r)
         os.close(high_w)
         self._buffer = b""
@@ -96,8 +110,9 @@ class Browser:
         self._read(lambda m: m.get("method") == "Page.loadEventFired", time.monotonic() + TIMEOUT_S)
 
     def evaluate(self, expression: str):
-        return self.call("Runtime.evaluate", session=self.session, expression=expression,
-                         returnByValue=True)["result"]["value"]
+        return self.call("Runtime.evaluate", session=self.session, expression=expression, returnByValue=True)["result"][
+            "value"
+        ]
 
     def errors(self) -> list[str]:
         """Console errors, uncaught exceptions, and browser log errors (CSP refusals, failed loads)."""
@@ -136,8 +151,9 @@ def browser(tmp_path):
     b.close()
 
 
-PLOTS_JS = ("JSON.stringify([...document.querySelectorAll('img.plot')]"
-            ".map(i => [i.complete, i.naturalWidth, i.naturalHeight]))")
+PLOTS_JS = (
+    "JSON.stringify([...document.querySelectorAll('img.plot')].map(i => [i.complete, i.naturalWidth, i.naturalHeight]))"
+)
 
 
 def assert_page_ok(browser: Browser, page: Path, plots: int, screenshot: Path) -> None:
@@ -165,8 +181,10 @@ def test_run_page_in_chromium(browser, tmp_path):
 
 
 def test_compare_page_in_chromium(browser, tmp_path):
-    reports = [json.loads((FIXTURES / rel).read_text()) for rel in
-               ("CPU/albert-torch-fp32/runs/20261121T120000-d4e5f6.json", "IXRT/albert-torch-fp32/result-fp16.json")]
+    reports = [
+        json.loads((FIXTURES / rel).read_text())
+        for rel in ("CPU/albert-torch-fp32/runs/20261121T120000-d4e5f6.json", "IXRT/albert-torch-fp32/result-fp16.json")
+    ]
     page = tmp_path / "compare.html"
     page.write_text(render_compare_html(reports))
     assert_page_ok(browser, page, plots=4, screenshot=tmp_path / "compare.png")

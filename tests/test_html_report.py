@@ -48,8 +48,16 @@ def test_run_page_has_plots_tables_and_provenance():
     page = render_run_html(report("CPU/albert-torch-fp32/result-fp32.json"))
     pngs = embedded_pngs(page)
     assert len(pngs) == 2 and all(p.startswith(PNG_MAGIC) and len(p) > 5000 for p in pngs)
-    for text in ("QPS vs batch size", "Latency percentiles", "P90 Latency", "1,690", "ORT_ENABLE_ALL",
-                 "AMD EPYC 7B13", "onnxruntime", "95aa6a52d5d6a735"):
+    for text in (
+        "QPS vs batch size",
+        "Latency percentiles",
+        "P90 Latency",
+        "1,690",
+        "ORT_ENABLE_ALL",
+        "AMD EPYC 7B13",
+        "onnxruntime",
+        "95aa6a52d5d6a735",
+    ):
         assert text in page, text
     # A URL in a report is text, never a link or a resource.
     assert "https://rajpurkar.github.io" in page

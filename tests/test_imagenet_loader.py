@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from core.config import registry
 from core.common.errors import UserError
+from core.config import registry
 from core.run.runner import RunOptions, run_task
 from datasets.base import DatasetRequest, ModelInputs
 from datasets.images import IMAGENET_MEAN, IMAGENET_STD, top_k_accuracy
@@ -17,8 +17,16 @@ from datasets.open_imagenet.loader import ImagenetLoader
 
 def image_model(size: int = 8, layout: str | None = "NCHW", outputs=("logits",)) -> ModelInputs:
     shape = (1, 3, size, size) if layout != "NHWC" else (1, size, size, 3)
-    return ModelInputs(names=("pixels",), dtypes=("FLOAT32",), seq_len=shape[1], vocab_size=1000,
-                       type_vocab_size=0, outputs=outputs, shapes=(shape,), layout=layout)
+    return ModelInputs(
+        names=("pixels",),
+        dtypes=("FLOAT32",),
+        seq_len=shape[1],
+        vocab_size=1000,
+        type_vocab_size=0,
+        outputs=outputs,
+        shapes=(shape,),
+        layout=layout,
+    )
 
 
 def write_set(folder, colours_labels, size=(12, 10)):
@@ -35,8 +43,9 @@ def write_set(folder, colours_labels, size=(12, 10)):
 
 
 def loader(tmp_path, data, model=None, percent=100.0) -> ImagenetLoader:
-    return ImagenetLoader(DatasetRequest(model=model or image_model(), data_path=data, data_percent=percent,
-                                         cache_dir=tmp_path / "cache"))
+    return ImagenetLoader(
+        DatasetRequest(model=model or image_model(), data_path=data, data_percent=percent, cache_dir=tmp_path / "cache")
+    )
 
 
 def test_images_are_cropped_normalized_and_in_the_models_layout(tmp_path):
@@ -60,10 +69,12 @@ def test_top1_top5_on_known_scores(tmp_path):
     ld = loader(tmp_path, data)
     ld.load()
     scores = np.zeros((4, 10), np.float32)
-    scores[0, 0] = 9                                # top-1 right
-    scores[1, [5, 6, 7, 8]] = 9; scores[1, 1] = 5   # 5th best: top-5 only
-    scores[2, :6] = [9, 8, 7, 6, 5, 4]              # label 2 third: top-5 only; scores[2,3]..
-    scores[3, :] = np.arange(10); scores[3, 3] = np.nan  # non-finite: wrong
+    scores[0, 0] = 9  # top-1 right
+    scores[1, [5, 6, 7, 8]] = 9
+    scores[1, 1] = 5  # 5th best: top-5 only
+    scores[2, :6] = [9, 8, 7, 6, 5, 4]  # label 2 third: top-5 only; scores[2,3]..
+    scores[3, :] = np.arange(10)
+    scores[3, 3] = np.nan  # non-finite: wrong
     report = ld.evaluate({"logits": scores})
     assert report == {"Top-1": 25.0, "Top-5": 75.0, "Examples": 4, "Non-finite Outputs": 1}
     with pytest.raises(UserError, match="classes"):
@@ -97,8 +108,14 @@ def test_bundled_sample_is_announced(tmp_path, monkeypatch):
 
 
 def test_a_token_model_is_refused(tmp_path):
-    tokens = ModelInputs(names=("ids", "mask"), dtypes=("LONG", "LONG"), seq_len=16, vocab_size=100,
-                         type_vocab_size=0, shapes=((1, 16), (1, 16)))
+    tokens = ModelInputs(
+        names=("ids", "mask"),
+        dtypes=("LONG", "LONG"),
+        seq_len=16,
+        vocab_size=100,
+        type_vocab_size=0,
+        shapes=((1, 16), (1, 16)),
+    )
     with pytest.raises(UserError, match="not an image"):
         loader(tmp_path, None, tokens).load()
 
@@ -118,8 +135,12 @@ def test_tiny_image_workload_reports_top1_top5(tmp_path):
     workload.write_text(
         "model: tiny-resnet-imagenet\nengine: onnxruntime\nprecision: FP32\ntest_accuracy: true\n"
         "test_numeric: true\niterations: 2\nbatch_sizes: [1, 2]\nmin_seconds: 0\nmax_seconds: 0.5\n"
-        "warmup_iterations: 1\n", encoding="utf-8")
-    path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "out")).written
+        "warmup_iterations: 1\n",
+        encoding="utf-8",
+    )
+    path = run_task(
+        registry.load_task(str(workload)), RunOptions(hardware_type="CPU", output_dir=tmp_path / "out")
+    ).written
     report = json.loads(path.read_text())
     accuracy = report["Accuracy"]
     assert accuracy["Examples"] == 16 and 0 <= accuracy["Top-1"] <= accuracy["Top-5"] <= 100
@@ -132,8 +153,8 @@ def test_tiny_image_workload_reports_top1_top5(tmp_path):
 def test_swin_large_entry_and_a_shrunken_swin_run_through_the_image_wrapper():
     import torch
 
-    from core.model.source import SourceModel
     from core.config.registry import architecture_config
+    from core.model.source import SourceModel
 
     task = registry.load_task("swin-large-torch-fp32")
     config = dict(architecture_config(task.model.architecture))
@@ -153,5 +174,6 @@ def test_bytemlperf_archive_layout_with_images_in_ilsvrc2012_img_val(tmp_path):
     (data / "ILSVRC2012_img_val" / "val_map.txt").rename(data / "val_map.txt")
     features = loader(tmp_path, data).load()
     assert len(features) == 2
-    np.testing.assert_allclose(features.inputs["pixels"][1, :, 4, 4],
-                               (np.array([0.0, 0.0, 1.0]) - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-5)
+    np.testing.assert_allclose(
+        features.inputs["pixels"][1, :, 4, 4], (np.array([0.0, 0.0, 1.0]) - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-5
+    )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_cpu_engines import compile_and_load
 
 from core.config import registry
 from core.measure.dataset_pass import PAD_MULTIPLE, run_features
-from core.run.runner import RunOptions, _make_loader, model_inputs
-from test_cpu_engines import compile_and_load
 
 
 class CountingRuntime:
@@ -29,8 +28,10 @@ class CountingRuntime:
 @pytest.fixture(scope="module")
 def squad_setup():
     task = registry.load_task("tiny-bert-squad")
+    from core.run.context import make_loader
+
     _, runtime, inputs = compile_and_load(task, "onnxruntime")
-    loader = _make_loader(task, inputs, RunOptions(hardware_type="CPU"))
+    loader = make_loader(task, inputs)
     return loader, loader.load(), runtime
 
 
@@ -41,7 +42,8 @@ def test_grouped_matches_padded_at_valid_positions(squad_setup):
     grouped, _ = run_features(grouped_runtime, features, 8, length_aware=True)
     seq_len = features.inputs["input_ids.1"].shape[1]
     assert set(padded_runtime.widths) == {seq_len}
-    # Grouping really trims: most batches are narrower than the padded length, all are multiples of 8 or the full length.
+    # Grouping really trims: most batches are narrower than the padded length,
+    # all are multiples of 8 or the full length.
     assert sum(grouped_runtime.widths) < sum(padded_runtime.widths)
     assert all(w % PAD_MULTIPLE == 0 or w == seq_len for w in grouped_runtime.widths)
     valid = np.arange(seq_len)[None, :] < features.lengths[:, None]

@@ -44,7 +44,9 @@ def test_iterations_dominate_when_calls_are_slow():
 
 def test_time_cap_ends_slow_batches():
     # 4 s a call, 15 s cap: stops after the 4th call (16 s), long before 100 iterations.
-    result, clock = run_policy(4000, warmup_iterations=3, warmup_seconds=5, min_iterations=100, min_seconds=2, max_seconds=15)
+    result, clock = run_policy(
+        4000, warmup_iterations=3, warmup_seconds=5, min_iterations=100, min_seconds=2, max_seconds=15
+    )
     assert result.latency.count == 4
     assert result.stop_reason == "time cap"
     assert result.warmup_iterations == 2  # warm-up stopped by its own 5 s cap after two 4 s calls
@@ -53,7 +55,9 @@ def test_time_cap_ends_slow_batches():
 
 
 def test_at_least_one_warmup_and_one_timed_call():
-    result, clock = run_policy(100_000, warmup_iterations=5, warmup_seconds=0.001, min_iterations=10, min_seconds=0, max_seconds=0.001)
+    result, clock = run_policy(
+        100_000, warmup_iterations=5, warmup_seconds=0.001, min_iterations=10, min_seconds=0, max_seconds=0.001
+    )
     assert result.warmup_iterations == 1
     assert result.latency.count == 1
     assert clock.calls == 2

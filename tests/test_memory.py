@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from core.measure import memory
+from core.measure.memory import size_on_disk
 from core.reporting.comparison import build_comparison, comparison_tables
 from core.reporting.html_report import render_run_html
-from core.measure.memory import size_on_disk
 from core.reporting.report_io import normalize_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,12 +84,29 @@ def test_artifact_size_counts_sidecars_and_folders(tmp_path):
 def test_peak_rss_grows_with_batch_size_on_a_tiny_model(tmp_path):
     # Its own process: the figure is the process's, so a test runner's other allocations stay out of it.
     workload = tmp_path / "w.json"
-    workload.write_text(json.dumps({"model": "tiny-bert-squad", "batch_sizes": [1, 16], "iterations": 2,
-                                    "warmup_iterations": 1, "min_seconds": 0, "max_seconds": 0.5,
-                                    "test_accuracy": False, "test_numeric": False}), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "core.perf_engine", "--task", str(workload), "--output-dir",
-                           str(tmp_path / "reports")], cwd=REPO, env=dict(os.environ), capture_output=True,
-                          text=True, timeout=600)
+    workload.write_text(
+        json.dumps(
+            {
+                "model": "tiny-bert-squad",
+                "batch_sizes": [1, 16],
+                "iterations": 2,
+                "warmup_iterations": 1,
+                "min_seconds": 0,
+                "max_seconds": 0.5,
+                "test_accuracy": False,
+                "test_numeric": False,
+            }
+        ),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "core.perf_engine", "--task", str(workload), "--output-dir", str(tmp_path / "reports")],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((tmp_path / "reports/CPU/tiny-bert-squad/result-fp32.json").read_text(encoding="utf-8"))
     peak = {row["BS"]: row["Peak RSS MB"] for row in report["Performance"]}
@@ -99,8 +116,16 @@ def test_peak_rss_grows_with_batch_size_on_a_tiny_model(tmp_path):
 
 
 def report(peaks: dict[int, float], device: float | None = None, compile_peak: float = 400.0) -> dict:
-    rows = [{"BS": bs, "QPS": 10.0 * bs, "Status": "ok", "Peak RSS MB": mb,
-             **({"Device Memory MB": device} if device is not None else {})} for bs, mb in peaks.items()]
+    rows = [
+        {
+            "BS": bs,
+            "QPS": 10.0 * bs,
+            "Status": "ok",
+            "Peak RSS MB": mb,
+            **({"Device Memory MB": device} if device is not None else {}),
+        }
+        for bs, mb in peaks.items()
+    ]
     return {"Model": "m", "Graph Compile": {"Peak RSS MB": compile_peak, "Artifact Size MB": 12.5}, "Performance": rows}
 
 

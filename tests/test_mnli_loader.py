@@ -11,16 +11,42 @@ from datasets.open_mnli import LOADER
 from datasets.open_mnli.loader import DEFAULT_LABELS, SAMPLE_DIR
 from datasets.open_mnli.make_sample import HEADER
 
-MODEL = ModelInputs(names=("input_ids", "input_mask"), dtypes=("INT32", "INT32"), seq_len=32, vocab_size=400,
-                    type_vocab_size=0, outputs=("logits",))
+MODEL = ModelInputs(
+    names=("input_ids", "input_mask"),
+    dtypes=("INT32", "INT32"),
+    seq_len=32,
+    vocab_size=400,
+    type_vocab_size=0,
+    outputs=("logits",),
+)
 
 
 def write_split(path, gold_labels, header=HEADER):
     lines = ["\t".join(header)]
     for i, gold in enumerate(gold_labels):
         s1, s2 = f"The cat {i} sat on the warm mat near the door.", f"A cat {i} sat somewhere."
-        lines.append("\t".join([str(i), str(100 + i), f"{100 + i}e", "fiction", "(x)", "(y)", "(X)", "(Y)",
-                                s1, s2, gold, gold, gold, gold, gold, gold][: len(header)]))
+        lines.append(
+            "\t".join(
+                [
+                    str(i),
+                    str(100 + i),
+                    f"{100 + i}e",
+                    "fiction",
+                    "(x)",
+                    "(y)",
+                    "(X)",
+                    "(Y)",
+                    s1,
+                    s2,
+                    gold,
+                    gold,
+                    gold,
+                    gold,
+                    gold,
+                    gold,
+                ][: len(header)]
+            )
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -52,7 +78,7 @@ def test_features_and_accuracy_with_default_label_order(tmp_path, folder):
     gold = ["entailment", "neutral", "contradiction", "entailment", "contradiction", "contradiction"]
     predicted = [order[g] for g in gold]
     predicted[1] = order["entailment"]  # one matched mistake
-    predicted[5] = order["neutral"]     # one mismatched mistake
+    predicted[5] = order["neutral"]  # one mismatched mistake
     result = loader.evaluate({"logits": one_hot(predicted)})
     assert result["Accuracy Matched"] == pytest.approx(75.0)
     assert result["Accuracy Mismatched"] == pytest.approx(50.0)

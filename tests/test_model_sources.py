@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import registry
 from core.common.errors import UserError
+from core.config import registry
 from core.model.source import resolve_source
-from core.run.runner import model_inputs
+from core.run.context import model_inputs
 from datasets.fake_dataset import fake_inputs
 
 
@@ -43,7 +43,12 @@ def test_local_checkpoint_folder_is_used_before_synthetic(checkpoint):
     assert not source.synthetic and source.report_entry()["kind"] == "hf_checkpoint"
     (start, end), feeds = outputs_of(source, task)
     with torch.no_grad():
-        expected = model(**{k: torch.from_numpy(v) for k, v in zip(("input_ids", "attention_mask", "token_type_ids"), feeds.values())})
+        expected = model(
+            **{
+                k: torch.from_numpy(v)
+                for k, v in zip(("input_ids", "attention_mask", "token_type_ids"), feeds.values())
+            }
+        )
     np.testing.assert_allclose(start.numpy(), expected.start_logits.numpy(), atol=1e-6)
 
 
@@ -80,7 +85,9 @@ def test_a_missing_file_points_at_core_prepare_only_when_the_entry_declares_asse
     from core.assets import AssetSpec
 
     task = registry.load_task("tiny-bert-squad")
-    asset = AssetSpec(name="x", kind="archive", url="{base_url}/x.tar", dest="model_zoo/none", provides=["model_zoo/none/x.pt"])
+    asset = AssetSpec(
+        name="x", kind="archive", url="{base_url}/x.tar", dest="model_zoo/none", provides=["model_zoo/none/x.pt"]
+    )
     entry = task.model.model_copy(update={"architecture": None, "model_path": "model_zoo/none/x.pt", "assets": [asset]})
     with pytest.raises(UserError, match="core.prepare"):
         resolve_source(entry, model_file=task.model_file)
@@ -88,8 +95,13 @@ def test_a_missing_file_points_at_core_prepare_only_when_the_entry_declares_asse
 
 def test_an_onnx_entry_without_its_file_names_the_file_to_provide():
     task = registry.load_task("tiny-bert-squad")
-    entry = task.model.model_copy(update={"architecture": None, "model_format": "onnx",
-                                          "model_path": "general_perf/model_zoo/sota/unet/model.onnx"})
+    entry = task.model.model_copy(
+        update={
+            "architecture": None,
+            "model_format": "onnx",
+            "model_path": "general_perf/model_zoo/sota/unet/model.onnx",
+        }
+    )
     with pytest.raises(UserError) as err:
         resolve_source(entry, model_file=task.model_file)
     message = str(err.value)
@@ -102,7 +114,9 @@ def test_an_existing_tensorflow_saved_model_is_refused_with_how_to_convert_it(tm
     folder = tmp_path / "resnet50-fp32"
     (folder / "variables").mkdir(parents=True)
     (folder / "saved_model.pb").write_bytes(b"\x08\x01")
-    entry = task.model.model_copy(update={"architecture": None, "model_format": "saved_model", "model_path": str(folder)})
+    entry = task.model.model_copy(
+        update={"architecture": None, "model_format": "saved_model", "model_path": str(folder)}
+    )
     with pytest.raises(UserError) as err:
         resolve_source(entry, model_file=task.model_file)
     message = str(err.value)

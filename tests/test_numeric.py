@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from core.quality.drift import compare_outputs, load_arrays, load_or_build, save_arrays
+from core.common.arrays import load_arrays, load_or_build, save_arrays
+from core.quality.drift import agreement_statistics, compare_outputs, token_mask
 
 REF = np.array([[1.0, 2.0, 999.0], [4.0, 0.0, -2.0]], dtype=np.float32)
 CAND = np.array([[1.5, 2.0, -5.0], [3.0, 0.5, -2.0]], dtype=np.float32)
@@ -39,8 +40,8 @@ def test_classification_outputs_are_not_masked_and_trimmed_outputs_align():
 
 def test_non_finite_counted_and_excluded():
     cand = CAND.copy()
-    cand[0, 0] = np.nan       # valid position: counted, left out
-    cand[0, 2] = np.inf       # padding: ignored entirely
+    cand[0, 0] = np.nan  # valid position: counted, left out
+    cand[0, 2] = np.inf  # padding: ignored entirely
     result = compare_outputs({"start": REF}, {"start": cand}, LENGTHS)
     assert result["Non-finite"] == 1 and result["Compared Values"] == 4
     assert result["Mean Diff"] == pytest.approx(1.5 / 4)
@@ -68,3 +69,39 @@ def test_reference_round_trip_without_pickle(tmp_path):
     save_arrays(tmp_path / "plain.npz", {"a": np.arange(3)}, {"k": 1})
     arrays, meta = load_arrays(tmp_path / "plain.npz")
     assert meta == {"k": 1} and arrays["a"].tolist() == [0, 1, 2]
+
+
+def stacked_logits(lengths, width=8, seed=0):
+    """[N, L, 2] start/end logits whose padding holds the largest values: a mask that misses them picks them."""
+    ref = np.random.default_rng(seed).normal(size=(len(lengths), width, 2))
+    for row, length in enumerate(lengths):
+        ref[row, length:] = 100.0
+    return ref
+
+
+def test_stacked_start_end_logits_are_masked_and_judged_per_channel():
+    lengths = np.array([5, 8, 3])
+    ref = stacked_logits(lengths)
+    cand = ref.copy()
+    end = int(ref[0, :5, 1].argmax())  # row 0's end position moves to another valid position
+    cand[0, (end + 1) % 5, 1] = ref[0, end, 1] + 1.0
+    stats = agreement_statistics({"logits": ref}, {"logits": cand}, lengths)
+    # Six picks (3 rows x start, end); one differs. A flattened argmax would count rows, not picks.
+    assert stats["Top-1 Agreement"] == pytest.approx(5 / 6)
+    valid = np.concatenate([ref[row, :n].ravel() for row, n in enumerate(lengths)])
+    expected_drift = np.abs(ref - cand).sum() / valid.size / valid.std()  # padding (100s) never counts
+    assert stats["Normalized Drift"] == pytest.approx(expected_drift)
+
+
+def test_stacked_logits_identical_agree_fully():
+    lengths = np.array([2, 8])
+    ref = stacked_logits(lengths, seed=1)
+    stats = agreement_statistics({"logits": ref}, {"logits": ref.copy()}, lengths)
+    assert stats == {"Normalized Drift": 0.0, "Top-1 Agreement": 1.0, "Non-finite": 0}
+
+
+def test_token_mask_covers_trailing_axes():
+    mask = token_mask(np.array([1, 3]), (2, 4, 2))
+    assert mask.shape == (2, 4, 2)
+    assert mask[:, :, 0].tolist() == [[True, False, False, False], [True, True, True, False]]
+    assert (mask[..., 0] == mask[..., 1]).all()

@@ -34,7 +34,13 @@ def _tiny(arch: str):
     if arch == "deberta":
         return t.DebertaForQuestionAnswering(t.DebertaConfig(pos_att_type=["c2p", "p2c"], **deberta, **TINY)).eval()
     config = t.DebertaV2Config(
-        pos_att_type=["p2c", "c2p"], position_buckets=256, norm_rel_ebd="layer_norm", share_att_key=True, num_labels=3, **deberta, **TINY
+        pos_att_type=["p2c", "c2p"],
+        position_buckets=256,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        num_labels=3,
+        **deberta,
+        **TINY,
     )
     return t.DebertaV2ForSequenceClassification(config).eval()
 
@@ -63,7 +69,12 @@ def _feeds(names, dtype, batch: int, seq: int, seed: int = 0, segments: bool = T
 
 
 def _torch_outputs(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    roles = {"input_ids.1": "input_ids", "attention_mask.1": "attention_mask", "token_type_ids.1": "token_type_ids", "input_mask": "attention_mask"}
+    roles = {
+        "input_ids.1": "input_ids",
+        "attention_mask.1": "attention_mask",
+        "token_type_ids.1": "token_type_ids",
+        "input_mask": "attention_mask",
+    }
     kwargs = {roles.get(k, k): torch.from_numpy(v) for k, v in feeds.items()}
     with torch.no_grad():
         return [o.numpy() for o in model(**kwargs, return_dict=False)]
@@ -89,7 +100,15 @@ def exported(tmp_path_factory):
         warnings.simplefilter("ignore")  # tracer warnings about data-dependent Python branches
         for arch, (names, dtype, outputs) in SPECS.items():
             model = _tiny(arch)
-            done[arch] = (model, onnx_stages.export_onnx(model, _feeds(names, dtype, *SHAPES[0], segments=arch in TWO_SEGMENTS), outputs, folder / f"{arch}.onnx"))
+            done[arch] = (
+                model,
+                onnx_stages.export_onnx(
+                    model,
+                    _feeds(names, dtype, *SHAPES[0], segments=arch in TWO_SEGMENTS),
+                    outputs,
+                    folder / f"{arch}.onnx",
+                ),
+            )
     return done
 
 
@@ -126,7 +145,9 @@ def test_torchscript_module_exports_and_fuses(tmp_path):
     for batch, seq in SHAPES:
         other = _feeds(BYTEMLPERF_NAMES, np.int64, batch, seq, seed=7)
         assert _max_diff(_ort_outputs(result.path, other), _torch_outputs(model, other)) < 1e-4
-    fused = onnx_stages.optimize_transformer(result.path, tmp_path / "ts_fused.onnx", model_type="bert", num_heads=2, hidden_size=32)
+    fused = onnx_stages.optimize_transformer(
+        result.path, tmp_path / "ts_fused.onnx", model_type="bert", num_heads=2, hidden_size=32
+    )
     assert fused.details["fused"].get("Attention") == TINY["num_hidden_layers"]
 
 
@@ -142,7 +163,9 @@ def test_simplify_shrinks_graph_and_keeps_outputs(exported, tmp_path):
 @pytest.mark.parametrize("arch", ["bert", "albert", "roberta"])
 def test_optimizer_fuses_every_attention_layer(exported, tmp_path, arch):
     model, result = exported[arch]
-    out = onnx_stages.optimize_transformer(result.path, tmp_path / "fused.onnx", model_type="bert", num_heads=2, hidden_size=32)
+    out = onnx_stages.optimize_transformer(
+        result.path, tmp_path / "fused.onnx", model_type="bert", num_heads=2, hidden_size=32
+    )
     # ALBERT's first layer only fuses after the residual-Add reordering; the others need none of it.
     assert out.details["fused"].get("Attention") == TINY["num_hidden_layers"], out.details
     assert out.details["fused"].get("SkipLayerNormalization", 0) > 0
@@ -157,7 +180,9 @@ def test_optimizer_on_deberta_fuses_norms_but_not_attention(exported, tmp_path, 
     model, result = exported[arch]
     names, dtype, _ = SPECS[arch]
     model_type = onnx_stages.fusion_model_type(model.config.model_type)
-    out = onnx_stages.optimize_transformer(result.path, tmp_path / "fused.onnx", model_type=model_type, num_heads=2, hidden_size=32)
+    out = onnx_stages.optimize_transformer(
+        result.path, tmp_path / "fused.onnx", model_type=model_type, num_heads=2, hidden_size=32
+    )
     assert "Attention" not in out.details["fused"]  # relative-position attention: no ORT fusion
     assert out.details["fused"].get("SkipLayerNormalization", 0) > 0
     feeds = _feeds(names, dtype, *SHAPES[1], segments=False)
@@ -200,7 +225,9 @@ def test_fp16_runs_on_cpu_through_inserted_casts(exported, tmp_path):
     import onnx
 
     model, result = exported["bert"]
-    fused = onnx_stages.optimize_transformer(result.path, tmp_path / "fused.onnx", model_type="bert", num_heads=2, hidden_size=32)
+    fused = onnx_stages.optimize_transformer(
+        result.path, tmp_path / "fused.onnx", model_type="bert", num_heads=2, hidden_size=32
+    )
     half = onnx_stages.convert_fp16(fused.path, tmp_path / "fp16.onnx")
     weights = onnx.load(str(half.path)).graph.initializer
     assert any(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
@@ -222,18 +249,30 @@ def test_export_failure_names_stage_and_operator(tmp_path):
 
 def test_export_rejects_feed_name_the_model_does_not_take(tmp_path):
     with pytest.raises(UserError, match="pixel_values"):
-        onnx_stages.export_onnx(_tiny("bert"), {"pixel_values": np.ones((1, 4), np.int64)}, QA_OUTPUTS, tmp_path / "x.onnx")
+        onnx_stages.export_onnx(
+            _tiny("bert"), {"pixel_values": np.ones((1, 4), np.int64)}, QA_OUTPUTS, tmp_path / "x.onnx"
+        )
 
 
 def test_optimizer_rejects_unknown_model_type(exported, tmp_path):
     _, result = exported["bert"]
     with pytest.raises(UserError, match="model_type"):
-        onnx_stages.optimize_transformer(result.path, tmp_path / "o.onnx", model_type="albert", num_heads=2, hidden_size=32)
+        onnx_stages.optimize_transformer(
+            result.path, tmp_path / "o.onnx", model_type="albert", num_heads=2, hidden_size=32
+        )
 
 
 @pytest.mark.parametrize(
     ("hf", "ort_type"),
-    [("albert", "bert"), ("bert", "bert"), ("roberta", "bert"), ("deberta", "bert"), ("deberta-v2", "bert"), ("deberta_v2", "bert"), ("gpt2", None)],
+    [
+        ("albert", "bert"),
+        ("bert", "bert"),
+        ("roberta", "bert"),
+        ("deberta", "bert"),
+        ("deberta-v2", "bert"),
+        ("deberta_v2", "bert"),
+        ("gpt2", None),
+    ],
 )
 def test_fusion_model_type(hf, ort_type):
     assert onnx_stages.fusion_model_type(hf) == ort_type
@@ -241,7 +280,9 @@ def test_fusion_model_type(hf, ort_type):
 
 def test_int8_dynamic_quantizes_a_fused_graph(exported, tmp_path):
     model, result = exported["bert"]
-    fused = onnx_stages.optimize_transformer(result.path, tmp_path / "fused.onnx", model_type="bert", num_heads=2, hidden_size=32)
+    fused = onnx_stages.optimize_transformer(
+        result.path, tmp_path / "fused.onnx", model_type="bert", num_heads=2, hidden_size=32
+    )
     out = onnx_stages.quantize_int8_dynamic(fused.path, tmp_path / "int8.onnx")
     assert out.details["operators"].get("QAttention") == TINY["num_hidden_layers"]
     feeds = _feeds(BYTEMLPERF_NAMES, np.int64, *SHAPES[1])
@@ -261,8 +302,13 @@ def test_graphs_past_the_protobuf_limit_keep_their_weights_in_one_data_file(expo
     # What the exporter writes past 2 GiB: one file per weight. gather_weights makes it one .data file.
     many = tmp_path / "many" / "exported.onnx"
     many.parent.mkdir()
-    onnx.save_model(onnx.load(str(result.path)), str(many), save_as_external_data=True, all_tensors_to_one_file=False,
-                    size_threshold=0)
+    onnx.save_model(
+        onnx.load(str(result.path)),
+        str(many),
+        save_as_external_data=True,
+        all_tensors_to_one_file=False,
+        size_threshold=0,
+    )
     assert len(list(many.parent.iterdir())) > 10
     monkeypatch.setattr(onnx_stages, "PROTOBUF_LIMIT", 1024)
     onnx_stages.gather_weights(many)

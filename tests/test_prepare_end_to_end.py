@@ -10,12 +10,13 @@ import uuid
 
 import pytest
 import torch
-
 from assets_helpers import Served, http_server, make_tar, sha256
+
+from core.common.paths import REPO_ROOT
 from core.config import registry
 from core.model.source import resolve_source
-from core.common.paths import REPO_ROOT
-from core.run.runner import RunOptions, model_inputs, run_task
+from core.run.context import model_inputs
+from core.run.runner import RunOptions, run_task
 from datasets.fake_dataset import fake_inputs
 
 
@@ -57,8 +58,16 @@ def test_run_installs_verifies_and_uses_real_weights(torchscript_bytes, zoo, mon
     entry.update(
         model="tiny-bert-pt",
         model_path=f"{dest}/open_tiny/tiny-bert-squad.pt",
-        assets=[{"name": "open_tiny", "kind": "archive", "url": "{base_url}/open_tiny.tar", "sha256": sha256(archive),
-                 "dest": dest, "provides": [f"{dest}/open_tiny/tiny-bert-squad.pt"]}],
+        assets=[
+            {
+                "name": "open_tiny",
+                "kind": "archive",
+                "url": "{base_url}/open_tiny.tar",
+                "sha256": sha256(archive),
+                "dest": dest,
+                "provides": [f"{dest}/open_tiny/tiny-bert-squad.pt"],
+            }
+        ],
     )
     (zoo_dir / "tiny-bert-pt.json").write_text(json.dumps(entry))
     (workloads / "tiny-bert-pt.yaml").write_text(
@@ -67,7 +76,9 @@ def test_run_installs_verifies_and_uses_real_weights(torchscript_bytes, zoo, mon
     served = Served(files={"/open_tiny.tar": archive})
     with http_server(served) as base_url:
         monkeypatch.setenv("PERFBENCH_BASE_URL", base_url)
-        report_path = run_task(registry.load_task("tiny-bert-pt"), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")).written
+        report_path = run_task(
+            registry.load_task("tiny-bert-pt"), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")
+        ).written
     assert [path for path, _ in served.requests] == ["/open_tiny.tar"]
     report = json.loads(report_path.read_text())
     weights = report["Weights"]
@@ -79,7 +90,11 @@ def test_run_installs_verifies_and_uses_real_weights(torchscript_bytes, zoo, mon
 
     # Offline now, the installed file is found on disk and verified, with no request.
     monkeypatch.setenv("PERFBENCH_OFFLINE", "1")
-    again = json.loads(run_task(registry.load_task("tiny-bert-pt"), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")).written.read_text())
+    again = json.loads(
+        run_task(
+            registry.load_task("tiny-bert-pt"), RunOptions(hardware_type="CPU", output_dir=tmp_path / "r")
+        ).written.read_text()
+    )
     assert again["Weights"]["sha256"] == sha256(model_file)
     assert {a["name"]: a["state"] for a in again["Assets"]}["open_tiny"] == "present"
 
@@ -91,8 +106,16 @@ def test_a_corrupted_download_installs_nothing_and_the_run_stops(zoo, monkeypatc
     entry.update(
         model="tiny-bert-pt",
         model_path=f"{dest}/open_tiny/tiny-bert-squad.pt",
-        assets=[{"name": "open_tiny", "kind": "archive", "url": "{base_url}/open_tiny.tar", "sha256": "0" * 64,
-                 "dest": dest, "provides": [f"{dest}/open_tiny/tiny-bert-squad.pt"]}],
+        assets=[
+            {
+                "name": "open_tiny",
+                "kind": "archive",
+                "url": "{base_url}/open_tiny.tar",
+                "sha256": "0" * 64,
+                "dest": dest,
+                "provides": [f"{dest}/open_tiny/tiny-bert-squad.pt"],
+            }
+        ],
     )
     (zoo_dir / "tiny-bert-pt.json").write_text(json.dumps(entry))
     (workloads / "tiny-bert-pt.yaml").write_text("model: tiny-bert-pt\nbatch_sizes: [1]\n")

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from plugin_helpers import install_plugin
 
 import backends
-from core.config import registry
-from plugin_helpers import install_plugin
 from core.common.errors import UserError
+from core.config import registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,20 +64,30 @@ def plugin_path(tmp_path, monkeypatch) -> Path:
 
 def cli(*args: str, env_extra: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "core.perf_engine", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "core.perf_engine", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_bundled_tasks_and_models_all_load():
     names = registry.task_names()
-    for expected in ("albert-torch-fp32", "bert-torch-fp32", "roberta-torch-fp32", "deberta-torch-fp32", "tiny-bert-squad"):
+    for expected in (
+        "albert-torch-fp32",
+        "bert-torch-fp32",
+        "roberta-torch-fp32",
+        "deberta-torch-fp32",
+        "tiny-bert-squad",
+    ):
         assert expected in names
     for name in names:
         task = registry.load_task(name)
         assert task.model.model == task.workload.model
         # Networks no library builds have no architecture (tests/test_zoo_models.py covers their refusal).
-        assert task.model.architecture in registry.architecture_names() or task.model.model_format == "onnx" \
+        assert (
+            task.model.architecture in registry.ARCHITECTURES.names()
+            or task.model.model_format == "onnx"
             or task.model.framework == "Tensorflow"
+        )
 
 
 def test_unknown_task_lists_what_exists():
@@ -142,10 +152,13 @@ def test_plugin_backend_through_entry_point(plugin_path, tmp_path):
 
     workload = tmp_path / "w.yaml"
     workload.write_text(
-        "model: tiny-bert-squad\niterations: 3\nbatch_sizes: [1, 2]\nwarmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 1\n",
+        "model: tiny-bert-squad\niterations: 3\nbatch_sizes: [1, 2]\n"
+        "warmup_iterations: 1\nmin_seconds: 0\nmax_seconds: 1\n",
         encoding="utf-8",
     )
-    report_path = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="ZEROS", output_dir=tmp_path / "r")).written
+    report_path = run_task(
+        registry.load_task(str(workload)), RunOptions(hardware_type="ZEROS", output_dir=tmp_path / "r")
+    ).written
     report = json.loads(report_path.read_text())
     assert report["Backend"] == "ZEROS"
     assert [row["BS"] for row in report["Performance"]] == [1, 2]
@@ -170,8 +183,11 @@ def test_cli_help_and_listing_answer_fast():
 
 @pytest.mark.parametrize("args", [["--help"], ["--show_task_list"], ["--show_hardware_list"]])
 def test_help_and_listings_import_no_heavy_library(args):
-    code = (f"import sys\nfrom core.perf_engine import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime', 'openvino', 'matplotlib') if m in sys.modules))")
+    code = (
+        f"import sys\nfrom core.perf_engine import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = ('torch', 'transformers', 'onnxruntime', 'openvino', 'matplotlib')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.quality.drift import load_arrays, load_or_build
+from core.common.arrays import load_arrays, load_or_build
 from core.reporting.report import RunReport
 from core.reporting.schema import PerfRow
 
@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def start(args: list[str], home: Path) -> subprocess.Popen:
     env = dict(os.environ, PERFBENCH_HOME=str(home))
-    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def finish(procs: list[subprocess.Popen]) -> list[str]:
@@ -35,8 +36,11 @@ def test_two_processes_compile_the_same_model_into_one_cache_and_one_report_fold
     home, out = tmp_path / "home", tmp_path / "reports"
     # A short measured run: a compile-only run never writes the latest report, and that write is raced here too.
     workload = tmp_path / "short.yaml"
-    workload.write_text("model: tiny-bert-squad\nbatch_sizes: [1]\niterations: 1\nwarmup_iterations: 1\n"
-                        "min_seconds: 0\nmax_seconds: 0.5\nengine: onnxruntime\nprecision: FP32\n", encoding="utf-8")
+    workload.write_text(
+        "model: tiny-bert-squad\nbatch_sizes: [1]\niterations: 1\nwarmup_iterations: 1\n"
+        "min_seconds: 0\nmax_seconds: 0.5\nengine: onnxruntime\nprecision: FP32\n",
+        encoding="utf-8",
+    )
     args = ["-m", "core.perf_engine", "--task", str(workload), "--output-dir", str(out)]
     finish([start(args, home), start(args, home)])
 

@@ -8,8 +8,10 @@ import pytest
 
 from core import perf_engine
 
-QUICK = ("model: tiny-bert-squad\niterations: 2\nbatch_sizes: [1]\nwarmup_iterations: 1\nmin_seconds: 0\n"
-         "max_seconds: 0.2\ntest_accuracy: false\ntest_numeric: false\nengine: onnxruntime\nprecision: FP32\n")
+QUICK = (
+    "model: tiny-bert-squad\niterations: 2\nbatch_sizes: [1]\nwarmup_iterations: 1\nmin_seconds: 0\n"
+    "max_seconds: 0.2\ntest_accuracy: false\ntest_numeric: false\nengine: onnxruntime\nprecision: FP32\n"
+)
 
 
 @pytest.fixture

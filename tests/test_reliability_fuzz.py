@@ -11,12 +11,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.config.schema import ModelEntry, Workload, read_config_file, validate
 from core.common.errors import UserError
+from core.config.schema import ModelEntry, Workload, read_config_file, validate
 
 # Bounded and reproducible: a few seconds, the same examples on every machine, nothing written to the repo.
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)
 VALUES = st.recursive(
@@ -28,7 +29,10 @@ VALUES = st.recursive(
 KEYS = st.sampled_from(sorted(set(Workload.model_fields) | set(ModelEntry.model_fields))) | st.text(max_size=12)
 # A plausible model entry to mutate: most random dicts fail at "field required" before the interesting checks.
 ENTRY = {
-    "model": "m", "inputs": "a,b", "outputs": "o", "input_type": "LONG,LONG",
+    "model": "m",
+    "inputs": "a,b",
+    "outputs": "o",
+    "input_type": "LONG,LONG",
     "input_shape": {"a": [1, 8], "b": [1, 8]},
 }
 
@@ -74,8 +78,10 @@ def test_any_mapping_written_to_a_file_loads_or_fails_cleanly(scratch, data, suf
 
 
 @FUZZ
-@given(raw=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
-       suffix=st.sampled_from([".json", ".yaml", ".yml"]))
+@given(
+    raw=st.binary(max_size=300) | st.text(max_size=300).map(str.encode),
+    suffix=st.sampled_from([".json", ".yaml", ".yml"]),
+)
 def test_any_bytes_parse_or_fail_cleanly(scratch, raw, suffix):
     path = scratch / f"raw{suffix}"
     path.write_bytes(raw)

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from core import perf_engine
-
+from core.common.errors import EXIT_USAGE, UserError
 from core.config import registry
 from core.config.schema import load_workload
-from core.common.errors import EXIT_USAGE, UserError
 from core.model.source import resolve_source
 
 TINY_ENTRY = json.loads((registry.MODEL_ZOO_DIR / "tiny-bert-squad.json").read_text(encoding="utf-8"))
@@ -29,9 +28,19 @@ def zoo(private_zoo):
 
     def add(name: str, entry: dict | None = None, **workload_fields) -> Path:
         data = {**TINY_ENTRY, "model": name, **(entry or {})}
-        return private_zoo({k: v for k, v in data.items() if v is not None},
-                           {"iterations": 2, "warmup_iterations": 1, "min_seconds": 0, "max_seconds": 1,
-                            "batch_sizes": [1], "test_accuracy": False, "test_numeric": False, **workload_fields})
+        return private_zoo(
+            {k: v for k, v in data.items() if v is not None},
+            {
+                "iterations": 2,
+                "warmup_iterations": 1,
+                "min_seconds": 0,
+                "max_seconds": 1,
+                "batch_sizes": [1],
+                "test_accuracy": False,
+                "test_numeric": False,
+                **workload_fields,
+            },
+        )
 
     return add
 
@@ -52,6 +61,7 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
 
 
 # --- values the schema must refuse ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("text", "field", "words"),
@@ -96,6 +106,7 @@ def test_task_that_is_neither_a_name_nor_a_config_file(capsys, tmp_path, monkeyp
 
 # --- model files ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [(b"\x08\x07garbage\xff" * 50, "not a readable ONNX model"), (b"", "the ONNX file holds no graph")],
@@ -122,7 +133,9 @@ def test_missing_model_file_without_fallback_is_an_error(capsys, tmp_path, zoo):
     task = zoo("no-file", {"model_path": str(tmp_path / "absent.pt"), "architecture": None})
     code, err = cli(capsys, tmp_path, "--task", str(task), "--compile_only")
     # The entry declares no download, so the fix names the file to put in place rather than core.prepare.
-    assert_one_line_error(code, err, "no-file.json: model_path: no file at", f"put the model file at {tmp_path / 'absent.pt'}")
+    assert_one_line_error(
+        code, err, "no-file.json: model_path: no file at", f"put the model file at {tmp_path / 'absent.pt'}"
+    )
     assert "core.prepare" not in err
 
 
@@ -134,6 +147,7 @@ def test_missing_model_file_with_an_architecture_falls_back_to_synthetic_loudly(
 
 
 # --- datasets -------------------------------------------------------------------------------------
+
 
 def test_missing_dataset_path_on_the_command_line(capsys, tmp_path):
     missing = tmp_path / "nowhere" / "dev-v1.1.json"
@@ -151,5 +165,6 @@ def test_missing_dataset_path_in_the_workload(capsys, tmp_path, zoo):
 def test_unknown_dataset_lists_the_known_ones(capsys, tmp_path, zoo):
     task = zoo("odd-data", {"dataset_name": "open_squad2"}, test_accuracy=True)
     code, err = cli(capsys, tmp_path, "--task", str(task))
-    assert_one_line_error(code, err, "odd-data.json: dataset_name: unknown dataset 'open_squad2'",
-                          "did you mean open_squad", "open_mnli")
+    assert_one_line_error(
+        code, err, "odd-data.json: dataset_name: unknown dataset 'open_squad2'", "did you mean open_squad", "open_mnli"
+    )

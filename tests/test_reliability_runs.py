@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from plugin_helpers import install_plugin
 
-from core.config import registry
 from core.common.errors import UserError
+from core.config import registry
 from core.reporting.report import RunReport
 from core.run.runner import RunOptions, run_task
-from plugin_helpers import install_plugin
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,8 +108,17 @@ def plugin(plugin_dir):
 
 
 def workload(tmp_path: Path, **fields) -> Path:
-    data = {"model": "tiny-bert-squad", "iterations": 3, "warmup_iterations": 1, "min_seconds": 0, "max_seconds": 1,
-            "test_accuracy": False, "test_numeric": False, "batch_sizes": [1], **fields}
+    data = {
+        "model": "tiny-bert-squad",
+        "iterations": 3,
+        "warmup_iterations": 1,
+        "min_seconds": 0,
+        "max_seconds": 1,
+        "test_accuracy": False,
+        "test_numeric": False,
+        "batch_sizes": [1],
+        **fields,
+    }
     path = tmp_path / "w.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
@@ -117,6 +126,7 @@ def workload(tmp_path: Path, **fields) -> Path:
 
 def strict_json(path: Path) -> dict:
     """Parse as JSON proper: NaN/Infinity literals are Python's extension, not JSON."""
+
     def refuse(constant):
         raise AssertionError(f"{path} holds the non-JSON literal {constant}")
 
@@ -133,6 +143,7 @@ def latest_report(tmp_path: Path) -> dict:
 
 
 # --- a crash in one batch size --------------------------------------------------------------------
+
 
 def test_a_failing_batch_size_is_recorded_and_the_run_goes_on(plugin, tmp_path):
     # Engine messages carry brackets; they must reach the report verbatim, not be read as console markup.
@@ -183,13 +194,27 @@ def test_bad_input_and_ctrl_c_are_not_swallowed_as_batch_failures(plugin, tmp_pa
 
 # --- Ctrl-C ---------------------------------------------------------------------------------------
 
+
 def test_sigint_writes_an_incomplete_report_and_exits_non_zero(plugin_dir, tmp_path):
     path = workload(tmp_path, iterations=10**9, batch_sizes=[1, 2, 4], max_seconds=2)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), str(REPO)]))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.perf_engine", "--task", str(path), "--hardware_type", "FLAKY",
-         "--output-dir", str(tmp_path / "reports")],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "core.perf_engine",
+            "--task",
+            str(path),
+            "--hardware_type",
+            "FLAKY",
+            "--output-dir",
+            str(tmp_path / "reports"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         # A test suite started in the background inherits SIGINT ignored, and Python then never turns
         # SIGINT into KeyboardInterrupt: give the child the default disposition a terminal user has.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -210,6 +235,7 @@ def test_sigint_writes_an_incomplete_report_and_exits_non_zero(plugin_dir, tmp_p
 
 
 # --- NaN/Inf outputs ------------------------------------------------------------------------------
+
 
 def test_nan_and_inf_outputs_are_counted_not_scored(plugin, tmp_path):
     plugin.POISON["mode"] = "first-row"

@@ -14,8 +14,16 @@ REPO = Path(__file__).resolve().parent.parent
 SCANNED = ("core", "backends", "datasets", "benchmarks")
 
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "shelve", "marshal", "joblib"}
-UNSAFE_CALLS = {"eval", "exec", "compile", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all",
-                "yaml.full_load_all", "torch.jit.load"}
+UNSAFE_CALLS = {
+    "eval",
+    "exec",
+    "compile",
+    "yaml.unsafe_load",
+    "yaml.full_load",
+    "yaml.unsafe_load_all",
+    "yaml.full_load_all",
+    "torch.jit.load",
+}
 SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader"}
 # Each exception is a (file, call) pair with the reason it is safe.
 ALLOWED = {
@@ -61,8 +69,11 @@ def problems_in(path: Path, rel: str) -> list[str]:
     for node in ast.walk(tree):
         where = f"{rel}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Import):
-            found += [f"{where} imports {a.name}" for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES
-                      and not (rel == PICKLE_READER and a.name == "pickle")]
+            found += [
+                f"{where} imports {a.name}"
+                for a in node.names
+                if a.name.split(".")[0] in UNSAFE_MODULES and not (rel == PICKLE_READER and a.name == "pickle")
+            ]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNSAFE_MODULES:
             found.append(f"{where} imports from {node.module}")
         elif isinstance(node, ast.Call):
@@ -114,8 +125,16 @@ def test_the_scan_catches_each_unsafe_pattern(tmp_path, source):
     assert problems_in(path, "bad.py")
 
 
-@pytest.mark.parametrize("source", ["import pickle\npickle.loads(b'')", "import pickle\npickle.load(f)",
-                                    "import pickle\npickle.Unpickler(f).load()", "import dill", "import marshal"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import pickle\npickle.loads(b'')",
+        "import pickle\npickle.load(f)",
+        "import pickle\npickle.Unpickler(f).load()",
+        "import dill",
+        "import marshal",
+    ],
+)
 def test_the_pickle_reader_may_import_pickle_but_not_load_unrestricted(tmp_path, source):
     path = tmp_path / "safe_pickle.py"
     path.write_text(source, encoding="utf-8")

@@ -11,8 +11,15 @@ from core.reporting.schema import PERF_KEYS, ROW_KEYS, PerfRow
 
 def measured_row() -> PerfRow:
     stats = LatencyStats.from_ns([10_000_000, 12_000_000, 11_000_000, 30_000_000])
-    row = Measurement(batch_size=4, latency=stats, measured_seconds=0.063, warmup_iterations=2, warmup_seconds=0.1,
-                      stop_reason="time cap", clients=2).perf_row()
+    row = Measurement(
+        batch_size=4,
+        latency=stats,
+        measured_seconds=0.063,
+        warmup_iterations=2,
+        warmup_seconds=0.1,
+        stop_reason="time cap",
+        clients=2,
+    ).perf_row()
     row.peak_rss_mb = 512.5
     return row
 
@@ -42,9 +49,14 @@ def test_bytemlperf_and_stc_rows_are_read_with_their_spellings_and_unknown_keys_
 
 
 def test_a_run_report_round_trips_and_names_its_failed_batch_sizes():
-    report = RunReport(model="m", backend="CPU", precision="FP32", dataset="open_squad",
-                       performance=[measured_row(), PerfRow(bs=16, status="failed", error="MemoryError: ")],
-                       sections={"Accuracy": {"F1 Score": 87.5}, "Host": {"cpu": "AMD EPYC"}})
+    report = RunReport(
+        model="m",
+        backend="CPU",
+        precision="FP32",
+        dataset="open_squad",
+        performance=[measured_row(), PerfRow(bs=16, status="failed", error="MemoryError: ")],
+        sections={"Accuracy": {"F1 Score": 87.5}, "Host": {"cpu": "AMD EPYC"}},
+    )
     report.status = "complete"
     data = json.loads(json.dumps(report.to_dict()))
     again = RunReport.from_dict(data)

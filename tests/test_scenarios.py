@@ -13,11 +13,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from core.config import registry
-from core.common.errors import UserError
-from core.run.runner import RunOptions, run_task
 from plugin_helpers import install_plugin
+
+from core.common.errors import UserError
+from core.config import registry
+from core.run.runner import RunOptions, run_task
 
 pytest.importorskip("mlperf_loadgen")
 
@@ -93,8 +93,17 @@ def plugin(plugin_dir):
 
 
 def workload(tmp_path: Path, **fields) -> Path:
-    data = {"model": "tiny-bert-squad", "iterations": 3, "warmup_iterations": 1, "min_seconds": 0, "max_seconds": 2,
-            "test_accuracy": False, "test_numeric": False, "batch_sizes": [1], **fields}
+    data = {
+        "model": "tiny-bert-squad",
+        "iterations": 3,
+        "warmup_iterations": 1,
+        "min_seconds": 0,
+        "max_seconds": 2,
+        "test_accuracy": False,
+        "test_numeric": False,
+        "batch_sizes": [1],
+        **fields,
+    }
     path = tmp_path / "w.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
@@ -107,6 +116,7 @@ def run(tmp_path: Path, hardware: str = "SLEEPY", **fields) -> tuple[dict, Path]
 
 
 # --- clients --------------------------------------------------------------------------------------
+
 
 def test_clients_run_concurrently_on_their_own_instances(plugin, tmp_path):
     plugin.STATE["delay"] = 0.02
@@ -143,8 +153,15 @@ ENOUGH = {"min_duration_s": 0.3, "min_query_count": 700}
 
 def test_every_scenario_is_valid_and_its_summary_log_is_kept(plugin, tmp_path):
     plugin.STATE["delay"] = 0.001
-    report, folder = run(tmp_path, clients=2, batch_sizes=[1, 4], scenario=["SingleStream", "MultiStream", "Offline", "Server"],
-                         target_qps=300, target_latency_ms=200, **ENOUGH)
+    report, folder = run(
+        tmp_path,
+        clients=2,
+        batch_sizes=[1, 4],
+        scenario=["SingleStream", "MultiStream", "Offline", "Server"],
+        target_qps=300,
+        target_latency_ms=200,
+        **ENOUGH,
+    )
     entries = {entry["Scenario"]: entry for entry in report["LoadGen"]}
     assert list(entries) == ["SingleStream", "MultiStream", "Offline", "Server"]
     for name, entry in entries.items():
@@ -164,8 +181,9 @@ def test_every_scenario_is_valid_and_its_summary_log_is_kept(plugin, tmp_path):
 
 def test_an_impossible_server_target_is_judged_invalid(plugin, tmp_path):
     plugin.STATE["delay"] = 0.002
-    report, _ = run(tmp_path, scenario="Server", target_qps=100, target_latency_ms=0.001, min_duration_s=0.2,
-                    min_query_count=10)
+    report, _ = run(
+        tmp_path, scenario="Server", target_qps=100, target_latency_ms=0.001, min_duration_s=0.2, min_query_count=10
+    )
     (entry,) = report["LoadGen"]
     assert entry["Result"] == "INVALID" and "latency bound" in entry["Unmet"]
     assert entry["P99 Latency"] > entry["Target Latency"]
@@ -173,12 +191,21 @@ def test_an_impossible_server_target_is_judged_invalid(plugin, tmp_path):
 
 def test_find_peak_reports_the_peak_loadgen_found(plugin, tmp_path):
     plugin.STATE["delay"] = 0.004  # one instance, batches of up to 4: a few hundred QPS at most
-    report, _ = run(tmp_path, batch_sizes=[4], scenario="Server", find_peak=True, target_latency_ms=50,
-                    min_duration_s=0.15, min_query_count=5)
+    report, _ = run(
+        tmp_path,
+        batch_sizes=[4],
+        scenario="Server",
+        find_peak=True,
+        target_latency_ms=50,
+        min_duration_s=0.15,
+        min_query_count=5,
+    )
     (entry,) = report["LoadGen"]
     assert entry["Mode"] == "FindPeakPerformance" and entry["Peak Search"]
     assert entry["Peak QPS"] is not None and entry["Peak QPS"] > 0
-    assert entry["Target QPS"] == entry["Peak QPS"] > entry["Peak Search Start"] > 0  # LoadGen's final run is at the peak
+    assert (
+        entry["Target QPS"] == entry["Peak QPS"] > entry["Peak Search Start"] > 0
+    )  # LoadGen's final run is at the peak
     summary = (tmp_path / "reports" / "SLEEPY" / "tiny-bert-squad" / entry["Log Summary"]).read_text()
     assert "FindPeakPerformance" in summary
     assert entry["Peak QPS"] < 4 / 0.004 * 3  # short runs overshoot a little, never by much
@@ -193,16 +220,25 @@ def test_a_failing_runtime_fails_its_scenario_not_the_harness(plugin, tmp_path, 
     report, _ = run(tmp_path, test_perf=True, scenario="Offline", **{"min_duration_s": 0.1, "min_query_count": 5})
     assert report["LoadGen"][0]["Status"] == "ok"
     monkeypatch.setattr(sleepy_backend.Runtime, "predict", broken)
-    monkeypatch.setattr(sleepy_backend.Runtime, "bind", lambda self, feeds: (lambda: None))
+    monkeypatch.setattr(sleepy_backend.Runtime, "bind", lambda self, feeds: lambda: None)
     report, _ = run(tmp_path, scenario="Offline", min_duration_s=0.1, min_query_count=5)
     (entry,) = report["LoadGen"]
     assert entry["Status"] == "failed" and entry["Result"] == "INVALID" and "engine exploded" in entry["Error"]
 
 
 def test_accuracy_mode_scores_what_the_plain_accuracy_pass_scores(tmp_path):
-    report, folder = run(tmp_path, hardware="CPU", engine="onnxruntime", precision="FP32", clients=2,
-                         batch_sizes=[1, 4], test_accuracy=True, scenario="Offline", min_duration_s=0.2,
-                         min_query_count=10)
+    report, folder = run(
+        tmp_path,
+        hardware="CPU",
+        engine="onnxruntime",
+        precision="FP32",
+        clients=2,
+        batch_sizes=[1, 4],
+        test_accuracy=True,
+        scenario="Offline",
+        min_duration_s=0.2,
+        min_query_count=10,
+    )
     plain, loadgen = report["Accuracy"], report["LoadGen Accuracy"]
     assert loadgen["Mode"] == "AccuracyOnly" and loadgen["Samples"] == plain["Features"]
     for metric in ("Exact Match", "F1 Score", "Questions", "Features"):
@@ -214,6 +250,7 @@ def test_accuracy_mode_scores_what_the_plain_accuracy_pass_scores(tmp_path):
 
 
 # --- bad input --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("fields", "field", "words"),
@@ -263,12 +300,27 @@ class _no_raise:
 
 # --- compare ----------------------------------------------------------------------------------------
 
+
 def _report(run_id: str, result: str, qps: float, p99: float) -> dict:
-    return {"Schema": "perfbench-report/1", "Model": "m", "Run": {"id": run_id, "status": "complete"},
-            "Performance": [{"BS": 1, "QPS": 10.0, "P99 Latency": 5.0, "Status": "ok"}],
-            "LoadGen": [{"Scenario": "Server", "Result": result, "QPS": qps, "P50 Latency": 1.0, "P90 Latency": 2.0,
-                         "P99 Latency": p99, "Target QPS": 20.0, "Target Latency": 100.0,
-                         "Log Summary": f"runs/{run_id}-loadgen/Server/mlperf_log_summary.txt"}]}
+    return {
+        "Schema": "perfbench-report/1",
+        "Model": "m",
+        "Run": {"id": run_id, "status": "complete"},
+        "Performance": [{"BS": 1, "QPS": 10.0, "P99 Latency": 5.0, "Status": "ok"}],
+        "LoadGen": [
+            {
+                "Scenario": "Server",
+                "Result": result,
+                "QPS": qps,
+                "P50 Latency": 1.0,
+                "P90 Latency": 2.0,
+                "P99 Latency": p99,
+                "Target QPS": 20.0,
+                "Target Latency": 100.0,
+                "Log Summary": f"runs/{run_id}-loadgen/Server/mlperf_log_summary.txt",
+            }
+        ],
+    }
 
 
 def test_compare_shows_loadgen_and_flags_valid_to_invalid():

@@ -20,14 +20,36 @@ from datasets.open_squad.loader import SAMPLE, SquadLoader
 from datasets.tokenization import resolve_tokenizer
 
 SEQ_LEN = 64
-WORDS = ("harbor", "lantern", "copper", "meadow", "violet", "granite", "willow", "ember", "falcon", "orchid",
-         "river", "saddle", "thistle", "pebble", "cobalt", "juniper")
+WORDS = (
+    "harbor",
+    "lantern",
+    "copper",
+    "meadow",
+    "violet",
+    "granite",
+    "willow",
+    "ember",
+    "falcon",
+    "orchid",
+    "river",
+    "saddle",
+    "thistle",
+    "pebble",
+    "cobalt",
+    "juniper",
+)
 
 
 def model(**overrides) -> ModelInputs:
-    fields = dict(names=("input_ids.1", "attention_mask.1", "token_type_ids.1"), dtypes=("LONG",) * 3,
-                  seq_len=SEQ_LEN, vocab_size=500, type_vocab_size=2, pad_token_id=0,
-                  outputs=("start_logits", "end_logits"))
+    fields = dict(
+        names=("input_ids.1", "attention_mask.1", "token_type_ids.1"),
+        dtypes=("LONG",) * 3,
+        seq_len=SEQ_LEN,
+        vocab_size=500,
+        type_vocab_size=2,
+        pad_token_id=0,
+        outputs=("start_logits", "end_logits"),
+    )
     return ModelInputs(**{**fields, **overrides})
 
 
@@ -66,8 +88,9 @@ def span_logits(loader: SquadLoader, spans: dict[str, tuple[int, int]], width: i
     for i, q in enumerate(enc.example_index):
         char_start, char_end = spans[qids[q]]
         offs = enc.offsets[i]
-        inside = np.flatnonzero((offs[:, 0] >= char_start) & (offs[:, 1] <= char_end) & (offs[:, 0] >= 0)
-                                & (offs[:, 1] > offs[:, 0]))
+        inside = np.flatnonzero(
+            (offs[:, 0] >= char_start) & (offs[:, 1] <= char_end) & (offs[:, 0] >= 0) & (offs[:, 1] > offs[:, 0])
+        )
         if inside.size and offs[inside[0], 0] == char_start and offs[inside[-1], 1] == char_end:
             start[i, inside[0]] = end[i, inside[-1]] = 10.0
     return {"start_logits": start, "end_logits": end}
@@ -75,20 +98,30 @@ def span_logits(loader: SquadLoader, spans: dict[str, tuple[int, int]], width: i
 
 def gold_spans(loader: SquadLoader, data: Path) -> dict[str, tuple[int, int]]:
     doc = json.loads(data.read_text())
-    return {qa["id"]: (qa["answers"][0]["answer_start"],
-                       qa["answers"][0]["answer_start"] + len(qa["answers"][0]["text"]))
-            for p in doc["data"][0]["paragraphs"] for qa in p["qas"]}
+    return {
+        qa["id"]: (qa["answers"][0]["answer_start"], qa["answers"][0]["answer_start"] + len(qa["answers"][0]["text"]))
+        for p in doc["data"][0]["paragraphs"]
+        for qa in p["qas"]
+    }
 
 
 @pytest.fixture
 def multi(tmp_path):
     """Two long contexts (several 64-token features each) and one short one."""
-    return write_squad(tmp_path / "multi.json", [
-        (long_context(120, 1), [("a1", "What is the first note?", "golden lighthouse keeper"),
-                                ("a2", "What is the second note?", "silver fox")]),
-        (long_context(90, 2), [("b1", "Which note?", "crimson kite")]),
-        ("A short context.", [("c1", "Short?", "tiny answer")]),
-    ])
+    return write_squad(
+        tmp_path / "multi.json",
+        [
+            (
+                long_context(120, 1),
+                [
+                    ("a1", "What is the first note?", "golden lighthouse keeper"),
+                    ("a2", "What is the second note?", "silver fox"),
+                ],
+            ),
+            (long_context(90, 2), [("b1", "Which note?", "crimson kite")]),
+            ("A short context.", [("c1", "Short?", "tiny answer")]),
+        ],
+    )
 
 
 def test_peaked_logits_score_100_over_several_features(tmp_path, multi):
@@ -109,10 +142,36 @@ def test_peaked_logits_score_100_over_several_features(tmp_path, multi):
 def test_wrong_spans_get_hand_computed_scores(tmp_path):
     context = "The quick brown fox jumps over the lazy dog near the river bank."
     data = tmp_path / "d.json"
-    data.write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": [
-        {"id": "q1", "question": "Who?", "answers": [{"text": "the lazy dog", "answer_start": 31}]},
-        {"id": "q2", "question": "Where?", "answers": [{"text": "river bank", "answer_start": 53},
-                                                       {"text": "the river bank", "answer_start": 49}]}]}]}]}))
+    data.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "paragraphs": [
+                            {
+                                "context": context,
+                                "qas": [
+                                    {
+                                        "id": "q1",
+                                        "question": "Who?",
+                                        "answers": [{"text": "the lazy dog", "answer_start": 31}],
+                                    },
+                                    {
+                                        "id": "q2",
+                                        "question": "Where?",
+                                        "answers": [
+                                            {"text": "river bank", "answer_start": 53},
+                                            {"text": "the river bank", "answer_start": 49},
+                                        ],
+                                    },
+                                ],
+                            }
+                        ]
+                    }
+                ]
+            }
+        )
+    )
     loader = LOADER(request(tmp_path, data))
     loader.load()
     # predict "over the lazy dog" (26..43) and "bank" (59..63)
@@ -128,10 +187,13 @@ def test_wrong_spans_get_hand_computed_scores(tmp_path):
 
 
 def test_scores_average_over_questions_not_features(tmp_path):
-    data = write_squad(tmp_path / "d.json", [
-        (long_context(150, 3), [("long", "Long?", "amber owl")]),
-        ("Short one.", [("short", "Short?", "green door")]),
-    ])
+    data = write_squad(
+        tmp_path / "d.json",
+        [
+            (long_context(150, 3), [("long", "Long?", "amber owl")]),
+            ("Short one.", [("short", "Short?", "green door")]),
+        ],
+    )
     loader = LOADER(request(tmp_path, data))
     loader.load()
     spans = gold_spans(loader, data)
@@ -142,8 +204,7 @@ def test_scores_average_over_questions_not_features(tmp_path):
 
 
 def test_data_percent_keeps_first_questions(tmp_path):
-    data = write_squad(tmp_path / "d.json",
-                       [(long_context(30, k), [(f"q{k}", "Q?", f"answer {k}")]) for k in range(5)])
+    data = write_squad(tmp_path / "d.json", [(long_context(30, k), [(f"q{k}", "Q?", f"answer {k}")]) for k in range(5)])
     loader = LOADER(request(tmp_path, data, data_percent=50))
     loader.load()
     assert [q.qid for q in loader.questions] == ["q0", "q1", "q2"]  # ceil(2.5)
@@ -196,8 +257,9 @@ def test_non_finite_outputs_counted_and_predict_empty(tmp_path, multi):
 
 
 def test_trimmed_outputs_and_two_input_models(tmp_path, multi):
-    loader = LOADER(request(tmp_path, multi, model=model(names=("ids", "mask"), dtypes=("INT32", "INT32"),
-                                                         type_vocab_size=0)))
+    loader = LOADER(
+        request(tmp_path, multi, model=model(names=("ids", "mask"), dtypes=("INT32", "INT32"), type_vocab_size=0))
+    )
     feats = loader.load()
     assert list(feats.inputs) == ["ids", "mask"] and feats.inputs["ids"].dtype == np.int32
     width = int(feats.lengths.max())
@@ -207,14 +269,19 @@ def test_trimmed_outputs_and_two_input_models(tmp_path, multi):
         loader.evaluate({k: v[:, : width - 1] for k, v in outputs.items()})
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ('{"version": "1.1"}', '"data"'),
-    ('{"data": [{"paragraphs": [{"qas": []}]}]}', "data[0].paragraphs[0].context"),
-    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "x", "question": "q", "answers": []}]}]}]}',
-     "no gold answers"),
-    ('{"data": []}', "no questions"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"version": "1.1"}', '"data"'),
+        ('{"data": [{"paragraphs": [{"qas": []}]}]}', "data[0].paragraphs[0].context"),
+        (
+            '{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "x", "question": "q", "answers": []}]}]}]}',
+            "no gold answers",
+        ),
+        ('{"data": []}', "no questions"),
+    ],
+)
 def test_malformed_files_raise_user_error(tmp_path, content, message):
     data = tmp_path / "bad.json"
     data.write_text(content)
@@ -244,7 +311,7 @@ def test_bundled_sample_is_realistic():
     for p in paragraphs:
         for qa in p["qas"]:
             for ans in qa["answers"]:
-                assert p["context"][ans["answer_start"]: ans["answer_start"] + len(ans["text"])] == ans["text"]
+                assert p["context"][ans["answer_start"] : ans["answer_start"] + len(ans["text"])] == ans["text"]
     assert math.isclose(len({qa["id"] for qa in questions}), len(questions))
 
 
@@ -257,13 +324,17 @@ def test_bundled_sample_is_reproducible(tmp_path):
 
 # --- the tokenizer of ByteMLPerf's own entries, which name none ----------------------------------
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("albert-torch-fp32", "madlag/albert-base-v2-squad"),
-    ("roberta-torch-fp32", "csarron/roberta-base-squad-v1"),
-    ("deberta-torch-fp32", "Palak/microsoft_deberta-base_squad"),
-    ("bert-torch-fp32", None),  # open_squad's vocab.txt, absent here
-    ("gpt2-torch-fp32", None),
-])
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("albert-torch-fp32", "madlag/albert-base-v2-squad"),
+        ("roberta-torch-fp32", "csarron/roberta-base-squad-v1"),
+        ("deberta-torch-fp32", "Palak/microsoft_deberta-base_squad"),
+        ("bert-torch-fp32", None),  # open_squad's vocab.txt, absent here
+        ("gpt2-torch-fp32", None),
+    ],
+)
 def test_tokenizer_from_the_model_name(name, expected):
     assert SquadLoader.default_tokenizer(name) == expected
 
@@ -272,24 +343,21 @@ def test_bytemlperf_entries_without_a_tokenizer_field_get_the_one_their_name_imp
     """albert -> its hub id (resolved offline by the tokenization module); bert -> the dataset's vocab.txt,
     which then tokenizes (kind 'local'), not the fallback."""
     from core.config import registry
-    from core.run import runner
+    from core.run.context import make_loader
     from datasets.open_squad import loader as squad_loader
 
-    options = runner.RunOptions(hardware_type="CPU")
     albert = registry.load_task("albert-torch-fp32")
     bare = albert.model.model_copy(update={"tokenizer": None})
-    made = runner._make_loader(registry.Task(albert.workload, albert.workload_file, bare, albert.model_file),
-                               model(), options)
+    made = make_loader(registry.Task(albert.workload, albert.workload_file, bare, albert.model_file), model())
     assert made.request.tokenizer == "madlag/albert-base-v2-squad"
 
-    tok, _ = resolve_tokenizer(
-        None, vocab_size=300, sample_texts=[long_context(200, 0)], cache_dir=tmp_path)
+    tok, _ = resolve_tokenizer(None, vocab_size=300, sample_texts=[long_context(200, 0)], cache_dir=tmp_path)
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(sorted(tok.get_vocab(), key=tok.get_vocab().get)) + "\n", encoding="utf-8")
     monkeypatch.setattr(squad_loader, "VOCAB", vocab)
     bert = registry.load_task("bert-torch-fp32")
     entry = bert.model.model_copy(update={"tokenizer": None})
-    made = runner._make_loader(registry.Task(bert.workload, bert.workload_file, entry, bert.model_file),
-                               model(), runner.RunOptions(hardware_type="CPU", data_path=SAMPLE))
+    workload = bert.workload.model_copy(update={"data_path": str(SAMPLE)})
+    made = make_loader(registry.Task(workload, bert.workload_file, entry, bert.model_file), model())
     assert made.request.tokenizer == str(vocab)
     assert made.load().provenance["tokenizer"]["kind"] == "local"

@@ -15,13 +15,16 @@ from datasets.open_squad.metric import exact_match_score, f1_score, normalize_an
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("text, normalized", [
-    ("The Eiffel Tower!", "eiffel tower"),            # lower case, punctuation, leading article
-    ("  a   cat,  an owl ", "cat owl"),               # articles as whole words, whitespace collapsed
-    ("Theater and another", "theater and another"),   # "the"/"an" inside words stay
-    ("U.S.-based", "usbased"),                       # punctuation removed, not replaced by spaces
-    ("the the", ""),
-])
+@pytest.mark.parametrize(
+    "text, normalized",
+    [
+        ("The Eiffel Tower!", "eiffel tower"),  # lower case, punctuation, leading article
+        ("  a   cat,  an owl ", "cat owl"),  # articles as whole words, whitespace collapsed
+        ("Theater and another", "theater and another"),  # "the"/"an" inside words stay
+        ("U.S.-based", "usbased"),  # punctuation removed, not replaced by spaces
+        ("the the", ""),
+    ],
+)
 def test_normalize_answer(text, normalized):
     assert normalize_answer(text) == normalized
 
@@ -50,11 +53,34 @@ def test_scores_take_best_gold_and_average_over_questions():
 
 def _squad_file(tmp_path: Path) -> Path:
     context = "The quick brown fox jumps over the lazy dog near the river bank."
-    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": [
-        {"id": "q1", "question": "Who is lazy?", "answers": [{"text": "the lazy dog", "answer_start": 31}]},
-        {"id": "q2", "question": "Where?", "answers": [{"text": "river bank", "answer_start": 53},
-                                                       {"text": "the river bank", "answer_start": 49}]},
-    ]}]}]}
+    data = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [
+                            {
+                                "id": "q1",
+                                "question": "Who is lazy?",
+                                "answers": [{"text": "the lazy dog", "answer_start": 31}],
+                            },
+                            {
+                                "id": "q2",
+                                "question": "Where?",
+                                "answers": [
+                                    {"text": "river bank", "answer_start": 53},
+                                    {"text": "the river bank", "answer_start": 49},
+                                ],
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     path = tmp_path / "data.json"
     path.write_text(json.dumps(data))
     return path
@@ -71,11 +97,14 @@ def test_evaluator_prints_official_scores(tmp_path, capsys):
     assert printed["f1"] == pytest.approx(100 * (0.8 + 2 / 3) / 2)
 
 
-@pytest.mark.parametrize("predictions, message", [
-    ('{"q1": "dog", "nope": "x"}', "not in the dataset"),
-    ("[1, 2]", "question id -> answer text"),
-    ("{oops", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "predictions, message",
+    [
+        ('{"q1": "dog", "nope": "x"}', "not in the dataset"),
+        ("[1, 2]", "question id -> answer text"),
+        ("{oops", "not valid JSON"),
+    ],
+)
 def test_evaluator_rejects_bad_predictions(tmp_path, capsys, predictions, message):
     data = _squad_file(tmp_path)
     preds = tmp_path / "preds.json"
@@ -89,8 +118,13 @@ def test_evaluator_runs_as_module(tmp_path):
     data = _squad_file(tmp_path)
     preds = tmp_path / "preds.json"
     preds.write_text(json.dumps({"q1": "the lazy dog"}))
-    done = subprocess.run([sys.executable, "-m", "datasets.open_squad.evaluate", str(data), str(preds)],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "datasets.open_squad.evaluate", str(data), str(preds)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"exact_match": 50.0, "f1": 50.0}
     assert "1 unanswered" in done.stderr

@@ -76,8 +76,12 @@ def test_accuracy_summary_hides_bookkeeping_and_zero_problem_counts():
 def test_bytemlperf_execution_date_is_the_date_shown(tmp_path):
     folder = tmp_path / "STC" / "albert-torch-fp32"
     folder.mkdir(parents=True)
-    report = {"Model": "ALBERT-TORCH-FP32", "Backend": "STC", "Execution Date": "2023-08-01 10:20:30",
-              "Performance": [{"BS": 8, "QPS": 700.0, "AVG_Latency": 11.4, "P99_Latency": 12.0}]}
+    report = {
+        "Model": "ALBERT-TORCH-FP32",
+        "Backend": "STC",
+        "Execution Date": "2023-08-01 10:20:30",
+        "Performance": [{"BS": 8, "QPS": 700.0, "AVG_Latency": 11.4, "P99_Latency": 12.0}],
+    }
     (folder / "result-fp16.json").write_text(json.dumps(report))
     (groups, warnings) = collect(tmp_path)
     entry = groups[0].entries[0]
@@ -90,8 +94,10 @@ def test_loadgen_results_get_a_column_where_a_run_has_them(tmp_path, capsys):
     shutil.copytree(FIXTURES, root)
     path = next(root.glob("CPU/albert-torch-fp32/result-*.json"))
     report = json.loads(path.read_text())
-    report["LoadGen"] = [{"Scenario": "Offline", "Result": "VALID", "QPS": 9.1},
-                         {"Scenario": "Server", "Result": "INVALID", "QPS": 2.0, "Peak QPS": 2.4}]
+    report["LoadGen"] = [
+        {"Scenario": "Offline", "Result": "VALID", "QPS": 9.1},
+        {"Scenario": "Server", "Result": "INVALID", "QPS": 2.0, "Peak QPS": 2.4},
+    ]
     path.write_text(json.dumps(report))
     assert main([str(root), "--format", "markdown"]) == 0
     out = capsys.readouterr().out

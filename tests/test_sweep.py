@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core.fleet import sweep
 from plugin_helpers import install_plugin
 
+from core.fleet import sweep
+
 PLUGIN = textwrap.dedent(
-    '''
+    """
     import os
     import sys
     import time
@@ -69,11 +69,19 @@ PLUGIN = textwrap.dedent(
 
     BACKEND = BackendSpec(name=NAME, description="sweep test plugin", config_class=Options,
                           compile_backend=Compile, runtime_backend=Runtime)
-    '''
+    """
 )
 PLUGINS = {"FASTA": "fast", "FASTB": "device", "ABORT": "abort", "HANG": "hang"}
-WORKLOAD = {"model": "tiny-bert-squad", "batch_sizes": [1, 2], "iterations": 2, "warmup_iterations": 1,
-            "min_seconds": 0, "max_seconds": 0.5, "test_accuracy": False, "test_numeric": False}
+WORKLOAD = {
+    "model": "tiny-bert-squad",
+    "batch_sizes": [1, 2],
+    "iterations": 2,
+    "warmup_iterations": 1,
+    "min_seconds": 0,
+    "max_seconds": 0.5,
+    "test_accuracy": False,
+    "test_numeric": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -158,17 +166,20 @@ def test_resume_skips_finished_jobs_only(local_sweep, tmp_path):
     assert len(sorted(copy.glob("*/*/runs/*.json"))) == len(runs_before) + 1
 
 
-@pytest.mark.parametrize("fields, field, message", [
-    ({"tasks": ["no-such-task"]}, "tasks[0]", "unknown task 'no-such-task'"),
-    ({"tasks": ["../workloads/tiny-bert-squad"]}, "tasks[0]", "neither a task name"),
-    ({"hardware_types": ["FASTA", "TPU9"]}, "hardware_types[1]", "unknown hardware type 'TPU9'"),
-    ({"scenario": "Warp"}, "scenario", "unknown scenario 'Warp'"),  # a workload field, validated as one
-    ({"batch_size": [1]}, "batch_size", "did you mean 'batch_sizes'"),
-    ({"batch_sizes": [64]}, "batch_sizes", "exceeds the model's max_batch_size 16"),
-    ({"precision": "FP8"}, "precision", "Input should be"),
-    ({"job_timeout_seconds": -1}, "job_timeout_seconds", "greater than 0"),
-    ({"hardware_types": []}, "hardware_types", "at least 1 item"),
-])
+@pytest.mark.parametrize(
+    "fields, field, message",
+    [
+        ({"tasks": ["no-such-task"]}, "tasks[0]", "unknown task 'no-such-task'"),
+        ({"tasks": ["../workloads/tiny-bert-squad"]}, "tasks[0]", "neither a task name"),
+        ({"hardware_types": ["FASTA", "TPU9"]}, "hardware_types[1]", "unknown hardware type 'TPU9'"),
+        ({"scenario": "Warp"}, "scenario", "unknown scenario 'Warp'"),  # a workload field, validated as one
+        ({"batch_size": [1]}, "batch_size", "did you mean 'batch_sizes'"),
+        ({"batch_sizes": [64]}, "batch_sizes", "exceeds the model's max_batch_size 16"),
+        ({"precision": "FP8"}, "precision", "Input should be"),
+        ({"job_timeout_seconds": -1}, "job_timeout_seconds", "greater than 0"),
+        ({"hardware_types": []}, "hardware_types", "at least 1 item"),
+    ],
+)
 def test_a_bad_sweep_file_is_refused_before_any_job_starts(plugins, tmp_path, fields, field, message):
     path = sweep_file(tmp_path, **{"hardware_types": ["FASTA"], **fields})
     code, out, err = run_sweep(path, "--output-dir", tmp_path / "out")
@@ -187,13 +198,18 @@ def cluster(plugins):
         return {**{sweep.hw_resource(hw): 1 for hw in hardware}, sweep.SLOT_RESOURCE: 1}
 
     small = {"num_cpus": 1, "object_store_memory": 80 << 20}
-    ray_cluster = Cluster(initialize_head=True,
-                          head_node_args={**small, "include_dashboard": False, "resources": resources("FASTA")})
+    ray_cluster = Cluster(
+        initialize_head=True, head_node_args={**small, "include_dashboard": False, "resources": resources("FASTA")}
+    )
     try:
         second = ray_cluster.add_node(**small, resources=resources("FASTB", "ABORT"))
         ray_cluster.wait_for_nodes()
-        yield ray_cluster, {"FASTA": ray_cluster.head_node.node_id, "FASTB": second.node_id,
-                            "ABORT": second.node_id}, small, resources
+        yield (
+            ray_cluster,
+            {"FASTA": ray_cluster.head_node.node_id, "FASTB": second.node_id, "ABORT": second.node_id},
+            small,
+            resources,
+        )
     finally:
         ray_cluster.shutdown()
 
@@ -227,8 +243,11 @@ def test_a_node_lost_mid_job_marks_that_job_crashed(cluster, plugins, tmp_path):
     ray_cluster.wait_for_nodes()
     path = sweep_file(tmp_path, hardware_types=["HANG", "FASTA"])
     result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(
-        code=run_sweep(path, "--output-dir", tmp_path / "out", "--address", ray_cluster.address)[0]))
+    runner = threading.Thread(
+        target=lambda: result.update(
+            code=run_sweep(path, "--output-dir", tmp_path / "out", "--address", ray_cluster.address)[0]
+        )
+    )
     runner.start()
     deadline = time.monotonic() + 120  # a bound on a hung test, not a timing assertion
     while not (plugins / "HANG").exists() and time.monotonic() < deadline:

@@ -17,8 +17,11 @@ from datasets.base import ModelInputs
 from datasets.tokenization import model_inputs, pad_tokens, resolve_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-TEXTS = ["The harbour lantern glows over the copper meadow.", "Who keeps the lantern?",
-         "Violet granite walls line the willow road near the falcon tower."] * 3
+TEXTS = [
+    "The harbour lantern glows over the copper meadow.",
+    "Who keeps the lantern?",
+    "Violet granite walls line the willow road near the falcon tower.",
+] * 3
 
 
 def test_fallback_is_deterministic_bounded_and_has_offsets(tmp_path):
@@ -49,8 +52,9 @@ def test_uncached_hub_id_falls_back_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-home"))
-    tok, prov = resolve_tokenizer("perfbench-test/not-a-real-model", vocab_size=300, sample_texts=TEXTS,
-                                  cache_dir=tmp_path)
+    tok, prov = resolve_tokenizer(
+        "perfbench-test/not-a-real-model", vocab_size=300, sample_texts=TEXTS, cache_dir=tmp_path
+    )
     assert prov["kind"] == "fallback" and "not in the local Hugging Face cache" in prov["reason"]
 
 
@@ -71,8 +75,14 @@ def test_local_folder_and_vocab_file(tmp_path):
 
 @pytest.mark.parametrize("type_vocab, expected_types", [(2, [0, 0, 1, 1, 0]), (0, [0, 0, 0, 0, 0])])
 def test_packing_into_model_inputs(type_vocab, expected_types):
-    model = ModelInputs(names=("ids", "mask", "types"), dtypes=("LONG", "INT32", "LONG"), seq_len=5,
-                        vocab_size=100, type_vocab_size=type_vocab, pad_token_id=1)
+    model = ModelInputs(
+        names=("ids", "mask", "types"),
+        dtypes=("LONG", "INT32", "LONG"),
+        seq_len=5,
+        vocab_size=100,
+        type_vocab_size=type_vocab,
+        pad_token_id=1,
+    )
     ids, types, lengths = pad_tokens([[5, 6, 7, 8], [9]], [[0, 0, 1, 1], [0]], model)
     inputs = model_inputs(ids, types, lengths, model)
     assert inputs["ids"].tolist() == [[5, 6, 7, 8, 1], [9, 1, 1, 1, 1]]  # padded with the model's pad id
@@ -80,8 +90,12 @@ def test_packing_into_model_inputs(type_vocab, expected_types):
     assert inputs["types"][0].tolist() == expected_types and inputs["types"].dtype == np.int64
     assert lengths.tolist() == [4, 1]
     with pytest.raises(UserError, match="ids, mask"):
-        model_inputs(ids, types, lengths, ModelInputs(names=("ids",), dtypes=("LONG",), seq_len=5,
-                                                      vocab_size=100, type_vocab_size=0))
+        model_inputs(
+            ids,
+            types,
+            lengths,
+            ModelInputs(names=("ids",), dtypes=("LONG",), seq_len=5, vocab_size=100, type_vocab_size=0),
+        )
 
 
 def test_tokenizer_from_local_hub_cache_offline(tmp_path):
@@ -105,8 +119,9 @@ def test_tokenizer_from_local_hub_cache_offline(tmp_path):
         "print(json.dumps([prov['kind'], tok('copper meadow')['input_ids']]))\n"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     kind, ids = json.loads(done.stdout.strip().splitlines()[-1])
     assert kind == "hf-cache" and ids == tok("copper meadow")["input_ids"]

@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from core import perf_engine
-
-from core.config import registry
 from core.common.errors import UserError
-from core.model.source import SourceModel, resolve_source
+from core.config import registry
 from core.model.builder import CallingConvention, build_module
-from core.run.runner import model_inputs
+from core.model.source import SourceModel, resolve_source
+from core.run.context import model_inputs
 from datasets.fake_dataset import fake_inputs
 
 BYTEMLPERF_TASKS = registry.BYTEMLPERF_TASKS
@@ -49,22 +48,46 @@ def test_a_network_no_library_builds_is_refused_in_one_line_naming_the_file(task
 def test_tensorflow_tasks_say_what_stands_in_for_the_tensorflow_model():
     task = registry.load_task("bert-tf-fp32")
     source = resolve_source(task.model, model_file=task.model_file)
-    assert source.synthetic and "Tensorflow model is stood in for by the same architecture built in PyTorch" in source.note
+    assert (
+        source.synthetic and "Tensorflow model is stood in for by the same architecture built in PyTorch" in source.note
+    )
     torch_task = registry.load_task("bert-torch-fp32")
     assert "stood in" not in resolve_source(torch_task.model, model_file=torch_task.model_file).note
 
 
 # --- how each architecture is fed -----------------------------------------------------------
 
-TINY_BERT_QA = {"model_type": "bert", "architectures": ["BertForQuestionAnswering"], "vocab_size": 100,
-                "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
-                "max_position_embeddings": 64, "type_vocab_size": 2}
-TINY_CLIP = {"model_type": "clip_text_model", "architectures": ["CLIPTextModel"], "vocab_size": 100, "hidden_size": 16,
-             "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 12,
-             "eos_token_id": 2}
-TINY_VAE = {"_class_name": "AutoencoderKL", "block_out_channels": [8, 16], "norm_num_groups": 4, "latent_channels": 4,
-            "layers_per_block": 1, "down_block_types": ["DownEncoderBlock2D"] * 2,
-            "up_block_types": ["UpDecoderBlock2D"] * 2}
+TINY_BERT_QA = {
+    "model_type": "bert",
+    "architectures": ["BertForQuestionAnswering"],
+    "vocab_size": 100,
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 64,
+    "type_vocab_size": 2,
+}
+TINY_CLIP = {
+    "model_type": "clip_text_model",
+    "architectures": ["CLIPTextModel"],
+    "vocab_size": 100,
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 12,
+    "eos_token_id": 2,
+}
+TINY_VAE = {
+    "_class_name": "AutoencoderKL",
+    "block_out_channels": [8, 16],
+    "norm_num_groups": 4,
+    "latent_channels": 4,
+    "layers_per_block": 1,
+    "down_block_types": ["DownEncoderBlock2D"] * 2,
+    "up_block_types": ["UpDecoderBlock2D"] * 2,
+}
 
 
 def _module(config, inputs, outputs, layout=None):
@@ -92,8 +115,9 @@ def test_inputs_are_matched_to_keywords_by_name_not_position():
     types[:, 6:12] = 1
     (score,) = module(types.float(), ids.float())
     with torch.no_grad():
-        (expected,) = module.model(input_ids=ids, token_type_ids=types, attention_mask=(ids != 0).long(),
-                                   return_dict=False)
+        (expected,) = module.model(
+            input_ids=ids, token_type_ids=types, attention_mask=(ids != 0).long(), return_dict=False
+        )
     assert score.shape == (2, 1)
     torch.testing.assert_close(score, expected)
 
@@ -106,16 +130,36 @@ def test_nhwc_images_are_permuted_for_the_model():
     torch.testing.assert_close(nchw, nhwc)
 
 
-@pytest.mark.parametrize("config, inputs, outputs, feeds, shapes", [
-    (TINY_CLIP, ("input_ids",), ("last_hidden_state", "pooler_output"),
-     lambda n: [np.random.default_rng(0).integers(0, 100, (n, 12)).astype(np.int32)], [(12, 16), (16,)]),
-    ({**TINY_VAE, "_part": "encoder"}, ("sample",), ("latent_sample",),
-     lambda n: [np.random.default_rng(0).standard_normal((n, 3, 16, 16)).astype(np.float32)], [(4, 8, 8)]),
-    ({**TINY_VAE, "_part": "decoder"}, ("latent_sample",), ("sample",),
-     lambda n: [np.random.default_rng(0).standard_normal((n, 4, 8, 8)).astype(np.float32)], [(3, 16, 16)]),
-], ids=["clip-text", "vae-encoder", "vae-decoder"])
-def test_each_architecture_exports_and_matches_pytorch_at_another_batch_size(tmp_path, config, inputs, outputs,
-                                                                            feeds, shapes):
+@pytest.mark.parametrize(
+    "config, inputs, outputs, feeds, shapes",
+    [
+        (
+            TINY_CLIP,
+            ("input_ids",),
+            ("last_hidden_state", "pooler_output"),
+            lambda n: [np.random.default_rng(0).integers(0, 100, (n, 12)).astype(np.int32)],
+            [(12, 16), (16,)],
+        ),
+        (
+            {**TINY_VAE, "_part": "encoder"},
+            ("sample",),
+            ("latent_sample",),
+            lambda n: [np.random.default_rng(0).standard_normal((n, 3, 16, 16)).astype(np.float32)],
+            [(4, 8, 8)],
+        ),
+        (
+            {**TINY_VAE, "_part": "decoder"},
+            ("latent_sample",),
+            ("sample",),
+            lambda n: [np.random.default_rng(0).standard_normal((n, 4, 8, 8)).astype(np.float32)],
+            [(3, 16, 16)],
+        ),
+    ],
+    ids=["clip-text", "vae-encoder", "vae-decoder"],
+)
+def test_each_architecture_exports_and_matches_pytorch_at_another_batch_size(
+    tmp_path, config, inputs, outputs, feeds, shapes
+):
     import onnxruntime as ort
 
     from backends.CPU.onnx_stages import export_onnx
@@ -158,6 +202,7 @@ def test_float_token_ids_are_generated_inside_the_vocabulary():
 
 # --- end to end on the tiny twins ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("task, section", [("tiny-roformer-cail2019", "Top-1"), ("tiny-sd-unet", "Mean Diff")])
 def test_tiny_twins_run_end_to_end(task, section, tmp_path):
     workload = tmp_path / f"{task}.yaml"
@@ -173,11 +218,59 @@ def test_tiny_twins_run_end_to_end(task, section, tmp_path):
 
 def test_core_prepare_knows_every_archive_of_bytemlperfs_download_script():
     """prepare_model_and_dataset.sh's files (CIFAR-100 comes from its publisher instead)."""
-    script = {"open_bert.tar", "resnet50.tar", "open_wide_deep_saved_model.tar", "open_albert.tar", "open_roformer.tar",
-              "open_videobert.tar", "open_yolov5.tar", "open_conformer.tar", "open_roberta.tar", "open_deberta.tar",
-              "open-swin-large.tar", "stable_diffusion.tar", "unet.tar", "open_imagenet.tar", "open_squad.tar",
-              "eval.csv", "open_cail2019.tar"}
+    script = {
+        "open_bert.tar",
+        "resnet50.tar",
+        "open_wide_deep_saved_model.tar",
+        "open_albert.tar",
+        "open_roformer.tar",
+        "open_videobert.tar",
+        "open_yolov5.tar",
+        "open_conformer.tar",
+        "open_roberta.tar",
+        "open_deberta.tar",
+        "open-swin-large.tar",
+        "stable_diffusion.tar",
+        "unet.tar",
+        "open_imagenet.tar",
+        "open_squad.tar",
+        "eval.csv",
+        "open_cail2019.tar",
+    }
     specs = [spec for name in registry.task_names() for spec in registry.load_task(name).model.assets]
-    specs += [spec for name in registry.dataset_names() for spec in registry.dataset_assets(name)]
+    specs += [spec for name in registry.DATASETS.names() for spec in registry.dataset_assets(name)]
     known = {spec.url.rsplit("/", 1)[-1] for spec in specs if spec.url and spec.url.startswith("{base_url}/")}
     assert script <= known, sorted(script - known)
+
+
+def test_stacked_qa_logits_pass_the_auto_engine_gate(private_zoo, tmp_path):
+    """bert-tf-fp32's convention on a tiny BERT: one `logits:0` [N, L, 2] output, engine and precision auto.
+    The gate masks padding on every trailing axis and judges start and end apart, so candidates pass."""
+    entry = json.loads((registry.REPO_ROOT / "model_zoo" / "tiny-bert-squad.json").read_text())
+    names = ("input_ids:0", "input_mask:0", "segment_ids:0")
+    entry.update(
+        model="tiny-bert-tf",
+        inputs=",".join(names),
+        outputs="logits:0",
+        input_type="INT32,INT32,INT32",
+        input_shape={name: [1, 128] for name in names},
+    )
+    workload = private_zoo(
+        entry,
+        {
+            "batch_sizes": [1],
+            "test_accuracy": True,
+            "test_numeric": True,
+            "iterations": 3,
+            "warmup_iterations": 1,
+            "min_seconds": 0,
+            "max_seconds": 1,
+        },
+    )
+    out = tmp_path / "out"
+    assert perf_engine.main(["--task", str(workload), "--output-dir", str(out)]) == 0
+    report = json.loads((out / "CPU" / "tiny-bert-tf" / "result-fp32.json").read_text())
+    rows = report["Graph Compile"]["Engine Selection"]["Candidates"]
+    assert rows and all(row["Gate"] == "pass" for row in rows), rows
+    assert all(row["Top-1 Agreement"] > 0.9 for row in rows)
+    assert report["Accuracy"]["Compared Values"] > 0 and report["Performance"][0]["QPS"] > 0

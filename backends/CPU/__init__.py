@@ -6,7 +6,8 @@ from backends.CPU.config import CpuConfig
 
 BACKEND = BackendSpec(
     name="CPU",
-    description="host CPU: onnxruntime, OpenVINO or PyTorch at FP32/BF16/INT8; auto picks the fastest that passes the accuracy gate",
+    description="host CPU: onnxruntime, OpenVINO or PyTorch at FP32/BF16/INT8; "
+    "auto picks the fastest that passes the accuracy gate",
     config_class=CpuConfig,
     compile_backend=CpuCompileBackend,
     runtime_backend=runtime_for,

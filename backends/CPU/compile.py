@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from backends.base import AUTO, Candidate, CompileBackend, CompiledModel, CompileRequest
 from backends.CPU.config import CpuConfig
-from backends.CPU.engines import ENGINE_MODULES, engine, native, unsupported_precision
+from backends.CPU.engines import engine, engine_names, native, unsupported_precision
 from core.common.errors import UserError
 from core.measure.host import cpu_isa
 
@@ -19,21 +19,27 @@ class CpuCompileBackend(CompileBackend):
 
     def candidates(self, request: CompileRequest) -> list[Candidate]:
         isa = cpu_isa()
-        engines = list(ENGINE_MODULES) if self.config.engine == AUTO else [self.config.engine]
+        engines = engine_names() if self.config.engine == AUTO else [self.config.engine]
         if request.source.kind == "onnx":
             engines = [name for name in engines if name != "pytorch"] or engines
         if request.precision != AUTO:
             precision = request.precision
             if precision == "BF16" and not isa.bf16:
-                raise UserError(f"this CPU ({isa.summary()}) has no native bf16 (needs AMX or AVX512-BF16); "
-                                "BF16 would be emulated, and its speed would say nothing about the hardware",
-                                field="precision", fix="use FP32, or precision auto to let the host decide")
+                raise UserError(
+                    f"this CPU ({isa.summary()}) has no native bf16 (needs AMX or AVX512-BF16); "
+                    "BF16 would be emulated, and its speed would say nothing about the hardware",
+                    field="precision",
+                    fix="use FP32, or precision auto to let the host decide",
+                )
             supported = [name for name in engines if precision in engine(name).precisions]
             if not supported and self.config.engine != AUTO:
                 raise unsupported_precision(self.config.engine, precision, engine(self.config.engine).precisions)
             if not supported:
-                raise UserError(f"precision {precision} is not supported by any CPU engine", field="precision",
-                                fix="use FP32, BF16, INT8 or auto (FP16 has few CPU kernels and runs slower than FP32)")
+                raise UserError(
+                    f"precision {precision} is not supported by any CPU engine",
+                    field="precision",
+                    fix="use FP32, BF16, INT8 or auto (FP16 has few CPU kernels and runs slower than FP32)",
+                )
             return [Candidate(name, precision, self.config.pinned(name)) for name in supported]
         return [
             Candidate(name, precision, self.config.pinned(name))

@@ -28,13 +28,16 @@ class OnnxRuntimeOptions(_Options):
     io_binding: bool = Field(True, description="bind inputs once, outside the timed call")
     # Off by default: on a shared machine spinning threads fight other load (median 591 -> 419 ms
     # measured under load on albert bs1); on a quiet machine it made no difference.
-    spin: bool = Field(False, description="let idle onnxruntime threads spin (can lower latency on an idle, dedicated machine)")
+    spin: bool = Field(
+        False, description="let idle onnxruntime threads spin (can lower latency on an idle, dedicated machine)"
+    )
 
 
 class OpenVinoOptions(_Options):
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
-        "LATENCY", description="OpenVINO's performance hint: LATENCY (one stream, all threads) or THROUGHPUT (streams)")
-    # 16 full-length sequences (6k tokens) keep NNCF at ~12 s on albert (32: ~25 s); the accuracy gate checks the result.
+        "LATENCY", description="OpenVINO's performance hint: LATENCY (one stream, all threads) or THROUGHPUT (streams)"
+    )
+    # Few full-length sequences keep NNCF's calibration short (docs/MEASUREMENTS.md); the gate checks the result.
     calibration_samples: int = Field(16, ge=1, le=1024, description="samples NNCF calibrates INT8 on")
 
 
@@ -52,8 +55,14 @@ ENGINE_OPTIONS: dict[str, type[_Options]] = {
 class CpuConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: EngineName = Field("auto", description="runtime engine; auto times every engine this host runs and keeps the fastest that passes the accuracy gate")
-    intra_op_threads: int = Field(default_factory=usable_cores, ge=1, description="threads inside one operator (default: one per usable core)")
+    engine: EngineName = Field(
+        "auto",
+        description="runtime engine; auto times every engine this host runs and keeps the fastest that passes "
+        "the accuracy gate",
+    )
+    intra_op_threads: int = Field(
+        default_factory=usable_cores, ge=1, description="threads inside one operator (default: one per usable core)"
+    )
     inter_op_threads: int = Field(1, ge=1, description="operators run in parallel")
     cpu_affinity: list[int] | None = Field(None, description="pin the run to these CPU ids (default: no pinning)")
     opset: int = Field(17, ge=13, le=23, description="ONNX opset of the export (onnxruntime and openvino)")
@@ -75,10 +84,6 @@ class CpuConfig(BaseModel):
                 data[owners[0]] = nested
         return data
 
-    def pinned(self, engine: str) -> "CpuConfig":
+    def pinned(self, engine: str) -> CpuConfig:
         """This configuration with the engine fixed (a tuning candidate)."""
         return self.model_copy(update={"engine": engine})
-
-    def options(self) -> _Options:
-        """The options of the (pinned) engine."""
-        return getattr(self, self.engine)

@@ -1,40 +1,46 @@
 """The CPU engines by name, which precisions each runs, and the helpers their runtimes share.
 
-An engine is one module (`<name>_engine.py`) defining `ENGINE = Engine(...)`: its compile function
-and its runtime class. Adding an engine is adding a module and a line to ENGINE_MODULES.
+An engine is one module (`<name>_engine.py` in this folder) defining `ENGINE = Engine(...)`: its compile
+function and its runtime class. Adding an engine is adding such a module; the registry finds it.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
 from backends.CPU.config import CpuConfig
 from core.common.errors import UserError
+from core.common.registry import Registry, module_listing
 from core.measure.host import CpuIsa
-
-ENGINE_MODULES = {
-    "onnxruntime": "backends.CPU.onnxruntime_engine",
-    "openvino": "backends.CPU.openvino_engine",
-    "pytorch": "backends.CPU.pytorch_engine",
-}
 
 
 @dataclass(frozen=True)
 class Engine:
     name: str
-    precisions: tuple[str, ...]                                   # what it can run at all
+    precisions: tuple[str, ...]  # what it can run at all
     compile: Callable[[CompileRequest, CpuConfig], CompiledModel]
     runtime: type[RuntimeBackend]
 
 
+ENGINES: Registry[Engine] = Registry(
+    "CPU engine",
+    lambda: module_listing(Path(__file__).resolve().parent, "backends.CPU", "_engine", "ENGINE"),
+    base=Engine,
+)
+
+
+def engine_names() -> list[str]:
+    return ENGINES.names()
+
+
 def engine(name: str) -> Engine:
-    return importlib.import_module(ENGINE_MODULES[name]).ENGINE
+    return ENGINES.get(name, field="engine")
 
 
 def native(precision: str, isa: CpuIsa) -> bool:
@@ -48,7 +54,9 @@ def pin_process(config: CpuConfig) -> None:
         try:
             os.sched_setaffinity(0, set(config.cpu_affinity))
         except (AttributeError, OSError) as err:
-            raise UserError(f"cannot pin to CPUs {config.cpu_affinity}: {err}", field="engine_options.cpu_affinity") from None
+            raise UserError(
+                f"cannot pin to CPUs {config.cpu_affinity}: {err}", field="engine_options.cpu_affinity"
+            ) from None
 
 
 def declared_feeds(feeds: Feeds, names: list[str]) -> Feeds:
@@ -60,7 +68,10 @@ def declared_feeds(feeds: Feeds, names: list[str]) -> Feeds:
 
 
 def unsupported_precision(engine_name: str, precision: str, supported: tuple[str, ...]) -> UserError:
-    others = [name for name in ENGINE_MODULES if name != engine_name and precision in engine(name).precisions]
+    others = [name for name in engine_names() if name != engine_name and precision in engine(name).precisions]
     alternative = f", or engine {' or '.join(others)} for {precision}" if others else ""
-    return UserError(f"precision {precision} is not supported by the CPU {engine_name} engine", field="precision",
-                     fix=f"use one of {', '.join(supported)}{alternative}")
+    return UserError(
+        f"precision {precision} is not supported by the CPU {engine_name} engine",
+        field="precision",
+        fix=f"use one of {', '.join(supported)}{alternative}",
+    )

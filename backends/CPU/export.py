@@ -40,7 +40,11 @@ def exported_onnx(request: CompileRequest, opset: int) -> tuple[Path, dict[str, 
 
     def build(work: Path) -> dict[str, Any]:
         result = onnx_stages.export_onnx(
-            request.source.torch_module(), request.sample_feeds(1), request.model.output_names, work / EXPORTED, opset=opset
+            request.source.torch_module(),
+            request.sample_feeds(1),
+            request.model.output_names,
+            work / EXPORTED,
+            opset=opset,
         )
         return {"stage": stage_record(result)}
 
@@ -60,11 +64,19 @@ def check_onnx_file(path: Path) -> None:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError) as err:
-        raise UserError(f"not a readable ONNX model: {one_line(err, 200)}", file=path, field="model_path",
-                        fix="re-download it (python -m core.prepare --task <task>) or fix model_path") from None
+        raise UserError(
+            f"not a readable ONNX model: {one_line(err, 200)}",
+            file=path,
+            field="model_path",
+            fix="re-download it (python -m core.prepare --task <task>) or fix model_path",
+        ) from None
     if not model.graph.node or not model.graph.output:
-        raise UserError("the ONNX file holds no graph", file=path, field="model_path",
-                        fix="re-download it (python -m core.prepare --task <task>) or fix model_path")
+        raise UserError(
+            "the ONNX file holds no graph",
+            file=path,
+            field="model_path",
+            fix="re-download it (python -m core.prepare --task <task>) or fix model_path",
+        )
 
 
 def graph_io(path: Path) -> tuple[list[str], list[str]]:

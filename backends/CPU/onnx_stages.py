@@ -62,8 +62,13 @@ def save_onnx(model, path: Path) -> None:
     """onnx.save; past protobuf's limit, with every weight in one `<name>.data` file beside it."""
     import onnx
 
-    onnx.save_model(model, str(path), save_as_external_data=needs_external_data(model), all_tensors_to_one_file=True,
-                    location=f"{Path(path).name}.data")
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=needs_external_data(model),
+        all_tensors_to_one_file=True,
+        location=f"{Path(path).name}.data",
+    )
 
 
 def gather_weights(path: Path) -> None:
@@ -90,6 +95,7 @@ def move_onnx(src: Path, dst: Path, *, keep_source: bool = False) -> None:
         shutil.copyfile(src, dst)
     else:
         os.replace(src, dst)
+
 
 # ORT optimizer model_type per Hugging Face model_type. DeBERTa maps to "bert" for the LayerNorm,
 # Gelu and SkipLayerNorm fusions; its attention stays unfused (see module docstring).
@@ -185,7 +191,9 @@ def export_onnx(
         # Tracer warnings flag Python branches on shapes; the exported graph is checked at other shapes in tests.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # The legacy exporter is a deliberate choice (module docstring); its deprecation notices are noise here.
-        warnings.filterwarnings("ignore", r"(?s).*(legacy TorchScript-based ONNX export|feature will be removed)", DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", r"(?s).*(legacy TorchScript-based ONNX export|feature will be removed)", DeprecationWarning
+        )
         # Advanced indexing exports as Gather/Reshape; the export is checked against PyTorch at other shapes in tests.
         warnings.filterwarnings("ignore", r"Exporting aten::index operator", UserWarning)
         # Strided slices (the VAE's latent split) stay Slice nodes; nothing to act on.
@@ -302,16 +310,25 @@ def simplify(in_path: Path, out_path: Path) -> StageResult:
     before = len(model.graph.node)
     if needs_external_data(model):  # onnxslim serializes the whole graph
         move_onnx(in_path, out_path, keep_source=True)
-        return StageResult("simplify", Path(out_path), time.perf_counter() - start,
-                           {"skipped": "onnxslim cannot handle a graph over 2 GiB", "nodes_before": before})
+        return StageResult(
+            "simplify",
+            Path(out_path),
+            time.perf_counter() - start,
+            {"skipped": "onnxslim cannot handle a graph over 2 GiB", "nodes_before": before},
+        )
     try:
         slim = onnxslim.slim(model)
     except Exception as exc:  # onnxslim raises whatever its passes hit
-        raise UserError(f"simplify failed: {exc}", file=in_path, field="simplify", fix="disable simplification") from exc
+        raise UserError(
+            f"simplify failed: {exc}", file=in_path, field="simplify", fix="disable simplification"
+        ) from exc
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     save_onnx(slim, Path(out_path))
     return StageResult(
-        "simplify", Path(out_path), time.perf_counter() - start, {"nodes_before": before, "nodes_after": len(slim.graph.node)}
+        "simplify",
+        Path(out_path),
+        time.perf_counter() - start,
+        {"nodes_before": before, "nodes_after": len(slim.graph.node)},
     )
 
 
@@ -365,14 +382,21 @@ def optimize_transformer(
                 use_gpu=use_gpu,
             )
         except Exception as exc:  # ORT's fusion scripts raise plain exceptions
-            raise UserError(f"transformer optimizer failed: {exc}", file=in_path, field="optimize", fix="disable fusion") from exc
+            raise UserError(
+                f"transformer optimizer failed: {exc}", file=in_path, field="optimize", fix="disable fusion"
+            ) from exc
     optimized.save_model_to_file(str(out_path), use_external_data_format=needs_external_data(optimized.model))
     fused = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
     return StageResult(
         "optimize",
         Path(out_path),
         time.perf_counter() - start,
-        {"model_type": model_type, "fused": fused, "nodes": len(optimized.model.graph.node), "residual_adds_swapped": swapped},
+        {
+            "model_type": model_type,
+            "fused": fused,
+            "nodes": len(optimized.model.graph.node),
+            "residual_adds_swapped": swapped,
+        },
     )
 
 
@@ -402,6 +426,7 @@ def _put_branch_before_skip(graph) -> int:
 
 
 # --- 4. precision -------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _quiet_root_logger() -> Iterator[None]:
@@ -440,7 +465,9 @@ def quantize_int8_dynamic(in_path: Path, out_path: Path, *, per_channel: bool = 
                 extra_options=_QUANT_EXTRA_OPTIONS,
             )
     except Exception as exc:  # the quantizer raises plain exceptions
-        raise UserError(f"int8 dynamic quantization failed: {exc}", file=in_path, field="quantize", fix="use fp32") from exc
+        raise UserError(
+            f"int8 dynamic quantization failed: {exc}", file=in_path, field="quantize", fix="use fp32"
+        ) from exc
     return StageResult(
         "quantize_int8_dynamic",
         Path(out_path),
@@ -466,7 +493,12 @@ def quantize_int8_static(
     declared = {i.name for i in onnx.load(str(in_path), load_external_data=False).graph.input}
     batches = [{k: v for k, v in feeds.items() if k in declared} for feeds in calibration_feeds]
     if not batches:
-        raise UserError("int8 static quantization needs calibration data", file=in_path, field="calibration", fix="give at least one batch")
+        raise UserError(
+            "int8 static quantization needs calibration data",
+            file=in_path,
+            field="calibration",
+            fix="give at least one batch",
+        )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -491,7 +523,9 @@ def quantize_int8_static(
                 extra_options=_QUANT_EXTRA_OPTIONS,
             )
     except Exception as exc:  # the quantizer raises plain exceptions
-        raise UserError(f"int8 static quantization failed: {exc}", file=in_path, field="quantize", fix="use fp32") from exc
+        raise UserError(
+            f"int8 static quantization failed: {exc}", file=in_path, field="quantize", fix="use fp32"
+        ) from exc
     return StageResult(
         "quantize_int8_static",
         Path(out_path),

@@ -29,8 +29,11 @@ def compile_model(request: CompileRequest, config: CpuConfig) -> CompiledModel:
     if request.precision not in PRECISIONS:
         raise unsupported_precision("onnxruntime", request.precision, PRECISIONS)
     if request.precision == "INT8" and options.int8_mode == "static" and request.calibration_feeds is None:
-        raise UserError("static INT8 needs calibration data", field="engine_options.int8_mode",
-                        fix="give the model a dataset_name, or use int8_mode dynamic")
+        raise UserError(
+            "static INT8 needs calibration data",
+            field="engine_options.int8_mode",
+            fix="give the model a dataset_name, or use int8_mode dynamic",
+        )
     from backends.CPU import onnx_stages
 
     start = time.perf_counter()
@@ -62,7 +65,11 @@ def compile_model(request: CompileRequest, config: CpuConfig) -> CompiledModel:
         compile_seconds=time.perf_counter() - start,
         cache_hit=entry.hit,
         optimizations=meta["optimizations"],
-        details={"stages": meta["stages"], "cache_key": entry.path.name, "first_compile_seconds": meta.get("compile_seconds")},
+        details={
+            "stages": meta["stages"],
+            "cache_key": entry.path.name,
+            "first_compile_seconds": meta.get("compile_seconds"),
+        },
     )
 
 
@@ -71,8 +78,11 @@ def _run_stages(request: CompileRequest, options, exported: Path, export_stage, 
 
     start = time.perf_counter()
     stages: list[dict[str, Any]] = [export_stage] if export_stage else []
-    optimizations = ["onnx model file"] if request.source.kind == "onnx" else [
-        f"torch->onnx export (opset {export_stage['details']['opset']}, dynamic batch and sequence)"]
+    optimizations = (
+        ["onnx model file"]
+        if request.source.kind == "onnx"
+        else [f"torch->onnx export (opset {export_stage['details']['opset']}, dynamic batch and sequence)"]
+    )
     current = exported
 
     def advance(name: str, run) -> None:
@@ -85,8 +95,12 @@ def _run_stages(request: CompileRequest, options, exported: Path, export_stage, 
     model_type = onnx_stages.fusion_model_type(arch.get("model_type", "")) if arch else None
     fused_ok = bool(options.optimize and model_type)
     if fused_ok:
-        advance("optimized", lambda src, dst: onnx_stages.optimize_transformer(
-            src, dst, model_type=model_type, num_heads=arch["num_attention_heads"], hidden_size=arch["hidden_size"]))
+        advance(
+            "optimized",
+            lambda src, dst: onnx_stages.optimize_transformer(
+                src, dst, model_type=model_type, num_heads=arch["num_attention_heads"], hidden_size=arch["hidden_size"]
+            ),
+        )
         fused = stages[-1]["details"].get("fused", {})
         optimizations.append("onnxruntime transformer fusion: " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v))
     elif options.optimize:
@@ -153,11 +167,17 @@ class OnnxRuntimeBackend(RuntimeBackend):
         options.inter_op_num_threads = self.config.inter_op_threads
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.onnxruntime.spin else "0")
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.config.onnxruntime.spin else "0"
+        )
         try:
-            self.session = ort.InferenceSession(str(self.compiled.artifact), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.compiled.artifact), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as err:  # onnxruntime raises its own exception types for corrupt files
-            raise UserError(f"onnxruntime cannot load the model: {one_line(err)}", file=self.compiled.artifact) from None
+            raise UserError(
+                f"onnxruntime cannot load the model: {one_line(err)}", file=self.compiled.artifact
+            ) from None
 
     def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
         names = self.compiled.output_names

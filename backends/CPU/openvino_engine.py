@@ -61,8 +61,12 @@ def compile_model(request: CompileRequest, config: CpuConfig) -> CompiledModel:
         compile_seconds=time.perf_counter() - start,
         cache_hit=entry.hit,
         optimizations=optimizations,
-        details={"stages": meta["stages"], "cache_key": entry.path.name, "inference_precision": hint,
-                 "first_compile_seconds": meta.get("compile_seconds")},
+        details={
+            "stages": meta["stages"],
+            "cache_key": entry.path.name,
+            "inference_precision": hint,
+            "first_compile_seconds": meta.get("compile_seconds"),
+        },
     )
 
 
@@ -72,7 +76,9 @@ def _precision_hint(precision: str) -> str:
     return "f32"
 
 
-def _convert(request: CompileRequest, exported: Path, export_stage, work: Path, calibration_samples: int) -> dict[str, Any]:
+def _convert(
+    request: CompileRequest, exported: Path, export_stage, work: Path, calibration_samples: int
+) -> dict[str, Any]:
     import openvino as ov
 
     start = time.perf_counter()
@@ -81,14 +87,20 @@ def _convert(request: CompileRequest, exported: Path, export_stage, work: Path, 
     try:
         model = ov.convert_model(str(exported))
     except Exception as err:  # OpenVINO's frontends raise their own exception types
-        raise UserError(f"OpenVINO cannot convert the model: {one_line(err)}", file=exported,
-                        field="engine", fix="use engine onnxruntime or pytorch") from None
+        raise UserError(
+            f"OpenVINO cannot convert the model: {one_line(err)}",
+            file=exported,
+            field="engine",
+            fix="use engine onnxruntime or pytorch",
+        ) from None
     stages.append({"name": "openvino_convert", "seconds": round(time.perf_counter() - start, 3), "details": {}})
     optimizations.append("openvino conversion")
     if calibration_samples:
         t0 = time.perf_counter()
         model, source = _quantize(model, request, calibration_samples)
-        stages.append({"name": "nncf_int8", "seconds": round(time.perf_counter() - t0, 3), "details": {"calibration": source}})
+        stages.append(
+            {"name": "nncf_int8", "seconds": round(time.perf_counter() - t0, 3), "details": {"calibration": source}}
+        )
         optimizations.append(f"nncf int8 post-training quantization ({source})")
     ov.save_model(model, str(work / ARTIFACT), compress_to_fp16=False)
     return {
@@ -116,8 +128,11 @@ def _quantize(model, request: CompileRequest, samples: int):
     try:
         quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches))
     except Exception as err:  # NNCF raises plain exceptions
-        raise UserError(f"NNCF int8 quantization failed: {one_line(err)}", field="precision",
-                        fix="use FP32 or BF16, or engine onnxruntime for INT8") from None
+        raise UserError(
+            f"NNCF int8 quantization failed: {one_line(err)}",
+            field="precision",
+            fix="use FP32 or BF16, or engine onnxruntime for INT8",
+        ) from None
     return quantized, f"{source}, {len(batches)} samples"
 
 
@@ -164,13 +179,14 @@ class OpenVinoBackend(RuntimeBackend):
         try:
             self.model = ov.Core().compile_model(str(self.compiled.artifact), "CPU", properties)
         except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
-            raise UserError(f"OpenVINO cannot load the model: {one_line(err)}",
-                            file=self.compiled.artifact) from None
+            raise UserError(f"OpenVINO cannot load the model: {one_line(err)}", file=self.compiled.artifact) from None
         self.request = self.model.create_infer_request()
         self.streams = streams
 
     def _outputs(self) -> dict[str, np.ndarray]:
-        return {name: self.request.get_output_tensor(i).data.copy() for i, name in enumerate(self.compiled.output_names)}
+        return {
+            name: self.request.get_output_tensor(i).data.copy() for i, name in enumerate(self.compiled.output_names)
+        }
 
     def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
         # share_inputs: fresh tensors over the arrays, whatever shapes an earlier bind() set.

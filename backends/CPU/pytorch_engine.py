@@ -25,7 +25,9 @@ def compile_model(request: CompileRequest, config: CpuConfig) -> CompiledModel:
     if request.precision not in PRECISIONS:
         raise unsupported_precision("pytorch", request.precision, PRECISIONS)
     if request.source.kind == "onnx":
-        raise UserError("the pytorch engine cannot run an ONNX model file", field="engine", fix="use engine onnxruntime or openvino")
+        raise UserError(
+            "the pytorch engine cannot run an ONNX model file", field="engine", fix="use engine onnxruntime or openvino"
+        )
     import torch
 
     start = time.perf_counter()

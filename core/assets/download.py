@@ -29,12 +29,12 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 @dataclass(frozen=True)
 class NetOptions:
-    connect_timeout: float = 10.0   # seconds to open the TCP (and TLS) connection
-    read_timeout: float = 60.0      # seconds without a byte before a read gives up
-    retries: int = 4                # further attempts after the first; each resumes where the last stopped
-    backoff: float = 1.0            # seconds before the first retry, doubled for each next one
-    probe_timeout: float = 3.0      # network_available's limit
-    progress: bool = True           # tqdm bar on stderr (shown on terminals only)
+    connect_timeout: float = 10.0  # seconds to open the TCP (and TLS) connection
+    read_timeout: float = 60.0  # seconds without a byte before a read gives up
+    retries: int = 4  # further attempts after the first; each resumes where the last stopped
+    backoff: float = 1.0  # seconds before the first retry, doubled for each next one
+    probe_timeout: float = 3.0  # network_available's limit
+    progress: bool = True  # tqdm bar on stderr (shown on terminals only)
 
 
 def offline_forced() -> bool:
@@ -121,8 +121,15 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(partial(_HTTPSConnection, read_timeout=self._read_timeout), req, context=self._context)
 
 
-def download(url: str, target: Path, *, sha256: str | None = None, size: int | None = None,
-             options: NetOptions = NetOptions(), label: str | None = None) -> Downloaded:
+def download(
+    url: str,
+    target: Path,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    options: NetOptions = NetOptions(),
+    label: str | None = None,
+) -> Downloaded:
     """Fetch `url` to `target`, resuming from `target.part` if an earlier run was cut off.
 
     The result is checked against `size` and `sha256` when given; a file that fails the check is
@@ -156,8 +163,11 @@ def download(url: str, target: Path, *, sha256: str | None = None, size: int | N
         problem = f"sha256 {got_sha}, expected {sha256}"
     if problem:
         part.unlink()
-        raise UserError(f"downloaded file failed verification: {problem}", file=url,
-                        fix="the server sent different bytes; try again later or check the mirror")
+        raise UserError(
+            f"downloaded file failed verification: {problem}",
+            file=url,
+            fix="the server sent different bytes; try again later or check the mirror",
+        )
     os.replace(part, target)
     return Downloaded(target, got_sha, got_size)
 
@@ -176,7 +186,9 @@ def _fetch(opener: urllib.request.OpenerDirector, url: str, part: Path, options:
             raise _Transient("server refused to resume (HTTP 416)") from None
         if err.code in (408, 429) or err.code >= 500:
             raise _Transient(f"HTTP {err.code} {err.reason}") from None
-        raise UserError(f"HTTP {err.code} {err.reason}", file=url, fix="check the URL, or the base URL it is built from") from None
+        raise UserError(
+            f"HTTP {err.code} {err.reason}", file=url, fix="check the URL, or the base URL it is built from"
+        ) from None
     except (OSError, http.client.HTTPException) as err:
         raise _Transient(_reason(err)) from None
     with response:
@@ -193,8 +205,19 @@ def _fetch(opener: urllib.request.OpenerDirector, url: str, part: Path, options:
         received = start
         from tqdm import tqdm
 
-        with open(part, mode) as out, tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                                           desc=label, leave=False, disable=None if options.progress else True) as bar:
+        with (
+            open(part, mode) as out,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=label,
+                leave=False,
+                disable=None if options.progress else True,
+            ) as bar,
+        ):
             try:
                 for block in iter(partial(response.read, _CHUNK), b""):
                     out.write(block)

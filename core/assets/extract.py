@@ -23,8 +23,15 @@ DEFAULT_MAX_EXTRACT_BYTES = 20 * 2**30
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def extract_archive(archive: Path, into: Path, *, strip_components: int = 0, include: list[str] | None = None,
-                    max_total_bytes: int = DEFAULT_MAX_EXTRACT_BYTES, source: str | None = None) -> list[PurePosixPath]:
+def extract_archive(
+    archive: Path,
+    into: Path,
+    *,
+    strip_components: int = 0,
+    include: list[str] | None = None,
+    max_total_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+    source: str | None = None,
+) -> list[PurePosixPath]:
     """Extract `archive` (tar, tar.gz/bz2/xz, or zip) into the existing folder `into`.
 
     Returns the relative paths of the extracted files. `source` names the archive in errors (its URL).
@@ -41,13 +48,17 @@ def extract_archive(archive: Path, into: Path, *, strip_components: int = 0, inc
     except tarfile.FilterError as err:
         raise _unsafe(where, str(err)) from None
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-        raise UserError(f"cannot extract archive: {err}", file=where,
-                        fix="the file is damaged or truncated; delete it and download again") from None
+        raise UserError(
+            f"cannot extract archive: {err}",
+            file=where,
+            fix="the file is damaged or truncated; delete it and download again",
+        ) from None
 
 
 def _unsafe(where: str, problem: str) -> UserError:
-    return UserError(f"unsafe archive, nothing installed: {problem}", file=where,
-                     fix="use an archive from a trusted source")
+    return UserError(
+        f"unsafe archive, nothing installed: {problem}", file=where, fix="use an archive from a trusted source"
+    )
 
 
 def _member_path(name: str, strip: int, where: str) -> PurePosixPath | None:
@@ -75,8 +86,9 @@ def _check_total(total: int, limit: int, where: str) -> None:
         raise _unsafe(where, f"uncompressed size {total} bytes exceeds the limit of {limit} bytes")
 
 
-def _extract_tar(archive: Path, into: Path, strip: int, include: list[str] | None, limit: int,
-                 where: str) -> list[PurePosixPath]:
+def _extract_tar(
+    archive: Path, into: Path, strip: int, include: list[str] | None, limit: int, where: str
+) -> list[PurePosixPath]:
     with tarfile.open(archive, "r:*") as tar:
         chosen: list[tarfile.TarInfo] = []
         total = 0
@@ -106,8 +118,9 @@ def _extract_tar(archive: Path, into: Path, strip: int, include: list[str] | Non
     return [PurePosixPath(m.name) for m in chosen if not m.isdir()]
 
 
-def _extract_zip(archive: Path, into: Path, strip: int, include: list[str] | None, limit: int,
-                 where: str) -> list[PurePosixPath]:
+def _extract_zip(
+    archive: Path, into: Path, strip: int, include: list[str] | None, limit: int, where: str
+) -> list[PurePosixPath]:
     with zipfile.ZipFile(archive) as zf:
         chosen: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
         for info in zf.infolist():

@@ -52,8 +52,11 @@ def resolve_base_url(base_url: str | None = None) -> str:
     value = (base_url or os.environ.get("PERFBENCH_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UserError(f"base URL {value!r} is not an http(s) URL", field="base_url",
-                        fix="e.g. --base-url https://mirror.example/bytemlperf-zoo or PERFBENCH_BASE_URL=...")
+        raise UserError(
+            f"base URL {value!r} is not an http(s) URL",
+            field="base_url",
+            fix="e.g. --base-url https://mirror.example/bytemlperf-zoo or PERFBENCH_BASE_URL=...",
+        )
     return value
 
 
@@ -69,17 +72,27 @@ def asset_status(spec: AssetSpec, *, root: Path = REPO_ROOT, deep: bool = False)
     if not record or record.get("root") != str(root):
         return AssetStatus(spec.name, "unverified", dest, message="present, not installed by perfbench")
     if spec.sha256 and record.get("sha256") != spec.sha256:
-        return AssetStatus(spec.name, "modified", dest, record.get("sha256"), "installed from a different download than the spec names")
+        return AssetStatus(
+            spec.name, "modified", dest, record.get("sha256"), "installed from a different download than the spec names"
+        )
     for rel, (size, digest) in record["files"].items():
         path = root / rel
         if not path.is_file() or path.stat().st_size != size or (deep and file_sha256(path) != digest):
-            return AssetStatus(spec.name, "modified", dest, record.get("sha256"), f"{rel} changed since it was installed")
+            return AssetStatus(
+                spec.name, "modified", dest, record.get("sha256"), f"{rel} changed since it was installed"
+            )
     return AssetStatus(spec.name, "present", dest, record.get("sha256"), "verified" if deep else "")
 
 
-def ensure_assets(specs: list[AssetSpec], *, allow_network: bool, base_url: str | None = None,
-                  root: Path = REPO_ROOT, net: NetOptions | None = None,
-                  max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES) -> list[AssetStatus]:
+def ensure_assets(
+    specs: list[AssetSpec],
+    *,
+    allow_network: bool,
+    base_url: str | None = None,
+    root: Path = REPO_ROOT,
+    net: NetOptions | None = None,
+    max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+) -> list[AssetStatus]:
     """Install what is missing where the network allows; report the rest as missing without raising.
 
     Raises UserError for a failed download, a failed check or an unsafe archive; nothing is then installed.
@@ -100,10 +113,18 @@ def ensure_assets(specs: list[AssetSpec], *, allow_network: bool, base_url: str 
                 continue
             url = spec.resolved_url(resolve_base_url(base_url))
             if offline:
-                statuses.append(AssetStatus(spec.name, status.state, status.path, message=f"{status.message} (offline)"))
+                statuses.append(
+                    AssetStatus(spec.name, status.state, status.path, message=f"{status.message} (offline)")
+                )
             elif not network_available(url, net.probe_timeout):
-                statuses.append(AssetStatus(spec.name, status.state, status.path,
-                                            message=f"{status.message} ({urlsplit(url).netloc} unreachable)"))
+                statuses.append(
+                    AssetStatus(
+                        spec.name,
+                        status.state,
+                        status.path,
+                        message=f"{status.message} ({urlsplit(url).netloc} unreachable)",
+                    )
+                )
             else:
                 statuses.append(_install(spec, url, root, net, max_extract_bytes))
     return statuses
@@ -131,15 +152,25 @@ def _install(spec: AssetSpec, url: str, root: Path, net: NetOptions, max_extract
         into = tree / dest.relative_to(anchor)
         into.mkdir(parents=True)
         if spec.kind == "archive":
-            extract_archive(got.path, into, strip_components=spec.strip_components, include=spec.include,
-                            max_total_bytes=max_extract_bytes, source=url)
+            extract_archive(
+                got.path,
+                into,
+                strip_components=spec.strip_components,
+                include=spec.include,
+                max_total_bytes=max_extract_bytes,
+                source=url,
+            )
         else:
             shutil.move(got.path, into / filename)
         files = sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
         for provided in spec.provides:
             if not (tree / (root / provided).relative_to(anchor)).exists() and not (root / provided).exists():
-                raise UserError(f"the download does not contain {provided}", file=url, field="provides",
-                                fix="fix the asset's provides list or its url")
+                raise UserError(
+                    f"the download does not contain {provided}",
+                    file=url,
+                    field="provides",
+                    fix="fix the asset's provides list or its url",
+                )
         rel_root = anchor.relative_to(root)
         record = {
             "root": str(root),
@@ -162,8 +193,11 @@ def _move_tree(src: Path, dst: Path, *, ours: set[Path], source: str) -> None:
     """Merge `src` into `dst` atomically per entry; on any failure put everything back."""
     conflict = next(_conflicts(src, dst, ours), None)
     if conflict is not None:
-        raise UserError(f"installing would overwrite {conflict}, which this asset did not install", file=source,
-                        fix=f"move {conflict} away (or delete it) and run again")
+        raise UserError(
+            f"installing would overwrite {conflict}, which this asset did not install",
+            file=source,
+            fix=f"move {conflict} away (or delete it) and run again",
+        )
     backup = src.parent / "replaced"
     backup.mkdir()
     journal: list[tuple[Path, Path]] = []  # (from, to) moves, undone in reverse order
@@ -210,8 +244,11 @@ def _hf_status(spec: AssetSpec) -> AssetStatus:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        folder = Path(snapshot_download(spec.hf_repo_id, revision=spec.hf_revision,
-                                        allow_patterns=spec.allow_patterns, local_files_only=True))
+        folder = Path(
+            snapshot_download(
+                spec.hf_repo_id, revision=spec.hf_revision, allow_patterns=spec.allow_patterns, local_files_only=True
+            )
+        )
     except LocalEntryNotFoundError:
         return AssetStatus(spec.name, "missing", message=f"{spec.hf_repo_id} not in the Hugging Face cache")
     missing = [p for p in spec.provides if not (folder / p).exists()]
@@ -228,16 +265,31 @@ def _hf_fetch(spec: AssetSpec, offline: bool, net: NetOptions) -> AssetStatus:
     if offline:
         return AssetStatus(spec.name, "missing", message=f"{where} not cached (offline)")
     if not network_available(constants.ENDPOINT, net.probe_timeout):
-        return AssetStatus(spec.name, "missing", message=f"{where} not cached ({urlsplit(constants.ENDPOINT).netloc} unreachable)")
+        return AssetStatus(
+            spec.name, "missing", message=f"{where} not cached ({urlsplit(constants.ENDPOINT).netloc} unreachable)"
+        )
     try:
-        folder = Path(snapshot_download(spec.hf_repo_id, revision=spec.hf_revision,
-                                        allow_patterns=spec.allow_patterns, local_files_only=False,
-                                        etag_timeout=net.read_timeout))
+        folder = Path(
+            snapshot_download(
+                spec.hf_repo_id,
+                revision=spec.hf_revision,
+                allow_patterns=spec.allow_patterns,
+                local_files_only=False,
+                etag_timeout=net.read_timeout,
+            )
+        )
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
-        raise UserError(f"Hugging Face download failed: {str(err).splitlines()[0]}", file=where,
-                        fix="check the repo id/revision, the network, or HF_TOKEN for gated repos") from None
+        raise UserError(
+            f"Hugging Face download failed: {str(err).splitlines()[0]}",
+            file=where,
+            fix="check the repo id/revision, the network, or HF_TOKEN for gated repos",
+        ) from None
     missing = [p for p in spec.provides if not (folder / p).exists()]
     if missing:
-        raise UserError(f"the snapshot does not contain {missing[0]}", file=where, field="provides",
-                        fix="fix allow_patterns or the provides list")
+        raise UserError(
+            f"the snapshot does not contain {missing[0]}",
+            file=where,
+            field="provides",
+            fix="fix allow_patterns or the provides list",
+        )
     return AssetStatus(spec.name, "installed", folder)

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from core.common.atomic import atomic_write_text
 from core.common.errors import UserError
@@ -27,9 +28,15 @@ def read_lock() -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
-        raise UserError(f"unreadable lock file: {err}", file=path, fix="fix or delete it; digests are recorded again on the next download") from None
+        raise UserError(
+            f"unreadable lock file: {err}",
+            file=path,
+            fix="fix or delete it; digests are recorded again on the next download",
+        ) from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UserError(f"not a {SCHEMA} file", file=path, fix="delete it; digests are recorded again on the next download")
+        raise UserError(
+            f"not a {SCHEMA} file", file=path, fix="delete it; digests are recorded again on the next download"
+        )
     data.setdefault("downloads", {})
     data.setdefault("installed", {})
     return data
@@ -47,8 +54,11 @@ def file_lock(name: str, timeout: float = -1) -> Iterator[None]:
         with lock.acquire(timeout=timeout):
             yield
     except Timeout:
-        raise UserError("another perfbench process holds this lock", file=lock.lock_file,
-                        fix="wait for it to finish, or delete the .lock file if no such process runs") from None
+        raise UserError(
+            "another perfbench process holds this lock",
+            file=lock.lock_file,
+            fix="wait for it to finish, or delete the .lock file if no such process runs",
+        ) from None
 
 
 def update_lock(section: str, key: str, value: dict[str, Any] | None) -> None:

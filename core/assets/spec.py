@@ -28,12 +28,12 @@ class AssetSpec(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     kind: Literal["archive", "file", "hf_snapshot"]
-    url: str | None = None            # may contain {base_url}
-    sha256: str | None = None         # of the downloaded file; None: the first download is recorded in the lock file
+    url: str | None = None  # may contain {base_url}
+    sha256: str | None = None  # of the downloaded file; None: the first download is recorded in the lock file
     size: int | None = Field(default=None, gt=0)
-    dest: str | None = None           # folder the archive extracts into / the file goes into (archive, file)
+    dest: str | None = None  # folder the archive extracts into / the file goes into (archive, file)
     provides: list[str] = Field(default_factory=list)  # repo-relative paths (hf_snapshot: relative to the snapshot)
-    strip_components: int = Field(default=0, ge=0)     # like `tar --strip-components`
+    strip_components: int = Field(default=0, ge=0)  # like `tar --strip-components`
     include: list[str] | None = None  # fnmatch patterns of archive member names to extract (None: all)
     hf_repo_id: str | None = None
     hf_revision: str | None = None
@@ -57,7 +57,7 @@ class AssetSpec(BaseModel):
         return [_repo_relative(v, "provides entry") for v in values]
 
     @model_validator(mode="after")
-    def _fields_for_kind(self) -> "AssetSpec":
+    def _fields_for_kind(self) -> AssetSpec:
         if self.kind == "hf_snapshot":
             if not self.hf_repo_id:
                 raise ValueError("an hf_snapshot asset needs hf_repo_id")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.common.digest import file_sha256
+from core.common.digest import file_sha256, json_digest
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class CachedFolder:
 
 
 def cache_key(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return json_digest(payload, 20)
 
 
 def code_digest(*files: Path) -> str:

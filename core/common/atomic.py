@@ -37,8 +37,11 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
         if err.errno in _NO_SPACE:
-            raise UserError("no space left on the device; nothing was written", file=path,
-                            fix="free disk space or write elsewhere (--output-dir, PERFBENCH_HOME)") from None
+            raise UserError(
+                "no space left on the device; nothing was written",
+                file=path,
+                fix="free disk space or write elsewhere (--output-dir, PERFBENCH_HOME)",
+            ) from None
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

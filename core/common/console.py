@@ -67,8 +67,17 @@ def performance_table(title: str, rows: list) -> Table:
         if row.ok:
             table.add_row(
                 str(row.bs),
-                *(f"{value:.2f}" for value in (row.qps, row.avg_latency, row.p50_latency, row.p90_latency,
-                                               row.p99_latency, row.std_latency)),
+                *(
+                    f"{value:.2f}"
+                    for value in (
+                        row.qps,
+                        row.avg_latency,
+                        row.p50_latency,
+                        row.p90_latency,
+                        row.p99_latency,
+                        row.std_latency,
+                    )
+                ),
                 str(row.iterations),
                 f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",
                 "ok" if row.warning is None else "few iters",

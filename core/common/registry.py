@@ -24,8 +24,9 @@ T = TypeVar("T")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # what a task, model, dataset or backend name may be
 
 
-def unknown_name(kind: str, name: str, known: list[str], *, file: object = None, field: str | None = None,
-                 fix_extra: str = "") -> UserError:
+def unknown_name(
+    kind: str, name: str, known: list[str], *, file: object = None, field: str | None = None, fix_extra: str = ""
+) -> UserError:
     close = difflib.get_close_matches(name, known, n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     listing = ", ".join(known) if known else "none"
@@ -47,22 +48,35 @@ def package_listing(folder: Path, package: str, attribute: str) -> dict[str, str
     """name -> "package.name:attribute" for each sub-package of `folder` (folders with an __init__.py)."""
     if not folder.is_dir():
         return {}
-    return {p.name: f"{package}.{p.name}:{attribute}" for p in sorted(folder.iterdir())
-            if (p / "__init__.py").is_file() and NAME.match(p.name) and not p.name.startswith("_")}
+    return {
+        p.name: f"{package}.{p.name}:{attribute}"
+        for p in sorted(folder.iterdir())
+        if (p / "__init__.py").is_file() and NAME.match(p.name) and not p.name.startswith("_")
+    }
 
 
 def module_listing(folder: Path, package: str, suffix: str, attribute: str) -> dict[str, str]:
     """name -> "package.<name><suffix>:attribute" for each module `<name><suffix>.py` in `folder`."""
-    return {p.name[: -len(suffix) - 3]: f"{package}.{p.stem}:{attribute}"
-            for p in sorted(folder.glob(f"*{suffix}.py")) if NAME.match(p.name[: -len(suffix) - 3])}
+    return {
+        p.name[: -len(suffix) - 3]: f"{package}.{p.stem}:{attribute}"
+        for p in sorted(folder.glob(f"*{suffix}.py"))
+        if NAME.match(p.name[: -len(suffix) - 3])
+    }
 
 
 class Registry(Generic[T]):
     """Named entries of one kind. `discover()` returns name -> entry, where an entry is the object itself,
     a "module:attribute" string loaded on first use, or a Path (for file-backed kinds: tasks, models)."""
 
-    def __init__(self, kind: str, discover: Callable[[], dict[str, Any]], *, entry_point_group: str | None = None,
-                 base: type | None = None, module_attribute: str | None = None):
+    def __init__(
+        self,
+        kind: str,
+        discover: Callable[[], dict[str, Any]],
+        *,
+        entry_point_group: str | None = None,
+        base: type | None = None,
+        module_attribute: str | None = None,
+    ):
         self.kind = kind
         self._discover = discover
         self.entry_point_group = entry_point_group
@@ -120,8 +134,9 @@ class Registry(Generic[T]):
         value = self._loaded[key]
         if isinstance(value, ModuleType) and self.module_attribute:
             value = getattr(value, self.module_attribute, None)
-        if self.base is not None and not (isinstance(value, self.base) or
-                                          (isinstance(value, type) and issubclass(value, self.base))):
+        if self.base is not None and not (
+            isinstance(value, self.base) or (isinstance(value, type) and issubclass(value, self.base))
+        ):
             what = f"a {self.base.__name__}" + (f" named {self.module_attribute}" if self.module_attribute else "")
             raise UserError(f"{self.kind} '{name}' ({origin}) does not provide {what}")
         return value

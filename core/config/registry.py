@@ -1,56 +1,60 @@
-"""Finds what exists: tasks (workloads/), models (model_zoo/), datasets, architectures (backends: `backends`).
+"""What exists: tasks (workloads/), models (model_zoo/), architectures, datasets; each a `Registry`.
 
 Names are looked up in listings, never joined into paths: a task name with '/' or '..' is not a name.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config.schema import CONFIG_SUFFIXES, ModelEntry, Workload, load_model_entry, load_workload, read_config_file
 from core.common.errors import UserError
 from core.common.paths import REPO_ROOT
+from core.common.registry import NAME, Registry, file_listing, package_listing
+from core.config.schema import CONFIG_SUFFIXES, ModelEntry, Workload, load_model_entry, load_workload, read_config_file
 
 # ByteMLPerf general_perf's workloads, all bundled (the zoo benchmark runs them; a test checks each).
 BYTEMLPERF_TASKS = (
-    "albert-torch-fp32", "bert-tf-fp32", "bert-torch-fp32", "clip-onnx-fp32", "conformer-encoder-onnx-fp32",
-    "deberta-torch-fp32", "resnet50-tf-fp32", "resnet50-torch-fp32", "roberta-torch-fp32", "roformer-tf-fp32",
-    "swin-large-torch-fp32", "unet-onnx-fp32", "vae-decoder-onnx-fp32", "vae-encoder-onnx-fp32",
-    "videobert-onnx-fp32", "widedeep-tf-fp32", "yolov5-onnx-fp32",
+    "albert-torch-fp32",
+    "bert-tf-fp32",
+    "bert-torch-fp32",
+    "clip-onnx-fp32",
+    "conformer-encoder-onnx-fp32",
+    "deberta-torch-fp32",
+    "resnet50-tf-fp32",
+    "resnet50-torch-fp32",
+    "roberta-torch-fp32",
+    "roformer-tf-fp32",
+    "swin-large-torch-fp32",
+    "unet-onnx-fp32",
+    "vae-decoder-onnx-fp32",
+    "vae-encoder-onnx-fp32",
+    "videobert-onnx-fp32",
+    "widedeep-tf-fp32",
+    "yolov5-onnx-fp32",
 )
 WORKLOADS_DIR = REPO_ROOT / "workloads"
 MODEL_ZOO_DIR = REPO_ROOT / "model_zoo"
 ARCHITECTURES_DIR = MODEL_ZOO_DIR / "architectures"
 DATASETS_DIR = REPO_ROOT / "datasets"
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # what a task, model, dataset or backend name may be
+# The folders are read when a name is asked for (tests point them elsewhere).
+TASKS: Registry[Path] = Registry("task", lambda: file_listing(WORKLOADS_DIR, CONFIG_SUFFIXES))
+MODELS: Registry[Path] = Registry("model", lambda: file_listing(MODEL_ZOO_DIR, CONFIG_SUFFIXES))
+ARCHITECTURES: Registry[Path] = Registry("architecture", lambda: file_listing(ARCHITECTURES_DIR, (".json",)))
+DATASETS: Registry[type] = Registry("dataset", lambda: package_listing(DATASETS_DIR, "datasets", "LOADER"))
 
-
-def _listing(folder: Path, suffixes: tuple[str, ...] = CONFIG_SUFFIXES) -> dict[str, Path]:
-    """Map stem -> file for config files directly in `folder` (JSON wins over YAML for the same stem)."""
-    found: dict[str, Path] = {}
-    if folder.is_dir():
-        for path in sorted(folder.iterdir(), key=lambda p: (p.stem, suffixes.index(p.suffix.lower()) if p.suffix.lower() in suffixes else 99)):
-            if path.is_file() and path.suffix.lower() in suffixes:
-                found.setdefault(path.stem, path)
-    return found
-
-
-def unknown_name(kind: str, name: str, known: list[str], fix_extra: str = "") -> UserError:
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
-    listing = ", ".join(known) if known else "none"
-    return UserError(f"unknown {kind} '{name}'", fix=f"{hint}known: {listing}{fix_extra}")
+# ByteMLPerf datasets we know of and do not load, with the reason.
+UNSUPPORTED_DATASETS = {
+    "open_criteo_kaggle": "ByteMLPerf preprocesses Criteo with TensorFlow feature columns, and its Wide & Deep "
+    "model (the one user) is a TensorFlow saved_model",
+}
 
 
 def task_names() -> list[str]:
-    return sorted(_listing(WORKLOADS_DIR))
+    return TASKS.names()
 
 
 def resolve_task_file(task: str) -> Path:
@@ -58,28 +62,16 @@ def resolve_task_file(task: str) -> Path:
     path = Path(task)
     if path.suffix.lower() in CONFIG_SUFFIXES:
         if not path.is_file():
-            raise UserError("workload file not found", file=task, fix="pass an existing .json/.yaml file or a task name")
+            raise UserError(
+                "workload file not found", file=task, fix="pass an existing .json/.yaml file or a task name"
+            )
         return path
     if not NAME.match(task) or ".." in task:
         raise UserError(
             f"'{task}' is neither a task name nor a .json/.yaml/.yml file",
             fix="use --show_task_list for names, or pass a workload file path",
         )
-    listing = _listing(WORKLOADS_DIR)
-    if task not in listing:
-        raise unknown_name("task", task, sorted(listing), "; or pass a workload file path")
-    return listing[task]
-
-
-def model_names() -> list[str]:
-    return sorted(_listing(MODEL_ZOO_DIR))
-
-
-def model_entry_file(name: str) -> Path:
-    listing = _listing(MODEL_ZOO_DIR)
-    if name not in listing:
-        raise unknown_name("model", name, sorted(listing))
-    return listing[name]
+    return TASKS.get(task, fix_extra="; or pass a workload file path")
 
 
 @dataclass(frozen=True)
@@ -96,14 +88,11 @@ def load_task(task: str) -> Task:
     return task_from(load_workload(workload_file), workload_file)
 
 
-def task_from(workload: Workload, workload_file: Path, *, source: Path | None = None) -> Task:
-    """A Task for a validated workload; `source` is the file blamed for its fields (default workload_file),
-    e.g. a sweep file whose overrides changed them."""
+def task_from(workload: Workload, workload_file: Path, *, source: Path | str | None = None) -> Task:
+    """A Task for a validated workload; `source` is what is blamed for its fields (default workload_file),
+    e.g. a sweep file or the command line whose overrides changed them."""
     blame = source or workload_file
-    try:
-        model_file = model_entry_file(workload.model)
-    except UserError as err:
-        raise UserError(err.message, file=blame, field="model", fix=err.fix) from None
+    model_file = MODELS.get(workload.model, file=blame, field="model")
     model = load_model_entry(model_file)
     too_big = [bs for bs in workload.batch_sizes if bs > model.max_batch_size]
     if too_big:
@@ -113,53 +102,29 @@ def task_from(workload: Workload, workload_file: Path, *, source: Path | None = 
             field="batch_sizes",
             fix=f"use sizes up to {model.max_batch_size} or raise max_batch_size in {model_file.name}",
         )
-    if model.dataset_name and (workload.test_accuracy or workload.test_numeric) \
-            and model.dataset_name not in UNSUPPORTED_DATASETS:  # refused when the run needs it, after the model
+    if (
+        model.dataset_name
+        and (workload.test_accuracy or workload.test_numeric)
+        and model.dataset_name not in UNSUPPORTED_DATASETS
+    ):  # refused when the run needs it, after the model
         dataset_loader_class(model.dataset_name, model_file)
     return Task(workload, workload_file, model, model_file)
 
 
-# --- architectures -------------------------------------------------------------------------
-
-def architecture_names() -> list[str]:
-    return sorted(_listing(ARCHITECTURES_DIR, (".json",)))
-
-
 def architecture_config(name: str, *, model_file: Path | None = None) -> dict[str, Any]:
     """The bundled Hugging Face config for synthetic weights."""
-    listing = _listing(ARCHITECTURES_DIR, (".json",))
-    if name not in listing:
-        err = unknown_name("architecture", name, sorted(listing))
-        raise UserError(err.message, file=model_file, field="architecture", fix=err.fix)
-    return read_config_file(listing[name])
-
-
-# --- datasets ------------------------------------------------------------------------------
-
-# ByteMLPerf datasets we know of and do not load, with the reason.
-UNSUPPORTED_DATASETS = {
-    "open_criteo_kaggle": "ByteMLPerf preprocesses Criteo with TensorFlow feature columns, and its Wide & Deep "
-                          "model (the one user) is a TensorFlow saved_model",
-}
-
-
-def dataset_names() -> list[str]:
-    if not DATASETS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in DATASETS_DIR.iterdir() if (p / "__init__.py").is_file() and NAME.match(p.name))
+    return read_config_file(ARCHITECTURES.get(name, file=model_file, field="architecture"))
 
 
 def dataset_loader_class(name: str, model_file: Path | None = None) -> type:
     if name in UNSUPPORTED_DATASETS:
-        raise UserError(f"dataset '{name}' has no loader here: {UNSUPPORTED_DATASETS[name]}", file=model_file,
-                        field="dataset_name", fix="set test_accuracy and test_numeric to false in the workload to "
-                        "measure performance only")
-    known = dataset_names()
-    if name not in known:
-        err = unknown_name("dataset", name, known)
-        raise UserError(err.message, file=model_file, field="dataset_name", fix=err.fix)
-    module = importlib.import_module(f"datasets.{name}")
-    return module.LOADER
+        raise UserError(
+            f"dataset '{name}' has no loader here: {UNSUPPORTED_DATASETS[name]}",
+            file=model_file,
+            field="dataset_name",
+            fix="set test_accuracy and test_numeric to false in the workload to measure performance only",
+        )
+    return DATASETS.get(name, file=model_file, field="dataset_name")
 
 
 def dataset_assets(name: str) -> list:
@@ -168,8 +133,7 @@ def dataset_assets(name: str) -> list:
 
     if name in UNSUPPORTED_DATASETS:
         return []
-    if name not in dataset_names():
-        raise unknown_name("dataset", name, dataset_names())
+    DATASETS.get(name)  # an unknown name raises, listing the known ones
     path = DATASETS_DIR / name / "assets.json"
     if not path.is_file():
         return []

@@ -58,8 +58,15 @@ class Workload(_Strict):
     test_perf: bool = True
     test_accuracy: bool = False
     test_numeric: bool = False
-    clients: int = Field(1, ge=1, le=1024, description="concurrent clients issuing queries, each on its own runtime instance where the backend has them")
-    iterations: int = Field(100, ge=1, description="minimum timed iterations per batch size, unless max_seconds ends it first")
+    clients: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="concurrent clients issuing queries, each on its own runtime instance where the backend has them",
+    )
+    iterations: int = Field(
+        100, ge=1, description="minimum timed iterations per batch size, unless max_seconds ends it first"
+    )
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
     data_percent: float = Field(100, gt=0, le=100, description="share of the dataset's questions used for accuracy")
     compile_only: bool = False
@@ -71,16 +78,24 @@ class Workload(_Strict):
     min_seconds: float = Field(2.0, ge=0, description="keep measuring at least this long")
     max_seconds: float = Field(15.0, gt=0, description="stop measuring a batch size after this long")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and torch take 32-bit seeds")
-    precision: RunPrecision | None = Field(None, description="compile precision, or auto (the default): the fastest that passes the accuracy gate")
+    precision: RunPrecision | None = Field(
+        None, description="compile precision, or auto (the default): the fastest that passes the accuracy gate"
+    )
     engine: str | None = Field(None, description="backend engine, e.g. auto, onnxruntime, openvino or pytorch")
     engine_options: dict[str, Any] = Field(default_factory=dict)
     data_path: str | None = Field(None, description="dataset file or folder; default: the loader's")
     length_aware: bool = Field(True, description="dataset runs group features by length and trim padding")
 
     # MLPerf LoadGen scenarios (core/loadgen.py), run after the per-batch-size loop.
-    scenario: list[str] | None = Field(None, description="LoadGen scenario or list of them: SingleStream, MultiStream, Offline, Server")
-    target_qps: float | None = Field(None, gt=0, description="Server: the queries per second LoadGen offers (its server_target_qps)")
-    target_latency_ms: float | None = Field(None, gt=0, description="Server: the p99 latency bound in ms (LoadGen's default 100)")
+    scenario: list[str] | None = Field(
+        None, description="LoadGen scenario or list of them: SingleStream, MultiStream, Offline, Server"
+    )
+    target_qps: float | None = Field(
+        None, gt=0, description="Server: the queries per second LoadGen offers (its server_target_qps)"
+    )
+    target_latency_ms: float | None = Field(
+        None, gt=0, description="Server: the p99 latency bound in ms (LoadGen's default 100)"
+    )
     min_duration_s: float = Field(10.0, gt=0, description="LoadGen: minimum seconds per scenario run")
     min_query_count: int = Field(100, ge=1, description="LoadGen: minimum queries per scenario run")
     find_peak: bool = Field(False, description="Server: search for the highest target QPS LoadGen judges VALID")
@@ -99,12 +114,15 @@ class Workload(_Strict):
         return sorted(set(sizes))
 
     @model_validator(mode="after")
-    def _time_bounds(self) -> "Workload":
+    def _time_bounds(self) -> Workload:
         if self.max_seconds < self.min_seconds:
             raise ValueError(f"max_seconds ({self.max_seconds}) is below min_seconds ({self.min_seconds})")
         scenarios = self.scenario or []
         if "Server" in scenarios and self.target_qps is None and not self.find_peak:
-            raise ValueError("the Server scenario needs target_qps (queries per second to offer), or find_peak: true to search for it")
+            raise ValueError(
+                "the Server scenario needs target_qps (queries per second to offer), "
+                "or find_peak: true to search for it"
+            )
         if self.find_peak and "Server" not in scenarios:
             raise ValueError("find_peak searches the Server scenario's peak QPS: add Server to scenario")
         return self
@@ -131,7 +149,9 @@ class ModelEntry(_Strict):
 
     # Our fields.
     description: str = ""
-    architecture: str | None = Field(None, description="bundled config under model_zoo/architectures/, for synthetic weights")
+    architecture: str | None = Field(
+        None, description="bundled config under model_zoo/architectures/, for synthetic weights"
+    )
     hf_model: str | None = Field(None, description="Hugging Face id or local checkpoint folder")
     tokenizer: str | None = Field(None, description="Hugging Face id or local folder of the tokenizer")
     labels: list[str] = Field(default_factory=list, description="classification label order")
@@ -156,7 +176,7 @@ class ModelEntry(_Strict):
         return shape[1] if len(shape) > 1 else 1
 
     @model_validator(mode="after")
-    def _consistent_inputs(self) -> "ModelEntry":
+    def _consistent_inputs(self) -> ModelEntry:
         from datasets.base import NUMPY_DTYPES
 
         names, types = self.input_names, self.input_types

@@ -22,8 +22,8 @@ from typing import Any
 
 from core.common.paths import REPO_ROOT
 
-MAX_LOG_BYTES = 1 << 20     # the tail of a job's output that comes back (a chatty engine can write a lot)
-MAX_FILE_BYTES = 64 << 20   # a report folder's file larger than this is not a report, and not shipped
+MAX_LOG_BYTES = 1 << 20  # the tail of a job's output that comes back (a chatty engine can write a lot)
+MAX_FILE_BYTES = 64 << 20  # a report folder's file larger than this is not a report, and not shipped
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -38,16 +38,26 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         workload.write_text(job["workload_text"], encoding="utf-8")
         out = folder / "reports"
         log_path = folder / "job.log"
-        command = [sys.executable, "-m", "core.perf_engine", "--task", str(workload),
-                   "--hardware_type", job["hardware_type"], "--output-dir", str(out)]
+        command = [
+            sys.executable,
+            "-m",
+            "core.perf_engine",
+            "--task",
+            str(workload),
+            "--hardware_type",
+            job["hardware_type"],
+            "--output-dir",
+            str(out),
+        ]
         # Unbuffered: the output's tail is the last thing it said. The private folder as working directory:
         # a crash's core file is discarded with it; the checkout stays importable without an install.
         path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
         timed_out = False
         with open(log_path, "wb") as log:
-            child = subprocess.Popen(command, cwd=folder, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(
+                command, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
             try:
                 returncode = child.wait(timeout=job.get("timeout"))
             except subprocess.TimeoutExpired:

@@ -23,23 +23,24 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import Field
 
-from core.config.schema import CONFIG_SUFFIXES, Workload, _Strict, read_config_file, validate
-from core.common.errors import EXIT_USAGE, UserError
-from core.reporting.report import now_iso, write_json_atomic
 from core.common.atomic import atomic_write_bytes
+from core.common.cli import EXIT_INTERRUPTED, run_command
+from core.common.errors import UserError
+from core.config.schema import CONFIG_SUFFIXES, Workload, _Strict, read_config_file, validate
+from core.reporting.report import now_iso, write_json_atomic
 
 SCHEMA = "perfbench-sweep/1"
 SWEEP_JSON = "sweep.json"
-SLOT_RESOURCE = "perfbench_slot"   # every node declares 1: at most one benchmark per machine
-HW_PREFIX = "hw:"                  # a node with hardware type X declares the Ray resource "hw:X"
+SLOT_RESOURCE = "perfbench_slot"  # every node declares 1: at most one benchmark per machine
+HW_PREFIX = "hw:"  # a node with hardware type X declares the Ray resource "hw:X"
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 OUTPUT_TAIL_CHARS = 2000
 # perf_engine's exit codes (core.perf_engine); anything else, or no report, is a crash.
 ENGINE_OK, ENGINE_BATCH_FAILED, ENGINE_USAGE, ENGINE_INTERRUPTED = 0, 1, 2, 130
@@ -54,9 +55,13 @@ def hw_resource(hardware_type: str) -> str:
 class SweepConfig(_Strict):
     """The sweep file's own fields; the remaining keys are workload overrides (checked separately)."""
 
-    tasks: list[str] = Field(min_length=1, description="workload names or .json/.yaml files (relative to the sweep file)")
+    tasks: list[str] = Field(
+        min_length=1, description="workload names or .json/.yaml files (relative to the sweep file)"
+    )
     hardware_types: list[str] = Field(min_length=1, description="hardware types, e.g. [CPU]")
-    job_timeout_seconds: float | None = Field(None, gt=0, description="a job running longer is killed and recorded as crashed")
+    job_timeout_seconds: float | None = Field(
+        None, gt=0, description="a job running longer is killed and recorded as crashed"
+    )
 
 
 # Overrides may set any workload field but the model, which is what a task names.
@@ -70,12 +75,17 @@ class Job:
     hardware_type: str
     workload_name: str
     workload_text: str
-    digest: str                       # of the derived workload: --resume only trusts a report of the same job
+    digest: str  # of the derived workload: --resume only trusts a report of the same job
     entry: dict[str, Any] = field(default_factory=dict)
 
     def spec(self, timeout: float | None) -> dict[str, Any]:
-        return {"id": self.id, "hardware_type": self.hardware_type, "workload_name": self.workload_name,
-                "workload_text": self.workload_text, "timeout": timeout}
+        return {
+            "id": self.id,
+            "hardware_type": self.hardware_type,
+            "workload_name": self.workload_name,
+            "workload_text": self.workload_text,
+            "timeout": timeout,
+        }
 
 
 # ---------------------------------------------------------------- reading and checking the sweep file
@@ -87,8 +97,12 @@ def load_sweep(path: Path) -> tuple[SweepConfig, dict[str, Any]]:
         if key not in OVERRIDABLE:
             close = difflib.get_close_matches(str(key), [*own, *OVERRIDABLE], n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise UserError("unknown field", file=path, field=str(key),
-                            fix=f"{hint}sweep fields: {', '.join(own)}; overrides: workload fields {', '.join(OVERRIDABLE)}")
+            raise UserError(
+                "unknown field",
+                file=path,
+                field=str(key),
+                fix=f"{hint}sweep fields: {', '.join(own)}; overrides: workload fields {', '.join(OVERRIDABLE)}",
+            )
     config = validate(SweepConfig, {k: v for k, v in data.items() if k in own}, path)
     return config, overrides
 
@@ -112,26 +126,30 @@ def _resolve_task(task: str, index: int, sweep_path: Path):
         raise UserError(err.message, file=sweep_path, field=f"tasks[{index}]", fix=err.fix) from None
 
 
-def plan_jobs(config: SweepConfig, overrides: dict[str, Any], sweep_path: Path,
-              known_hardware: Sequence[str]) -> list[Job]:
+def plan_jobs(
+    config: SweepConfig, overrides: dict[str, Any], sweep_path: Path, known_hardware: Sequence[str]
+) -> list[Job]:
     """Every job, each workload validated with the overrides applied; raises before anything runs."""
     import backends
-    from core.config import registry
+    from core.config.overrides import Overrides, apply_overrides
 
     for i, hw in enumerate(config.hardware_types):
         if hw not in known_hardware:
             close = difflib.get_close_matches(hw, list(known_hardware), n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise UserError(f"unknown hardware type '{hw}'", file=sweep_path, field=f"hardware_types[{i}]",
-                            fix=f"{hint}known: {', '.join(known_hardware) or 'none'}")
+            raise UserError(
+                f"unknown hardware type '{hw}'",
+                file=sweep_path,
+                field=f"hardware_types[{i}]",
+                fix=f"{hint}known: {', '.join(known_hardware) or 'none'}",
+            )
     installed = backends.hardware_types()
     jobs: list[Job] = []
     seen: set[str] = set()
     for i, name in enumerate(config.tasks):
         task = _resolve_task(name, i, sweep_path)
-        merged = {**read_config_file(task.workload_file), **overrides}
-        workload = validate(Workload, merged, sweep_path)  # the overrides are what can break it now
-        task = registry.task_from(workload, task.workload_file, source=sweep_path)
+        task = apply_overrides(task, Overrides(overrides, source=sweep_path))  # the overrides are what can break it now
+        workload = task.workload
         text = json.dumps(workload.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
         for hw in config.hardware_types:
             if hw in installed:  # a fleet's driver need not have every backend installed
@@ -149,8 +167,11 @@ def plan_jobs(config: SweepConfig, overrides: dict[str, Any], sweep_path: Path,
 # ---------------------------------------------------------------- outcomes
 def _report_path(files: dict[str, bytes]) -> str | None:
     """The kept run `<HW>/<model>/runs/<id>.json` among a job's files (one run per job)."""
-    runs = [p for p in files if len(PurePosixPath(p).parts) == 4 and PurePosixPath(p).parts[2] == "runs"
-            and p.endswith(".json")]
+    runs = [
+        p
+        for p in files
+        if len(PurePosixPath(p).parts) == 4 and PurePosixPath(p).parts[2] == "runs" and p.endswith(".json")
+    ]
     return runs[0] if len(runs) == 1 else None
 
 
@@ -202,15 +223,27 @@ def store_files(out_dir: Path, files: dict[str, bytes]) -> None:
 class Sweep:
     """The sweep's state and its sweep.json, rewritten after every job so a killed sweep can resume."""
 
-    def __init__(self, sweep_path: Path, out_dir: Path, jobs: list[Job], address: str | None,
-                 timeout: float | None):
-        self.sweep_path, self.out_dir, self.jobs, self.address, self.timeout = sweep_path, out_dir, jobs, address, timeout
+    def __init__(self, sweep_path: Path, out_dir: Path, jobs: list[Job], address: str | None, timeout: float | None):
+        self.sweep_path, self.out_dir, self.jobs, self.address, self.timeout = (
+            sweep_path,
+            out_dir,
+            jobs,
+            address,
+            timeout,
+        )
         self.started = now_iso()
         self.status = "running"
         for job in jobs:
-            job.entry = {"id": job.id, "task": job.task, "hardware_type": job.hardware_type, "status": "pending",
-                         "report": None, "error": None, "workload": f"workloads/{job.workload_name}",
-                         "digest": job.digest}
+            job.entry = {
+                "id": job.id,
+                "task": job.task,
+                "hardware_type": job.hardware_type,
+                "status": "pending",
+                "report": None,
+                "error": None,
+                "workload": f"workloads/{job.workload_name}",
+                "digest": job.digest,
+            }
 
     def resume(self) -> None:
         """Jobs that were ok (or already skipped) with the same workload and whose report is still there."""
@@ -225,25 +258,41 @@ class Sweep:
         for job in self.jobs:
             old = entries.get(job.id) or {}
             report = old.get("report")
-            if (old.get("status") in ("ok", "skipped") and old.get("digest") == job.digest
-                    and isinstance(report, str) and (self.out_dir / report).is_file()):
-                job.entry.update(status="skipped", report=report, error=None,
-                                 note=f"report from an earlier run: {old.get('finished', 'unknown time')}")
+            if (
+                old.get("status") in ("ok", "skipped")
+                and old.get("digest") == job.digest
+                and isinstance(report, str)
+                and (self.out_dir / report).is_file()
+            ):
+                job.entry.update(
+                    status="skipped",
+                    report=report,
+                    error=None,
+                    note=f"report from an earlier run: {old.get('finished', 'unknown time')}",
+                )
 
     def write(self) -> Path:
-        return write_json_atomic(self.out_dir / SWEEP_JSON, {
-            "schema": SCHEMA, "sweep_file": str(self.sweep_path), "address": self.address,
-            "status": self.status, "started": self.started,
-            "finished": None if self.status == "running" else now_iso(),
-            "jobs": [job.entry for job in self.jobs]})
+        return write_json_atomic(
+            self.out_dir / SWEEP_JSON,
+            {
+                "schema": SCHEMA,
+                "sweep_file": str(self.sweep_path),
+                "address": self.address,
+                "status": self.status,
+                "started": self.started,
+                "finished": None if self.status == "running" else now_iso(),
+                "jobs": [job.entry for job in self.jobs],
+            },
+        )
 
     def record(self, job: Job, result: dict[str, Any] | None, error: str | None = None) -> None:
         """A job's outcome: its files into DIR, its entry into sweep.json, one line on the terminal."""
         if result is None:  # the job never reported back (a node lost, a worker killed)
             job.entry.update(status="crashed", error=error, report=None)
         else:
-            job.entry.update(classify(result, self.timeout), seconds=result["seconds"], host=result["host"],
-                             node=result["node"])
+            job.entry.update(
+                classify(result, self.timeout), seconds=result["seconds"], host=result["host"], node=result["node"]
+            )
             try:
                 store_files(self.out_dir, result["files"])
             except ValueError as err:
@@ -278,7 +327,7 @@ def _alive_hardware(ray) -> dict[str, list[str]]:
         if node.get("Alive") and resources.get(SLOT_RESOURCE, 0) >= 1:
             for name in resources:
                 if name.startswith(HW_PREFIX):
-                    found.setdefault(name[len(HW_PREFIX):], []).append(node["NodeID"])
+                    found.setdefault(name[len(HW_PREFIX) :], []).append(node["NodeID"])
     return found
 
 
@@ -289,16 +338,22 @@ def connect(address: str):
         try:
             socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
         except OSError as err:
-            raise UserError(f"cannot reach the Ray head at {address}: {err.strerror or err}", field="--address",
-                            fix="start it with `ray start --head --port=6379 ...` and pass HEAD_IP:6379") from None
+            raise UserError(
+                f"cannot reach the Ray head at {address}: {err.strerror or err}",
+                field="--address",
+                fix="start it with `ray start --head --port=6379 ...` and pass HEAD_IP:6379",
+            ) from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     try:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as err:
-        raise UserError(f"cannot connect to the Ray cluster: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
-                        field="--address", fix="start one with `ray start --head ...` and pass its address (host:6379)") from None
+        raise UserError(
+            f"cannot connect to the Ray cluster: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+            field="--address",
+            fix="start one with `ray start --head ...` and pass its address (host:6379)",
+        ) from None
     return ray
 
 
@@ -310,8 +365,12 @@ def run_on_cluster(sweep: Sweep, ray) -> None:
     remote = ray.remote(run_job)
     running: dict[Any, Job] = {}
     for job in sweep.pending():
-        options = remote.options(resources={hw_resource(job.hardware_type): 1, SLOT_RESOURCE: 1},
-                                 num_cpus=0, max_retries=0, name=f"perfbench:{job.id}")
+        options = remote.options(
+            resources={hw_resource(job.hardware_type): 1, SLOT_RESOURCE: 1},
+            num_cpus=0,
+            max_retries=0,
+            name=f"perfbench:{job.id}",
+        )
         running[options.remote(job.spec(sweep.timeout))] = job
     while running:
         ready, _ = ray.wait(list(running), num_returns=1, timeout=NODE_CHECK_SECONDS)
@@ -338,55 +397,77 @@ def _fail_stranded(sweep: Sweep, ray, running: dict) -> None:
 
 # ---------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core.sweep", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="sweep file: tasks: [...], hardware_types: [...], "
-                                            "optional job_timeout_seconds and workload overrides")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.sweep",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="sweep file: tasks: [...], hardware_types: [...], optional job_timeout_seconds and workload overrides",
+    )
     parser.add_argument("sweep_file", type=Path, metavar="SWEEP.yaml")
-    parser.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("reports"),
-                        help="where reports, logs and sweep.json go (default reports/)")
-    parser.add_argument("--address", default=None,
-                        help="a Ray cluster to run on (host:port, or auto); without it jobs run here, one at a time")
-    parser.add_argument("--resume", action="store_true",
-                        help="skip jobs that finished ok in an earlier sweep into the same folder")
+    parser.add_argument(
+        "--output-dir",
+        "--output_dir",
+        dest="output_dir",
+        type=Path,
+        default=Path("reports"),
+        help="where reports, logs and sweep.json go (default reports/)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="a Ray cluster to run on (host:port, or auto); without it jobs run here, one at a time",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="skip jobs that finished ok in an earlier sweep into the same folder"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_command(lambda: _sweep(args), debug=args.debug)
+
+
+def _plan(args: argparse.Namespace, ray) -> Sweep:
+    """Every job checked before the first one starts: a bad sweep is one line, exit 2."""
+    import backends
+
+    config, overrides = load_sweep(args.sweep_file)
+    known = backends.hardware_types()
+    if ray is not None:
+        alive = _alive_hardware(ray)
+        for i, hw in enumerate(config.hardware_types):
+            if hw not in alive:
+                raise UserError(
+                    f"no alive node of the cluster declares hardware type '{hw}'",
+                    file=args.sweep_file,
+                    field=f"hardware_types[{i}]",
+                    fix=f'join one with: ray start --address=HEAD --resources=\'{{"{hw_resource(hw)}": 1, '
+                    f'"{SLOT_RESOURCE}": 1}}\'; declared: {", ".join(sorted(alive)) or "none"}',
+                )
+        known = sorted(set(known) | set(alive))
+    jobs = plan_jobs(config, overrides, args.sweep_file, known)
+    sweep = Sweep(args.sweep_file, args.output_dir, jobs, args.address, config.job_timeout_seconds)
+    if args.resume:
+        sweep.resume()
+    return sweep
+
+
+def _sweep(args: argparse.Namespace) -> int:
     ray = None
     try:
-        try:
-            config, overrides = load_sweep(args.sweep_file)
-            import backends
-
-            known = backends.hardware_types()
-            if args.address:
-                ray = connect(args.address)
-                alive = _alive_hardware(ray)
-                for i, hw in enumerate(config.hardware_types):
-                    if hw not in alive:
-                        raise UserError(f"no alive node of the cluster declares hardware type '{hw}'",
-                                        file=args.sweep_file, field=f"hardware_types[{i}]",
-                                        fix=f"join one with: ray start --address=HEAD --resources='{{\"{hw_resource(hw)}\": 1, \"{SLOT_RESOURCE}\": 1}}'"
-                                            f"; declared: {', '.join(sorted(alive)) or 'none'}")
-                known = sorted(set(known) | set(alive))
-            jobs = plan_jobs(config, overrides, args.sweep_file, known)
-            sweep = Sweep(args.sweep_file, args.output_dir, jobs, args.address, config.job_timeout_seconds)
-            if args.resume:
-                sweep.resume()
-        except UserError as err:
-            if args.debug:
-                raise
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_USAGE
-        for job in jobs:
+        ray = connect(args.address) if args.address else None
+        sweep = _plan(args, ray)
+        for job in sweep.jobs:
             atomic_write_bytes(args.output_dir / "workloads" / job.workload_name, job.workload_text.encode())
         sweep.write()
-        skipped = len(jobs) - len(sweep.pending())
-        print(f"sweep: {len(jobs)} jobs ({skipped} skipped), " + (f"on the Ray cluster at {args.address}" if ray else "here, one at a time"),
-              flush=True)
+        skipped = len(sweep.jobs) - len(sweep.pending())
+        print(
+            f"sweep: {len(sweep.jobs)} jobs ({skipped} skipped), "
+            + (f"on the Ray cluster at {args.address}" if ray else "here, one at a time"),
+            flush=True,
+        )
         started = time.monotonic()
         try:
             run_on_cluster(sweep, ray) if ray else run_local(sweep)
@@ -401,15 +482,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ray is not None:
             ray.shutdown()
     _print_summary(sweep, time.monotonic() - started)
-    return 0 if all(job.entry["status"] in ("ok", "skipped") for job in jobs) else EXIT_FAILED
+    return 0 if all(job.entry["status"] in ("ok", "skipped") for job in sweep.jobs) else EXIT_FAILED
 
 
 def _print_summary(sweep: Sweep, seconds: float) -> None:
     from core.reporting.summary import collect, leaderboard_tables, render_text
 
     groups, warnings = collect(sweep.out_dir)
-    sys.stdout.write(render_text(leaderboard_tables(groups), [("warning", w) for w in warnings], "table",
-                                 color=sys.stdout.isatty()))
+    sys.stdout.write(
+        render_text(leaderboard_tables(groups), [("warning", w) for w in warnings], "table", color=sys.stdout.isatty())
+    )
     counts: dict[str, int] = {}
     for job in sweep.jobs:
         counts[job.entry["status"]] = counts.get(job.entry["status"], 0) + 1

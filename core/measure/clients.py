@@ -11,15 +11,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from backends.base import Feeds, RuntimeBackend
+import numpy as np
+
+Feeds = dict[str, np.ndarray]
+
+
+class Runtime(Protocol):
+    """What measuring needs of a runtime (backends.base.RuntimeBackend provides it)."""
+
+    def bind(self, feeds: Feeds) -> Callable[[], object]: ...
+
+    def instances(self, count: int) -> list[Runtime]: ...
 
 
 @dataclass(frozen=True)
 class Instances:
-    runtimes: list[RuntimeBackend]   # one per concurrent slot (may be the same object, e.g. one thread-safe session)
-    clients: int                      # how many were asked for
+    runtimes: list[Runtime]  # one per concurrent slot (may be the same object, e.g. one thread-safe session)
+    clients: int  # how many were asked for
 
     @property
     def count(self) -> int:
@@ -40,6 +50,7 @@ class Instances:
             def locked() -> object:
                 with lock:
                     return call()
+
             return locked
 
         return [turn(bound[i % self.count], locks[i % self.count]) for i in range(self.clients)]
@@ -47,12 +58,13 @@ class Instances:
     def report_entry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"Clients": self.clients, "Instances": self.count}
         if self.serialized:
-            entry["Note"] = (f"the backend runs {self.count} instance(s) at a time: "
-                             f"{self.clients} clients were serialized on it")
+            entry["Note"] = (
+                f"the backend runs {self.count} instance(s) at a time: {self.clients} clients were serialized on it"
+            )
         return entry
 
 
-def open_instances(runtime: RuntimeBackend, clients: int) -> Instances:
+def open_instances(runtime: Runtime, clients: int) -> Instances:
     """The runtime's instances for `clients` concurrent callers (call after runtime.load)."""
     runtimes = list(runtime.instances(clients)) if clients > 1 else [runtime]
     return Instances(runtimes=runtimes[:clients] or [runtime], clients=clients)

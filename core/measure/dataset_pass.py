@@ -14,8 +14,9 @@ PAD_LOGIT = -1e4  # what trimmed-away positions hold in per-token outputs
 DATASET_BATCH_SIZE = 8  # batch of accuracy passes, the reference and the accuracy gate (they share outputs)
 
 
-def batch_feeds(inputs: dict[str, np.ndarray], lengths: np.ndarray, index: np.ndarray, *,
-                length_aware: bool) -> tuple[dict[str, np.ndarray], int]:
+def batch_feeds(
+    inputs: dict[str, np.ndarray], lengths: np.ndarray, index: np.ndarray, *, length_aware: bool
+) -> tuple[dict[str, np.ndarray], int]:
     """The rows `index` as one batch, and its width: length-aware, [N, tokens] inputs are trimmed to the
     longest member (rounded up to PAD_MULTIPLE); otherwise rows are taken whole and the width is 0."""
     if not length_aware:

@@ -12,11 +12,35 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-SOFTWARE = ("perfbench", "torch", "onnxruntime", "openvino", "nncf", "onnx", "transformers", "diffusers", "tokenizers", "numpy", "onnxslim")
+SOFTWARE = (
+    "perfbench",
+    "torch",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "onnx",
+    "transformers",
+    "diffusers",
+    "tokenizers",
+    "numpy",
+    "onnxslim",
+)
 
 # /proc/cpuinfo flags that change which kernels a library can use.
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
-             "amx_tile", "amx_bf16", "amx_int8", "avx512_fp16")
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "avx512_fp16",
+)
 # Simulates another host (tests, or forbidding an ISA): a space-separated flags string.
 FLAGS_ENV = "PERFBENCH_CPU_FLAGS"
 
@@ -28,7 +52,7 @@ class CpuIsa:
     flags: frozenset[str]
 
     @classmethod
-    def from_flags(cls, text: str) -> "CpuIsa":
+    def from_flags(cls, text: str) -> CpuIsa:
         return cls(frozenset(text.split()))
 
     @property
@@ -53,13 +77,27 @@ class CpuIsa:
         return platform.machine() or "unknown"
 
     def summary(self) -> str:
-        extras = [label for flag, label in (("avx512_bf16", "BF16"), ("avx512_vnni", "VNNI"), ("avx_vnni", "AVX-VNNI"),
-                                            ("amx_bf16", "AMX-BF16"), ("amx_int8", "AMX-INT8")) if flag in self.flags]
+        extras = [
+            label
+            for flag, label in (
+                ("avx512_bf16", "BF16"),
+                ("avx512_vnni", "VNNI"),
+                ("avx_vnni", "AVX-VNNI"),
+                ("amx_bf16", "AMX-BF16"),
+                ("amx_int8", "AMX-INT8"),
+            )
+            if flag in self.flags
+        ]
         return self.name + (f" ({', '.join(extras)})" if extras else "")
 
     def report_entry(self) -> dict:
-        return {"isa": self.name, "summary": self.summary(), "bf16": self.bf16, "int8": self.int8,
-                "flags": sorted(f for f in self.flags if f in ISA_FLAGS)}
+        return {
+            "isa": self.name,
+            "summary": self.summary(),
+            "bf16": self.bf16,
+            "int8": self.int8,
+            "flags": sorted(f for f in self.flags if f in ISA_FLAGS),
+        }
 
 
 def _cpuinfo_field(name: str) -> str | None:
@@ -117,7 +155,11 @@ def host_info() -> dict:
 
 def host_fingerprint() -> dict:
     """What makes a tuning decision valid only on this kind of host: processor, ISA, cores."""
-    return {"cpu": cpu_model(), "flags": sorted(f for f in cpu_isa().flags if f in ISA_FLAGS), "usable_cores": usable_cores()}
+    return {
+        "cpu": cpu_model(),
+        "flags": sorted(f for f in cpu_isa().flags if f in ISA_FLAGS),
+        "usable_cores": usable_cores(),
+    }
 
 
 def software_versions() -> dict[str, str]:

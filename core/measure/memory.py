@@ -13,11 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from core.reporting.schema import ARTIFACT_SIZE, PEAK_RSS
+
 MB = 1 << 20
-# Report keys (core.reporting.report_io reads them back for compare, summary and the HTML page).
-PEAK_RSS = "Peak RSS MB"
-DEVICE_MEMORY = "Device Memory MB"
-ARTIFACT_SIZE = "Artifact Size MB"
 SAMPLE_SECONDS = 0.005
 _PROC = Path("/proc/self")
 
@@ -64,10 +62,10 @@ class PeakRss:
         self._thread: threading.Thread | None = None
         self.peak_bytes: int | None = None
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         return self.start()
 
-    def start(self) -> "PeakRss":
+    def start(self) -> PeakRss:
         if _reset_hwm():
             self.method = "VmHWM"
         else:

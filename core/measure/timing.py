@@ -23,7 +23,7 @@ class MeasurePolicy:
     max_seconds: float = 15.0
 
     @classmethod
-    def from_workload(cls, workload) -> "MeasurePolicy":
+    def from_workload(cls, workload) -> MeasurePolicy:
         return cls(
             warmup_iterations=workload.warmup_iterations,
             warmup_seconds=workload.warmup_seconds,
@@ -47,7 +47,7 @@ class LatencyStats:
     max: float
 
     @classmethod
-    def from_ns(cls, samples_ns: list[int]) -> "LatencyStats":
+    def from_ns(cls, samples_ns: list[int]) -> LatencyStats:
         ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(
@@ -69,8 +69,8 @@ class Measurement:
     measured_seconds: float
     warmup_iterations: int
     warmup_seconds: float
-    stop_reason: str     # "enough iterations and time" | "time cap"
-    clients: int = 1     # concurrent callers; latency counts every client's calls, QPS all of them over the window
+    stop_reason: str  # "enough iterations and time" | "time cap"
+    clients: int = 1  # concurrent callers; latency counts every client's calls, QPS all of them over the window
 
     @property
     def qps(self) -> float:
@@ -87,11 +87,20 @@ class Measurement:
 
         lat = self.latency
         return PerfRow(
-            bs=self.batch_size, qps=round(self.qps, 4), avg_latency=round(lat.mean, 4), p99_latency=round(lat.p99, 4),
-            p50_latency=round(lat.p50, 4), p90_latency=round(lat.p90, 4), min_latency=round(lat.min, 4),
-            max_latency=round(lat.max, 4), std_latency=round(lat.std, 4), iterations=lat.count,
-            measured_seconds=round(self.measured_seconds, 4), warmup_iterations=self.warmup_iterations,
-            stop_reason=self.stop_reason, clients=self.clients if self.clients > 1 else None,
+            bs=self.batch_size,
+            qps=round(self.qps, 4),
+            avg_latency=round(lat.mean, 4),
+            p99_latency=round(lat.p99, 4),
+            p50_latency=round(lat.p50, 4),
+            p90_latency=round(lat.p90, 4),
+            min_latency=round(lat.min, 4),
+            max_latency=round(lat.max, 4),
+            std_latency=round(lat.std, 4),
+            iterations=lat.count,
+            measured_seconds=round(self.measured_seconds, 4),
+            warmup_iterations=self.warmup_iterations,
+            stop_reason=self.stop_reason,
+            clients=self.clients if self.clients > 1 else None,
             warning=f"only {lat.count} timed iterations: percentiles are rough" if self.low_sample else None,
         )
 
@@ -192,7 +201,9 @@ def measure_clients(
         finally:
             ready[i].set()
 
-    threads = [threading.Thread(target=client, args=(i, call), daemon=True, name=f"client-{i}") for i, call in enumerate(calls)]
+    threads = [
+        threading.Thread(target=client, args=(i, call), daemon=True, name=f"client-{i}") for i, call in enumerate(calls)
+    ]
     warm_start = clock()
     for thread in threads:
         thread.start()

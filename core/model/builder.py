@@ -16,8 +16,7 @@ from typing import Any
 from core.common.errors import UserError
 
 # transformers classes we build from a config: task heads, and the bare text encoder CLIP is shipped as.
-TRANSFORMERS_CLASSES = ("ForQuestionAnswering", "ForSequenceClassification", "ForImageClassification",
-                        "CLIPTextModel")
+TRANSFORMERS_CLASSES = ("ForQuestionAnswering", "ForSequenceClassification", "ForImageClassification", "CLIPTextModel")
 DIFFUSERS_CLASSES = ("UNet2DConditionModel", "AutoencoderKL")
 # An AutoencoderKL config says which half the entry runs: ByteMLPerf ships the VAE as two graphs.
 VAE_PARTS = ("encoder", "decoder")
@@ -26,9 +25,15 @@ TOKEN_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 # The keyword each input name means (ByteMLPerf's suffixes `.1` and `:0` dropped first), where the
 # name alone is not already the keyword.
 NAME_ALIASES = {
-    "input_mask": "attention_mask", "segment_ids": "token_type_ids", "input_segment": "token_type_ids",
-    "input_token": "input_ids", "input_1": "pixel_values", "input_tensor": "pixel_values", "images": "pixel_values",
-    "image": "pixel_values", "latent_sample": "sample",
+    "input_mask": "attention_mask",
+    "segment_ids": "token_type_ids",
+    "input_segment": "token_type_ids",
+    "input_token": "input_ids",
+    "input_1": "pixel_values",
+    "input_tensor": "pixel_values",
+    "images": "pixel_values",
+    "image": "pixel_values",
+    "latent_sample": "sample",
 }
 _SUFFIX = re.compile(r"(\.\d+|:\d+)$")
 
@@ -53,8 +58,15 @@ def library_of(config: dict[str, Any]) -> str:
     return "diffusers" if "_class_name" in config else "transformers"
 
 
-def build_module(kind: str, config: dict[str, Any], *, seed: int = 0, checkpoint=None,
-                 convention: CallingConvention = CallingConvention(), where: object = None):
+def build_module(
+    kind: str,
+    config: dict[str, Any],
+    *,
+    seed: int = 0,
+    checkpoint=None,
+    convention: CallingConvention = CallingConvention(),
+    where: object = None,
+):
     """The model in eval mode, wrapped to take positional inputs and return a tuple."""
     if library_of(config) == "diffusers":
         model = _diffusers_model(config, seed, where)
@@ -70,8 +82,12 @@ def _transformers_model(kind: str, config: dict[str, Any], seed: int, checkpoint
     plain = {k: v for k, v in config.items() if not k.startswith("_")}
     classes = [a for a in plain.get("architectures", []) if a.endswith(TRANSFORMERS_CLASSES)]
     if not classes or not hasattr(transformers, classes[0]):
-        raise UserError(f"config architectures {plain.get('architectures')} name no class we build", file=where,
-                        field="architectures", fix=f"use a class ending in {' or '.join(TRANSFORMERS_CLASSES)}")
+        raise UserError(
+            f"config architectures {plain.get('architectures')} name no class we build",
+            file=where,
+            field="architectures",
+            fix=f"use a class ending in {' or '.join(TRANSFORMERS_CLASSES)}",
+        )
     model_class = getattr(transformers, classes[0])
     if kind == "hf_checkpoint":
         return model_class.from_pretrained(str(checkpoint), local_files_only=True, attn_implementation="eager")
@@ -87,15 +103,27 @@ def _diffusers_model(config: dict[str, Any], seed: int, where):
     try:
         import diffusers
     except ImportError:
-        raise UserError("this architecture is built by diffusers, which is not installed", file=where,
-                        field="architecture", fix="pip install diffusers -c constraints.txt") from None
+        raise UserError(
+            "this architecture is built by diffusers, which is not installed",
+            file=where,
+            field="architecture",
+            fix="pip install diffusers -c constraints.txt",
+        ) from None
     name = config["_class_name"]
     if name not in DIFFUSERS_CLASSES:
-        raise UserError(f"_class_name {name!r} is not a class we build", file=where, field="_class_name",
-                        fix=f"use one of {', '.join(DIFFUSERS_CLASSES)}")
+        raise UserError(
+            f"_class_name {name!r} is not a class we build",
+            file=where,
+            field="_class_name",
+            fix=f"use one of {', '.join(DIFFUSERS_CLASSES)}",
+        )
     if name == "AutoencoderKL" and config.get("_part") not in VAE_PARTS:
-        raise UserError("an AutoencoderKL config must say which half runs", file=where, field="_part",
-                        fix=f"set _part to {' or '.join(VAE_PARTS)}")
+        raise UserError(
+            "an AutoencoderKL config must say which half runs",
+            file=where,
+            field="_part",
+            fix=f"set _part to {' or '.join(VAE_PARTS)}",
+        )
     plain = {k: v for k, v in config.items() if not k.startswith("_") or k == "_class_name"}
     torch.manual_seed(seed)
     model = getattr(diffusers, name).from_config(plain)
@@ -121,9 +149,15 @@ def _wrapper_class():
             self.convention = convention
             name = type(model).__name__
             self.stack_logits = name.endswith("ForQuestionAnswering") and len(convention.output_names) == 1
-            self.family = ("image" if name.endswith("ForImageClassification") else
-                           "unet" if name == "UNet2DConditionModel" else
-                           f"vae-{model.perfbench_part}" if name == "AutoencoderKL" else "tokens")
+            self.family = (
+                "image"
+                if name.endswith("ForImageClassification")
+                else "unet"
+                if name == "UNet2DConditionModel"
+                else f"vae-{model.perfbench_part}"
+                if name == "AutoencoderKL"
+                else "tokens"
+            )
             if self.family == "tokens":
                 known = convention.keywords(TOKEN_ROLES)
                 self.keywords = known or TOKEN_ROLES  # names we cannot read: ByteMLPerf's positional order
@@ -131,10 +165,14 @@ def _wrapper_class():
                 self.drop = {"token_type_ids"} if no_types else set()
                 # bert4keras models (ByteMLPerf's RoFormer) take no mask and mask padding ids themselves.
                 self.mask_padding = "attention_mask" not in self.keywords and getattr(
-                    self.config, "perfbench_mask_padding", False)
+                    self.config, "perfbench_mask_padding", False
+                )
             elif self.family == "unet":
                 self.keywords = convention.keywords(("sample", "timestep", "encoder_hidden_states")) or (
-                    "sample", "timestep", "encoder_hidden_states")
+                    "sample",
+                    "timestep",
+                    "encoder_hidden_states",
+                )
 
         def forward(self, *inputs):
             if self.family == "image":
@@ -146,8 +184,11 @@ def _wrapper_class():
                 return (self.model.encode(inputs[0], return_dict=False)[0].mode(),)  # the mean: deterministic
             if self.family == "vae-decoder":
                 return self.model.decode(inputs[0], return_dict=False)
-            kwargs = {k: (v.long() if v.is_floating_point() else v)  # ByteMLPerf's RoFormer takes ids as floats
-                      for k, v in zip(self.keywords, inputs) if k not in self.drop}
+            kwargs = {
+                k: (v.long() if v.is_floating_point() else v)  # ByteMLPerf's RoFormer takes ids as floats
+                for k, v in zip(self.keywords, inputs)
+                if k not in self.drop
+            }
             if self.mask_padding:
                 kwargs["attention_mask"] = (kwargs["input_ids"] != self.config.pad_token_id).long()
             outputs = self.model(**kwargs, return_dict=False)

@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config.schema import ModelEntry
 from core.common.digest import file_sha256
 from core.common.errors import UserError
-from core.model.builder import CallingConvention, library_of
 from core.common.paths import REPO_ROOT
+from core.config.schema import ModelEntry
+from core.model.builder import CallingConvention, library_of
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ TF_FORMATS = ("saved_model", "savedmodel", "pb", "tf")
 
 
 def resolve_repo_path(value: str) -> Path:
-    """A path from a config file: absolute, or relative to the repo root (ByteMLPerf's `general_perf/` prefix dropped)."""
+    """A path from a config file: absolute, or relative to the repo root (ByteMLPerf's `general_perf/` dropped)."""
     path = Path(value)
     if path.is_absolute():
         return path
@@ -40,7 +40,7 @@ def resolve_repo_path(value: str) -> Path:
 class SourceModel:
     """Where the weights come from, with a digest that keys every cache built from them."""
 
-    kind: str                       # "torchscript" | "onnx" | "hf_checkpoint" | "synthetic"
+    kind: str  # "torchscript" | "onnx" | "hf_checkpoint" | "synthetic"
     digest: str
     path: Path | None = None
     hf_config: dict[str, Any] | None = None
@@ -80,10 +80,16 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
         if path.is_file():
             return _file_source(model, path, model_file)
         if path.is_dir() and model.model_format.lower() in TF_FORMATS:
-            skipped = f"TensorFlow {model.model_format} at {model.model_path} cannot run here ({_TF_FIX.format(path=path)}); "
+            skipped = (
+                f"TensorFlow {model.model_format} at {model.model_path} cannot run here ({_TF_FIX.format(path=path)}); "
+            )
             if not (model.hf_model or model.architecture):
-                raise UserError(f"a TensorFlow {model.model_format} folder cannot run here", file=model_file,
-                                field="model_path", fix=_TF_FIX.format(path=path))
+                raise UserError(
+                    f"a TensorFlow {model.model_format} folder cannot run here",
+                    file=model_file,
+                    field="model_path",
+                    fix=_TF_FIX.format(path=path),
+                )
     if model.hf_model:
         checkpoint = _find_checkpoint(model.hf_model)
         if checkpoint is not None:
@@ -107,15 +113,17 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
             hf_config=config,
             convention=convention,
             seed=seed,
-            note=f"{skipped}SYNTHETIC WEIGHTS: seeded random values; performance is faithful, accuracy is not meaningful"
-                 + _framework_note(model),
+            note=f"{skipped}SYNTHETIC WEIGHTS: seeded random values; "
+            "performance is faithful, accuracy is not meaningful" + _framework_note(model),
         )
     where = f"no file at {model.model_path}" if model.model_path else "no model_path"
     # Downloadable file, no bundled architecture: no library we use builds this network, only the file runs.
     file_only = bool(model.assets and model.model_path)
     if file_only:
-        fix = (f"install it with `python -m core.prepare --task {model.model}` or put the file at "
-               f"{resolve_repo_path(model.model_path)}")
+        fix = (
+            f"install it with `python -m core.prepare --task {model.model}` or put the file at "
+            f"{resolve_repo_path(model.model_path)}"
+        )
     elif model.assets:
         fix = "run `python -m core.prepare --task <task>`, or set hf_model or architecture"
     elif model.model_path:
@@ -125,8 +133,9 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
     else:
         fix = "set model_path to a model file, or set hf_model or architecture"
     raise UserError(
-        f"{where}, and no architecture for synthetic weights (no library we use builds it)" if file_only else
-        f"{where}, no local Hugging Face checkpoint, and no architecture for synthetic weights",
+        f"{where}, and no architecture for synthetic weights (no library we use builds it)"
+        if file_only
+        else f"{where}, no local Hugging Face checkpoint, and no architecture for synthetic weights",
         file=model_file,
         field="model_path",
         fix=fix,
@@ -141,8 +150,10 @@ def _framework_note(model: ModelEntry) -> str:
     return f"; the {model.framework} model is stood in for by the same architecture built in PyTorch"
 
 
-_TF_FIX = ("convert it to ONNX, e.g. `pip install tf2onnx && python -m tf2onnx.convert --saved-model {path} "
-           "--output model.onnx`, then set model_format onnx and model_path to the .onnx file")
+_TF_FIX = (
+    "convert it to ONNX, e.g. `pip install tf2onnx && python -m tf2onnx.convert --saved-model {path} "
+    "--output model.onnx`, then set model_format onnx and model_path to the .onnx file"
+)
 
 
 def _file_source(model: ModelEntry, path: Path, model_file: Path) -> SourceModel:
@@ -160,10 +171,19 @@ def _file_source(model: ModelEntry, path: Path, model_file: Path) -> SourceModel
     elif fmt == "onnx":
         kind = "onnx"
     elif fmt in TF_FORMATS:
-        raise UserError(f"a TensorFlow {model.model_format} model cannot run here", file=model_file, field="model_path",
-                        fix=_TF_FIX.format(path=path))
+        raise UserError(
+            f"a TensorFlow {model.model_format} model cannot run here",
+            file=model_file,
+            field="model_path",
+            fix=_TF_FIX.format(path=path),
+        )
     else:
-        raise UserError(f"model_format '{model.model_format}' is not supported", file=model_file, field="model_format", fix="use pt or onnx")
+        raise UserError(
+            f"model_format '{model.model_format}' is not supported",
+            file=model_file,
+            field="model_format",
+            fix="use pt or onnx",
+        )
     return SourceModel(kind=kind, digest=digest, path=path, note=f"model file {path.name}")
 
 
@@ -184,8 +204,8 @@ def _find_checkpoint(hf_model: str) -> Path | None:
 
 def _builder_digest() -> str:
     """The wrapper decides how inputs reach the model, so its code is part of every built module's key."""
-    from core.model import builder as module_builder
     from core.common.artifact_cache import code_digest
+    from core.model import builder as module_builder
 
     return code_digest(Path(module_builder.__file__))
 
@@ -203,8 +223,16 @@ def _synthetic_digest(config: dict[str, Any], seed: int, convention: CallingConv
     from core.measure.host import software_versions
 
     library = library_of(config)  # random init differs across versions, so the version is part of the key
-    payload = json.dumps({"config": config, "seed": seed, library: software_versions().get(library),
-                          "convention": asdict(convention), "builder": _builder_digest()}, sort_keys=True)
+    payload = json.dumps(
+        {
+            "config": config,
+            "seed": seed,
+            library: software_versions().get(library),
+            "convention": asdict(convention),
+            "builder": _builder_digest(),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -220,12 +248,19 @@ def _build_module(source: SourceModel):
                 f"not a loadable TorchScript file: {str(err).splitlines()[0].split('. ')[0][:200]}",
                 file=source.path,
                 field="model_path",
-                fix="re-download it (python -m core.prepare --task <task>) or point model_path at a torch.jit.save file",
+                fix="re-download it (python -m core.prepare --task <task>) "
+                "or point model_path at a torch.jit.save file",
             ) from None
         return module.eval()
     if source.kind == "onnx":
         raise UserError("an ONNX model file has no torch module", file=source.path, fix="use the onnxruntime engine")
     from core.model.builder import build_module
 
-    return build_module(source.kind, source.hf_config or {}, seed=source.seed, checkpoint=source.path,
-                        convention=source.convention, where=source.path or (source.hf_config or {}).get("_name"))
+    return build_module(
+        source.kind,
+        source.hf_config or {},
+        seed=source.seed,
+        checkpoint=source.path,
+        convention=source.convention,
+        where=source.path or (source.hf_config or {}).get("_name"),
+    )

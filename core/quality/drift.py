@@ -8,16 +8,14 @@ being replaced by 0.
 
 from __future__ import annotations
 
-import json
 import logging
-import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.common.atomic import atomic_write_text, atomic_writer
+from core.common.atomic import atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +41,8 @@ def _valid_pairs(
             raise ValueError(f"output {name!r}: {ref.shape[0]} reference rows vs {cand.shape[0]} candidate rows")
         if _is_per_token(name, ref, cand, lengths, token_names):
             # Either side may have had its padding trimmed; valid positions lie in the common prefix.
-            width = min(ref.shape[1], cand.shape[1])
-            ref, cand = ref[:, :width], cand[:, :width]
-            keep = np.arange(width)[None, :] < np.asarray(lengths)[:, None]
-            keep = keep.reshape(keep.shape + (1,) * (ref.ndim - 2))
-            keep = np.broadcast_to(keep, ref.shape)
+            ref, cand = common_prefix(ref, cand)
+            keep = token_mask(lengths, ref.shape)
             ref, cand = ref[keep], cand[keep]
         elif ref.shape != cand.shape:
             raise ValueError(f"output {name!r}: shape {ref.shape} vs {cand.shape}")
@@ -60,6 +55,19 @@ def _valid_pairs(
     if not refs:
         return np.empty(0), np.empty(0), nonfinite
     return np.concatenate(refs), np.concatenate(cands), nonfinite
+
+
+def common_prefix(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token outputs cut to their common sequence length (either side may have had padding trimmed)."""
+    width = min(ref.shape[1], cand.shape[1])
+    return ref[:, :width], cand[:, :width]
+
+
+def token_mask(lengths: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """True at the valid positions (position < length) of a per-token output of `shape` [N, L, ...]:
+    the one mask every per-token statistic uses, whatever the output's trailing axes."""
+    keep = np.arange(shape[1])[None, :] < np.asarray(lengths)[:, None]
+    return np.broadcast_to(keep.reshape(keep.shape + (1,) * (len(shape) - 2)), shape)
 
 
 def _is_per_token(name, ref, cand, lengths, token_names) -> bool:
@@ -92,13 +100,15 @@ def compare_outputs(
     diff = ref - cand
     abs_diff = np.abs(diff)
     rel = np.abs(diff / np.where(ref == 0, 1.0, ref))
-    result.update({
-        "Mean Diff": float(abs_diff.mean()),
-        "Std Diff": float(abs_diff.std()),
-        "Max Diff": float(abs_diff.max()),
-        "Max Rel-Diff": float(rel.max()),
-        "Mean Rel-Diff": float(rel.mean()),
-    })
+    result.update(
+        {
+            "Mean Diff": float(abs_diff.mean()),
+            "Std Diff": float(abs_diff.std()),
+            "Max Diff": float(abs_diff.max()),
+            "Max Rel-Diff": float(rel.max()),
+            "Mean Rel-Diff": float(rel.mean()),
+        }
+    )
     if histogram is not None:
         result["Diff Dist"] = str(save_diff_histogram(diff, histogram))
     return result
@@ -121,13 +131,19 @@ def agreement_statistics(
         r, c = np.asarray(reference[name], dtype=np.float64), np.asarray(candidate[name], dtype=np.float64)
         if r.ndim < 2:
             continue
-        if _is_per_token(name, r, c, lengths, None):
-            width = min(r.shape[1], c.shape[1])
-            valid = np.arange(width)[None, :] < np.asarray(lengths)[:, None]
-            r, c = np.where(valid, r[:, :width], -np.inf), np.where(valid, c[:, :width], -np.inf)
         c = np.where(np.isfinite(c), c, -np.inf)
-        same += int(np.count_nonzero(r.reshape(len(r), -1).argmax(1) == c.reshape(len(c), -1).argmax(1)))
-        rows += len(r)
+        if _is_per_token(name, r, c, lengths, None):
+            # A position per row and per trailing channel: stacked [N, L, 2] QA logits are a start and an
+            # end position each, never one argmax over both.
+            r, c = common_prefix(r, c)
+            valid = token_mask(lengths, r.shape)
+            r, c = np.where(valid, r, -np.inf), np.where(valid, c, -np.inf)
+            r, c = r.reshape(len(r), r.shape[1], -1), c.reshape(len(c), c.shape[1], -1)
+            picks_r, picks_c = r.argmax(1), c.argmax(1)
+        else:
+            picks_r, picks_c = r.reshape(len(r), -1).argmax(1), c.reshape(len(c), -1).argmax(1)
+        same += int(np.count_nonzero(picks_r == picks_c))
+        rows += picks_r.size
     return {"Normalized Drift": drift, "Top-1 Agreement": same / rows if rows else None, "Non-finite": nonfinite}
 
 
@@ -151,48 +167,3 @@ def save_diff_histogram(diffs: np.ndarray, path: Path) -> Path:
     with atomic_writer(path) as handle:  # a full disk must not leave a zero-byte PNG behind
         fig.savefig(handle, dpi=120, format="png")
     return path
-
-
-def save_arrays(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
-    """Write arrays to `path` (.npz, no pickled objects) and `meta` to a JSON sidecar, each atomically.
-
-    Array names go in the sidecar, so any name (dots, slashes) round-trips.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = list(arrays)
-    stored = {f"a{i}": np.asarray(arrays[name]) for i, name in enumerate(names)}
-    for key, value in stored.items():
-        if value.dtype == object:
-            raise ValueError(f"array {names[int(key[1:])]!r} has dtype object; it cannot be stored without pickle")
-    with atomic_writer(path) as fh:
-        np.savez(fh, **stored)
-    atomic_write_text(_sidecar(path), json.dumps({"arrays": names, "meta": dict(meta)}, indent=1))
-    return path
-
-
-def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read what save_arrays wrote. Raises FileNotFoundError when either file is missing."""
-    path = Path(path)
-    header = json.loads(_sidecar(path).read_text())
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {name: data[f"a{i}"] for i, name in enumerate(header["arrays"])}
-    return arrays, header["meta"]
-
-
-def load_or_build(path: Path, build: Callable[[], Mapping[str, np.ndarray]],
-                  meta: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
-    """A cache of arrays: (arrays, hit). Reads `path` when readable, else builds and stores them."""
-    try:
-        return load_arrays(path)[0], True
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        log.warning("rebuilding unreadable cache %s: %s", path, err)
-    arrays = dict(build())
-    save_arrays(path, arrays, meta)
-    return arrays, False
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(_META_SUFFIX)

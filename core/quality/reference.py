@@ -14,11 +14,12 @@ import numpy as np
 
 from backends.base import CompileRequest, Feeds
 from core.common import console
-from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
-from core.config.schema import ModelEntry
-from core.model.source import SourceModel
 from core.common.paths import state_dir
+from core.config.schema import ModelEntry
+from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
+from core.model.source import SourceModel
 from datasets.base import Features
+
 
 def features_digest(features: Features) -> str:
     digest = hashlib.sha256()
@@ -33,10 +34,11 @@ def reference_label(source: SourceModel) -> str:
     return "CPU onnxruntime FP32 (unoptimized)" if source.kind == "onnx" else "CPU pytorch FP32"
 
 
-def reference_outputs(model: ModelEntry, source: SourceModel, features: Features,
-                      sample_feeds: Callable[[int], Feeds]) -> dict[str, np.ndarray]:
+def reference_outputs(
+    model: ModelEntry, source: SourceModel, features: Features, sample_feeds: Callable[[int], Feeds]
+) -> dict[str, np.ndarray]:
     """The reference's outputs on `features`, computed once per weights and features."""
-    from core.quality.drift import load_or_build
+    from core.common.arrays import load_or_build
 
     engine = "onnxruntime" if source.kind == "onnx" else "pytorch"
     path = state_dir() / "reference" / model.model / f"{engine}-{source.digest[:20]}-{features_digest(features)}.npz"
@@ -48,8 +50,14 @@ def reference_outputs(model: ModelEntry, source: SourceModel, features: Features
         spec = load_backend("CPU")
         options = {"optimize": False, "simplify": False} if engine == "onnxruntime" else {}
         config = spec.make_config(engine, options, source="reference")
-        request = CompileRequest(model=model, source=source, precision="FP32", batch_sizes=[DATASET_BATCH_SIZE],
-                                 cache_dir=state_dir(), sample_feeds=sample_feeds)
+        request = CompileRequest(
+            model=model,
+            source=source,
+            precision="FP32",
+            batch_sizes=[DATASET_BATCH_SIZE],
+            cache_dir=state_dir(),
+            sample_feeds=sample_feeds,
+        )
         runtime = spec.runtime_backend(spec.compile_backend(config).compile(request), config)
         try:
             with console.progress("reference", total=len(features)) as advance:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from core.common.atomic import atomic_write_text
-from core.common.errors import EXIT_USAGE, UserError
+from core.common.cli import run_command
+from core.common.errors import UserError
 from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
 from core.reporting.report_io import normalize_report, read_report_file, resolve_report_path
 from core.reporting.tables import render_text
@@ -71,12 +72,20 @@ def render(cmp: Comparison, raw: Sequence[dict], fmt_name: str, color: bool) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("reports", nargs="+", metavar="REPORT",
-                        help="report files or run ids; the first is the baseline (at least two)")
-    parser.add_argument("--threshold", type=str, default=None,
-                        help="mark QPS drops / latency rises beyond this (e.g. 5%%) and exit 1 if any")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.compare",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "reports", nargs="+", metavar="REPORT", help="report files or run ids; the first is the baseline (at least two)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=str,
+        default=None,
+        help="mark QPS drops / latency rises beyond this (e.g. 5%%) and exit 1 if any",
+    )
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--output", type=Path, default=None, help="write here instead of standard output")
     parser.add_argument("--reports-dir", type=Path, default=Path("reports"), help="where run ids are looked up")
@@ -86,26 +95,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if len(args.reports) < 2:
-            raise UserError("give at least two reports to compare", field="REPORT",
-                            fix="python -m core.compare BASELINE OTHER [...]")
-        threshold = parse_threshold(args.threshold) if args.threshold is not None else None
-        raw, normalized = load_for_compare(args.reports, args.reports_dir)
-        cmp = build_comparison(normalized, unique_labels(normalized, args.reports), threshold)
-        text = render(cmp, raw, args.format, color=args.output is None and sys.stdout.isatty())
-        if args.output is None:
-            sys.stdout.write(text)
-        else:
-            try:
-                atomic_write_text(args.output, text)
-            except OSError as err:
-                raise UserError(f"cannot write: {err.strerror}", file=args.output, field="--output") from err
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_command(lambda: _compare(args), debug=args.debug)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    if len(args.reports) < 2:
+        raise UserError(
+            "give at least two reports to compare", field="REPORT", fix="python -m core.compare BASELINE OTHER [...]"
+        )
+    threshold = parse_threshold(args.threshold) if args.threshold is not None else None
+    raw, normalized = load_for_compare(args.reports, args.reports_dir)
+    cmp = build_comparison(normalized, unique_labels(normalized, args.reports), threshold)
+    text = render(cmp, raw, args.format, color=args.output is None and sys.stdout.isatty())
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            atomic_write_text(args.output, text)
+        except OSError as err:
+            raise UserError(f"cannot write: {err.strerror}", file=args.output, field="--output") from err
     return EXIT_REGRESSION if cmp.regressions else 0
 
 

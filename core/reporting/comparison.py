@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from core.reporting.schema import LATENCY_KEYS, LOADGEN_KEYS, MEMORY_KEYS, QPS
 from core.reporting.tables import Cell, TextTable, fmt
 
 # What a mismatch warning checks, as (normalized key, what users call it).
-IDENTITY_FIELDS = (("model", "model"), ("dataset", "dataset"), ("precision", "precision"),
-                   ("weights_kind", "weights"), ("host_cpu", "host cpu"), ("data_percent", "data percent"))
+IDENTITY_FIELDS = (
+    ("model", "model"),
+    ("dataset", "dataset"),
+    ("precision", "precision"),
+    ("weights_kind", "weights"),
+    ("host_cpu", "host cpu"),
+    ("data_percent", "data percent"),
+)
 
 
 @dataclass
@@ -18,15 +25,15 @@ class PerfRow:
     bs: int
     metric: str
     values: list[float | None]
-    ratios: list[float | None]       # value / baseline value; None where either is missing
-    statuses: list[str | None]       # "ok", "failed", or None where the report lacks this batch size
+    ratios: list[float | None]  # value / baseline value; None where either is missing
+    statuses: list[str | None]  # "ok", "failed", or None where the report lacks this batch size
     regressions: list[bool]
 
 
 @dataclass
 class LoadGenRow:
     scenario: str
-    metric: str                      # a LOADGEN_KEYS number, or "Result" (VALID/INVALID as LoadGen judged)
+    metric: str  # a LOADGEN_KEYS number, or "Result" (VALID/INVALID as LoadGen judged)
     values: list[Any]
     ratios: list[float | None]
     regressions: list[bool]
@@ -36,7 +43,7 @@ class LoadGenRow:
 class MetricRow:
     metric: str
     values: list[float | None]
-    deltas: list[float | None]       # value - baseline value
+    deltas: list[float | None]  # value - baseline value
 
 
 @dataclass
@@ -46,14 +53,14 @@ class Regression:
     metric: str
     baseline: float | None
     value: float | None
-    change: float | None             # relative: -0.1 is 10% lower than the baseline
+    change: float | None  # relative: -0.1 is 10% lower than the baseline
     message: str
 
 
 @dataclass
 class Comparison:
     labels: list[str]
-    reports: list[dict[str, Any]]    # normalized (core.reporting.report_io.normalize_report)
+    reports: list[dict[str, Any]]  # normalized (core.reporting.report_io.normalize_report)
     threshold: float | None
     batch_sizes: list[int]
     perf: list[PerfRow]
@@ -65,11 +72,24 @@ class Comparison:
     loadgen: list[LoadGenRow] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        keys = ("source", "format", "model", "backend", "engine", "dataset", "precision", "weights_kind",
-                "host_cpu", "run_id", "run_status", "started")
+        keys = (
+            "source",
+            "format",
+            "model",
+            "backend",
+            "engine",
+            "dataset",
+            "precision",
+            "weights_kind",
+            "host_cpu",
+            "run_id",
+            "run_status",
+            "started",
+        )
         data = asdict(self)
-        data["reports"] = [{"label": label, **{k: r.get(k) for k in keys}}
-                           for label, r in zip(self.labels, self.reports)]
+        data["reports"] = [
+            {"label": label, **{k: r.get(k) for k in keys}} for label, r in zip(self.labels, self.reports)
+        ]
         return data
 
 
@@ -82,8 +102,9 @@ def _warnings(labels: Sequence[str], reports: Sequence[dict]) -> list[str]:
     for key, name in IDENTITY_FIELDS:
         values = [r[key] for r in reports]
         if any(not _same(v, values[0]) for v in values[1:]):
-            shown = ", ".join(f"{label}={fmt(v) if isinstance(v, float) else v or 'unknown'}"
-                              for label, v in zip(labels, values))
+            shown = ", ".join(
+                f"{label}={fmt(v) if isinstance(v, float) else v or 'unknown'}" for label, v in zip(labels, values)
+            )
             warnings.append(f"{name} differs: {shown}")
     for label, r in zip(labels, reports):
         if r["run_status"] and r["run_status"] != "complete":
@@ -96,8 +117,10 @@ def _warnings(labels: Sequence[str], reports: Sequence[dict]) -> list[str]:
     for label, r in zip(labels[1:], reports[1:]):
         # Vendor reports often hold one tuned batch size: still worth seeing side by side, without ratios.
         if base["perf"] and r["perf"] and not set(base["perf"]) & set(r["perf"]):
-            warnings.append(f"{label} shares no batch size with {labels[0]} ({sorted(r['perf'])} vs "
-                            f"{sorted(base['perf'])}): values are shown side by side, without ratios")
+            warnings.append(
+                f"{label} shares no batch size with {labels[0]} ({sorted(r['perf'])} vs "
+                f"{sorted(base['perf'])}): values are shown side by side, without ratios"
+            )
     all_bs = sorted({bs for r in reports for bs in r["perf"]})
     for bs in all_bs:
         missing = [label for label, r in zip(labels, reports) if bs not in r["perf"]]
@@ -116,8 +139,7 @@ def _metric_rows(reports: Sequence[dict], section: str) -> list[MetricRow]:
     return rows
 
 
-def build_comparison(reports: Sequence[dict], labels: Sequence[str],
-                     threshold: float | None = None) -> Comparison:
+def build_comparison(reports: Sequence[dict], labels: Sequence[str], threshold: float | None = None) -> Comparison:
     """Compare normalized reports against the first, over the union of their batch sizes (gaps shown as such)."""
     batch_sizes = sorted({bs for r in reports for bs in r["perf"]})
     perf: list[PerfRow] = []
@@ -128,26 +150,62 @@ def build_comparison(reports: Sequence[dict], labels: Sequence[str],
         if threshold is not None and statuses[0] == "ok":
             for label, row in zip(labels[1:], rows[1:]):
                 if row and row["Status"] != "ok":
-                    regressions.append(Regression(label, bs, "Status", None, None, None,
-                                                  f"{label}: batch size {bs} {row['Status']} "
-                                                  f"({row['Error'] or 'no error recorded'}); the baseline ran"))
+                    regressions.append(
+                        Regression(
+                            label,
+                            bs,
+                            "Status",
+                            None,
+                            None,
+                            None,
+                            f"{label}: batch size {bs} {row['Status']} "
+                            f"({row['Error'] or 'no error recorded'}); the baseline ran",
+                        )
+                    )
         for metric in (QPS, *LATENCY_KEYS, *MEMORY_KEYS):
             values = [row[metric] if row else None for row in rows]
             if all(v is None for v in values):
                 continue
             # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
             judged = None if metric in MEMORY_KEYS else threshold
-            ratios, flags = _judge(values, labels, judged, higher_is_better=metric == QPS, bs=bs,
-                                   what=f"batch size {bs} {metric}", metric=metric, regressions=regressions)
+            ratios, flags = _judge(
+                values,
+                labels,
+                judged,
+                higher_is_better=metric == QPS,
+                bs=bs,
+                what=f"batch size {bs} {metric}",
+                metric=metric,
+                regressions=regressions,
+            )
             perf.append(PerfRow(bs, metric, values, ratios, statuses, flags))
     loadgen = _loadgen_rows(reports, labels, threshold, regressions)
-    return Comparison(list(labels), list(reports), threshold, batch_sizes, perf,
-                      _metric_rows(reports, "accuracy"), _metric_rows(reports, "numeric"),
-                      _metric_rows(reports, "compile_memory"), _warnings(labels, reports), regressions, loadgen)
+    return Comparison(
+        list(labels),
+        list(reports),
+        threshold,
+        batch_sizes,
+        perf,
+        _metric_rows(reports, "accuracy"),
+        _metric_rows(reports, "numeric"),
+        _metric_rows(reports, "compile_memory"),
+        _warnings(labels, reports),
+        regressions,
+        loadgen,
+    )
 
 
-def _judge(values: list, labels: Sequence[str], threshold: float | None, *, higher_is_better: bool, bs: int,
-           what: str, metric: str, regressions: list[Regression]) -> tuple[list, list[bool]]:
+def _judge(
+    values: list,
+    labels: Sequence[str],
+    threshold: float | None,
+    *,
+    higher_is_better: bool,
+    bs: int,
+    what: str,
+    metric: str,
+    regressions: list[Regression],
+) -> tuple[list, list[bool]]:
     """Ratios to the first report, and which changes go beyond the threshold the wrong way (each recorded)."""
     ratios = [None if values[0] in (None, 0) or v is None else v / values[0] for v in values]
     flags = [False] * len(values)
@@ -157,9 +215,18 @@ def _judge(values: list, labels: Sequence[str], threshold: float | None, *, high
         change = ratios[i] - 1
         if (change < -threshold) if higher_is_better else (change > threshold):
             flags[i] = True
-            regressions.append(Regression(labels[i], bs, metric, values[0], values[i], change,
-                                          f"{labels[i]}: {what} {'drop' if change < 0 else 'rise'} {abs(change):.1%} "
-                                          f"({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}"))
+            regressions.append(
+                Regression(
+                    labels[i],
+                    bs,
+                    metric,
+                    values[0],
+                    values[i],
+                    change,
+                    f"{labels[i]}: {what} {'drop' if change < 0 else 'rise'} {abs(change):.1%} "
+                    f"({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}",
+                )
+            )
     return ratios, flags
 
 
@@ -167,36 +234,57 @@ def _judge(values: list, labels: Sequence[str], threshold: float | None, *, high
 LOADGEN_LOWER_BETTER = ("P50 Latency", "P90 Latency", "P99 Latency")
 
 
-def _loadgen_rows(reports: Sequence[dict], labels: Sequence[str], threshold: float | None,
-                  regressions: list[Regression]) -> list[LoadGenRow]:
+def _loadgen_rows(
+    reports: Sequence[dict], labels: Sequence[str], threshold: float | None, regressions: list[Regression]
+) -> list[LoadGenRow]:
     """LoadGen scenarios side by side; with a threshold, VALID -> INVALID and QPS/latency changes beyond it regress."""
     rows: list[LoadGenRow] = []
     for scenario in dict.fromkeys(s for r in reports for s in r["loadgen"]):
         entries = [r["loadgen"].get(scenario) for r in reports]
         results = [e["Result"] if e else None for e in entries]
-        flags = [threshold is not None and i > 0 and results[0] == "VALID" and v not in (None, "VALID")
-                 for i, v in enumerate(results)]
+        flags = [
+            threshold is not None and i > 0 and results[0] == "VALID" and v not in (None, "VALID")
+            for i, v in enumerate(results)
+        ]
         for i, flagged in enumerate(flags):
             if flagged:
-                regressions.append(Regression(labels[i], 0, f"LoadGen {scenario}", None, None, None,
-                                              f"{labels[i]}: LoadGen {scenario} is {results[i]}; the baseline was VALID"))
+                regressions.append(
+                    Regression(
+                        labels[i],
+                        0,
+                        f"LoadGen {scenario}",
+                        None,
+                        None,
+                        None,
+                        f"{labels[i]}: LoadGen {scenario} is {results[i]}; the baseline was VALID",
+                    )
+                )
         rows.append(LoadGenRow(scenario, "Result", results, [None] * len(results), flags))
         for metric in LOADGEN_KEYS:
             values = [e[metric] if e else None for e in entries]
             if all(v is None for v in values):
                 continue
-            ratios, flags = _judge(values, labels, None if metric.startswith("Target") else threshold,
-                                   higher_is_better=metric not in LOADGEN_LOWER_BETTER, bs=0,
-                                   what=f"LoadGen {scenario} {metric}", metric=f"LoadGen {scenario} {metric}",
-                                   regressions=regressions)
+            ratios, flags = _judge(
+                values,
+                labels,
+                None if metric.startswith("Target") else threshold,
+                higher_is_better=metric not in LOADGEN_LOWER_BETTER,
+                bs=0,
+                what=f"LoadGen {scenario} {metric}",
+                metric=f"LoadGen {scenario} {metric}",
+                regressions=regressions,
+            )
             rows.append(LoadGenRow(scenario, metric, values, ratios, flags))
     return rows
 
 
 def comparison_tables(cmp: Comparison) -> list[TextTable]:
     """Performance (value and ratio to the baseline), accuracy and numeric-diff (value and delta)."""
-    perf = TextTable("Performance (latency in ms, memory in MB; ratio to the first report)", ["BS", "metric", *cmp.labels],
-                     text_columns=2)
+    perf = TextTable(
+        "Performance (latency in ms, memory in MB; ratio to the first report)",
+        ["BS", "metric", *cmp.labels],
+        text_columns=2,
+    )
     for row in cmp.perf:
         cells = [Cell(str(row.bs)), Cell(row.metric)]
         for i, (value, ratio, status) in enumerate(zip(row.values, row.ratios, row.statuses)):
@@ -208,25 +296,39 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
         perf.rows.append(cells)
     tables = [perf]
     if cmp.loadgen:
-        loadgen = TextTable("LoadGen scenarios (latency in ms; ratio to the first report)",
-                            ["scenario", "metric", *cmp.labels], text_columns=2)
+        loadgen = TextTable(
+            "LoadGen scenarios (latency in ms; ratio to the first report)",
+            ["scenario", "metric", *cmp.labels],
+            text_columns=2,
+        )
         for row in cmp.loadgen:
             cells = [Cell(row.scenario), Cell(row.metric)]
             for i, (value, ratio) in enumerate(zip(row.values, row.ratios)):
-                text = str(value or "—") if row.metric == "Result" else (
-                    fmt(value) + (f" ({ratio:.2f}x)" if i and ratio is not None else ""))
-                cells.append(Cell(text, bad=row.regressions[i] or (row.metric == "Result" and value not in (None, "VALID"))))
+                text = (
+                    str(value or "—")
+                    if row.metric == "Result"
+                    else (fmt(value) + (f" ({ratio:.2f}x)" if i and ratio is not None else ""))
+                )
+                cells.append(
+                    Cell(text, bad=row.regressions[i] or (row.metric == "Result" and value not in (None, "VALID")))
+                )
             loadgen.rows.append(cells)
         tables.append(loadgen)
-    for title, rows in (("Accuracy (delta to the first report)", cmp.accuracy),
-                        ("Numeric diff vs reference (delta to the first report)", cmp.numeric),
-                        ("Compile memory in MB (delta to the first report)", cmp.compile_memory)):
+    for title, rows in (
+        ("Accuracy (delta to the first report)", cmp.accuracy),
+        ("Numeric diff vs reference (delta to the first report)", cmp.numeric),
+        ("Compile memory in MB (delta to the first report)", cmp.compile_memory),
+    ):
         if rows:
             table = TextTable(title, ["metric", *cmp.labels])
             for row in rows:
-                table.rows.append([Cell(row.metric)] + [
-                    Cell(fmt(v) + (f" ({d:+.3g})" if i and d is not None else ""))
-                    for i, (v, d) in enumerate(zip(row.values, row.deltas))])
+                table.rows.append(
+                    [Cell(row.metric)]
+                    + [
+                        Cell(fmt(v) + (f" ({d:+.3g})" if i and d is not None else ""))
+                        for i, (v, d) in enumerate(zip(row.values, row.deltas))
+                    ]
+                )
             tables.append(table)
     return tables
 

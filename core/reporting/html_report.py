@@ -11,15 +11,16 @@ import base64
 import html
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from core.reporting.comparison import build_comparison, comparison_notes, comparison_tables
-from core.reporting.tables import Cell, TextTable, fmt
 from core.common.atomic import atomic_write_text
 from core.common.paths import REPO_ROOT
+from core.reporting.comparison import build_comparison, comparison_notes, comparison_tables
 from core.reporting.report_io import as_number, normalize_report
 from core.reporting.schema import LATENCY_KEYS, LOADGEN_KEYS, PERF_KEYS, QPS, ROW_KEYS
+from core.reporting.tables import Cell, TextTable, fmt
 
 MAX_EMBED_BYTES = 8 << 20
 COUNT_KEYS = (ROW_KEYS["iterations"], ROW_KEYS["warmup_iterations"])
@@ -51,7 +52,9 @@ def _table_html(table: TextTable) -> str:
     for row in table.rows:
         cells = []
         for i, cell in enumerate(row):
-            classes = [c for c, on in (("num", i >= table.text_columns), ("bad", cell.bad), ("best", cell.strong)) if on]
+            classes = [
+                c for c, on in (("num", i >= table.text_columns), ("bad", cell.bad), ("best", cell.strong)) if on
+            ]
             mark = " ⚠" if cell.bad else ""
             cells.append(f'<td class="{" ".join(classes)}">{_e(cell.text)}{mark}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -76,15 +79,19 @@ def _kv_table(title: str, section: Any) -> str:
 
 def _img(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure><img class="plot" alt="{_e(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img class="plot" alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
 def _page(title: str, body: str) -> str:
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
+    )
 
 
 def find_diff_png(diff_dist: str | None, base_dir: Path | None) -> bytes | None:
@@ -169,8 +176,12 @@ def _qps_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> 
 
 
 def _latency_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> str:
-    styles = {"AVG Latency": ("x", ":"), "P50 Latency": ("o", "-"), "P90 Latency": ("s", "--"),
-              "P99 Latency": ("^", "-.")}
+    styles = {
+        "AVG Latency": ("x", ":"),
+        "P50 Latency": ("o", "-"),
+        "P90 Latency": ("s", "--"),
+        "P99 Latency": ("^", "-."),
+    }
 
     def draw(ax):
         for i, (r, label) in enumerate(zip(reports, labels)):
@@ -180,8 +191,14 @@ def _latency_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str])
                 if xs:
                     marker, line = styles[key]
                     name = key.replace(" Latency", "")
-                    ax.plot(xs, ys, marker=marker, linestyle=line, color=color,
-                            label=_plain(f"{label} {name}") if len(reports) > 1 else name)
+                    ax.plot(
+                        xs,
+                        ys,
+                        marker=marker,
+                        linestyle=line,
+                        color=color,
+                        label=_plain(f"{label} {name}") if len(reports) > 1 else name,
+                    )
             lows, highs = _series(r, "Min Latency"), _series(r, "Max Latency")
             if len(reports) == 1 and lows[0] and lows[0] == highs[0]:
                 ax.fill_between(lows[0], lows[1], highs[1], color=color, alpha=0.12, label="min–max")
@@ -206,8 +223,9 @@ def _histogram_plot(plots: _Plots, hist: dict[str, list[float]], label: str) -> 
     return _img(plots.render(draw), f"Numeric diff histogram: {label}")
 
 
-def _bars_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str], section: str, title: str,
-               log: bool) -> str:
+def _bars_plot(
+    plots: _Plots, reports: Sequence[dict], labels: Sequence[str], section: str, title: str, log: bool
+) -> str:
     names = list(dict.fromkeys(n for r in reports for n in r[section]))
     if not names:
         return ""
@@ -245,12 +263,16 @@ def _banners(report: dict, label: str) -> str:
         # Our runs' note already is the warning; say it once. Other notes get the standard sentence first.
         note = report["weights_note"] or ""
         if "synthetic weights" not in note.lower():
-            note = ("SYNTHETIC WEIGHTS (random, not trained): timings are real; accuracy and numeric results "
-                    "are meaningless." + (f" {note}" if note else ""))
+            note = (
+                "SYNTHETIC WEIGHTS (random, not trained): timings are real; accuracy and numeric results "
+                "are meaningless." + (f" {note}" if note else "")
+            )
         out.append(f'<div class="banner synthetic">⚠ {_e(label)}: {_e(note)}</div>')
     if report["run_status"] and report["run_status"] != "complete":
-        out.append(f'<div class="banner warn">{_e(label)}: run status is {_e(report["run_status"])}; '
-                   "results may be partial.</div>")
+        out.append(
+            f'<div class="banner warn">{_e(label)}: run status is {_e(report["run_status"])}; '
+            "results may be partial.</div>"
+        )
     return "".join(out)
 
 
@@ -259,10 +281,14 @@ def _perf_table(report: dict) -> TextTable:
     table = TextTable("Performance (latency in ms)", ["BS", "status", *keys, "error"], text_columns=2)
     for bs, row in report["perf"].items():
         failed = row["Status"] != "ok"
-        table.rows.append([Cell(str(bs)), Cell(row["Status"], bad=failed),
-                           *(Cell(fmt(row[k]) if k not in COUNT_KEYS or row[k] is None else f"{row[k]:.0f}")
-                             for k in keys),
-                           Cell(row["Error"] or "", bad=failed)])
+        table.rows.append(
+            [
+                Cell(str(bs)),
+                Cell(row["Status"], bad=failed),
+                *(Cell(fmt(row[k]) if k not in COUNT_KEYS or row[k] is None else f"{row[k]:.0f}") for k in keys),
+                Cell(row["Error"] or "", bad=failed),
+            ]
+        )
     return table
 
 
@@ -274,9 +300,14 @@ def _loadgen_table(report: dict) -> str:
     table = TextTable("LoadGen scenarios (latency in ms)", ["scenario", "result", *keys, "log summary"], text_columns=2)
     for scenario, entry in report["loadgen"].items():
         invalid = entry["Result"] != "VALID"
-        table.rows.append([Cell(scenario), Cell(entry["Result"] or "—", bad=invalid),
-                           *(Cell(fmt(entry[k])) for k in keys),
-                           Cell(entry["Log"] or entry["Error"] or "—", bad=bool(entry["Error"]))])
+        table.rows.append(
+            [
+                Cell(scenario),
+                Cell(entry["Result"] or "—", bad=invalid),
+                *(Cell(fmt(entry[k])) for k in keys),
+                Cell(entry["Log"] or entry["Error"] or "—", bad=bool(entry["Error"])),
+            ]
+        )
     return "<h2>LoadGen scenarios</h2>" + _table_html(table)
 
 
@@ -289,12 +320,21 @@ def _selection_table(compile_section: Any) -> str:
     rows = selection.get("Candidates") if isinstance(selection, dict) else None
     if not isinstance(rows, list) or not rows:
         return ""
-    table = TextTable(f"Engine selection: {selection.get('Chosen', '—')} ({selection.get('Decision', '')})",
-                      ["engine", "precision", "gate", "why", *SELECTION_COLUMNS], text_columns=4)
+    table = TextTable(
+        f"Engine selection: {selection.get('Chosen', '—')} ({selection.get('Decision', '')})",
+        ["engine", "precision", "gate", "why", *SELECTION_COLUMNS],
+        text_columns=4,
+    )
     for row in (r for r in rows if isinstance(r, dict)):
-        table.rows.append([Cell(str(row.get("Engine", "")), strong=bool(row.get("Chosen"))), Cell(str(row.get("Precision", ""))),
-                           Cell(str(row.get("Gate", "")), bad=row.get("Gate") != "pass"), Cell(str(row.get("Why", ""))),
-                           *(Cell(fmt(as_number(row.get(k)))) for k in SELECTION_COLUMNS)])
+        table.rows.append(
+            [
+                Cell(str(row.get("Engine", "")), strong=bool(row.get("Chosen"))),
+                Cell(str(row.get("Precision", ""))),
+                Cell(str(row.get("Gate", "")), bad=row.get("Gate") != "pass"),
+                Cell(str(row.get("Why", ""))),
+                *(Cell(fmt(as_number(row.get(k)))) for k in SELECTION_COLUMNS),
+            ]
+        )
     return f"<p>{_e(selection.get('Reason', ''))}</p>" + _table_html(table)
 
 
@@ -310,31 +350,47 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
     label = norm["run_id"] or norm["model"] or "report"
     plots = _Plots()
     run = report.get("Run") if isinstance(report.get("Run"), dict) else {}
-    summary = {"Model": norm["model"], "Backend": norm["backend"], "Engine": norm["engine"],
-               "Dataset": norm["dataset"], "Precision": norm["precision"], "Weights": norm["weights_kind"],
-               "Report format": norm["schema"] or "ByteMLPerf", **{f"Run {k}": v for k, v in run.items()}}
+    summary = {
+        "Model": norm["model"],
+        "Backend": norm["backend"],
+        "Engine": norm["engine"],
+        "Dataset": norm["dataset"],
+        "Precision": norm["precision"],
+        "Weights": norm["weights_kind"],
+        "Report format": norm["schema"] or "ByteMLPerf",
+        **{f"Run {k}": v for k, v in run.items()},
+    }
     accuracy = report.get("Accuracy") if isinstance(report.get("Accuracy"), dict) else {}
-    provenance = {"Weights": report.get("Weights"), "Dataset Provenance": accuracy.get("Dataset Provenance"),
-                  "Host": report.get("Host"), "Host Info": report.get("Host Info"),
-                  "Software": report.get("Software")}
+    provenance = {
+        "Weights": report.get("Weights"),
+        "Dataset Provenance": accuracy.get("Dataset Provenance"),
+        "Host": report.get("Host"),
+        "Host Info": report.get("Host Info"),
+        "Software": report.get("Software"),
+    }
     # What a reader looks for first (the numbers) comes first; the full configuration closes the page.
-    body = [f"<h1>perfbench report: {_e(norm['model'] or 'unnamed model')}</h1>", _banners(norm, label),
-            _kv_table("Run", summary),
-            "<h2>Performance</h2>", _table_html(_perf_table(norm)) if norm["perf"] else "<p>No performance rows.</p>",
-            _plots_section(plots, [norm], [label]),
-            _loadgen_table(norm),
-            _kv_table("LoadGen Accuracy", report.get("LoadGen Accuracy")),
-            _kv_table("Compile memory (MB)", norm["compile_memory"]),
-            _selection_table(report.get("Graph Compile")),
-            "<h2>Accuracy and numeric diff</h2>",
-            _kv_table("Accuracy", {k: v for k, v in accuracy.items() if k != "Dataset Provenance"})
-            or "<p>No accuracy section.</p>",
-            _diff_figure(plots, norm, label, base_dir),
-            _kv_table("Dataset Throughput", report.get("Dataset Throughput")),
-            "<h2>Provenance</h2>", *(_kv_table(k, v if isinstance(v, dict) else {k: v})
-                                     for k, v in provenance.items() if v),
-            "<h2>Configuration</h2>", _kv_table("Graph Compile", report.get("Graph Compile")),
-            _kv_table("Config", report.get("Config"))]
+    body = [
+        f"<h1>perfbench report: {_e(norm['model'] or 'unnamed model')}</h1>",
+        _banners(norm, label),
+        _kv_table("Run", summary),
+        "<h2>Performance</h2>",
+        _table_html(_perf_table(norm)) if norm["perf"] else "<p>No performance rows.</p>",
+        _plots_section(plots, [norm], [label]),
+        _loadgen_table(norm),
+        _kv_table("LoadGen Accuracy", report.get("LoadGen Accuracy")),
+        _kv_table("Compile memory (MB)", norm["compile_memory"]),
+        _selection_table(report.get("Graph Compile")),
+        "<h2>Accuracy and numeric diff</h2>",
+        _kv_table("Accuracy", {k: v for k, v in accuracy.items() if k != "Dataset Provenance"})
+        or "<p>No accuracy section.</p>",
+        _diff_figure(plots, norm, label, base_dir),
+        _kv_table("Dataset Throughput", report.get("Dataset Throughput")),
+        "<h2>Provenance</h2>",
+        *(_kv_table(k, v if isinstance(v, dict) else {k: v}) for k, v in provenance.items() if v),
+        "<h2>Configuration</h2>",
+        _kv_table("Graph Compile", report.get("Graph Compile")),
+        _kv_table("Config", report.get("Config")),
+    ]
     return _page(f"perfbench: {norm['model'] or 'report'}", "".join(body))
 
 
@@ -344,28 +400,45 @@ def write_run_html(report: dict, path: Path, *, base_dir: Path | None = None) ->
     return atomic_write_text(path, render_run_html(report, base_dir=base_dir or path.parent))
 
 
-def render_compare_html(reports: Sequence[dict], labels: Sequence[str] | None = None, *,
-                        threshold: float | None = None,
-                        base_dirs: Sequence[Path | None] | None = None) -> str:
+def render_compare_html(
+    reports: Sequence[dict],
+    labels: Sequence[str] | None = None,
+    *,
+    threshold: float | None = None,
+    base_dirs: Sequence[Path | None] | None = None,
+) -> str:
     """Several runs on the same plots, with the comparison tables, warnings and regressions."""
     norms = [normalize_report(r) for r in reports]
     labels = list(labels) if labels else [n["run_id"] or f"report {i + 1}" for i, n in enumerate(norms)]
     base_dirs = list(base_dirs) if base_dirs else [None] * len(norms)
     cmp = build_comparison(norms, labels, threshold)
     plots = _Plots()
-    notes = "".join(f'<li class="{_e(kind)}"><b>{_e(kind)}</b> {_e(line)}</li>' if kind else f"<li>{_e(line)}</li>"
-                    for kind, line in comparison_notes(cmp))
+    notes = "".join(
+        f'<li class="{_e(kind)}"><b>{_e(kind)}</b> {_e(line)}</li>' if kind else f"<li>{_e(line)}</li>"
+        for kind, line in comparison_notes(cmp)
+    )
     runs = TextTable("Runs", ["label", "model", "backend", "engine", "precision", "weights", "host cpu", "started"])
     for label, n in zip(labels, norms):
-        runs.rows.append([Cell(label), *(Cell(n[k] or "—") for k in
-                                         ("model", "backend", "engine", "precision", "weights_kind", "host_cpu",
-                                          "started"))])
-    body = [f"<h1>perfbench comparison: {_e(' vs '.join(labels))}</h1>",
-            *(_banners(n, label) for n, label in zip(norms, labels)),
-            _table_html(runs), f"<ul>{notes}</ul>" if notes else "",
-            "<h2>Tables</h2>", *(_table_html(t) for t in comparison_tables(cmp)),
-            "<h2>Plots</h2>", _plots_section(plots, norms, labels),
-            _bars_plot(plots, norms, labels, "accuracy", "Accuracy", log=False),
-            _bars_plot(plots, norms, labels, "numeric", "Numeric diff vs reference", log=True),
-            *(_diff_figure(plots, n, label, d) for n, label, d in zip(norms, labels, base_dirs))]
+        runs.rows.append(
+            [
+                Cell(label),
+                *(
+                    Cell(n[k] or "—")
+                    for k in ("model", "backend", "engine", "precision", "weights_kind", "host_cpu", "started")
+                ),
+            ]
+        )
+    body = [
+        f"<h1>perfbench comparison: {_e(' vs '.join(labels))}</h1>",
+        *(_banners(n, label) for n, label in zip(norms, labels)),
+        _table_html(runs),
+        f"<ul>{notes}</ul>" if notes else "",
+        "<h2>Tables</h2>",
+        *(_table_html(t) for t in comparison_tables(cmp)),
+        "<h2>Plots</h2>",
+        _plots_section(plots, norms, labels),
+        _bars_plot(plots, norms, labels, "accuracy", "Accuracy", log=False),
+        _bars_plot(plots, norms, labels, "numeric", "Numeric diff vs reference", log=True),
+        *(_diff_figure(plots, n, label, d) for n, label, d in zip(norms, labels, base_dirs)),
+    ]
     return _page("perfbench comparison", "".join(body))

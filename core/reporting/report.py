@@ -58,7 +58,7 @@ class RunReport:
     status: str = "running"
     notes: list[str] = field(default_factory=list)
     replaces_latest: bool = True  # False: kept under runs/ only (a compile-only run measured nothing to show)
-    instance_count: int = 1   # runtime instances that ran at once (clients on their own instances)
+    instance_count: int = 1  # runtime instances that ran at once (clients on their own instances)
     finished: str | None = None  # set when read back; a report being written is stamped with the time
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     written: Path | None = None  # where write() put the report people read (the latest, or the kept run)
@@ -96,15 +96,31 @@ class RunReport:
         return _json_safe(data)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunReport":
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
         """A report as to_dict wrote it (ByteMLPerf's reports read through report_io.normalize_report instead)."""
         run = data.get("Run") or {}
-        fixed = ("Schema", "Model", "Backend", "Host Info", "Dataset", "Instance Count", "Device Count", "Performance",
-                 "Run")
+        fixed = (
+            "Schema",
+            "Model",
+            "Backend",
+            "Host Info",
+            "Dataset",
+            "Instance Count",
+            "Device Count",
+            "Performance",
+            "Run",
+        )
         return cls(
-            model=data["Model"], backend=data["Backend"], precision=run.get("precision", ""), dataset=data.get("Dataset"),
-            run_id=run.get("id", ""), started=run.get("started", ""), finished=run.get("finished"),
-            status=run.get("status", "running"), notes=list(run.get("notes", [])), command=list(run.get("command", [])),
+            model=data["Model"],
+            backend=data["Backend"],
+            precision=run.get("precision", ""),
+            dataset=data.get("Dataset"),
+            run_id=run.get("id", ""),
+            started=run.get("started", ""),
+            finished=run.get("finished"),
+            status=run.get("status", "running"),
+            notes=list(run.get("notes", [])),
+            command=list(run.get("command", [])),
             instance_count=data.get("Instance Count", 1),
             performance=[PerfRow.from_dict(row) for row in data.get("Performance", [])],
             sections={key: value for key, value in data.items() if key not in fixed},

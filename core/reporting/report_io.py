@@ -16,15 +16,31 @@ from pathlib import Path
 from typing import Any
 
 from core.common.errors import UserError
-from core.reporting.schema import (ACCURACY_COUNTS, ACCURACY_PROBLEMS, BS, COMPILE_MEMORY_KEYS, LOADGEN_KEYS, NUMERIC_KEYS,
-                                   PERF_KEYS, QPS, ROW_KEYS, SCHEMA, PerfRow)
+from core.reporting.schema import (
+    ACCURACY_COUNTS,
+    ACCURACY_PROBLEMS,
+    BS,
+    COMPILE_MEMORY_KEYS,
+    LOADGEN_KEYS,
+    NUMERIC_KEYS,
+    PERF_KEYS,
+    QPS,
+    ROW_KEYS,
+    SCHEMA,
+    PerfRow,
+)
 
 MAX_REPORT_BYTES = 16 << 20
+
+
 def quality_metrics(accuracy: dict[str, Any]) -> dict[str, float]:
     """The task's quality numbers in an Accuracy section (EM, F1, accuracy…): no counts, drift or problems."""
     skip = (*NUMERIC_KEYS, *ACCURACY_COUNTS, *ACCURACY_PROBLEMS)
-    return {key: float(value) for key, value in accuracy.items()
-            if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
+    return {
+        key: float(value)
+        for key, value in accuracy.items()
+        if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 def run_files(reports_dir: Path) -> list[Path]:
@@ -49,12 +65,19 @@ def resolve_report_path(path_or_id: str | Path, reports_dir: Path = Path("report
         return found[0]
     if found:
         listing = ", ".join(str(p) for p in found[:8])
-        raise UserError(f"run id {text!r} is ambiguous: {listing}", file=reports_dir,
-                        fix="give the report's path or a longer run id")
+        raise UserError(
+            f"run id {text!r} is ambiguous: {listing}",
+            file=reports_dir,
+            fix="give the report's path or a longer run id",
+        )
     close = difflib.get_close_matches(text, sorted({p.stem for p in runs}), n=5, cutoff=0.5)
     hint = f"close matches: {', '.join(close)}" if close else f"{len(runs)} runs kept there"
-    raise UserError(f"no report file or run id {text!r}", file=reports_dir, field="runs",
-                    fix=f"{hint}; list them with `python -m core.summary {reports_dir} --all`")
+    raise UserError(
+        f"no report file or run id {text!r}",
+        file=reports_dir,
+        field="runs",
+        fix=f"{hint}; list them with `python -m core.summary {reports_dir} --all`",
+    )
 
 
 def read_report_file(path: Path) -> dict[str, Any]:
@@ -67,8 +90,11 @@ def read_report_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read: {err}", file=path) from err
     except json.JSONDecodeError as err:
-        raise UserError(f"not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}", file=path,
-                        fix="give a report written by perfbench or ByteMLPerf") from err
+        raise UserError(
+            f"not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}",
+            file=path,
+            fix="give a report written by perfbench or ByteMLPerf",
+        ) from err
     check_report(data, source=path)
     return data
 
@@ -82,13 +108,18 @@ def check_report(data: Any, source: Path | None = None) -> None:
     """A report is an object with a `Model` and at least one result section; rows need a batch size."""
     fix = "give a report written by perfbench or ByteMLPerf (reports/<HW>/<model>/result-<precision>.json)"
     if not isinstance(data, dict):
-        raise UserError(f"not a report: the top level is a JSON {type(data).__name__}, not an object",
-                        file=source, fix=fix)
+        raise UserError(
+            f"not a report: the top level is a JSON {type(data).__name__}, not an object", file=source, fix=fix
+        )
     if "Model" not in data:
         raise UserError("not a report: no `Model` key", file=source, field="Model", fix=fix)
     if not any(key in data for key in ("Performance", "Accuracy", "Graph Compile")):
-        raise UserError("not a report: no `Performance`, `Accuracy` or `Graph Compile` section",
-                        file=source, field="Performance", fix=fix)
+        raise UserError(
+            "not a report: no `Performance`, `Accuracy` or `Graph Compile` section",
+            file=source,
+            field="Performance",
+            fix=fix,
+        )
     normalize_report(data, source=source)
 
 
@@ -122,8 +153,12 @@ def _section(data: dict, key: str) -> dict:
 def _batch_size(value: Any, source: Path | None, field: str) -> int:
     number = as_number(value)
     if number is None or number < 1 or number != int(number):
-        raise UserError(f"batch size {value!r} is not a positive integer", file=source, field=field,
-                        fix="every Performance row needs an integer BS")
+        raise UserError(
+            f"batch size {value!r} is not a positive integer",
+            file=source,
+            field=field,
+            fix="every Performance row needs an integer BS",
+        )
     return int(number)
 
 
@@ -133,8 +168,12 @@ def _perf_rows(data: dict, source: Path | None, notes: list[str] | None = None) 
     if rows is None:
         return {}
     if not isinstance(rows, list):
-        raise UserError(f"expected a list of rows, got a JSON {type(rows).__name__}", file=source,
-                        field="Performance", fix="Performance is [{BS, QPS, AVG Latency, P99 Latency, ...}]")
+        raise UserError(
+            f"expected a list of rows, got a JSON {type(rows).__name__}",
+            file=source,
+            field="Performance",
+            fix="Performance is [{BS, QPS, AVG Latency, P99 Latency, ...}]",
+        )
     perf: dict[int, dict[str, Any]] = {}
     ignored: set[str] = set()
     for i, raw in enumerate(rows):
@@ -145,7 +184,9 @@ def _perf_rows(data: dict, source: Path | None, notes: list[str] | None = None) 
         bs = _batch_size(row.bs, source, f"Performance[{i}].{BS}")
         if bs in perf:
             raise UserError(f"batch size {bs} appears twice", file=source, field=f"Performance[{i}].{BS}")
-        values: dict[str, Any] = {key: as_number(getattr(row, name)) for name, key in ROW_KEYS.items() if key in PERF_KEYS}
+        values: dict[str, Any] = {
+            key: as_number(getattr(row, name)) for name, key in ROW_KEYS.items() if key in PERF_KEYS
+        }
         values["Status"] = (_text(row.status) or ("ok" if values[QPS] is not None else "failed")).lower()
         values["Error"] = _text(row.error)
         perf[bs] = values
@@ -173,8 +214,12 @@ def _loadgen_entries(data: dict) -> dict[str, dict[str, Any]]:
         scenario = _text(entry.get("Scenario")) if isinstance(entry, dict) else None
         if scenario and scenario not in result:
             values: dict[str, Any] = {key: as_number(entry.get(key)) for key in LOADGEN_KEYS}
-            values.update(Result=_text(entry.get("Result")), Status=_text(entry.get("Status")) or "ok",
-                          Log=_text(entry.get("Log Summary")), Error=_text(entry.get("Error")))
+            values.update(
+                Result=_text(entry.get("Result")),
+                Status=_text(entry.get("Status")) or "ok",
+                Log=_text(entry.get("Log Summary")),
+                Error=_text(entry.get("Error")),
+            )
             result[scenario] = values
     return result
 
@@ -202,8 +247,11 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
     compile_ = _section(data, "Graph Compile")
     accuracy = _section(data, "Accuracy")
     config = _section(data, "Config")
-    quality = {key: as_number(value) for key, value in accuracy.items()
-               if key not in NUMERIC_KEYS and key not in ACCURACY_COUNTS and as_number(value) is not None}
+    quality = {
+        key: as_number(value)
+        for key, value in accuracy.items()
+        if key not in NUMERIC_KEYS and key not in ACCURACY_COUNTS and as_number(value) is not None
+    }
     schema = _text(data.get("Schema"))
     notes: list[str] = []
     perf = _perf_rows(data, source, notes)
@@ -230,8 +278,11 @@ def normalize_report(data: dict[str, Any], source: Path | None = None) -> dict[s
         "loadgen": _loadgen_entries(data),
         "accuracy": quality,
         "numeric": {key: as_number(accuracy[key]) for key in NUMERIC_KEYS if key in accuracy},
-        "compile_memory": {name: as_number(compile_[key]) for key, name in COMPILE_MEMORY_KEYS.items()
-                           if as_number(compile_.get(key)) is not None},
+        "compile_memory": {
+            name: as_number(compile_[key])
+            for key, name in COMPILE_MEMORY_KEYS.items()
+            if as_number(compile_.get(key)) is not None
+        },
         "diff_dist": _text(accuracy.get("Diff Dist")),
         "diff_histogram": _diff_histogram(accuracy),
     }

@@ -11,9 +11,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.measure.memory import ARTIFACT_SIZE, DEVICE_MEMORY, PEAK_RSS
-
 SCHEMA = "perfbench-report/1"
+
+# Memory figures (MB): a process's peak resident set, a backend's device memory, a compiled artifact's size.
+PEAK_RSS = "Peak RSS MB"
+DEVICE_MEMORY = "Device Memory MB"
+ARTIFACT_SIZE = "Artifact Size MB"
 
 # Field -> report key, in the order a row is written.
 ROW_KEYS = {
@@ -42,8 +45,15 @@ LATENCY_KEYS = tuple(ROW_KEYS[k] for k in ("avg_latency", "p50_latency", "p90_la
 # Memory (MB): the process's peak resident set while a batch size ran; device memory where a backend reports one.
 MEMORY_KEYS = (PEAK_RSS, DEVICE_MEMORY)
 # Every number a performance row may hold, in display order (latencies in ms).
-PERF_KEYS = (QPS, *LATENCY_KEYS, *(ROW_KEYS[k] for k in ("min_latency", "max_latency", "std_latency", "iterations",
-                                                          "measured_seconds", "warmup_iterations")), *MEMORY_KEYS)
+PERF_KEYS = (
+    QPS,
+    *LATENCY_KEYS,
+    *(
+        ROW_KEYS[k]
+        for k in ("min_latency", "max_latency", "std_latency", "iterations", "measured_seconds", "warmup_iterations")
+    ),
+    *MEMORY_KEYS,
+)
 
 # Graph Compile's memory figures (MB), shown under these names beside each other.
 COMPILE_MEMORY_KEYS = {PEAK_RSS: "Compile Peak RSS MB", ARTIFACT_SIZE: ARTIFACT_SIZE}
@@ -54,7 +64,9 @@ NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-D
 # Bookkeeping numbers in Accuracy that are neither quality nor diff.
 ACCURACY_COUNTS = ("Data Percent", "Questions", "Features", "Examples", "Compared Values")
 # Counts of broken outputs: shown in compare, left out of one-line accuracy summaries while zero.
-ACCURACY_PROBLEMS = ("Non-finite Outputs", "Non-finite", "Empty Predictions")
+# NaN/Inf counts: the dataset metric's (a loader's) and the numeric drift's.
+NONFINITE_KEYS = ("Non-finite Outputs", "Non-finite")
+ACCURACY_PROBLEMS = (*NONFINITE_KEYS, "Empty Predictions")
 # Short names for the leaderboard.
 ACCURACY_ABBREV = {"Exact Match": "EM", "F1 Score": "F1", "Accuracy Matched": "M", "Accuracy Mismatched": "MM"}
 
@@ -101,7 +113,7 @@ class PerfRow:
         return {**row, **self.extra}
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "PerfRow":
+    def from_dict(cls, row: dict[str, Any]) -> PerfRow:
         """A row as written by us, ByteMLPerf or a vendor; unknown keys land in `extra`. Values are taken as
         written (report_io.normalize_report is the reader that checks them)."""
         values: dict[str, Any] = {}

@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from core.reporting.tables import Cell, TextTable, fmt, render_text
-from core.common.errors import EXIT_USAGE, UserError
+from core.common.cli import run_command
+from core.common.errors import UserError
 from core.reporting.report_io import find_report_files, hardware_of, normalize_report, read_report_file
 from core.reporting.schema import ACCURACY_ABBREV, ACCURACY_PROBLEMS, QPS
+from core.reporting.tables import Cell, TextTable, fmt, render_text
 
 
 @dataclass
@@ -31,8 +33,8 @@ class Entry:
     weights_kind: str | None
     run_id: str | None
     run_status: str | None
-    date: str | None                 # run start (ISO 8601), else ByteMLPerf's Execution Date, else the file's mtime
-    qps: dict[int, float]            # batch size -> QPS, rows that ran
+    date: str | None  # run start (ISO 8601), else ByteMLPerf's Execution Date, else the file's mtime
+    qps: dict[int, float]  # batch size -> QPS, rows that ran
     accuracy: dict[str, float]
     loadgen: dict[str, dict[str, Any]] = field(default_factory=dict)  # scenario -> normalized LoadGen entry
 
@@ -45,7 +47,7 @@ class Entry:
 class ModelGroup:
     model: str
     batch_sizes: list[int]
-    entries: list[Entry]             # best QPS first
+    entries: list[Entry]  # best QPS first
 
 
 def accuracy_text(accuracy: dict[str, float]) -> str:
@@ -66,11 +68,25 @@ def loadgen_text(loadgen: dict[str, dict[str, Any]]) -> str:
 
 def _entry(path: Path, norm: dict) -> Entry:
     # ByteMLPerf reports carry `Execution Date`; the file's time is only the last resort (copies reset it).
-    date = norm["started"] or norm["execution_date"] or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-    return Entry(str(path), hardware_of(path), norm["backend"], norm["engine"], norm["precision"],
-                 norm["weights_kind"], norm["run_id"], norm["run_status"], date,
-                 {bs: row[QPS] for bs, row in norm["perf"].items() if row["Status"] == "ok" and row[QPS] is not None},
-                 norm["accuracy"], norm["loadgen"])
+    date = (
+        norm["started"]
+        or norm["execution_date"]
+        or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    )
+    return Entry(
+        str(path),
+        hardware_of(path),
+        norm["backend"],
+        norm["engine"],
+        norm["precision"],
+        norm["weights_kind"],
+        norm["run_id"],
+        norm["run_status"],
+        date,
+        {bs: row[QPS] for bs, row in norm["perf"].items() if row["Status"] == "ok" and row[QPS] is not None},
+        norm["accuracy"],
+        norm["loadgen"],
+    )
 
 
 def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], list[str]]:
@@ -97,9 +113,10 @@ def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], l
         # ByteMLPerf upper-cases model names: group case-insensitively, show the first spelling seen.
         names.setdefault(model.lower(), model)
         entries.setdefault(model.lower(), []).append(entry)
-    groups = [ModelGroup(names[key], sorted({bs for e in group for bs in e.qps}),
-                         sorted(group, key=lambda e: -e.best_qps))
-              for key, group in sorted(entries.items())]
+    groups = [
+        ModelGroup(names[key], sorted({bs for e in group for bs in e.qps}), sorted(group, key=lambda e: -e.best_qps))
+        for key, group in sorted(entries.items())
+    ]
     return groups, warnings
 
 
@@ -107,23 +124,52 @@ def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
     tables = []
     for group in groups:
         with_loadgen = any(e.loadgen for e in group.entries)  # the column only where some run has scenarios
-        table = TextTable(f"{group.model}: QPS per batch size", [
-            "#", "hardware", "backend/engine", "precision", "weights",
-            *(f"BS {bs}" for bs in group.batch_sizes), *(["LoadGen"] if with_loadgen else []), "accuracy", "date",
-            "run"], text_columns=5)
+        table = TextTable(
+            f"{group.model}: QPS per batch size",
+            [
+                "#",
+                "hardware",
+                "backend/engine",
+                "precision",
+                "weights",
+                *(f"BS {bs}" for bs in group.batch_sizes),
+                *(["LoadGen"] if with_loadgen else []),
+                "accuracy",
+                "date",
+                "run",
+            ],
+            text_columns=5,
+        )
         best = {bs: max((e.qps[bs] for e in group.entries if bs in e.qps), default=None) for bs in group.batch_sizes}
         for rank, e in enumerate(group.entries, 1):
             backend = "/".join(x for x in (e.backend, e.engine) if x) or "—"
             status = f" ({e.run_status})" if e.run_status and e.run_status != "complete" else ""
-            table.rows.append([
-                Cell(str(rank)), Cell(e.hardware or "—"), Cell(backend), Cell(e.precision or "—"),
-                Cell(e.weights_kind or "unknown", bad=e.weights_kind == "synthetic"),
-                *(Cell(fmt(e.qps.get(bs)), strong=len(group.entries) > 1 and e.qps.get(bs) == best[bs])
-                  for bs in group.batch_sizes),
-                *([Cell(loadgen_text(e.loadgen), bad=any(v.get("Result") == "INVALID" for v in e.loadgen.values()))]
-                  if with_loadgen else []),
-                Cell(accuracy_text(e.accuracy)), Cell((e.date or "—")[:16].replace("T", " ")),
-                Cell((e.run_id or Path(e.source).name) + status)])
+            table.rows.append(
+                [
+                    Cell(str(rank)),
+                    Cell(e.hardware or "—"),
+                    Cell(backend),
+                    Cell(e.precision or "—"),
+                    Cell(e.weights_kind or "unknown", bad=e.weights_kind == "synthetic"),
+                    *(
+                        Cell(fmt(e.qps.get(bs)), strong=len(group.entries) > 1 and e.qps.get(bs) == best[bs])
+                        for bs in group.batch_sizes
+                    ),
+                    *(
+                        [
+                            Cell(
+                                loadgen_text(e.loadgen),
+                                bad=any(v.get("Result") == "INVALID" for v in e.loadgen.values()),
+                            )
+                        ]
+                        if with_loadgen
+                        else []
+                    ),
+                    Cell(accuracy_text(e.accuracy)),
+                    Cell((e.date or "—")[:16].replace("T", " ")),
+                    Cell((e.run_id or Path(e.source).name) + status),
+                ]
+            )
         tables.append(table)
     return tables
 
@@ -143,19 +189,18 @@ def to_json(groups: Sequence[ModelGroup], warnings: Sequence[str]) -> dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.summary", description=__doc__.split("\n\n")[0])
-    parser.add_argument("dir", nargs="?", type=Path, default=Path("reports"), metavar="DIR",
-                        help="reports folder (default: reports)")
+    parser.add_argument(
+        "dir", nargs="?", type=Path, default=Path("reports"), metavar="DIR", help="reports folder (default: reports)"
+    )
     parser.add_argument("--all", action="store_true", help="include every kept run, not only the latest")
     parser.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
-    try:
-        groups, warnings = collect(args.dir, args.all)
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_command(lambda: _summary(args), debug=args.debug)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    groups, warnings = collect(args.dir, args.all)
     if args.format == "json":
         sys.stdout.write(json.dumps(to_json(groups, warnings), indent=2) + "\n")
         return 0

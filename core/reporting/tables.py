@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+
 
 @dataclass
 class Cell:
     text: str
-    bad: bool = False      # a regression or failure: red in the terminal, marked in HTML/markdown
-    strong: bool = False   # the best value in its column
+    bad: bool = False  # a regression or failure: red in the terminal, marked in HTML/markdown
+    strong: bool = False  # the best value in its column
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _narrowest_width(table: TextTable) -> int:
     """The narrowest a table can print with every number whole: numeric columns at their widest cell,
     text columns folded, plus rich's padding (2 a column) and borders (columns + 1)."""
     widths = []
-    for i, header in enumerate(table.headers):
+    for i in range(len(table.headers)):
         widest = max([len(row[i].text) for row in table.rows if i < len(row)] + [1])
         widths.append(min(widest, TEXT_COLUMN_MIN) if i < table.text_columns else widest)
     return sum(widths) + 2 * len(widths) + len(widths) + 1
@@ -70,19 +71,25 @@ def markdown_table(table: TextTable) -> str:
         text = c.text.replace("|", "\\|").replace("\n", " ")
         return f"**{text}** ⚠" if c.bad else f"**{text}**" if c.strong else text
 
-    lines = [f"### {table.title}", "", "| " + " | ".join(h.replace("|", "\\|") for h in table.headers) + " |",
-             "|" + "|".join("---" if i < table.text_columns else "---:" for i in range(len(table.headers))) + "|"]
+    lines = [
+        f"### {table.title}",
+        "",
+        "| " + " | ".join(h.replace("|", "\\|") for h in table.headers) + " |",
+        "|" + "|".join("---" if i < table.text_columns else "---:" for i in range(len(table.headers))) + "|",
+    ]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
 
 
-def render_text(tables: Sequence[TextTable], notes: Sequence[tuple[str, str]], fmt_name: str,
-                color: bool) -> str:
+def render_text(tables: Sequence[TextTable], notes: Sequence[tuple[str, str]], fmt_name: str, color: bool) -> str:
     """Tables plus (style, line) notes as terminal text (rich) or markdown."""
     if fmt_name == "markdown":
         parts = [markdown_table(t) for t in tables]
-        parts += ["\n".join(f"- {'**' + style + '**: ' if style else ''}{line}" for style, line in notes) + "\n"] \
-            if notes else []
+        parts += (
+            ["\n".join(f"- {'**' + style + '**: ' if style else ''}{line}" for style, line in notes) + "\n"]
+            if notes
+            else []
+        )
         return "\n".join(parts)
     from rich.console import Console
     from rich.text import Text

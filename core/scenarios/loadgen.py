@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 
 from core.common import console
-from core.measure.dataset_pass import batch_feeds, full_length
-from core.measure.clients import Instances
 from core.common.errors import UserError
+from core.measure.clients import Instances
+from core.measure.dataset_pass import batch_feeds, full_length
 from core.measure.timing import MeasurePolicy, measure
 from core.reporting.schema import PerfRow
 
-DEFAULT_TARGET_LATENCY_MS = 100.0   # LoadGen's own default server_target_latency_ns
-MULTI_STREAM_SAMPLES = 8            # LoadGen's default multi_stream_samples_per_query (MLPerf's rule)
-GENERATED_SAMPLES = 256             # generated QSL size; LoadGen draws from it at random
+DEFAULT_TARGET_LATENCY_MS = 100.0  # LoadGen's own default server_target_latency_ns
+MULTI_STREAM_SAMPLES = 8  # LoadGen's default multi_stream_samples_per_query (MLPerf's rule)
+GENERATED_SAMPLES = 256  # generated QSL size; LoadGen draws from it at random
 LOG_PREFIX = ":::MLLOG "
 # Expected latencies are halved and the Offline expected QPS raised by half: LoadGen pre-generates
 # queries from them, and too few queries end a run before min_duration (INVALID for the wrong reason).
@@ -49,7 +49,7 @@ class Samples:
 
     inputs: dict[str, np.ndarray]
     lengths: np.ndarray
-    length_aware: bool = False   # trim each batch to its longest member (accuracy mode, like the plain pass)
+    length_aware: bool = False  # trim each batch to its longest member (accuracy mode, like the plain pass)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -59,8 +59,8 @@ class Samples:
 class Estimate:
     """How fast the runtime is, so LoadGen's expectations (query counts) fit the machine."""
 
-    single_latency_s: float          # one sample, alone
-    throughput_qps: float            # samples per second at the largest batch size
+    single_latency_s: float  # one sample, alone
+    throughput_qps: float  # samples per second at the largest batch size
 
 
 @dataclass
@@ -88,8 +88,10 @@ class BatchingSut:
         self.closing = False
         self.errors: list[str] = []
         self.output_shapes: dict[str, tuple[int, ...]] | None = None
-        self.workers = [threading.Thread(target=self._work, args=(runtime,), daemon=True, name=f"sut-{i}")
-                        for i, runtime in enumerate(instances.runtimes)]
+        self.workers = [
+            threading.Thread(target=self._work, args=(runtime,), daemon=True, name=f"sut-{i}")
+            for i, runtime in enumerate(instances.runtimes)
+        ]
         for worker in self.workers:
             worker.start()
 
@@ -132,7 +134,9 @@ class BatchingSut:
 
     def _run(self, runtime, batch: list):
         index = np.fromiter((s.index for s in batch), dtype=np.int64, count=len(batch))
-        feeds, width = batch_feeds(self.samples.inputs, self.samples.lengths, index, length_aware=self.samples.length_aware)
+        feeds, width = batch_feeds(
+            self.samples.inputs, self.samples.lengths, index, length_aware=self.samples.length_aware
+        )
         result = runtime.predict(feeds)
         if not self.respond_outputs:
             return [self.lg.QuerySampleResponse(s.id, 0, 0) for s in batch], None
@@ -141,7 +145,9 @@ class BatchingSut:
         if self.output_shapes is None:
             self.output_shapes = {name: tuple(value.shape[1:]) for name, value in outputs.items()}
         # One float32 row per sample, outputs concatenated in name order: what the accuracy log records.
-        rows = np.ascontiguousarray(np.concatenate([value.reshape(len(batch), -1) for value in outputs.values()], axis=1))
+        rows = np.ascontiguousarray(
+            np.concatenate([value.reshape(len(batch), -1) for value in outputs.values()], axis=1)
+        )
         address, row_bytes = rows.__array_interface__["data"][0], rows.shape[1] * rows.itemsize
         responses = [self.lg.QuerySampleResponse(s.id, address + i * row_bytes, row_bytes) for i, s in enumerate(batch)]
         return responses, rows
@@ -157,7 +163,7 @@ def read_detail_log(path: Path) -> tuple[dict[str, Any], list[str]]:
             if not line.startswith(LOG_PREFIX):
                 continue
             try:
-                record = json.loads(line[len(LOG_PREFIX):])
+                record = json.loads(line[len(LOG_PREFIX) :])
             except json.JSONDecodeError:
                 continue
             key = record.get("key")
@@ -180,7 +186,9 @@ def summarize(scenario: str, values: dict[str, Any], samples_per_query: int) -> 
     """A report entry from the detail log's records (keys differ per scenario; see LoadGen's results.cc)."""
     # MultiStream's metric is the latency of whole queries; the others time each query of one sample.
     per_query = "_per_query" if scenario == "MultiStream" else ""
-    percentile = {p: _ms(values.get(f"result_{p}_percentile{per_query}_latency_ns")) for p in ("50.00", "90.00", "99.00")}
+    percentile = {
+        p: _ms(values.get(f"result_{p}_percentile{per_query}_latency_ns")) for p in ("50.00", "90.00", "99.00")
+    }
     if scenario == "SingleStream":
         qps = values.get("result_qps_with_loadgen_overhead")
     elif scenario == "MultiStream":
@@ -190,8 +198,12 @@ def summarize(scenario: str, values: dict[str, Any], samples_per_query: int) -> 
         qps = values.get("result_samples_per_second")
     else:
         qps = values.get("result_completed_samples_per_sec")
-    checks = {"min duration": values.get("result_min_duration_met"), "min queries": values.get("result_min_queries_met"),
-              "latency bound": values.get("result_perf_constraints_met"), "early stopping": values.get("early_stopping_met")}
+    checks = {
+        "min duration": values.get("result_min_duration_met"),
+        "min queries": values.get("result_min_queries_met"),
+        "latency bound": values.get("result_perf_constraints_met"),
+        "early stopping": values.get("early_stopping_met"),
+    }
     entry = {
         "Scenario": scenario,
         "Result": str(values.get("result_validity", "INVALID")),
@@ -218,7 +230,8 @@ def _settings(lg, spec: ScenarioSpec, estimate: Estimate, mode: str):
     settings.single_stream_expected_latency_ns = single_ns
     settings.multi_stream_samples_per_query = MULTI_STREAM_SAMPLES
     settings.multi_stream_expected_latency_ns = max(
-        1, int(MULTI_STREAM_SAMPLES / estimate.throughput_qps * 1e9 / EXPECTATION_MARGIN))
+        1, int(MULTI_STREAM_SAMPLES / estimate.throughput_qps * 1e9 / EXPECTATION_MARGIN)
+    )
     settings.offline_expected_qps = estimate.throughput_qps * EXPECTATION_MARGIN
     latency_ms = spec.target_latency_ms or DEFAULT_TARGET_LATENCY_MS
     settings.server_target_latency_ns = int(latency_ms * 1e6)
@@ -255,8 +268,9 @@ def run_loadgen(lg, sut_obj: BatchingSut, samples: Samples, settings, outdir: Pa
         lg.DestroySUT(sut)
 
 
-def run_scenario(spec: ScenarioSpec, instances: Instances, samples: Samples, estimate: Estimate, outdir: Path,
-                 folder: Path) -> dict[str, Any]:
+def run_scenario(
+    spec: ScenarioSpec, instances: Instances, samples: Samples, estimate: Estimate, outdir: Path, folder: Path
+) -> dict[str, Any]:
     """One LoadGen performance run (or peak search); the report entry, with paths relative to `folder`."""
     import mlperf_loadgen as lg
 
@@ -271,8 +285,9 @@ def run_scenario(spec: ScenarioSpec, instances: Instances, samples: Samples, est
     samples_per_query = MULTI_STREAM_SAMPLES if spec.scenario == "MultiStream" else 1
     entry = summarize(spec.scenario, values, samples_per_query)
     entry["Mode"] = mode
-    entry["Target QPS"] = (_number(values.get("effective_target_qps"))
-                           if spec.scenario in ("Server", "Offline") else None)
+    entry["Target QPS"] = (
+        _number(values.get("effective_target_qps")) if spec.scenario in ("Server", "Offline") else None
+    )
     entry["Target Latency"] = _ms(values.get("effective_target_latency_ns")) if spec.scenario == "Server" else None
     if spec.find_peak:
         found = [m for m in messages if m.startswith("FindPeakPerformance: Found peak performance field:")]
@@ -357,21 +372,40 @@ def generated_samples(sample_feeds, count: int = GENERATED_SAMPLES) -> Samples:
     return Samples(inputs=inputs, lengths=np.full(count, seq_len, dtype=np.int64))
 
 
-def run_scenarios(*, workload, scenarios: list[str], instances: Instances, sample_feeds, max_batch: int,
-                  performance: list[PerfRow], folder: Path, run_id: str, runtime) -> list[dict[str, Any]]:
+def run_scenarios(
+    *,
+    workload,
+    scenarios: list[str],
+    instances: Instances,
+    sample_feeds,
+    max_batch: int,
+    performance: list[PerfRow],
+    folder: Path,
+    run_id: str,
+    runtime,
+) -> list[dict[str, Any]]:
     """Every scenario in order; one report entry each (a failed scenario is recorded, the next one runs)."""
     try:
         import mlperf_loadgen  # noqa: F401 - fail early with an install hint
     except ImportError:
-        raise UserError("LoadGen scenarios need the mlcommons-loadgen package", field="scenario",
-                        fix="pip install mlcommons-loadgen (see constraints.txt)") from None
+        raise UserError(
+            "LoadGen scenarios need the mlcommons-loadgen package",
+            field="scenario",
+            fix="pip install mlcommons-loadgen (see constraints.txt)",
+        ) from None
     estimate = estimate_speed(runtime, sample_feeds, max_batch, performance)
     samples = generated_samples(sample_feeds)
     entries = []
     for scenario in scenarios:
-        spec = ScenarioSpec(scenario, workload.min_duration_s, workload.min_query_count, max_batch,
-                            target_qps=workload.target_qps, target_latency_ms=workload.target_latency_ms,
-                            find_peak=workload.find_peak and scenario == "Server")
+        spec = ScenarioSpec(
+            scenario,
+            workload.min_duration_s,
+            workload.min_query_count,
+            max_batch,
+            target_qps=workload.target_qps,
+            target_latency_ms=workload.target_latency_ms,
+            find_peak=workload.find_peak and scenario == "Server",
+        )
         outdir = folder / "runs" / f"{run_id}-loadgen" / scenario
         what = "searching the peak QPS" if spec.find_peak else f"at least {spec.min_duration_s:g} s"
         with console.status(f"LoadGen {scenario} ({what})"):
@@ -387,8 +421,10 @@ def scenario_line(entry: dict[str, Any]) -> str:
         return "—" if value is None else f"{value:.1f}"
 
     qps = entry.get("QPS")
-    line = (f"LoadGen {entry['Scenario']}: {entry['Result']}, {'—' if qps is None else f'{qps:.2f}'} QPS, "
-            f"p50 {ms('P50 Latency')} / p90 {ms('P90 Latency')} / p99 {ms('P99 Latency')} ms")
+    line = (
+        f"LoadGen {entry['Scenario']}: {entry['Result']}, {'—' if qps is None else f'{qps:.2f}'} QPS, "
+        f"p50 {ms('P50 Latency')} / p90 {ms('P90 Latency')} / p99 {ms('P99 Latency')} ms"
+    )
     if entry.get("Target QPS") is not None:
         line += f", target {entry['Target QPS']:g} QPS"
     if entry.get("Target Latency") is not None:
@@ -403,8 +439,9 @@ def scenario_line(entry: dict[str, Any]) -> str:
     return line
 
 
-def run(*, workload, scenarios: list[str], runtime, clients: int, max_batch: int, sample_feeds, loader, report,
-        folder: Path) -> None:
+def run(
+    *, workload, scenarios: list[str], runtime, clients: int, max_batch: int, sample_feeds, loader, report, folder: Path
+) -> None:
     """The workload's LoadGen scenarios, then (with test_accuracy and a dataset) LoadGen's accuracy mode.
 
     Fills the report's `LoadGen` list and `LoadGen Accuracy` section, and its instance count.
@@ -415,17 +452,32 @@ def run(*, workload, scenarios: list[str], runtime, clients: int, max_batch: int
     instances = open_instances(runtime, clients)
     record(instances, report)
     entries = report.sections.setdefault("LoadGen", [])
-    for entry in run_scenarios(workload=workload, scenarios=scenarios, instances=instances, sample_feeds=sample_feeds,
-                               max_batch=max_batch, performance=report.performance, folder=folder,
-                               run_id=report.run_id, runtime=runtime):
+    for entry in run_scenarios(
+        workload=workload,
+        scenarios=scenarios,
+        instances=instances,
+        sample_feeds=sample_feeds,
+        max_batch=max_batch,
+        performance=report.performance,
+        folder=folder,
+        run_id=report.run_id,
+        runtime=runtime,
+    ):
         entries.append(entry)
     if workload.test_accuracy and loader is not None:
-        report.sections["LoadGen Accuracy"] = accuracy_section(instances, loader, max_batch, workload.length_aware,
-                                                               folder / "runs" / f"{report.run_id}-loadgen" / "accuracy", folder)
+        report.sections["LoadGen Accuracy"] = accuracy_section(
+            instances,
+            loader,
+            max_batch,
+            workload.length_aware,
+            folder / "runs" / f"{report.run_id}-loadgen" / "accuracy",
+            folder,
+        )
 
 
-def accuracy_section(instances: Instances, loader, max_batch: int, length_aware: bool, outdir: Path,
-                     folder: Path) -> dict[str, Any]:
+def accuracy_section(
+    instances: Instances, loader, max_batch: int, length_aware: bool, outdir: Path, folder: Path
+) -> dict[str, Any]:
     """LoadGen's accuracy log scored by the task's own metric. Its timings are not kept: accuracy mode
     issues every sample at once, which measures nothing anyone serves."""
     features = loader.load()

@@ -6,7 +6,8 @@ then compare outputs on these inputs). It has no labels, so it scores nothing.
 ByteMLPerf's fake-data semantics: each input has its declared `input_shape` with the first dimension
 replaced by the batch size, in its `input_type`. Values are chosen per input so the model computes what
 it would on real data: token ids inside the vocabulary with a prefix mask, 0/1 masks, diffusion
-timesteps in [0, 1000), token ids even where typed as floats, images normalized like ImageNet, standard-normal latents and features.
+timesteps in [0, 1000), token ids even where typed as floats, images normalized like ImageNet,
+standard-normal latents and features.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def fake_lengths(rng: np.random.Generator, count: int, seq_len: int) -> np.ndarr
     return np.clip(np.rint(lengths), min(8, seq_len), seq_len).astype(np.int64)
 
 
-def fake_inputs(model: ModelInputs, batch_size: int, seed: int = 0, lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def fake_inputs(
+    model: ModelInputs, batch_size: int, seed: int = 0, lengths: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """A batch of inputs by name: token models in role order (ids, prefix mask, question/context types),
     any other model per input from its declared shape (see the module docstring)."""
     rng = np.random.default_rng(seed)
@@ -74,8 +77,9 @@ def _has(name: str, words: tuple[str, ...]) -> bool:
     return any(word in lowered for word in words)
 
 
-def _declared_inputs(model: ModelInputs, batch_size: int, rng: np.random.Generator,
-                     lengths: np.ndarray | None) -> dict[str, np.ndarray]:
+def _declared_inputs(
+    model: ModelInputs, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None
+) -> dict[str, np.ndarray]:
     # Inputs with the same sequence axis share lengths, so ids are padded exactly where the mask is 0.
     by_seq: dict[int, np.ndarray] = {}
 
@@ -92,8 +96,9 @@ def _declared_inputs(model: ModelInputs, batch_size: int, rng: np.random.Generat
     return feeds
 
 
-def _one_input(name: str, shape: tuple[int, ...], dtype: np.dtype, model: ModelInputs,
-               rng: np.random.Generator, valid) -> np.ndarray:
+def _one_input(
+    name: str, shape: tuple[int, ...], dtype: np.dtype, model: ModelInputs, rng: np.random.Generator, valid
+) -> np.ndarray:
     sequence = len(shape) == 2 and shape[1] > 1
     if _has(name, _MASK_WORDS):
         if not sequence:  # nothing to mask out: every position counts
@@ -151,8 +156,9 @@ def fake_feature_count(model: ModelInputs) -> int:
     DECLARED_FAKE_FEATURES for others, fewer for very large inputs."""
     if model.token_layout:
         return FAKE_FEATURES
-    sample_bytes = sum(math.prod(shape[1:]) * np.dtype(model.numpy_dtype(i)).itemsize
-                       for i, shape in enumerate(model.shapes))
+    sample_bytes = sum(
+        math.prod(shape[1:]) * np.dtype(model.numpy_dtype(i)).itemsize for i, shape in enumerate(model.shapes)
+    )
     return int(min(DECLARED_FAKE_FEATURES, max(MIN_FAKE_FEATURES, FAKE_BYTES // max(1, sample_bytes))))
 
 
@@ -164,8 +170,9 @@ class FakeDataset(DatasetLoader):
         count = fake_feature_count(model)
         if not model.token_layout:
             inputs = fake_inputs(model, count, self.request.seed)
-            return Features(inputs=inputs, lengths=np.zeros(count, np.int64), provenance=self.provenance(),
-                            sequence=False)
+            return Features(
+                inputs=inputs, lengths=np.zeros(count, np.int64), provenance=self.provenance(), sequence=False
+            )
         rng = np.random.default_rng(self.request.seed)
         lengths = fake_lengths(rng, count, model.seq_len)
         inputs = fake_inputs(model, count, self.request.seed, lengths)

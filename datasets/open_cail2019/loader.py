@@ -35,8 +35,11 @@ def read_rows(folder: Path) -> tuple[list, list, np.ndarray]:
     tokens, segments, labels = (load_npy(folder / name, fix=FIX) for name in FILES)
     labels = np.asarray(labels.tolist(), dtype=object).reshape(len(labels), -1)[:, 0].astype(np.int64)
     if not len(tokens) == len(segments) == len(labels) or len(labels) % 2:
-        raise UserError(f"{len(tokens)} token rows, {len(segments)} segment rows and {len(labels)} labels: expected "
-                        "one even count", file=folder, fix=FIX)
+        raise UserError(
+            f"{len(tokens)} token rows, {len(segments)} segment rows and {len(labels)} labels: expected one even count",
+            file=folder,
+            fix=FIX,
+        )
     if not (np.all(labels[0::2] + labels[1::2] == 1)):
         raise UserError("labels must come in pairs, one 1 and one 0 per triplet", file=folder / FILES[2], fix=FIX)
     return list(tokens), list(segments), labels
@@ -90,14 +93,23 @@ class Cail2019Loader(DatasetLoader):
             role = "segment" if "segment" in name.lower() or "type" in name.lower() else "token"
             inputs[name] = by_role[role].astype(model.numpy_dtype(i))
         self._labels = labels[:count]
-        self._provenance.update({"rows": count, "triplets": pairs, "data_percent": self.request.data_percent,
-                                 "truncated_rows": int(sum(len(t) > width for t in tokens[:count]))})
+        self._provenance.update(
+            {
+                "rows": count,
+                "triplets": pairs,
+                "data_percent": self.request.data_percent,
+                "truncated_rows": int(sum(len(t) > width for t in tokens[:count])),
+            }
+        )
         if self.source == "file":
-            self._provenance.update({"path": str(self.folder),
-                                     "sha256": {name: file_sha256(self.folder / name) for name in FILES}})
+            self._provenance.update(
+                {"path": str(self.folder), "sha256": {name: file_sha256(self.folder / name) for name in FILES}}
+            )
         else:
-            self._provenance["note"] = (f"generated sample ({SAMPLE_TRIPLETS} triplets of random tokens made at load "
-                                        "time), not CAIL2019-SCM: scores are not comparable")
+            self._provenance["note"] = (
+                f"generated sample ({SAMPLE_TRIPLETS} triplets of random tokens made at load "
+                "time), not CAIL2019-SCM: scores are not comparable"
+            )
         return Features(inputs=inputs, lengths=lengths, provenance=self.provenance())
 
     def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -107,8 +119,11 @@ class Cail2019Loader(DatasetLoader):
         scores = np.asarray(outputs[name], dtype=np.float64).reshape(len(self._labels), -1)[:, 0]
         closer = np.where(self._labels[0::2] == 1, scores[0::2], scores[1::2])
         other = np.where(self._labels[0::2] == 1, scores[1::2], scores[0::2])
-        return {"Top-1": round(100.0 * float(np.mean(closer > other)), 4), "Triplets": int(len(closer)),
-                "Non-finite Outputs": int((~np.isfinite(scores)).sum())}
+        return {
+            "Top-1": round(100.0 * float(np.mean(closer > other)), 4),
+            "Triplets": int(len(closer)),
+            "Non-finite Outputs": int((~np.isfinite(scores)).sum()),
+        }
 
     def provenance(self) -> dict[str, Any]:
         return dict(self._provenance)

@@ -36,24 +36,39 @@ def read_cifar(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     content = restricted_load(path)
     if not isinstance(content, dict):
-        raise UserError(f"expected a dict, got {type(content).__name__}", file=path,
-                        fix="use the CIFAR-100 python version's `test` file")
+        raise UserError(
+            f"expected a dict, got {type(content).__name__}",
+            file=path,
+            fix="use the CIFAR-100 python version's `test` file",
+        )
     for key in (b"data", b"fine_labels"):
         if key not in content:
-            raise UserError(f"no {key.decode()!r} entry", file=path, field=key.decode(),
-                            fix="use the CIFAR-100 python version's `test` file (it has data and fine_labels)")
+            raise UserError(
+                f"no {key.decode()!r} entry",
+                file=path,
+                field=key.decode(),
+                fix="use the CIFAR-100 python version's `test` file (it has data and fine_labels)",
+            )
     data = content[b"data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = list(getattr(data, "shape", [])) or type(data).__name__
-        raise UserError(f"data is {shape}, expected uint8 [N, 3072]", file=path, field="data",
-                        fix="use the CIFAR-100 python version's `test` file")
+        raise UserError(
+            f"data is {shape}, expected uint8 [N, 3072]",
+            file=path,
+            field="data",
+            fix="use the CIFAR-100 python version's `test` file",
+        )
     try:
         labels = np.asarray(content[b"fine_labels"], dtype=np.int64)
     except (TypeError, ValueError):
         labels = np.zeros(0, np.int64) - 1
     if labels.shape != (data.shape[0],) or (labels.size and (labels.min() < 0 or labels.max() >= CLASSES)):
-        raise UserError(f"fine_labels must be {data.shape[0]} integers in 0..{CLASSES - 1}", file=path,
-                        field="fine_labels", fix="use the CIFAR-100 python version's `test` file")
+        raise UserError(
+            f"fine_labels must be {data.shape[0]} integers in 0..{CLASSES - 1}",
+            file=path,
+            field="fine_labels",
+            fix="use the CIFAR-100 python version's `test` file",
+        )
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
@@ -76,8 +91,9 @@ class CifarLoader(ImageClassificationLoader):
 
     def __init__(self, request: DatasetRequest):
         super().__init__(request)
-        self.path, self.source = resolve_data_file(request.data_path, ENV_PATH, HERE / "cifar-100-python" / FILE_NAME,
-                                                   HERE / "sample" / FILE_NAME, FILE_NAME)
+        self.path, self.source = resolve_data_file(
+            request.data_path, ENV_PATH, HERE / "cifar-100-python" / FILE_NAME, HERE / "sample" / FILE_NAME, FILE_NAME
+        )
         if self.source != "file":
             self.source = "generated sample"
         self._labels: np.ndarray | None = None
@@ -93,19 +109,31 @@ class CifarLoader(ImageClassificationLoader):
         if (height, width) != (32, 32):
             from PIL import Image
 
-            images = np.stack([np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR))
-                               for img in images])
+            images = np.stack(
+                [np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR)) for img in images]
+            )
         dtype = model.numpy_dtype(0)
         pixels = np.stack([normalize(img, CIFAR_MEAN, CIFAR_STD, layout, dtype) for img in images])
         self._labels = labels
-        self._provenance.update({"examples": int(count), "data_percent": self.request.data_percent,
-                                 "layout": layout, "image_size": [height, width],
-                                 "preprocessing": "[0,1], CIFAR-100 mean/std" +
-                                 ("" if (height, width) == (32, 32) else f", resized to {height}x{width}")})
+        self._provenance.update(
+            {
+                "examples": int(count),
+                "data_percent": self.request.data_percent,
+                "layout": layout,
+                "image_size": [height, width],
+                "preprocessing": "[0,1], CIFAR-100 mean/std"
+                + ("" if (height, width) == (32, 32) else f", resized to {height}x{width}"),
+            }
+        )
         if self.source == "file":
             self._provenance.update({"path": str(self.path), "sha256": file_sha256(self.path)})
         else:
-            self._provenance["note"] = (f"generated sample ({SAMPLE_COUNT} images made at load time), not CIFAR-100: "
-                                        "scores are not comparable")
-        return Features(inputs={model.names[0]: pixels}, lengths=np.zeros(count, dtype=np.int64),
-                        provenance=self.provenance(), sequence=False)
+            self._provenance["note"] = (
+                f"generated sample ({SAMPLE_COUNT} images made at load time), not CIFAR-100: scores are not comparable"
+            )
+        return Features(
+            inputs={model.names[0]: pixels},
+            lengths=np.zeros(count, dtype=np.int64),
+            provenance=self.provenance(),
+            sequence=False,
+        )

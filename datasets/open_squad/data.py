@@ -30,8 +30,9 @@ def read_squad(path: Path, *, need_answers: bool = True) -> list[Question]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"not valid JSON: {err}", file=path, fix="use SQuAD v1.1 JSON (dev-v1.1.json)") from err
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise UserError('missing the top-level "data" list', file=path, field="data",
-                        fix="use SQuAD v1.1 JSON (dev-v1.1.json)")
+        raise UserError(
+            'missing the top-level "data" list', file=path, field="data", fix="use SQuAD v1.1 JSON (dev-v1.1.json)"
+        )
     if str(doc.get("version", "1.1")) != "1.1":
         log.warning("%s: version %r, the metric is SQuAD v1.1's", path, doc.get("version"))
     questions: list[Question] = []
@@ -44,32 +45,51 @@ def read_squad(path: Path, *, need_answers: bool = True) -> list[Question]:
                 qwhere = f"{where}.qas[{q}]"
                 qid = _text(qa, "id", path, qwhere)
                 if qid in seen:
-                    raise UserError(f"duplicate question id {qid!r}", file=path, field=f"{qwhere}.id",
-                                    fix="question ids must be unique")
+                    raise UserError(
+                        f"duplicate question id {qid!r}",
+                        file=path,
+                        field=f"{qwhere}.id",
+                        fix="question ids must be unique",
+                    )
                 seen.add(qid)
-                answers = tuple(_text(ans, "text", path, f"{qwhere}.answers[{i}]")
-                                for i, ans in enumerate(_list(qa, "answers", path, qwhere)))
+                answers = tuple(
+                    _text(ans, "text", path, f"{qwhere}.answers[{i}]")
+                    for i, ans in enumerate(_list(qa, "answers", path, qwhere))
+                )
                 if need_answers and not answers:
-                    raise UserError("question has no gold answers", file=path, field=f"{qwhere}.answers",
-                                    fix="SQuAD v1.1 dev lists at least one answer per question")
+                    raise UserError(
+                        "question has no gold answers",
+                        file=path,
+                        field=f"{qwhere}.answers",
+                        fix="SQuAD v1.1 dev lists at least one answer per question",
+                    )
                 questions.append(Question(qid, _text(qa, "question", path, qwhere), context, answers))
     if not questions:
-        raise UserError("no questions in the file", file=path, field="data",
-                        fix="use a SQuAD v1.1 file with at least one question")
+        raise UserError(
+            "no questions in the file", file=path, field="data", fix="use a SQuAD v1.1 file with at least one question"
+        )
     return questions
 
 
 def _list(node: object, key: str, path: Path, where: str) -> list:
     value = node.get(key) if isinstance(node, dict) else None
     if not isinstance(value, list):
-        raise UserError(f'missing or not a list: "{key}"', file=path, field=f"{where}.{key}",
-                        fix="use SQuAD v1.1 JSON (dev-v1.1.json)")
+        raise UserError(
+            f'missing or not a list: "{key}"',
+            file=path,
+            field=f"{where}.{key}",
+            fix="use SQuAD v1.1 JSON (dev-v1.1.json)",
+        )
     return value
 
 
 def _text(node: object, key: str, path: Path, where: str) -> str:
     value = node.get(key) if isinstance(node, dict) else None
     if not isinstance(value, str):
-        raise UserError(f'missing or not a string: "{key}"', file=path, field=f"{where}.{key}",
-                        fix="use SQuAD v1.1 JSON (dev-v1.1.json)")
+        raise UserError(
+            f'missing or not a string: "{key}"',
+            file=path,
+            field=f"{where}.{key}",
+            fix="use SQuAD v1.1 JSON (dev-v1.1.json)",
+        )
     return value

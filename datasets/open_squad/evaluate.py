@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from core.common.errors import EXIT_USAGE, UserError
+from core.common.cli import run_command
+from core.common.errors import UserError
 from datasets.open_squad.data import read_squad
 from datasets.open_squad.metric import squad_scores
 
@@ -23,30 +24,36 @@ def read_predictions(path: Path, known_ids: set[str]) -> dict[str, str]:
     except FileNotFoundError as err:
         raise UserError("file not found", file=path, fix="check the predictions path") from err
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"not valid JSON: {err}", file=path,
-                        fix='write {"question id": "answer text", ...}') from err
+        raise UserError(f"not valid JSON: {err}", file=path, fix='write {"question id": "answer text", ...}') from err
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
-        raise UserError("expected an object of question id -> answer text", file=path,
-                        fix='write {"question id": "answer text", ...}')
+        raise UserError(
+            "expected an object of question id -> answer text",
+            file=path,
+            fix='write {"question id": "answer text", ...}',
+        )
     unknown = sorted(set(predictions) - known_ids)
     if unknown:
-        raise UserError(f"{len(unknown)} question ids are not in the dataset, e.g. {unknown[0]!r}", file=path,
-                        fix="evaluate predictions against the data file they were made for")
+        raise UserError(
+            f"{len(unknown)} question ids are not in the dataset, e.g. {unknown[0]!r}",
+            file=path,
+            fix="evaluate predictions against the data file they were made for",
+        )
     return predictions
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datasets.open_squad.evaluate",
-                                     description="Official SQuAD v1.1 exact match and F1.")
+    parser = argparse.ArgumentParser(
+        prog="python -m datasets.open_squad.evaluate", description="Official SQuAD v1.1 exact match and F1."
+    )
     parser.add_argument("dataset_file", type=Path, help="SQuAD v1.1 JSON, e.g. dev-v1.1.json")
     parser.add_argument("prediction_file", type=Path, help="JSON object: question id -> answer text")
     args = parser.parse_args(argv)
-    try:
-        questions = read_squad(args.dataset_file)
-        predictions = read_predictions(args.prediction_file, {q.qid for q in questions})
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_command(lambda: _evaluate(args))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    questions = read_squad(args.dataset_file)
+    predictions = read_predictions(args.prediction_file, {q.qid for q in questions})
     missing = len(questions) - len(predictions)
     if missing:
         print(f"{missing} unanswered questions will receive score 0.", file=sys.stderr)

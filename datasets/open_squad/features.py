@@ -39,19 +39,27 @@ class Settings:
 
 @dataclass
 class EncodedFeatures:
-    token_ids: np.ndarray      # [N, seq_len] int32, padded
-    type_ids: np.ndarray       # [N, seq_len] int8
-    lengths: np.ndarray        # [N] int64
-    offsets: np.ndarray        # [N, seq_len, 2] int32: character span in the context; -1 outside it
+    token_ids: np.ndarray  # [N, seq_len] int32, padded
+    type_ids: np.ndarray  # [N, seq_len] int8
+    lengths: np.ndarray  # [N] int64
+    offsets: np.ndarray  # [N, seq_len, 2] int32: character span in the context; -1 outside it
     example_index: np.ndarray  # [N] int32: which question each feature belongs to
 
 
 def encode(tokenizer, questions: Sequence[Question], model: ModelInputs, settings: Settings) -> EncodedFeatures:
     """Question first, context second, context truncated with overlapping windows."""
     texts = _truncate_questions(tokenizer, [q.question.lstrip() for q in questions], settings.max_query_length)
-    enc = tokenizer(texts, [q.context for q in questions], truncation="only_second",
-                    max_length=settings.seq_len, stride=settings.doc_stride, return_overflowing_tokens=True,
-                    return_offsets_mapping=True, return_token_type_ids=True, padding=False)
+    enc = tokenizer(
+        texts,
+        [q.context for q in questions],
+        truncation="only_second",
+        max_length=settings.seq_len,
+        stride=settings.doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_token_type_ids=True,
+        padding=False,
+    )
     n = len(enc["input_ids"])
     token_ids, type_ids, lengths = pad_tokens(enc["input_ids"], enc["token_type_ids"], model)
     offsets = np.full((n, settings.seq_len, 2), -1, dtype=np.int32)
@@ -69,8 +77,9 @@ def _truncate_questions(tokenizer, questions: list[str], max_tokens: int) -> lis
     return [q if len(offs) <= max_tokens else q[: offs[max_tokens - 1][1]] for q, offs in zip(questions, offsets)]
 
 
-def decode_answers(start_logits: np.ndarray, end_logits: np.ndarray, features: EncodedFeatures,
-                   contexts: Sequence[str]) -> tuple[list[str], int]:
+def decode_answers(
+    start_logits: np.ndarray, end_logits: np.ndarray, features: EncodedFeatures, contexts: Sequence[str]
+) -> tuple[list[str], int]:
     """Best answer text per question over all its features, and the count of non-finite features.
 
     Per feature: the N_BEST top start and end positions (within its true length); a span is valid
@@ -87,8 +96,8 @@ def decode_answers(start_logits: np.ndarray, end_logits: np.ndarray, features: E
             nonfinite += 1
             continue
         # Same candidate order as the Hugging Face recipe, so ties resolve the same way.
-        starts = np.argsort(start)[-1: -N_BEST - 1: -1]
-        ends = np.argsort(end)[-1: -N_BEST - 1: -1]
+        starts = np.argsort(start)[-1 : -N_BEST - 1 : -1]
+        ends = np.argsort(end)[-1 : -N_BEST - 1 : -1]
         s, e = np.meshgrid(starts, ends, indexing="ij")
         in_context = features.offsets[i, :length, 0] >= 0
         valid = in_context[s] & in_context[e] & (e >= s) & (e - s + 1 <= MAX_ANSWER_LENGTH)
@@ -106,5 +115,5 @@ def decode_answers(start_logits: np.ndarray, end_logits: np.ndarray, features: E
             answers.append("")
             continue
         i, s, e = span
-        answers.append(contexts[q][features.offsets[i, s, 0]: features.offsets[i, e, 1]])
+        answers.append(contexts[q][features.offsets[i, s, 0] : features.offsets[i, e, 1]])
     return answers, nonfinite

@@ -21,20 +21,90 @@ OUT = Path(__file__).resolve().parent / "sample" / "dev-sample.json"
 WORDS = (38, 62, 80, 94, 105, 115, 126, 138, 152, 180, 330, 470)
 QUESTIONS = (3, 3, 4, 4, 4, 4, 4, 3, 3, 4, 2, 2)
 
-SYLLABLES = ("var", "len", "tor", "mi", "sa", "bel", "dun", "ka", "ro", "wen", "ash", "fel", "gar", "lo",
-             "ni", "quen", "sol", "tam", "ur", "vy", "pel", "dra", "mon", "est", "hal", "bri", "cor", "thi")
-GROUPS = ("fishermen from the eastern islands", "wool traders from the southern valleys",
-          "monks from a distant abbey", "miners from the northern hills", "farmers from the river plain")
+SYLLABLES = (
+    "var",
+    "len",
+    "tor",
+    "mi",
+    "sa",
+    "bel",
+    "dun",
+    "ka",
+    "ro",
+    "wen",
+    "ash",
+    "fel",
+    "gar",
+    "lo",
+    "ni",
+    "quen",
+    "sol",
+    "tam",
+    "ur",
+    "vy",
+    "pel",
+    "dra",
+    "mon",
+    "est",
+    "hal",
+    "bri",
+    "cor",
+    "thi",
+)
+GROUPS = (
+    "fishermen from the eastern islands",
+    "wool traders from the southern valleys",
+    "monks from a distant abbey",
+    "miners from the northern hills",
+    "farmers from the river plain",
+)
 PRODUCTS = ("blue glass", "salted fish", "woven carpets", "copper bells", "pear brandy", "painted tiles")
 SEASONS = ("spring", "summer", "autumn", "winter")
-ADJECTIVES = ("quiet", "narrow", "busy", "ancient", "green", "windy", "crowded", "famous", "small", "wide",
-              "steep", "bright", "old", "new", "colourful", "shaded")
-NOUNS = ("market", "harbour", "bridge", "square", "garden", "library", "road", "hill", "chapel", "museum",
-         "mill", "orchard", "station", "canal", "theatre", "park")
+ADJECTIVES = (
+    "quiet",
+    "narrow",
+    "busy",
+    "ancient",
+    "green",
+    "windy",
+    "crowded",
+    "famous",
+    "small",
+    "wide",
+    "steep",
+    "bright",
+    "old",
+    "new",
+    "colourful",
+    "shaded",
+)
+NOUNS = (
+    "market",
+    "harbour",
+    "bridge",
+    "square",
+    "garden",
+    "library",
+    "road",
+    "hill",
+    "chapel",
+    "museum",
+    "mill",
+    "orchard",
+    "station",
+    "canal",
+    "theatre",
+    "park",
+)
 VERBS = ("attracts", "overlooks", "connects", "surrounds", "faces", "borders", "shelters", "joins")
-TAILS = ("", ", and many visitors walk there during the {season} months",
-         " near the edge of the old town", ", which was repaired several times over the years",
-         ", where local families gather on weekend evenings", " and is often mentioned in travel guides")
+TAILS = (
+    "",
+    ", and many visitors walk there during the {season} months",
+    " near the edge of the old town",
+    ", which was repaired several times over the years",
+    ", where local families gather on weekend evenings",
+    " and is often mentioned in travel guides",
+)
 
 
 def proper(rng: random.Random, parts: int = 2) -> str:
@@ -43,8 +113,10 @@ def proper(rng: random.Random, parts: int = 2) -> str:
 
 def filler(rng: random.Random) -> str:
     tail = rng.choice(TAILS).format(season=rng.choice(SEASONS))
-    return (f"The {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(VERBS)} the "
-            f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}{tail}.")
+    return (
+        f"The {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(VERBS)} the "
+        f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}{tail}."
+    )
 
 
 def facts(rng: random.Random, town: str) -> list[tuple[str, list[tuple[str, list[str]]]]]:
@@ -58,27 +130,53 @@ def facts(rng: random.Random, town: str) -> list[tuple[str, list[tuple[str, list
     season, days = rng.choice(SEASONS), rng.choice(("three", "four", "five", "nine"))
     pupils = rng.randint(120, 900)
     return [
-        (f"{town} was founded in {year} by {group}.",
-         [(f"When was {town} founded?", [str(year), f"in {year}"]),
-          (f"Who founded {town}?", [group, group.split(" from ")[0]])]),
-        (f"By {year2}, the population of {town} had grown to {people} people.",
-         [(f"How many people lived in {town} by {year2}?", [people, f"{people} people"])]),
-        (f"{town} is best known for its {product}, most of which is shipped to {place}.",
-         [(f"What is {town} best known for?", [f"its {product}", product]),
-          (f"Where is most of the {product} from {town} shipped?", [place])]),
-        (f"The tallest building in {town} is the {tower} Tower, designed by the architect {architect}.",
-         [(f"Who designed the {tower} Tower?", [architect, f"the architect {architect}"])]),
-        (f"{mayor} served as mayor of {town} from {y1} to {y2}.",
-         [(f"Who was mayor of {town} from {y1} to {y2}?", [mayor]),
-          (f"Until what year did {mayor} serve as mayor?", [str(y2), f"to {y2}"])]),
-        (f"The {river} River flows through {town} on its way to the {sea} Sea.",
-         [(f"Which river flows through {town}?", [f"The {river} River", f"{river} River", river])]),
-        (f"Every {season}, the town holds a festival called {fest}, which lasts {days} days.",
-         [(f"How long does {fest} last?", [f"{days} days", days]),
-          (f"What is the festival held every {season} in {town} called?", [fest])]),
-        (f"The local school, {school} Academy, was opened in {y3} and teaches about {pupils} students.",
-         [(f"When was {school} Academy opened?", [str(y3), f"in {y3}"]),
-          (f"How many students does {school} Academy teach?", [f"about {pupils}", str(pupils)])]),
+        (
+            f"{town} was founded in {year} by {group}.",
+            [
+                (f"When was {town} founded?", [str(year), f"in {year}"]),
+                (f"Who founded {town}?", [group, group.split(" from ")[0]]),
+            ],
+        ),
+        (
+            f"By {year2}, the population of {town} had grown to {people} people.",
+            [(f"How many people lived in {town} by {year2}?", [people, f"{people} people"])],
+        ),
+        (
+            f"{town} is best known for its {product}, most of which is shipped to {place}.",
+            [
+                (f"What is {town} best known for?", [f"its {product}", product]),
+                (f"Where is most of the {product} from {town} shipped?", [place]),
+            ],
+        ),
+        (
+            f"The tallest building in {town} is the {tower} Tower, designed by the architect {architect}.",
+            [(f"Who designed the {tower} Tower?", [architect, f"the architect {architect}"])],
+        ),
+        (
+            f"{mayor} served as mayor of {town} from {y1} to {y2}.",
+            [
+                (f"Who was mayor of {town} from {y1} to {y2}?", [mayor]),
+                (f"Until what year did {mayor} serve as mayor?", [str(y2), f"to {y2}"]),
+            ],
+        ),
+        (
+            f"The {river} River flows through {town} on its way to the {sea} Sea.",
+            [(f"Which river flows through {town}?", [f"The {river} River", f"{river} River", river])],
+        ),
+        (
+            f"Every {season}, the town holds a festival called {fest}, which lasts {days} days.",
+            [
+                (f"How long does {fest} last?", [f"{days} days", days]),
+                (f"What is the festival held every {season} in {town} called?", [fest]),
+            ],
+        ),
+        (
+            f"The local school, {school} Academy, was opened in {y3} and teaches about {pupils} students.",
+            [
+                (f"When was {school} Academy opened?", [str(y3), f"in {y3}"]),
+                (f"How many students does {school} Academy teach?", [f"about {pupils}", str(pupils)]),
+            ],
+        ),
     ]
 
 
@@ -106,7 +204,7 @@ def paragraph(rng: random.Random, town: str, words: int, n_questions: int) -> di
             golds = []
             for text in answers:
                 at = sentence.rindex(text)  # the last match: numbers may also occur inside earlier years
-                assert context[start + at: start + at + len(text)] == text
+                assert context[start + at : start + at + len(text)] == text
                 golds.append({"answer_start": start + at, "text": text})
             qas_out.append({"answers": golds, "question": question, "id": qid})
     return {"context": context, "qas": qas_out}

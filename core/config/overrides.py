@@ -1,0 +1,43 @@
+"""The effective configuration: the workload file with the command line's or a sweep's changes applied.
+
+Every override goes through here, is validated like the file itself, and is blamed on what gave it
+(`--batch-sizes`, a sweep file's field), so a bad value is the same one-line error wherever it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.common.errors import UserError
+from core.config.registry import Task, task_from
+from core.config.schema import Workload, validate
+
+
+@dataclass(frozen=True)
+class Overrides:
+    values: dict[str, Any] = field(default_factory=dict)  # workload field -> value
+    source: Path | str | None = None  # the file blamed for them (None: the command line)
+    spelled: dict[str, str] = field(default_factory=dict)  # workload field -> how the user wrote it (--batch-sizes)
+
+    def record(self) -> dict[str, Any]:
+        """What the report's Config says was changed from the workload file."""
+        return {key: str(value) if isinstance(value, Path) else value for key, value in self.values.items()}
+
+
+def apply_overrides(task: Task, overrides: Overrides) -> Task:
+    """The task with `overrides` applied to its workload, checked as a whole (a Server scenario still needs
+    its target, batch sizes still fit the model)."""
+    if not overrides.values:
+        return task
+    merged = {**task.workload.model_dump(exclude_unset=True), **overrides.values}
+    blame = overrides.source or task.workload_file
+    try:
+        workload = validate(Workload, merged, blame)
+        return task_from(workload, task.workload_file, source=blame)
+    except UserError as err:
+        key = (err.field or "").split(".")[0]
+        if overrides.source is None and key in overrides.spelled:  # the flag, not the file, was wrong
+            raise UserError(err.message, field=overrides.spelled[key], fix=err.fix) from None
+        raise

@@ -1,0 +1,104 @@
+"""The accuracy gate: may a candidate engine/precision stand in for the CPU FP32 reference?
+
+- real weights on a labelled dataset: every task metric (EM, F1, accuracy…) of the candidate is at
+  least 99% of the FP32 reference's on the same sample of up to 256 features (MLPerf's 99% rule);
+- otherwise (synthetic weights, or no labels): the mean |candidate - reference| over valid positions
+  is at most DRIFT_BOUND of the reference's standard deviation, the top-1 position or class agrees on
+  at least AGREEMENT_BOUND of the rows, and no output is NaN/Inf. The bounds sit between what bf16 and
+  int8 drift to and what noise of half a standard deviation scores (docs/MEASUREMENTS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from datasets.base import Features
+
+# The gate's sample. Drift needs few features; a task metric needs enough questions that MLPerf's 1%
+# bound is not one flipped answer (256 features ~ 240 SQuAD questions: one flip is 0.4%).
+GATE_MAX_FEATURES = 48
+GATE_MAX_FEATURES_METRIC = 256
+DRIFT_BOUND = 0.25
+AGREEMENT_BOUND = 0.80
+METRIC_RATIO = 0.99
+
+
+@dataclass
+class Gate:
+    """The sample, the reference's outputs on it, and (real weights, labelled data) the task metric."""
+
+    features: Features
+    reference: dict[str, np.ndarray]
+    reference_label: str
+    evaluate: Callable[[dict[str, np.ndarray]], dict[str, Any]] | None = None
+    reference_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def by_metric(self) -> bool:
+        return bool(self.reference_metrics)
+
+    def rule(self) -> dict[str, Any]:
+        rule: dict[str, Any] = {"Reference": self.reference_label, "Features": len(self.features)}
+        if self.by_metric:
+            rule["Rule"] = f"every task metric >= {METRIC_RATIO:.0%} of the reference's (MLPerf's 99% rule)"
+            rule["Reference Metrics"] = {k: round(v, 4) for k, v in self.reference_metrics.items()}
+        else:
+            rule["Rule"] = (
+                f"normalized drift <= {DRIFT_BOUND}, top-1 agreement >= {AGREEMENT_BOUND:.0%}, no NaN/Inf "
+                "(synthetic weights or unlabelled data: the task metric means nothing)"
+            )
+        return rule
+
+    def judge(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        from core.quality.drift import agreement_statistics
+        from core.reporting.report_io import quality_metrics
+
+        stats = agreement_statistics(self.reference, outputs, self.features.lengths)
+        row: dict[str, Any] = {
+            "Normalized Drift": rounded(stats["Normalized Drift"]),
+            "Top-1 Agreement": rounded(stats["Top-1 Agreement"]),
+        }
+        problems = []
+        if stats["Non-finite"]:
+            problems.append(f"{stats['Non-finite']} NaN/Inf outputs")
+        if self.by_metric:
+            metrics = quality_metrics(self.evaluate(outputs))
+            row["Metrics"] = {k: round(v, 4) for k, v in metrics.items()}
+            problems += [
+                f"{k} {metrics.get(k, float('nan')):.4g} < {METRIC_RATIO:.0%} of {ref:.4g}"
+                for k, ref in self.reference_metrics.items()
+                if not metrics.get(k, float("-inf")) >= METRIC_RATIO * ref
+            ]
+        else:
+            drift, agreement = stats["Normalized Drift"], stats["Top-1 Agreement"]
+            if drift is None or drift > DRIFT_BOUND:
+                problems.append(f"drift {drift:.3g} > {DRIFT_BOUND}" if drift is not None else "nothing to compare")
+            if agreement is not None and agreement < AGREEMENT_BOUND:
+                problems.append(f"top-1 agreement {agreement:.0%} < {AGREEMENT_BOUND:.0%}")
+        row["Gate"] = "fail" if problems else "pass"
+        if problems:
+            row["Why"] = "; ".join(problems)
+        return row
+
+
+def make_gate(
+    features: Features,
+    reference: dict[str, np.ndarray],
+    reference_label: str,
+    *,
+    evaluate: Callable | None,
+    synthetic: bool,
+) -> Gate:
+    """The gate judges by task metric only for meaningful scores (real weights and tokenizer) on labelled data."""
+    from core.reporting.report_io import quality_metrics
+
+    metrics = quality_metrics(evaluate(reference)) if evaluate is not None and not synthetic else {}
+    return Gate(features, reference, reference_label, evaluate if metrics else None, metrics)
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)

@@ -1,0 +1,77 @@
+"""Stage: the task's quality metric on its dataset, and numeric drift against the CPU FP32 reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.common import console
+from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
+from core.run.context import RunContext
+from datasets.base import Features
+
+
+def check_accuracy(run: RunContext, runtime) -> None:
+    """Run the dataset once; fill Accuracy (metric, drift) and Dataset Throughput."""
+    workload, model, loader = run.workload, run.model, run.loader
+    dataset = loader.name or model.dataset_name
+    console.info(f"loading {dataset}")
+    features = loader.load()
+    provenance = features.provenance or loader.provenance()
+    if provenance.get("source") != "file":
+        console.warn(f"{dataset}: {provenance.get('note') or provenance.get('source')}")
+    tokenizer = provenance.get("tokenizer") or {}
+    if tokenizer.get("meaningful_accuracy") is False:
+        console.banner(f"{dataset}: {tokenizer.get('note', 'fallback tokenizer')}")
+    batch_size = min(DATASET_BATCH_SIZE, model.max_batch_size)
+    length_aware = workload.length_aware and features.sequence
+    console.info(
+        f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})"
+    )
+    with console.progress(dataset, total=len(features)) as advance:
+        outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=advance)
+    accuracy: dict[str, Any] = {"Data Percent": workload.data_percent}
+    if workload.test_accuracy:
+        accuracy.update(loader.evaluate(outputs))
+    accuracy["Dataset Provenance"] = provenance
+    if run.source.synthetic:
+        accuracy["Note"] = "synthetic weights: accuracy is not meaningful"
+    run.report.sections["Dataset Throughput"] = {
+        "Features": len(features),
+        "Seconds": round(seconds, 4),
+        "Features Per Second": round(len(features) / seconds, 4) if seconds else None,
+        "Batch Size": batch_size,
+        "Length Aware": length_aware,
+        **({"Mean True Length": round(float(features.lengths.mean()), 2)} if features.sequence else {}),
+    }
+    run.report.sections["Accuracy"] = accuracy
+    if workload.test_numeric:
+        accuracy.update(numeric_drift(run, features, outputs))
+    _announce(run, accuracy)
+
+
+def _announce(run: RunContext, accuracy: dict[str, Any]) -> None:
+    from core.reporting.schema import NONFINITE_KEYS
+
+    # NaN/Inf never score (the evaluators and the drift statistics leave them out); say so at the top too.
+    nonfinite = {k: accuracy[k] for k in NONFINITE_KEYS if accuracy.get(k)}
+    if nonfinite:
+        message = "the model returned NaN/Inf: " + ", ".join(f"{k} {v}" for k, v in nonfinite.items())
+        console.warn(message)
+        run.report.notes.append(message)
+    shown = {k: v for k, v in accuracy.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    console.info("accuracy: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+
+
+def numeric_drift(run: RunContext, features: Features, outputs) -> dict[str, Any]:
+    """Drift against the CPU FP32 reference, computed once per weights+features and cached."""
+    from core.quality.drift import compare_outputs
+    from core.quality.reference import reference_label, reference_outputs
+
+    reference = reference_outputs(run.model, run.source, features, run.sample_feeds)
+    # Stored next to the kept run; "Diff Dist" is relative to the report's folder, as ByteMLPerf writes it.
+    name = f"runs/{run.report.run_id}-diff.png"
+    lengths = features.lengths if features.sequence else None
+    drift = compare_outputs(reference, outputs, lengths, histogram=run.folder() / name)
+    drift["Diff Dist"] = name
+    drift["Numeric Reference"] = reference_label(run.source)
+    return drift

@@ -1,0 +1,133 @@
+"""Stage: compile the model, choosing the engine and precision first when more than one candidate applies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from backends.base import CompiledModel, CompileRequest
+from core.common import console
+from core.common.errors import UserError
+from core.common.paths import state_dir
+from core.measure.memory import PeakRss, compile_memory_fields
+from core.run.context import RunContext, calibration_feeds, make_loader
+from datasets.base import DatasetRequest
+
+
+def compile_model(run: RunContext) -> CompiledModel:
+    """The compiled model the runtime loads; fills Graph Compile and pins `run.config` to the chosen engine."""
+    request = CompileRequest(
+        model=run.model,
+        source=run.source,
+        precision=run.precision,
+        batch_sizes=run.batch_sizes,
+        cache_dir=state_dir(),
+        sample_feeds=run.sample_feeds,
+        calibration_feeds=(lambda: calibration_feeds(run.loader)) if run.loader and run.model.dataset_name else None,
+    )
+    compiler = run.spec.compile_backend(run.config)
+    compile_memory = PeakRss().start()  # covers choosing the engine too: every candidate is compiled
+    request = compiler.pre_optimize(request)
+    candidates = compiler.candidates(request)
+    selection = None
+    if len(candidates) == 1:
+        chosen = candidates[0]
+        with console.status(f"compiling {run.model.model} for {run.spec.name} ({chosen.label})"):
+            compiled = _compile(run.spec, chosen, request)
+    else:
+        selection = _select(run, candidates, request)
+        chosen, compiled = selection.candidate, selection.compiled
+    run.config = chosen.config
+    run.report.sections["Config"]["backend"] = run.config.model_dump(mode="json")
+    cache_note = "reused cached artifact" if compiled.cache_hit else "compiled"
+    console.info(
+        f"{cache_note} in {compiled.compile_seconds:.1f} s" + (f": {compiled.artifact}" if compiled.artifact else "")
+    )
+    run.report.sections["Graph Compile"] = {
+        "Compile Duration": round(compiled.compile_seconds, 3),
+        "Compile Precision": compiled.precision,
+        "Subgraph Coverage": compiled.subgraph_coverage,
+        "Optimizations": compiled.optimizations,
+        "Engine": compiled.engine,
+        "Cache": "hit" if compiled.cache_hit else "miss",
+        "Artifact": str(compiled.artifact) if compiled.artifact else None,
+        **({"Engine Selection": selection.section} if selection else {}),
+        **({"Details": compiled.details} if compiled.details else {}),
+        **compile_memory_fields(compile_memory, compiled.artifact),
+    }
+    _apply_best_batch_sizes(run, compiler.get_best_batch_size())
+    return compiled
+
+
+def _apply_best_batch_sizes(run: RunContext, best: list[int] | None) -> None:
+    """ByteMLPerf's rule: a backend's recommended batch sizes replace the workload's."""
+    if not best:
+        return
+    if any(not isinstance(bs, int) or isinstance(bs, bool) or bs < 1 for bs in best):
+        raise UserError(
+            f"get_best_batch_size returned {best!r}, not a list of positive integers",
+            field=f"backends/{run.spec.name}",
+            fix="fix the backend's get_best_batch_size",
+        )
+    best = sorted(set(best))
+    if best != run.batch_sizes:
+        message = (
+            f"batch sizes {best} recommended by the {run.spec.name} backend replace the workload's {run.batch_sizes}"
+        )
+        run.report.notes.append(message)
+        console.info(message)
+        run.batch_sizes = best
+    run.report.sections["Graph Compile"]["Best Batch Sizes"] = best
+
+
+def _compile(spec, candidate, request: CompileRequest) -> CompiledModel:
+    return spec.compile_backend(candidate.config).compile(replace(request, precision=candidate.precision))
+
+
+def _select(run: RunContext, candidates, request: CompileRequest):
+    """Time every candidate at the first batch size and keep the fastest that passes the accuracy gate."""
+    from core.quality import gate, selection
+    from core.quality.reference import reference_label, reference_outputs
+
+    task, source = run.task, run.source
+
+    def make_gate() -> gate.Gate:
+        limit = gate.GATE_MAX_FEATURES if source.synthetic else gate.GATE_MAX_FEATURES_METRIC
+        gate_sample = gate_loader(task, run.inputs, run.loader, limit)
+        features = gate_sample.load()
+        reference = reference_outputs(task.model, source, features, request.sample_feeds)
+        tokenizer = (features.provenance or gate_sample.provenance()).get("tokenizer") or {}
+        # A task metric means something only with real weights and the model's own tokenizer.
+        meaningful = not source.synthetic and tokenizer.get("meaningful_accuracy") is not False
+        evaluate = gate_sample.evaluate if task.model.dataset_name else None
+        return gate.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=not meaningful)
+
+    workload = task.workload
+    data = {
+        "dataset": task.model.dataset_name,
+        "data_path": str(workload.data_path or ""),
+        "data_percent": workload.data_percent,
+        "seed": workload.seed,
+    }
+    return selection.select(
+        candidates,
+        model=task.model.model,
+        compile_candidate=lambda candidate: _compile(run.spec, candidate, request),
+        make_runtime=run.spec.runtime_backend,
+        batch_size=run.batch_sizes[0],
+        feeds=request.sample_feeds(run.batch_sizes[0]),
+        make_gate=make_gate,
+        cache_payload={"source": source.digest, "data": data, "backend": run.spec.name},
+    )
+
+
+def gate_loader(task, inputs, loader, limit: int):
+    """The accuracy gate's sample: the dataset when small, else a deterministic share of it;
+    generated inputs without one."""
+    if not task.model.dataset_name:  # generated inputs: the numeric check's own loader when there is one
+        from datasets.fake_dataset import FakeDataset
+
+        return loader or FakeDataset(DatasetRequest(model=inputs, seed=task.workload.seed))
+    count = len(loader.load())
+    if count <= limit:
+        return loader
+    return make_loader(task, inputs, data_percent=task.workload.data_percent * limit / count)

@@ -1,0 +1,56 @@
+"""Stage: throughput and latency per batch size, each row recorded before it is announced."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import replace
+
+from core.common import console
+from core.common.errors import Interrupted, UserError
+from core.measure.memory import PeakRss, perf_memory_fields
+from core.measure.timing import MeasurePolicy, measure_clients
+from core.reporting.schema import PerfRow
+from core.run.context import RunContext
+
+
+def measure_batch_sizes(run: RunContext, runtime) -> None:
+    policy = MeasurePolicy.from_workload(run.workload)
+    clients = run.workload.clients
+    for batch_size in run.batch_sizes:
+        row = perf_row(run, runtime, batch_size, policy)
+        run.report.performance.append(row)  # recorded before it is announced: an interruption keeps it
+        if row.ok:
+            console.info(
+                f"bs {batch_size}: {row.qps:.2f} QPS, p50 {row.p50_latency:.1f} ms, "
+                f"p99 {row.p99_latency:.1f} ms over {row.iterations} iterations"
+                + (f" ({clients} clients)" if clients > 1 else "")
+            )
+
+
+def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy) -> PerfRow:
+    """One batch size with the workload's concurrent clients; an engine error is recorded in the row
+    and the run goes on."""
+    from core.measure.clients import open_instances, record
+
+    peak = PeakRss()
+    try:
+        with peak:  # loading and binding count: they are part of what a batch size needs
+            runtime.load(batch_size)
+            instances = open_instances(runtime, run.workload.clients)
+            record(instances, run.report)
+            calls = instances.calls(run.sample_feeds(batch_size))
+            with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
+                result = measure_clients(calls, policy, batch_size, on_iteration=advance)
+        return replace(result.perf_row(), **perf_memory_fields(peak, runtime))
+    except (KeyboardInterrupt, Interrupted, UserError):
+        raise
+    except Exception as err:  # one failing batch size (OOM, engine error) must not end the run
+        if run.options.debug:
+            traceback.print_exc()
+        console.warn(f"batch size {batch_size} failed: {type(err).__name__}: {err}")
+        return PerfRow(
+            bs=batch_size,
+            status="failed",
+            error=f"{type(err).__name__}: {str(err)[:500]}",
+            **perf_memory_fields(peak, runtime),
+        )
