@@ -5,7 +5,7 @@ what a user would run instead, each as its users run it, on the same model, inpu
     python benchmarks/cpu_engines.py --model bert --batch-size 8 --repeats 5
     python benchmarks/cpu_engines.py --tiny                # seconds: checks the script itself, figures meaningless
 
-Peers (GUIDE §5): OpenVINO with its defaults, OpenVINO with f32 pinned, PyTorch eager fp32 and bf16
+Peers: OpenVINO with its defaults, OpenVINO with f32 pinned, PyTorch eager fp32 and bf16
 autocast, plain onnxruntime (no fusion), and the ByteMLPerf method. Every contender is measured
 once per round, rounds alternate, and medians are compared, so machine noise hits all alike. The
 host's ISA is printed first, the ratios last. Synthetic weights: same compute as the real model.

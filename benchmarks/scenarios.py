@@ -121,14 +121,14 @@ def main(argv=None) -> int:
     print(f"LoadGen logs: {folder}")
     runtime.close()
 
-    ratio = offline["QPS"] / best.qps if offline["QPS"] else float("nan")
+    ratio = offline.qps / best.qps if offline.qps else float("nan")
     print("\n== ratios")
     print(
         f"Offline (dynamic batches up to {max_batch}) / plain loop best (bs {best.bs}, {best.qps:.2f} QPS): "
         f"{ratio:.3f}x  [target >= 0.9x] {'ok' if ratio >= 0.9 else 'BELOW TARGET'}"
     )
     print(
-        f"Server peak under p99 <= {bound_ms:g} ms: {server.get('Peak QPS')} QPS ({server['Result']} at the peak), "
+        f"Server peak under p99 <= {bound_ms:g} ms: {server.peak_qps} QPS ({server.result} at the peak), "
         f"{(server.get('Peak QPS') or 0) / best.qps:.2f}x the plain loop's best"
     )
     return 0

@@ -10,7 +10,8 @@ import pytest
 
 from core.common.errors import UserError
 from core.reporting.compare import main, parse_threshold
-from core.reporting.report_io import load_report, normalize_report, resolve_report_path
+from core.reporting.report import RunReport
+from core.reporting.report_io import load_report, resolve_report_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 LATEST = FIXTURES / "CPU/albert-torch-fp32/result-fp32.json"  # ours, full
@@ -30,21 +31,21 @@ def perf_row(data: dict, bs: int, metric: str) -> dict:
 
 
 # ---------------------------------------------------------------- reading
-def test_normalize_both_formats():
-    ours = normalize_report(load_report(LATEST))
-    theirs = normalize_report(load_report(BYTEMLPERF))
-    assert ours["format"] == "perfbench" and theirs["format"] == "bytemlperf"
-    assert list(ours["perf"]) == [1, 4, 8] and list(theirs["perf"]) == [1, 4, 16]
-    assert ours["perf"][4]["P90 Latency"] == 1690.0
+def test_both_formats_read_into_the_typed_report():
+    ours = RunReport.from_dict(load_report(LATEST))
+    theirs = RunReport.from_dict(load_report(BYTEMLPERF))
+    assert ours.format == "perfbench" and theirs.format == "bytemlperf"
+    assert list(ours.perf_by_bs) == [1, 4, 8] and list(theirs.perf_by_bs) == [1, 4, 16]
+    assert ours.perf_by_bs[4].number("P90 Latency") == 1690.0
     # ByteMLPerf rows have no percentiles but P99 and no status: missing numbers are None, a row with QPS ran.
-    assert theirs["perf"][1]["P50 Latency"] is None and theirs["perf"][1]["Status"] == "ok"
-    assert theirs["host_cpu"].startswith("Intel") and theirs["weights_kind"] is None
-    assert ours["accuracy"] == {"Exact Match": 80.24, "F1 Score": 87.61}
-    assert theirs["numeric"]["Max Diff"] == pytest.approx(0.2617)
+    assert theirs.perf_by_bs[1].number("P50 Latency") is None and theirs.perf_by_bs[1].status == "ok"
+    assert theirs.host_cpu.startswith("Intel") and theirs.weights_kind is None
+    assert ours.quality == {"Exact Match": 80.24, "F1 Score": 87.61}
+    assert theirs.numeric["Max Diff"] == pytest.approx(0.2617)
 
 
 def test_normalize_tolerates_odd_values():
-    norm = normalize_report(
+    norm = RunReport.from_dict(
         {
             "Model": "m",
             "Performance": [
@@ -53,9 +54,10 @@ def test_normalize_tolerates_odd_values():
             ],
         }
     )
-    assert norm["perf"][2]["QPS"] == 12.5
-    assert norm["perf"][2]["AVG Latency"] is None and norm["perf"][2]["P99 Latency"] is None
-    assert norm["perf"][4]["Status"] == "failed" and norm["perf"][4]["Error"] == "boom"
+    rows = norm.perf_by_bs
+    assert rows[2].number("QPS") == 12.5
+    assert rows[2].number("AVG Latency") is None and rows[2].number("P99 Latency") is None
+    assert rows[4].status == "failed" and rows[4].error == "boom"
 
 
 @pytest.mark.parametrize(
@@ -69,7 +71,7 @@ def test_normalize_tolerates_odd_values():
 )
 def test_bad_rows_name_the_field(rows, field):
     with pytest.raises(UserError) as err:
-        normalize_report({"Model": "m", "Performance": rows}, source=Path("r.json"))
+        RunReport.from_dict({"Model": "m", "Performance": rows}, source=Path("r.json"))
     assert err.value.field == field and err.value.file == "r.json"
 
 
@@ -82,9 +84,9 @@ def test_not_a_report_names_the_file(tmp_path, text):
 
 
 def test_partial_report_loads():
-    norm = normalize_report(load_report(PARTIAL))
-    assert norm["run_status"] == "incomplete" and norm["accuracy"] == {} and norm["host_cpu"] is None
-    assert norm["perf"][8]["Status"] == "failed" and norm["perf"][8]["QPS"] is None
+    norm = RunReport.from_dict(load_report(PARTIAL))
+    assert norm.status == "incomplete" and norm.quality == {} and norm.host_cpu is None
+    assert norm.perf_by_bs[8].status == "failed" and norm.perf_by_bs[8].number("QPS") is None
 
 
 # ---------------------------------------------------------------- history ids
@@ -198,9 +200,9 @@ def test_stc_underscore_keys_are_read_and_unknown_keys_are_named(tmp_path, capsy
     }
     path = tmp_path / "stc.json"
     path.write_text(json.dumps(stc))
-    norm = normalize_report(load_report(path), source=path)
-    assert norm["perf"][1]["AVG Latency"] == 10.0 and norm["perf"][1]["P99 Latency"] == 12.5
-    assert norm["notes"] == ["Performance rows hold keys not read here: Power_W"]
+    norm = RunReport.from_dict(load_report(path), source=path)
+    assert norm.perf_by_bs[1].number("AVG Latency") == 10.0 and norm.perf_by_bs[1].number("P99 Latency") == 12.5
+    assert norm.read_notes == ["Performance rows hold keys not read here: Power_W"]
     code, data = run_json(capsys, BYTEMLPERF, path)
     assert perf_row(data, 1, "P99 Latency")["values"] == [21.87, 12.5]
     assert any("Power_W" in w for w in data["warnings"])

@@ -185,12 +185,12 @@ def test_the_gate_rejects_a_fast_corrupted_candidate(fast_tuning):
         {"fast INT8": (0.0, True), "slow FP32": (0.01, False), "slower BF16": (0.03, False)}
     )
     selection = run_select(candidates, compiled, [])
-    rows = {f"{r['Engine']} {r['Precision']}": r for r in selection.section["Candidates"]}
+    rows = {r.label: r for r in selection.section.candidates}
     assert selection.candidate.label == "slow FP32"
-    assert rows["fast INT8"]["Gate"] == "fail" and rows["fast INT8"]["QPS"] > rows["slow FP32"]["QPS"]
-    assert "drift" in rows["fast INT8"]["Why"] and rows["slow FP32"]["Chosen"] and not rows["fast INT8"]["Chosen"]
-    assert rows["slower BF16"]["Gate"] == "pass" and rows["slow FP32"]["Normalized Drift"] == 0
-    assert "fastest of 2 candidates that passed" in selection.section["Reason"]
+    assert rows["fast INT8"].gate == "fail" and rows["fast INT8"].qps > rows["slow FP32"].qps
+    assert "drift" in rows["fast INT8"].why and rows["slow FP32"].chosen and not rows["fast INT8"].chosen
+    assert rows["slower BF16"].gate == "pass" and rows["slow FP32"].normalized_drift == 0
+    assert "fastest of 2 candidates that passed" in selection.section.reason
 
 
 def test_no_passing_candidate_is_one_line_error(fast_tuning):
@@ -203,9 +203,9 @@ def test_a_failing_candidate_is_recorded_and_skipped(fast_tuning):
     candidates, compiled = fake_candidates({"good FP32": (0.0, False), "broken INT8": (0.0, False)})
     compiled["broken INT8"].details["delay"] = "not a number"  # time.sleep raises TypeError
     selection = run_select(candidates, compiled, [])
-    rows = {r["Engine"]: r for r in selection.section["Candidates"]}
+    rows = {r.engine: r for r in selection.section.candidates}
     assert selection.candidate.label == "good FP32"
-    assert rows["broken"]["Gate"] == "error" and "TypeError" in rows["broken"]["Why"]
+    assert rows["broken"].gate == "error" and "TypeError" in rows["broken"].why
 
 
 def test_decision_cache_hit_and_invalidation(fast_tuning, monkeypatch):
@@ -216,7 +216,7 @@ def test_decision_cache_hit_and_invalidation(fast_tuning, monkeypatch):
     first = run_select(candidates, compiled, gates)
     again = run_select(candidates, compiled, gates)
     assert len(gates) == 1 and again.candidate.label == first.candidate.label
-    assert again.section["Decision"].startswith("cached") and first.section["Decision"] == "tuned in this run"
+    assert again.section.decision.startswith("cached") and first.section.decision == "tuned in this run"
     # Another library version, another host: tune again.
     real_versions = core.measure.host.software_versions
     monkeypatch.setattr(core.measure.host, "software_versions", lambda: {**real_versions(), "openvino": "0.0-other"})
@@ -246,11 +246,11 @@ def test_metric_gate_applies_mlperf_99_percent_rule():
     gate = accuracy_gate.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=False)
     assert gate.by_metric and gate.reference_metrics == {"Accuracy": 100.0}  # counts are not metrics
     noisy = {"logits": reference["logits"] + rng.normal(0, 0.1, reference["logits"].shape).astype(np.float32)}
-    assert gate.judge(noisy)["Gate"] == "pass"
+    assert gate.judge(noisy).passed
     flipped = {"logits": reference["logits"].copy()}
     flipped["logits"][:3] = np.roll(flipped["logits"][:3], 1, axis=1)  # 3 of 200 answers change: 98.5%
     verdict = gate.judge(flipped)
-    assert verdict["Gate"] == "fail" and "Accuracy 98.5" in verdict["Why"]
+    assert verdict.gate == "fail" and "Accuracy 98.5" in verdict.why
     # Synthetic weights: the metric means nothing, the drift rule applies instead.
     assert not accuracy_gate.make_gate(features, reference, "ref", evaluate=evaluate, synthetic=True).by_metric
 

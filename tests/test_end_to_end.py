@@ -17,7 +17,7 @@ from core.run.runner import RunOptions, run_task
 
 REPO = Path(__file__).resolve().parent.parent
 
-# ByteMLPerf's report keys (GUIDE §1): ours must be a superset.
+# ByteMLPerf's report keys: ours must be a superset.
 BYTEMLPERF_TOP = {
     "Model",
     "Backend",

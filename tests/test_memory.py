@@ -14,7 +14,7 @@ from core.measure import memory
 from core.measure.memory import size_on_disk
 from core.reporting.comparison import build_comparison, comparison_tables
 from core.reporting.html_report import render_run_html
-from core.reporting.report_io import normalize_report
+from core.reporting.report import RunReport
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCK = 64 << 20
@@ -130,7 +130,8 @@ def report(peaks: dict[int, float], device: float | None = None, compile_peak: f
 
 
 def test_compare_shows_memory_without_calling_it_a_regression():
-    base, other = normalize_report(report({1: 400.0, 8: 500.0})), normalize_report(report({1: 800.0, 8: 900.0}, 64.0))
+    base = RunReport.from_dict(report({1: 400.0, 8: 500.0}))
+    other = RunReport.from_dict(report({1: 800.0, 8: 900.0}, 64.0))
     cmp = build_comparison([base, other], ["a", "b"], threshold=0.05)
     rows = {(row.bs, row.metric): row for row in cmp.perf}
     assert rows[(8, "Peak RSS MB")].ratios[1] == pytest.approx(1.8)

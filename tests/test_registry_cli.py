@@ -31,9 +31,13 @@ PLUGIN = textwrap.dedent(
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
         engine: str = "zeros"
+        best_batch_sizes: list[int] | None = None  # what get_best_batch_size answers (ByteMLPerf's hook)
 
 
     class Compile(CompileBackend):
+        def get_best_batch_size(self):
+            return self.config.best_batch_sizes
+
         def compile(self, request):
             return CompiledModel(engine="zeros", precision=request.precision, artifact=None,
                                  input_names=request.model.input_names, output_names=request.model.output_names,
@@ -163,6 +167,21 @@ def test_plugin_backend_through_entry_point(plugin_path, tmp_path):
     assert report["Backend"] == "ZEROS"
     assert [row["BS"] for row in report["Performance"]] == [1, 2]
     assert all(row["Status"] == "ok" and row["QPS"] > 0 for row in report["Performance"])
+
+
+def test_a_backends_best_batch_sizes_replace_the_workloads_and_the_report_says_so(plugin_path, tmp_path):
+    from core.run.runner import RunOptions, run_task
+
+    workload = tmp_path / "w.yaml"
+    workload.write_text(
+        "model: tiny-bert-squad\niterations: 2\nbatch_sizes: [1, 2]\nwarmup_iterations: 1\nmin_seconds: 0\n"
+        "max_seconds: 1\nengine_options: {best_batch_sizes: [4, 3]}\n",
+        encoding="utf-8",
+    )
+    report = run_task(registry.load_task(str(workload)), RunOptions(hardware_type="ZEROS", output_dir=tmp_path / "r"))
+    assert [row.bs for row in report.performance] == [3, 4]
+    assert report.graph_compile.best_batch_sizes == [3, 4]
+    assert any("recommended by the ZEROS backend replace the workload's [1, 2]" in note for note in report.notes)
 
 
 def test_cli_lists_plugin_hardware(plugin_path):

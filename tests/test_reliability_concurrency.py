@@ -14,6 +14,7 @@ import numpy as np
 from core.common.arrays import load_arrays, load_or_build
 from core.reporting.report import RunReport
 from core.reporting.schema import PerfRow
+from core.reporting.writer import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,7 +109,7 @@ def test_reports_written_at_once_are_all_kept_and_the_latest_is_whole(tmp_path):
     for i, report in enumerate(reports):
         report.performance.append(PerfRow(bs=1, qps=float(i)))
         report.status = "complete"
-    threads = [threading.Thread(target=report.write, args=(tmp_path,)) for report in reports]
+    threads = [threading.Thread(target=write_report, args=(report, tmp_path)) for report in reports]
     for thread in threads:
         thread.start()
     for thread in threads:

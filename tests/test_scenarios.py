@@ -326,10 +326,10 @@ def _report(run_id: str, result: str, qps: float, p99: float) -> dict:
 def test_compare_shows_loadgen_and_flags_valid_to_invalid():
     from core.reporting.comparison import build_comparison, comparison_tables
     from core.reporting.html_report import render_compare_html
-    from core.reporting.report_io import normalize_report
+    from core.reporting.report import RunReport
 
     raw = [_report("a", "VALID", 20.0, 50.0), _report("b", "INVALID", 19.9, 150.0)]
-    cmp = build_comparison([normalize_report(r) for r in raw], ["a", "b"], threshold=0.05)
+    cmp = build_comparison([RunReport.from_dict(r) for r in raw], ["a", "b"], threshold=0.05)
     messages = [r.message for r in cmp.regressions]
     assert any("LoadGen Server is INVALID" in m for m in messages)
     assert any("P99 Latency rise" in m for m in messages)
@@ -337,5 +337,5 @@ def test_compare_shows_loadgen_and_flags_valid_to_invalid():
     table = next(t for t in comparison_tables(cmp) if t.title.startswith("LoadGen"))
     assert ["Server", "Result", "VALID", "INVALID"] == [c.text for c in table.rows[0]]
     assert "LoadGen scenarios" in render_compare_html(raw, ["a", "b"])
-    same = build_comparison([normalize_report(r) for r in raw[:1] * 2], ["a", "a2"], threshold=0.05)
+    same = build_comparison([RunReport.from_dict(r) for r in raw[:1] * 2], ["a", "a2"], threshold=0.05)
     assert not same.regressions

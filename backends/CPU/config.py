@@ -26,8 +26,7 @@ class OnnxRuntimeOptions(_Options):
     optimize: bool = Field(True, description="onnxruntime transformer optimizer (attention/LayerNorm/Gelu fusion)")
     int8_mode: Literal["dynamic", "static"] = Field("dynamic", description="how INT8 precision quantizes")
     io_binding: bool = Field(True, description="bind inputs once, outside the timed call")
-    # Off by default: on a shared machine spinning threads fight other load (median 591 -> 419 ms
-    # measured under load on albert bs1); on a quiet machine it made no difference.
+    # Off by default: on a shared machine spinning threads fight other load (docs/MEASUREMENTS.md).
     spin: bool = Field(
         False, description="let idle onnxruntime threads spin (can lower latency on an idle, dedicated machine)"
     )

@@ -4,23 +4,15 @@ Each stage is a small function that reads a model file (or a torch module), writ
 returns a `StageResult`; a failure raises `core.common.errors.UserError` naming the stage. The CPU compile
 backend chains them; nothing here keeps state.
 
-Findings behind the choices (torch 2.13, transformers 5.23, onnxruntime 1.31, 2-vCPU AMD EPYC with
-AVX-512 and VNNI):
-- ORT's transformer optimizer fuses `Attention` only on graphs from the TorchScript-based exporter
-  (`dynamo=False`) of models running the *eager* attention implementation. Transformers 5 defaults
-  to SDPA, whose exported pattern (IsNaN/Where around Softmax) the fusion does not recognise.
-- The dynamo exporter's graph gets no Attention fusion even at opset 18, and down-converting it to
-  opset 17 writes an invalid `Split(num_outputs=...)`; it also cannot take TorchScript modules.
-- DeBERTa (v1 and v3) attention has relative-position terms that no ORT fusion matches; the BERT
-  fusions still apply to its LayerNorm/Gelu/residual parts and keep outputs equal.
-- Measured on albert-base bs1 seq384 fp32: the fused graph runs no faster than the plain export under
-  ORT's own ORT_ENABLE_ALL optimizations (both ~0.21-0.25 s); the time is in the GEMMs.
+Why the TorchScript-based exporter (`dynamo=False`) with eager attention: onnxruntime's transformer
+optimizer fuses `Attention` only in that exporter's graph of eager attention; the dynamo exporter's
+graph gets no fusion and cannot take TorchScript modules. The findings, with versions and figures,
+are in docs/MEASUREMENTS.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import re
@@ -107,9 +99,6 @@ _FUSION_MODEL_TYPES = {
     "deberta-v2": "bert",
 }
 
-# Feed names that differ from the Hugging Face forward() argument they carry.
-_ROLE_ALIASES = {"input_mask": "attention_mask", "segment_ids": "token_type_ids"}
-
 _OPERATOR_IN_MESSAGE = re.compile(r"operator '([^']+)'")
 
 ORT_CONTRIB_DOMAIN = "com.microsoft"
@@ -159,13 +148,12 @@ def export_onnx(
     dynamic_batch: bool = True,
     dynamic_sequence: bool = True,
 ) -> StageResult:
-    """Export a torch module (Hugging Face model, TorchScript module or plain nn.Module) to one ONNX file.
+    """Export a torch module taking the feeds positionally (a TorchScript module, or a built model behind
+    core.model.builder's calling convention) to one ONNX file.
 
     Graph inputs are named after `sample_feeds`' keys, in order (ByteMLPerf names such as
-    `input_ids.1` survive). A Hugging Face model receives each feed as the keyword its name means
-    (`input_ids.1` -> input_ids, `input_mask` -> attention_mask) and is exported with eager attention
-    and tuple outputs, restored afterwards; other modules receive the feeds positionally. Axis 0 of
-    every input is dynamic ("batch") if `dynamic_batch`, axis 1 of 2-D inputs ("sequence") if `dynamic_sequence`.
+    `input_ids.1` survive). Axis 0 of every input is dynamic ("batch") if `dynamic_batch`, axis 1 of
+    2-D inputs ("sequence") if `dynamic_sequence`.
     An input the traced graph never reads (deberta's token_type_ids) is dropped by the exporter:
     `details["inputs"]` lists what the graph declares, feed only those.
     """
@@ -185,9 +173,8 @@ def export_onnx(
             dynamic_axes[n] = axes
     dynamic_axes = dynamic_axes or None
 
-    is_hf = hasattr(module, "config") and hasattr(module, "set_attn_implementation")
     start = time.perf_counter()
-    with _export_mode(module) if is_hf else contextlib.nullcontext(), torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings():
         # Tracer warnings flag Python branches on shapes; the exported graph is checked at other shapes in tests.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # The legacy exporter is a deliberate choice (module docstring); its deprecation notices are noise here.
@@ -198,11 +185,10 @@ def export_onnx(
         warnings.filterwarnings("ignore", r"Exporting aten::index operator", UserWarning)
         # Strided slices (the VAE's latent split) stay Slice nodes; nothing to act on.
         warnings.filterwarnings("ignore", r"Constant folding - Only steps=1", UserWarning)
-        target = _keyword_wrapper(module, names, len(output_names)) if is_hf else module
         try:
             # TorchScript-based exporter: see the module docstring for why not dynamo.
             torch.onnx.export(
-                target,
+                module,
                 args,
                 str(path),
                 input_names=names,
@@ -230,53 +216,10 @@ def export_onnx(
             "inputs": [i.name for i in graph.input],
             "outputs": [o.name for o in graph.output],
             "nodes": len(graph.node),
-            "attention": "eager" if is_hf else "as traced",
+            # What the traced model ran (the builder builds eager attention, the kind onnxruntime fuses).
+            "attention": getattr(getattr(module, "config", None), "_attn_implementation", None) or "as traced",
         },
     )
-
-
-def _keyword_wrapper(model, names: list[str], n_outputs: int):
-    """A module passing positional tensors to a Hugging Face model as the keywords they stand for."""
-    import torch
-
-    params = inspect.signature(model.forward).parameters
-    keywords = []
-    for name in names:
-        role = re.sub(r"\.\d+$", "", name)
-        role = _ROLE_ALIASES.get(role, role)
-        if role not in params:
-            raise UserError(
-                f"export: input {name!r} matches no argument of {type(model).__name__}.forward",
-                field="inputs",
-                fix=f"name inputs after {', '.join(p for p in params if p.endswith(('ids', 'mask')))}",
-            )
-        keywords.append(role)
-
-    class KeywordFeeds(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, *tensors):
-            outputs = self.model(**dict(zip(keywords, tensors)), return_dict=False)
-            return tuple(outputs[:n_outputs])
-
-    return KeywordFeeds().eval()
-
-
-@contextlib.contextmanager
-def _export_mode(model) -> Iterator[None]:
-    """Eager attention (the only kind ORT fuses) for the duration of an export, then the old one back."""
-    previous = model.config._attn_implementation
-    try:
-        model.set_attn_implementation("eager")
-    except (ValueError, AttributeError) as exc:  # a model without an eager path keeps its own
-        log.info("keeping attention implementation %s: %s", previous, exc)
-    try:
-        yield
-    finally:
-        if model.config._attn_implementation != previous:
-            model.set_attn_implementation(previous)
 
 
 def _export_error(exc: Exception, path: Path) -> UserError:
@@ -448,7 +391,7 @@ _QUANT_EXTRA_OPTIONS = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
 def quantize_int8_dynamic(in_path: Path, out_path: Path, *, per_channel: bool = False) -> StageResult:
     """Int8 weights, activations quantized at run time (MatMulInteger + DynamicQuantizeLinear).
 
-    Faster than fp32 only where the CPU has int8 dot products (VNNI, AMX-INT8); on AVX2 alone it is not (GUIDE §4).
+    Faster than fp32 only where the CPU has int8 dot products (VNNI, AMX-INT8); on AVX2 alone it is not.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

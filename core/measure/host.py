@@ -1,7 +1,7 @@
 """Host and software facts recorded in every report, so two reports can be told apart.
 
-The instruction set decides which engine and precision win on a CPU (GUIDE §4: onnxruntime on an
-AVX-512 EPYC, OpenVINO bf16 on an AMX Xeon), so every report and benchmark names it.
+The instruction set decides which engine and precision win on a CPU (onnxruntime on an AVX-512 EPYC,
+OpenVINO bf16 on an AMX Xeon: docs/MEASUREMENTS.md), so every report and benchmark names it.
 """
 
 from __future__ import annotations

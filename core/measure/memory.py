@@ -13,8 +13,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from core.reporting.schema import ARTIFACT_SIZE, PEAK_RSS
-
 MB = 1 << 20
 SAMPLE_SECONDS = 0.005
 _PROC = Path("/proc/self")
@@ -128,5 +126,5 @@ def perf_memory_fields(peak: PeakRss, runtime: Any) -> dict[str, Any]:
 
 
 def compile_memory_fields(peak: PeakRss, artifact: Path | None) -> dict[str, Any]:
-    """Graph Compile's memory keys (a cache hit's peak is loading the cached artifact, not building it)."""
-    return {PEAK_RSS: peak.peak_mb, ARTIFACT_SIZE: artifact_size_mb(artifact), "Peak RSS Method": peak.method}
+    """Graph Compile's memory fields (a cache hit's peak is loading the cached artifact, not building it)."""
+    return {"peak_rss_mb": peak.peak_mb, "artifact_size_mb": artifact_size_mb(artifact), "peak_rss_method": peak.method}

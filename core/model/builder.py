@@ -72,6 +72,11 @@ def build_module(
         model = _diffusers_model(config, seed, where)
     else:
         model = _transformers_model(kind, config, seed, checkpoint, where)
+    return wrap(model, convention)
+
+
+def wrap(model, convention: CallingConvention):
+    """A built model behind the entry's calling convention: positional inputs in its order, a tuple out."""
     return _wrapper_class()(model, convention).eval()
 
 

@@ -53,36 +53,53 @@ class Gate:
             )
         return rule
 
-    def judge(self, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    def judge(self, outputs: dict[str, np.ndarray]) -> Verdict:
         from core.quality.drift import agreement_statistics
-        from core.reporting.report_io import quality_metrics
 
         stats = agreement_statistics(self.reference, outputs, self.features.lengths)
-        row: dict[str, Any] = {
-            "Normalized Drift": rounded(stats["Normalized Drift"]),
-            "Top-1 Agreement": rounded(stats["Top-1 Agreement"]),
-        }
+        drift, agreement = stats["Normalized Drift"], stats["Top-1 Agreement"]
+        verdict = Verdict(rounded(drift), rounded(agreement))
         problems = []
         if stats["Non-finite"]:
             problems.append(f"{stats['Non-finite']} NaN/Inf outputs")
         if self.by_metric:
-            metrics = quality_metrics(self.evaluate(outputs))
-            row["Metrics"] = {k: round(v, 4) for k, v in metrics.items()}
+            metrics = quality_of(self.evaluate(outputs))
+            verdict.metrics = {k: round(v, 4) for k, v in metrics.items()}
             problems += [
                 f"{k} {metrics.get(k, float('nan')):.4g} < {METRIC_RATIO:.0%} of {ref:.4g}"
                 for k, ref in self.reference_metrics.items()
                 if not metrics.get(k, float("-inf")) >= METRIC_RATIO * ref
             ]
         else:
-            drift, agreement = stats["Normalized Drift"], stats["Top-1 Agreement"]
             if drift is None or drift > DRIFT_BOUND:
                 problems.append(f"drift {drift:.3g} > {DRIFT_BOUND}" if drift is not None else "nothing to compare")
             if agreement is not None and agreement < AGREEMENT_BOUND:
                 problems.append(f"top-1 agreement {agreement:.0%} < {AGREEMENT_BOUND:.0%}")
-        row["Gate"] = "fail" if problems else "pass"
-        if problems:
-            row["Why"] = "; ".join(problems)
-        return row
+        verdict.gate = "fail" if problems else "pass"
+        verdict.why = "; ".join(problems) or None
+        return verdict
+
+
+@dataclass
+class Verdict:
+    """The gate's judgement of one candidate's outputs."""
+
+    normalized_drift: float | None
+    top1_agreement: float | None
+    metrics: dict[str, float] | None = None  # the task metrics, when the gate judges by them
+    gate: str = "pass"
+    why: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.gate == "pass"
+
+
+def quality_of(evaluation: dict[str, Any]) -> dict[str, float]:
+    """The quality metrics of a loader's evaluate() result (no counts, drift or problem counts)."""
+    from core.reporting.sections import Accuracy
+
+    return Accuracy.from_dict(evaluation).quality()
 
 
 def make_gate(
@@ -94,9 +111,7 @@ def make_gate(
     synthetic: bool,
 ) -> Gate:
     """The gate judges by task metric only for meaningful scores (real weights and tokenizer) on labelled data."""
-    from core.reporting.report_io import quality_metrics
-
-    metrics = quality_metrics(evaluate(reference)) if evaluate is not None and not synthetic else {}
+    metrics = quality_of(evaluate(reference)) if evaluate is not None and not synthetic else {}
     return Gate(features, reference, reference_label, evaluate if metrics else None, metrics)
 
 

@@ -20,6 +20,7 @@ from core.common.paths import state_dir
 from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
 from core.measure.timing import MeasurePolicy, measure
 from core.quality.gate import Gate
+from core.reporting.sections import CandidateRow, EngineSelection
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ TUNING_POLICY = MeasurePolicy(
 class Selection:
     candidate: Candidate
     compiled: CompiledModel
-    section: dict[str, Any]  # the report's Graph Compile["Engine Selection"]
+    section: EngineSelection  # the report's Graph Compile "Engine Selection"
 
 
 def _decision_path(model: str, payload: dict[str, Any]) -> Path:
@@ -54,23 +55,24 @@ def _body_digest(body: dict[str, Any]) -> str:
     return json_digest(body)
 
 
-def _read_decision(path: Path) -> dict[str, Any] | None:
+def _read_decision(path: Path) -> EngineSelection | None:
     if not path.is_file():
         return None
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
         if stored.get("sha256") != _body_digest(stored["decision"]):
             raise ValueError("its digest does not match")
-        return stored["decision"]
+        return EngineSelection.from_dict(stored["decision"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         console.warn(f"tuning decision {path} is damaged ({err}); tuning again")
         return None
 
 
-def _write_decision(path: Path, decision: dict[str, Any]) -> None:
+def _write_decision(path: Path, decision: EngineSelection) -> None:
     from core.common.atomic import atomic_write_text
 
-    atomic_write_text(path, json.dumps({"decision": decision, "sha256": _body_digest(decision)}, indent=2) + "\n")
+    body = decision.to_dict()
+    atomic_write_text(path, json.dumps({"decision": body, "sha256": _body_digest(body)}, indent=2) + "\n")
 
 
 def select(
@@ -97,12 +99,11 @@ def select(
         },
     )
     decision = _read_decision(path)
-    if decision is not None and decision.get("Chosen") in by_label:
-        chosen = by_label[decision["Chosen"]]
-        console.info(f"engine: {chosen.label} (decided {decision['Decided']} on this host; cached: {path.name})")
-        return Selection(
-            chosen, compile_candidate(chosen), {**decision, "Decision": f"cached from {decision['Decided']}"}
-        )
+    if decision is not None and decision.chosen in by_label:
+        chosen = by_label[decision.chosen]
+        console.info(f"engine: {chosen.label} (decided {decision.decided} on this host; cached: {path.name})")
+        decision.decision = f"cached from {decision.decided}"
+        return Selection(chosen, compile_candidate(chosen), decision)
 
     console.info(
         f"choosing among {len(candidates)} candidates at batch size {batch_size}: "
@@ -112,80 +113,71 @@ def select(
     started = time.perf_counter()
     gate = make_gate()
     rows = [_try(c, compile_candidate, make_runtime, batch_size, feeds, gate) for c in candidates]
-    passing = [row for row in rows if row.get("Gate") == "pass"]
+    passing = [row for row in rows if row.passed]
     if not passing:
-        reasons = "; ".join(f"{row['Engine']} {row['Precision']}: {row.get('Why', row.get('Gate'))}" for row in rows)
+        reasons = "; ".join(f"{row.label}: {row.why or row.gate}" for row in rows)
         raise UserError(
             f"no candidate passed the accuracy gate: {reasons}",
             field="engine",
             fix="pin --engine and --precision to run one anyway",
         )
-    best = max(passing, key=lambda row: row["QPS"])
-    chosen = by_label[f"{best['Engine']} {best['Precision']}"]
-    runner_up = max((row for row in passing if row is not best), key=lambda row: row["QPS"], default=None)
+    best = max(passing, key=lambda row: row.qps)
+    chosen = by_label[best.label]
+    runner_up = max((row for row in passing if row is not best), key=lambda row: row.qps, default=None)
     reason = (
         f"fastest of {len(passing)} candidates that passed the accuracy gate ({len(rows)} tried) at batch size "
-        f"{batch_size}: {best['QPS']:.4g} QPS"
-        + (f", next {runner_up['Engine']} {runner_up['Precision']} {runner_up['QPS']:.4g} QPS" if runner_up else "")
+        f"{batch_size}: {best.qps:.4g} QPS" + (f", next {runner_up.label} {runner_up.qps:.4g} QPS" if runner_up else "")
     )
     for row in rows:
-        row["Chosen"] = row is best
-    decision = {
-        "Chosen": chosen.label,
-        "Decided": now_iso(),
-        "Reason": reason,
-        "Batch Size": batch_size,
-        "Tuning Seconds": round(time.perf_counter() - started, 1),
-        "Timing": "brief: warm-up, then at least 5 calls and 1 s (at most 3 s) per candidate",
-        "Gate": gate.rule(),
-        "Candidates": rows,
-    }
+        row.chosen = row is best
+    decision = EngineSelection(
+        chosen=chosen.label,
+        decided=now_iso(),
+        reason=reason,
+        batch_size=batch_size,
+        tuning_seconds=round(time.perf_counter() - started, 1),
+        timing="brief: warm-up, then at least 5 calls and 1 s (at most 3 s) per candidate",
+        gate=gate.rule(),
+        candidates=rows,
+    )
     _write_decision(path, decision)
     console.info(f"engine: {chosen.label}, {reason}")
-    return Selection(chosen, compile_candidate(chosen), {**decision, "Decision": "tuned in this run"})
+    decision.decision = "tuned in this run"
+    return Selection(chosen, compile_candidate(chosen), decision)
 
 
 def _try(
     candidate: Candidate, compile_candidate, make_runtime, batch_size: int, feeds: Feeds, gate: Gate
-) -> dict[str, Any]:
+) -> CandidateRow:
     """One candidate's row: compile, brief timing, gate. A failing candidate is recorded, not fatal."""
-    row: dict[str, Any] = {"Engine": candidate.engine, "Precision": candidate.precision}
+    row = CandidateRow(engine=candidate.engine, precision=candidate.precision)
     runtime = None
     try:
         with console.status(f"compiling {candidate.label}"):
             compiled = compile_candidate(candidate)
-        row["Compile Seconds"] = round(compiled.compile_seconds, 3)
-        row["Cache"] = "hit" if compiled.cache_hit else "miss"
+        row.compile_seconds = round(compiled.compile_seconds, 3)
+        row.cache = "hit" if compiled.cache_hit else "miss"
         runtime = make_runtime(compiled, candidate.config)
         runtime.load(batch_size)
         result = measure(runtime.bind(feeds), TUNING_POLICY, batch_size)
-        row.update(
-            {
-                "QPS": round(result.qps, 4),
-                "P50 Latency": round(result.latency.p50, 4),
-                "Iterations": result.latency.count,
-            }
-        )
+        row.qps, row.p50_latency = round(result.qps, 4), round(result.latency.p50, 4)
+        row.iterations = result.latency.count
         outputs, _ = run_features(runtime, gate.features, DATASET_BATCH_SIZE, length_aware=True)
-        row.update(gate.judge(outputs))
+        verdict = gate.judge(outputs)
+        row.normalized_drift, row.top1_agreement = verdict.normalized_drift, verdict.top1_agreement
+        row.metrics, row.gate, row.why = verdict.metrics, verdict.gate, verdict.why
     except (KeyboardInterrupt, Interrupted):
         raise
     except Exception as err:  # a candidate this model or host cannot run must not end the run
         log.debug("candidate %s failed", candidate.label, exc_info=True)
-        row.update(
-            {
-                "Gate": "error",
-                "Why": err.message if isinstance(err, UserError) else f"{type(err).__name__}: {one_line(err)}",
-            }
-        )
+        row.gate = "error"
+        row.why = err.message if isinstance(err, UserError) else f"{type(err).__name__}: {one_line(err)}"
     finally:
         if runtime is not None:
             runtime.close()
-    shown = f"{row['QPS']:.4g} QPS" if "QPS" in row else "no timing"
+    shown = f"{row.qps:.4g} QPS" if row.qps is not None else "no timing"
     drift = (
-        f", drift {row['Normalized Drift']}, agreement {row['Top-1 Agreement']}"
-        if row.get("Normalized Drift") is not None
-        else ""
+        f", drift {row.normalized_drift}, agreement {row.top1_agreement}" if row.normalized_drift is not None else ""
     )
-    console.info(f"  {candidate.label}: {shown}{drift} -> {row['Gate']}" + (f" ({row['Why']})" if "Why" in row else ""))
+    console.info(f"  {candidate.label}: {shown}{drift} -> {row.gate}" + (f" ({row.why})" if row.why else ""))
     return row

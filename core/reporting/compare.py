@@ -18,7 +18,8 @@ from core.common.atomic import atomic_write_text
 from core.common.cli import run_command
 from core.common.errors import UserError
 from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
-from core.reporting.report_io import normalize_report, read_report_file, resolve_report_path
+from core.reporting.report import RunReport
+from core.reporting.report_io import read_report, resolve_report_path
 from core.reporting.tables import render_text
 
 EXIT_REGRESSION = 1
@@ -36,11 +37,11 @@ def parse_threshold(text: str) -> float:
     return value / 100
 
 
-def unique_labels(reports: Sequence[dict], args: Sequence[str]) -> list[str]:
+def unique_labels(reports: Sequence[RunReport], args: Sequence[str]) -> list[str]:
     """Run ids where known, else <HW>/<model>/<file> or the argument; repeated labels get #2, #3."""
     labels: list[str] = []
     for r, arg in zip(reports, args):
-        label = r["run_id"] or ("/".join(Path(r["source"]).parts[-3:]) if r["source"] else arg)
+        label = r.run_id or ("/".join(r.source.parts[-3:]) if r.source else arg)
         n, candidate = 1, label
         while candidate in labels:
             n += 1
@@ -49,15 +50,14 @@ def unique_labels(reports: Sequence[dict], args: Sequence[str]) -> list[str]:
     return labels
 
 
-def load_for_compare(args: Sequence[str], reports_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(raw, normalized) reports for paths or run ids."""
-    raw, normalized = [], []
+def load_for_compare(args: Sequence[str], reports_dir: Path) -> tuple[list[dict], list[RunReport]]:
+    """(as written, typed) reports for paths or run ids."""
+    raw, typed = [], []
     for arg in args:
-        path = resolve_report_path(arg, reports_dir)
-        data = read_report_file(path)
+        data, report = read_report(resolve_report_path(arg, reports_dir))
         raw.append(data)
-        normalized.append(normalize_report(data, source=path))
-    return raw, normalized
+        typed.append(report)
+    return raw, typed
 
 
 def render(cmp: Comparison, raw: Sequence[dict], fmt_name: str, color: bool) -> str:
@@ -66,7 +66,7 @@ def render(cmp: Comparison, raw: Sequence[dict], fmt_name: str, color: bool) -> 
     if fmt_name == "html":
         from core.reporting.html_report import render_compare_html
 
-        base_dirs = [Path(r["source"]).parent if r["source"] else None for r in cmp.reports]
+        base_dirs = [r.source.parent if r.source else None for r in cmp.reports]
         return render_compare_html(raw, labels=cmp.labels, threshold=cmp.threshold, base_dirs=base_dirs)
     return render_text(comparison_tables(cmp), comparison_notes(cmp), fmt_name, color)
 

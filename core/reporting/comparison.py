@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from core.reporting.schema import LATENCY_KEYS, LOADGEN_KEYS, MEMORY_KEYS, QPS
+from core.reporting.report import RunReport
+from core.reporting.schema import LATENCY_KEYS, MEMORY_KEYS, QPS
+from core.reporting.sections import LoadGenResult
 from core.reporting.tables import Cell, TextTable, fmt
 
-# What a mismatch warning checks, as (normalized key, what users call it).
+# What a mismatch warning checks, as (RunReport attribute, what users call it).
 IDENTITY_FIELDS = (
     ("model", "model"),
     ("dataset", "dataset"),
-    ("precision", "precision"),
+    ("precision_ran", "precision"),
     ("weights_kind", "weights"),
     ("host_cpu", "host cpu"),
     ("data_percent", "data percent"),
@@ -21,7 +23,7 @@ IDENTITY_FIELDS = (
 
 
 @dataclass
-class PerfRow:
+class ComparedRow:
     bs: int
     metric: str
     values: list[float | None]
@@ -33,7 +35,7 @@ class PerfRow:
 @dataclass
 class LoadGenRow:
     scenario: str
-    metric: str  # a LOADGEN_KEYS number, or "Result" (VALID/INVALID as LoadGen judged)
+    metric: str  # a LoadGenResult.NUMBERS number, or "Result" (VALID/INVALID as LoadGen judged)
     values: list[Any]
     ratios: list[float | None]
     regressions: list[bool]
@@ -60,10 +62,10 @@ class Regression:
 @dataclass
 class Comparison:
     labels: list[str]
-    reports: list[dict[str, Any]]  # normalized (core.reporting.report_io.normalize_report)
+    reports: list[RunReport]
     threshold: float | None
     batch_sizes: list[int]
-    perf: list[PerfRow]
+    perf: list[ComparedRow]
     accuracy: list[MetricRow]
     numeric: list[MetricRow]
     compile_memory: list[MetricRow]
@@ -72,84 +74,87 @@ class Comparison:
     loadgen: list[LoadGenRow] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        keys = (
-            "source",
-            "format",
-            "model",
-            "backend",
-            "engine",
-            "dataset",
-            "precision",
-            "weights_kind",
-            "host_cpu",
-            "run_id",
-            "run_status",
-            "started",
-        )
-        data = asdict(self)
-        data["reports"] = [
-            {"label": label, **{k: r.get(k) for k in keys}} for label, r in zip(self.labels, self.reports)
-        ]
+        data = asdict(replace(self, reports=[]))
+        data["reports"] = [{"label": label, **_identity(r)} for label, r in zip(self.labels, self.reports)]
         return data
+
+
+def _identity(r: RunReport) -> dict[str, Any]:
+    return {
+        "source": str(r.source) if r.source else None,
+        "format": r.format,
+        "model": r.model,
+        "backend": r.backend or None,
+        "engine": r.engine,
+        "dataset": r.dataset,
+        "precision": r.precision_ran,
+        "weights_kind": r.weights_kind,
+        "host_cpu": r.host_cpu,
+        "run_id": r.run_id or None,
+        "run_status": r.status,
+        "started": r.started,
+    }
 
 
 def _same(a: Any, b: Any) -> bool:
     return (a.lower() == b.lower()) if isinstance(a, str) and isinstance(b, str) else a == b
 
 
-def _warnings(labels: Sequence[str], reports: Sequence[dict]) -> list[str]:
+def _warnings(labels: Sequence[str], reports: Sequence[RunReport]) -> list[str]:
     warnings = []
     for key, name in IDENTITY_FIELDS:
-        values = [r[key] for r in reports]
+        values = [getattr(r, key) for r in reports]
         if any(not _same(v, values[0]) for v in values[1:]):
             shown = ", ".join(
                 f"{label}={fmt(v) if isinstance(v, float) else v or 'unknown'}" for label, v in zip(labels, values)
             )
             warnings.append(f"{name} differs: {shown}")
     for label, r in zip(labels, reports):
-        if r["run_status"] and r["run_status"] != "complete":
-            warnings.append(f"{label}: run is {r['run_status']}; its numbers may be partial")
-        if r["weights_kind"] == "synthetic" and r["accuracy"]:
+        if r.status and r.status != "complete":
+            warnings.append(f"{label}: run is {r.status}; its numbers may be partial")
+        if r.weights_kind == "synthetic" and r.quality:
             warnings.append(f"{label}: synthetic weights, its accuracy numbers are meaningless")
     for label, r in zip(labels, reports):
-        warnings += [f"{label}: {note}" for note in r.get("notes", ())]
+        warnings += [f"{label}: {note}" for note in r.read_notes]
     base = reports[0]
     for label, r in zip(labels[1:], reports[1:]):
         # Vendor reports often hold one tuned batch size: still worth seeing side by side, without ratios.
-        if base["perf"] and r["perf"] and not set(base["perf"]) & set(r["perf"]):
+        if base.perf_by_bs and r.perf_by_bs and not set(base.perf_by_bs) & set(r.perf_by_bs):
             warnings.append(
-                f"{label} shares no batch size with {labels[0]} ({sorted(r['perf'])} vs "
-                f"{sorted(base['perf'])}): values are shown side by side, without ratios"
+                f"{label} shares no batch size with {labels[0]} ({sorted(r.perf_by_bs)} vs "
+                f"{sorted(base.perf_by_bs)}): values are shown side by side, without ratios"
             )
-    all_bs = sorted({bs for r in reports for bs in r["perf"]})
+    all_bs = sorted({bs for r in reports for bs in r.perf_by_bs})
     for bs in all_bs:
-        missing = [label for label, r in zip(labels, reports) if bs not in r["perf"]]
+        missing = [label for label, r in zip(labels, reports) if bs not in r.perf_by_bs]
         if missing:
             warnings.append(f"batch size {bs} is missing from {', '.join(missing)}")
     return warnings
 
 
-def _metric_rows(reports: Sequence[dict], section: str) -> list[MetricRow]:
-    names = list(dict.fromkeys(name for r in reports for name in r[section]))
+def _metric_rows(reports: Sequence[RunReport], section: str) -> list[MetricRow]:
+    """Rows of one of RunReport's number views: quality, numeric or compile_memory."""
+    views = [getattr(r, section) for r in reports]
+    names = list(dict.fromkeys(name for view in views for name in view))
     rows = []
     for name in names:
-        values = [r[section].get(name) for r in reports]
+        values = [view.get(name) for view in views]
         base = values[0]
         rows.append(MetricRow(name, values, [None if base is None or v is None else v - base for v in values]))
     return rows
 
 
-def build_comparison(reports: Sequence[dict], labels: Sequence[str], threshold: float | None = None) -> Comparison:
-    """Compare normalized reports against the first, over the union of their batch sizes (gaps shown as such)."""
-    batch_sizes = sorted({bs for r in reports for bs in r["perf"]})
-    perf: list[PerfRow] = []
+def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], threshold: float | None = None) -> Comparison:
+    """Compare reports against the first, over the union of their batch sizes (gaps shown as such)."""
+    batch_sizes = sorted({bs for r in reports for bs in r.perf_by_bs})
+    perf: list[ComparedRow] = []
     regressions: list[Regression] = []
     for bs in batch_sizes:
-        rows = [r["perf"].get(bs) for r in reports]
-        statuses = [row["Status"] if row else None for row in rows]
+        rows = [r.perf_by_bs.get(bs) for r in reports]
+        statuses = [row.status if row else None for row in rows]
         if threshold is not None and statuses[0] == "ok":
             for label, row in zip(labels[1:], rows[1:]):
-                if row and row["Status"] != "ok":
+                if row and not row.ok:
                     regressions.append(
                         Regression(
                             label,
@@ -158,12 +163,12 @@ def build_comparison(reports: Sequence[dict], labels: Sequence[str], threshold: 
                             None,
                             None,
                             None,
-                            f"{label}: batch size {bs} {row['Status']} "
-                            f"({row['Error'] or 'no error recorded'}); the baseline ran",
+                            f"{label}: batch size {bs} {row.status} "
+                            f"({row.error or 'no error recorded'}); the baseline ran",
                         )
                     )
         for metric in (QPS, *LATENCY_KEYS, *MEMORY_KEYS):
-            values = [row[metric] if row else None for row in rows]
+            values = [row.number(metric) if row else None for row in rows]
             if all(v is None for v in values):
                 continue
             # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
@@ -178,7 +183,7 @@ def build_comparison(reports: Sequence[dict], labels: Sequence[str], threshold: 
                 metric=metric,
                 regressions=regressions,
             )
-            perf.append(PerfRow(bs, metric, values, ratios, statuses, flags))
+            perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags))
     loadgen = _loadgen_rows(reports, labels, threshold, regressions)
     return Comparison(
         list(labels),
@@ -186,7 +191,7 @@ def build_comparison(reports: Sequence[dict], labels: Sequence[str], threshold: 
         threshold,
         batch_sizes,
         perf,
-        _metric_rows(reports, "accuracy"),
+        _metric_rows(reports, "quality"),
         _metric_rows(reports, "numeric"),
         _metric_rows(reports, "compile_memory"),
         _warnings(labels, reports),
@@ -235,13 +240,13 @@ LOADGEN_LOWER_BETTER = ("P50 Latency", "P90 Latency", "P99 Latency")
 
 
 def _loadgen_rows(
-    reports: Sequence[dict], labels: Sequence[str], threshold: float | None, regressions: list[Regression]
+    reports: Sequence[RunReport], labels: Sequence[str], threshold: float | None, regressions: list[Regression]
 ) -> list[LoadGenRow]:
     """LoadGen scenarios side by side; with a threshold, VALID -> INVALID and QPS/latency changes beyond it regress."""
     rows: list[LoadGenRow] = []
-    for scenario in dict.fromkeys(s for r in reports for s in r["loadgen"]):
-        entries = [r["loadgen"].get(scenario) for r in reports]
-        results = [e["Result"] if e else None for e in entries]
+    for scenario in dict.fromkeys(s for r in reports for s in r.loadgen_by_scenario):
+        entries = [r.loadgen_by_scenario.get(scenario) for r in reports]
+        results = [e.result if e else None for e in entries]
         flags = [
             threshold is not None and i > 0 and results[0] == "VALID" and v not in (None, "VALID")
             for i, v in enumerate(results)
@@ -260,8 +265,8 @@ def _loadgen_rows(
                     )
                 )
         rows.append(LoadGenRow(scenario, "Result", results, [None] * len(results), flags))
-        for metric in LOADGEN_KEYS:
-            values = [e[metric] if e else None for e in entries]
+        for metric in LoadGenResult.NUMBERS:
+            values = [e.number(metric) if e else None for e in entries]
             if all(v is None for v in values):
                 continue
             ratios, flags = _judge(

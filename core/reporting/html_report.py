@@ -18,8 +18,9 @@ from typing import Any
 from core.common.atomic import atomic_write_text
 from core.common.paths import REPO_ROOT
 from core.reporting.comparison import build_comparison, comparison_notes, comparison_tables
-from core.reporting.report_io import as_number, normalize_report
-from core.reporting.schema import LATENCY_KEYS, LOADGEN_KEYS, PERF_KEYS, QPS, ROW_KEYS
+from core.reporting.report import RunReport
+from core.reporting.schema import LATENCY_KEYS, PERF_KEYS, QPS, ROW_KEYS, as_text
+from core.reporting.sections import GraphCompile, LoadGenResult
 from core.reporting.tables import Cell, TextTable, fmt
 
 MAX_EMBED_BYTES = 8 << 20
@@ -146,13 +147,13 @@ def _legend(ax, **options) -> None:
         ax.legend(loc="best", fontsize="small", **options)
 
 
-def _series(report: dict, key: str) -> tuple[list[int], list[float]]:
-    points = [(bs, row[key]) for bs, row in report["perf"].items() if row[key] is not None]
+def _series(report: RunReport, key: str) -> tuple[list[int], list[float]]:
+    points = [(bs, row.number(key)) for bs, row in report.perf_by_bs.items() if row.number(key) is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def _bs_axis(ax, reports: Sequence[dict]) -> None:
-    sizes = sorted({bs for r in reports for bs in r["perf"]})
+def _bs_axis(ax, reports: Sequence[RunReport]) -> None:
+    sizes = sorted({bs for r in reports for bs in r.perf_by_bs})
     if sizes and max(sizes) / min(sizes) >= 8:
         ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
@@ -160,7 +161,7 @@ def _bs_axis(ax, reports: Sequence[dict]) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _qps_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> str:
+def _qps_plot(plots: _Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
     def draw(ax):
         for i, (r, label) in enumerate(zip(reports, labels)):
             xs, ys = _series(r, QPS)
@@ -175,7 +176,7 @@ def _qps_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> 
     return _img(plots.render(draw), "QPS vs batch size")
 
 
-def _latency_plot(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> str:
+def _latency_plot(plots: _Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
     styles = {
         "AVG Latency": ("x", ":"),
         "P50 Latency": ("o", "-"),
@@ -224,17 +225,19 @@ def _histogram_plot(plots: _Plots, hist: dict[str, list[float]], label: str) -> 
 
 
 def _bars_plot(
-    plots: _Plots, reports: Sequence[dict], labels: Sequence[str], section: str, title: str, log: bool
+    plots: _Plots, reports: Sequence[RunReport], labels: Sequence[str], section: str, title: str, log: bool
 ) -> str:
-    names = list(dict.fromkeys(n for r in reports for n in r[section]))
+    """Bars of one of RunReport's number views (quality, numeric) side by side."""
+    views = [getattr(r, section) for r in reports]
+    names = list(dict.fromkeys(n for view in views for n in view))
     if not names:
         return ""
 
     def draw(ax):
         width = 0.8 / len(reports)
-        for i, (r, label) in enumerate(zip(reports, labels)):
-            xs = [j + i * width for j, n in enumerate(names) if r[section].get(n) is not None]
-            ys = [r[section][n] for n in names if r[section].get(n) is not None]
+        for i, (view, label) in enumerate(zip(views, labels)):
+            xs = [j + i * width for j, n in enumerate(names) if view.get(n) is not None]
+            ys = [view[n] for n in names if view.get(n) is not None]
             ax.bar(xs, ys, width=width, color=PLOT_COLORS[i % len(PLOT_COLORS)], label=_plain(label))
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], [_plain(n) for n in names])
         if log:
@@ -245,67 +248,74 @@ def _bars_plot(
     return _img(plots.render(draw), title)
 
 
-def _diff_figure(plots: _Plots, report: dict, label: str, base_dir: Path | None) -> str:
-    png = find_diff_png(report["diff_dist"], base_dir)
+def _diff_figure(plots: _Plots, report: RunReport, label: str, base_dir: Path | None) -> str:
+    drift = report.accuracy.drift if report.accuracy else None
+    if drift is None:
+        return ""
+    diff_dist = as_text(drift.diff_dist)
+    png = find_diff_png(diff_dist, base_dir)
     if png is not None:
-        return _img(png, f"Numeric diff distribution: {label} ({report['diff_dist']})")
-    if report["diff_histogram"]:
-        return _histogram_plot(plots, report["diff_histogram"], label)
-    if report["diff_dist"]:
-        return f"<p>Numeric diff plot {_e(report['diff_dist'])} for {_e(label)} was not found.</p>"
+        return _img(png, f"Numeric diff distribution: {label} ({diff_dist})")
+    if drift.histogram():
+        return _histogram_plot(plots, drift.histogram(), label)
+    if diff_dist:
+        return f"<p>Numeric diff plot {_e(diff_dist)} for {_e(label)} was not found.</p>"
     return ""
 
 
 # ---------------------------------------------------------------- pages
-def _banners(report: dict, label: str) -> str:
+def _banners(report: RunReport, label: str) -> str:
     out = []
-    if report["weights_kind"] == "synthetic":
+    if report.weights_kind == "synthetic":
         # Our runs' note already is the warning; say it once. Other notes get the standard sentence first.
-        note = report["weights_note"] or ""
+        note = as_text(report.weights.note) or ""
         if "synthetic weights" not in note.lower():
             note = (
                 "SYNTHETIC WEIGHTS (random, not trained): timings are real; accuracy and numeric results "
                 "are meaningless." + (f" {note}" if note else "")
             )
         out.append(f'<div class="banner synthetic">⚠ {_e(label)}: {_e(note)}</div>')
-    if report["run_status"] and report["run_status"] != "complete":
+    if report.status and report.status != "complete":
         out.append(
-            f'<div class="banner warn">{_e(label)}: run status is {_e(report["run_status"])}; '
-            "results may be partial.</div>"
+            f'<div class="banner warn">{_e(label)}: run status is {_e(report.status)}; results may be partial.</div>'
         )
     return "".join(out)
 
 
-def _perf_table(report: dict) -> TextTable:
-    keys = [k for k in PERF_KEYS if any(row[k] is not None for row in report["perf"].values())]
+def _perf_table(report: RunReport) -> TextTable:
+    rows = report.perf_by_bs
+    keys = [k for k in PERF_KEYS if any(row.number(k) is not None for row in rows.values())]
     table = TextTable("Performance (latency in ms)", ["BS", "status", *keys, "error"], text_columns=2)
-    for bs, row in report["perf"].items():
-        failed = row["Status"] != "ok"
+    for bs, row in rows.items():
+        failed = not row.ok
+        numbers = {k: row.number(k) for k in keys}
         table.rows.append(
             [
                 Cell(str(bs)),
-                Cell(row["Status"], bad=failed),
-                *(Cell(fmt(row[k]) if k not in COUNT_KEYS or row[k] is None else f"{row[k]:.0f}") for k in keys),
-                Cell(row["Error"] or "", bad=failed),
+                Cell(row.status, bad=failed),
+                *(Cell(fmt(v) if k not in COUNT_KEYS or v is None else f"{v:.0f}") for k, v in numbers.items()),
+                Cell(as_text(row.error) or "", bad=failed),
             ]
         )
     return table
 
 
-def _loadgen_table(report: dict) -> str:
+def _loadgen_table(report: RunReport) -> str:
     """One row per LoadGen scenario: LoadGen's verdict, its numbers, and where its own summary log is."""
-    if not report["loadgen"]:
+    entries = report.loadgen_by_scenario
+    if not entries:
         return ""
-    keys = [k for k in LOADGEN_KEYS if any(e[k] is not None for e in report["loadgen"].values())]
+    keys = [k for k in LoadGenResult.NUMBERS if any(e.number(k) is not None for e in entries.values())]
     table = TextTable("LoadGen scenarios (latency in ms)", ["scenario", "result", *keys, "log summary"], text_columns=2)
-    for scenario, entry in report["loadgen"].items():
-        invalid = entry["Result"] != "VALID"
+    for scenario, entry in entries.items():
+        invalid = entry.result != "VALID"
+        error = as_text(entry.error)
         table.rows.append(
             [
                 Cell(scenario),
-                Cell(entry["Result"] or "—", bad=invalid),
-                *(Cell(fmt(entry[k])) for k in keys),
-                Cell(entry["Log"] or entry["Error"] or "—", bad=bool(entry["Error"])),
+                Cell(as_text(entry.result) or "—", bad=invalid),
+                *(Cell(fmt(entry.number(k))) for k in keys),
+                Cell(as_text(entry.log_summary) or error or "—", bad=bool(error)),
             ]
         )
     return "<h2>LoadGen scenarios</h2>" + _table_html(table)
@@ -314,50 +324,49 @@ def _loadgen_table(report: dict) -> str:
 SELECTION_COLUMNS = ("QPS", "P50 Latency", "Normalized Drift", "Top-1 Agreement", "Compile Seconds")
 
 
-def _selection_table(compile_section: Any) -> str:
+def _selection_table(graph_compile: GraphCompile | None) -> str:
     """Graph Compile's engine selection: every candidate, its speed, its drift and the gate's verdict."""
-    selection = compile_section.get("Engine Selection") if isinstance(compile_section, dict) else None
-    rows = selection.get("Candidates") if isinstance(selection, dict) else None
-    if not isinstance(rows, list) or not rows:
+    selection = graph_compile.engine_selection if graph_compile else None
+    if selection is None or not selection.candidates:
         return ""
     table = TextTable(
-        f"Engine selection: {selection.get('Chosen', '—')} ({selection.get('Decision', '')})",
+        f"Engine selection: {as_text(selection.chosen) or '—'} ({as_text(selection.decision) or ''})",
         ["engine", "precision", "gate", "why", *SELECTION_COLUMNS],
         text_columns=4,
     )
-    for row in (r for r in rows if isinstance(r, dict)):
+    for row in selection.candidates:
         table.rows.append(
             [
-                Cell(str(row.get("Engine", "")), strong=bool(row.get("Chosen"))),
-                Cell(str(row.get("Precision", ""))),
-                Cell(str(row.get("Gate", "")), bad=row.get("Gate") != "pass"),
-                Cell(str(row.get("Why", ""))),
-                *(Cell(fmt(as_number(row.get(k)))) for k in SELECTION_COLUMNS),
+                Cell(as_text(row.engine) or "", strong=bool(row.chosen)),
+                Cell(as_text(row.precision) or ""),
+                Cell(as_text(row.gate) or "", bad=not row.passed),
+                Cell(as_text(row.why) or ""),
+                *(Cell(fmt(row.number(k))) for k in SELECTION_COLUMNS),
             ]
         )
-    return f"<p>{_e(selection.get('Reason', ''))}</p>" + _table_html(table)
+    return f"<p>{_e(as_text(selection.reason) or '')}</p>" + _table_html(table)
 
 
-def _plots_section(plots: _Plots, reports: Sequence[dict], labels: Sequence[str]) -> str:
-    if not any(r["perf"] for r in reports):
+def _plots_section(plots: _Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
+    if not any(r.performance for r in reports):
         return "<p>No performance rows in this report.</p>"
     return _qps_plot(plots, reports, labels) + _latency_plot(plots, reports, labels)
 
 
 def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
     """One run's page. base_dir: where `Accuracy.Diff Dist` is looked up (the report's folder)."""
-    norm = normalize_report(report)
-    label = norm["run_id"] or norm["model"] or "report"
+    typed = RunReport.from_dict(report)
+    label = typed.run_id or typed.model or "report"
     plots = _Plots()
     run = report.get("Run") if isinstance(report.get("Run"), dict) else {}
     summary = {
-        "Model": norm["model"],
-        "Backend": norm["backend"],
-        "Engine": norm["engine"],
-        "Dataset": norm["dataset"],
-        "Precision": norm["precision"],
-        "Weights": norm["weights_kind"],
-        "Report format": norm["schema"] or "ByteMLPerf",
+        "Model": typed.model,
+        "Backend": typed.backend,
+        "Engine": typed.engine,
+        "Dataset": typed.dataset,
+        "Precision": typed.precision_ran,
+        "Weights": typed.weights_kind,
+        "Report format": typed.schema or "ByteMLPerf",
         **{f"Run {k}": v for k, v in run.items()},
     }
     accuracy = report.get("Accuracy") if isinstance(report.get("Accuracy"), dict) else {}
@@ -370,20 +379,20 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
     }
     # What a reader looks for first (the numbers) comes first; the full configuration closes the page.
     body = [
-        f"<h1>perfbench report: {_e(norm['model'] or 'unnamed model')}</h1>",
-        _banners(norm, label),
+        f"<h1>perfbench report: {_e(typed.model or 'unnamed model')}</h1>",
+        _banners(typed, label),
         _kv_table("Run", summary),
         "<h2>Performance</h2>",
-        _table_html(_perf_table(norm)) if norm["perf"] else "<p>No performance rows.</p>",
-        _plots_section(plots, [norm], [label]),
-        _loadgen_table(norm),
+        _table_html(_perf_table(typed)) if typed.performance else "<p>No performance rows.</p>",
+        _plots_section(plots, [typed], [label]),
+        _loadgen_table(typed),
         _kv_table("LoadGen Accuracy", report.get("LoadGen Accuracy")),
-        _kv_table("Compile memory (MB)", norm["compile_memory"]),
-        _selection_table(report.get("Graph Compile")),
+        _kv_table("Compile memory (MB)", typed.compile_memory),
+        _selection_table(typed.graph_compile),
         "<h2>Accuracy and numeric diff</h2>",
         _kv_table("Accuracy", {k: v for k, v in accuracy.items() if k != "Dataset Provenance"})
         or "<p>No accuracy section.</p>",
-        _diff_figure(plots, norm, label, base_dir),
+        _diff_figure(plots, typed, label, base_dir),
         _kv_table("Dataset Throughput", report.get("Dataset Throughput")),
         "<h2>Provenance</h2>",
         *(_kv_table(k, v if isinstance(v, dict) else {k: v}) for k, v in provenance.items() if v),
@@ -391,7 +400,7 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
         _kv_table("Graph Compile", report.get("Graph Compile")),
         _kv_table("Config", report.get("Config")),
     ]
-    return _page(f"perfbench: {norm['model'] or 'report'}", "".join(body))
+    return _page(f"perfbench: {typed.model or 'report'}", "".join(body))
 
 
 def write_run_html(report: dict, path: Path, *, base_dir: Path | None = None) -> Path:
@@ -408,8 +417,8 @@ def render_compare_html(
     base_dirs: Sequence[Path | None] | None = None,
 ) -> str:
     """Several runs on the same plots, with the comparison tables, warnings and regressions."""
-    norms = [normalize_report(r) for r in reports]
-    labels = list(labels) if labels else [n["run_id"] or f"report {i + 1}" for i, n in enumerate(norms)]
+    norms = [RunReport.from_dict(r) for r in reports]
+    labels = list(labels) if labels else [n.run_id or f"report {i + 1}" for i, n in enumerate(norms)]
     base_dirs = list(base_dirs) if base_dirs else [None] * len(norms)
     cmp = build_comparison(norms, labels, threshold)
     plots = _Plots()
@@ -423,8 +432,8 @@ def render_compare_html(
             [
                 Cell(label),
                 *(
-                    Cell(n[k] or "—")
-                    for k in ("model", "backend", "engine", "precision", "weights_kind", "host_cpu", "started")
+                    Cell(getattr(n, k) or "—")
+                    for k in ("model", "backend", "engine", "precision_ran", "weights_kind", "host_cpu", "started")
                 ),
             ]
         )
@@ -437,7 +446,7 @@ def render_compare_html(
         *(_table_html(t) for t in comparison_tables(cmp)),
         "<h2>Plots</h2>",
         _plots_section(plots, norms, labels),
-        _bars_plot(plots, norms, labels, "accuracy", "Accuracy", log=False),
+        _bars_plot(plots, norms, labels, "quality", "Accuracy", log=False),
         _bars_plot(plots, norms, labels, "numeric", "Numeric diff vs reference", log=True),
         *(_diff_figure(plots, n, label, d) for n, label, d in zip(norms, labels, base_dirs)),
     ]

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from core.common.atomic import atomic_write_text
-from core.reporting.schema import SCHEMA, PerfRow
+from core.common.errors import UserError
+from core.reporting.schema import BS, QPS, SCHEMA, PerfRow, as_number, as_text
+from core.reporting.sections import (
+    COMPILE_MEMORY,
+    Accuracy,
+    GraphCompile,
+    HostInfo,
+    LoadGenResult,
+    Weights,
+)
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -43,47 +52,137 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# Top-level keys the typed fields hold; every other top-level key is kept in `sections` as written.
+TYPED_KEYS = (
+    "Schema",
+    "Model",
+    "Backend",
+    "Host Info",
+    "Dataset",
+    "Instance Count",
+    "Device Count",
+    "Graph Compile",
+    "Accuracy",
+    "Performance",
+    "Host",
+    "Weights",
+    "LoadGen",
+    "Run",
+)
+
+
 @dataclass
 class RunReport:
-    """Filled in as the run goes, so an interrupted run can still be written with what it measured."""
+    """A run's report, ours or ByteMLPerf's: filled in as a run goes (so an interrupted run can still be
+    written with what it measured), and what compare, summary and the HTML page read back."""
 
     model: str
     backend: str
     precision: str
     dataset: str | None
     run_id: str = field(default_factory=new_run_id)
-    started: str = field(default_factory=now_iso)
-    sections: dict[str, Any] = field(default_factory=dict)  # every other top-level key: Host, Accuracy, ...
+    started: str | None = field(default_factory=now_iso)
+    graph_compile: GraphCompile | None = None
+    accuracy: Accuracy | None = None
     performance: list[PerfRow] = field(default_factory=list)
-    status: str = "running"
+    loadgen: list[LoadGenResult] = field(default_factory=list)
+    host: HostInfo | None = None
+    weights: Weights | None = None
+    sections: dict[str, Any] = field(default_factory=dict)  # the others: Config, Software, Assets, Runtime, ...
+    status: str | None = "running"  # None: a report that does not say (ByteMLPerf's)
     notes: list[str] = field(default_factory=list)
     replaces_latest: bool = True  # False: kept under runs/ only (a compile-only run measured nothing to show)
     instance_count: int = 1  # runtime instances that ran at once (clients on their own instances)
+    device_count: int = 1  # devices the backend ran on
     finished: str | None = None  # set when read back; a report being written is stamped with the time
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     written: Path | None = None  # where write() put the report people read (the latest, or the kept run)
+    # Set when read back (from_dict): where from, which format, what could not be read.
+    source: Path | None = None
+    schema: str | None = SCHEMA
+    host_info: str | None = None  # ByteMLPerf's one-line Host Info, where no Host section says more
+    execution_date: str | None = None  # ByteMLPerf's Execution Date
+    read_notes: list[str] = field(default_factory=list)
 
     @property
     def failed_batch_sizes(self) -> list[int]:
         return [row.bs for row in self.performance if not row.ok]
+
+    @property
+    def format(self) -> str:
+        return "perfbench" if self.schema == SCHEMA else ("other" if self.schema else "bytemlperf")
+
+    @property
+    def perf_by_bs(self) -> dict[int, PerfRow]:
+        return {row.bs: row for row in sorted(self.performance, key=lambda row: row.bs)}
+
+    @property
+    def loadgen_by_scenario(self) -> dict[str, LoadGenResult]:
+        found: dict[str, LoadGenResult] = {}
+        for entry in self.loadgen:
+            if entry.scenario and entry.scenario not in found:
+                found[entry.scenario] = entry
+        return found
+
+    @property
+    def engine(self) -> str | None:
+        return as_text(self.graph_compile.engine) if self.graph_compile else None
+
+    @property
+    def precision_ran(self) -> str | None:
+        return as_text(self.graph_compile.compile_precision) if self.graph_compile else None
+
+    @property
+    def host_cpu(self) -> str | None:
+        return (as_text(self.host.cpu) if self.host else None) or self.host_info
+
+    @property
+    def weights_kind(self) -> str | None:
+        return as_text(self.weights.kind) if self.weights else None
+
+    @property
+    def data_percent(self) -> float | None:
+        return as_number(self.accuracy.data_percent) if self.accuracy else None
+
+    @property
+    def quality(self) -> dict[str, float]:
+        """The task's quality metrics, then the counts of outputs that did not score."""
+        return {**self.accuracy.quality(), **self.accuracy.problems()} if self.accuracy else {}
+
+    @property
+    def numeric(self) -> dict[str, float]:
+        return self.accuracy.drift.statistics() if self.accuracy and self.accuracy.drift else {}
+
+    @property
+    def compile_memory(self) -> dict[str, float]:
+        if self.graph_compile is None:
+            return {}
+        values = {shown: as_number(getattr(self.graph_compile, name)) for name, shown in COMPILE_MEMORY.items()}
+        return {shown: value for shown, value in values.items() if value is not None}
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "Schema": SCHEMA,
             "Model": self.model,
             "Backend": self.backend,
-            "Host Info": self.sections.get("Host", {}).get("cpu", ""),
+            "Host Info": self.host_cpu or "",
             "Dataset": self.dataset,
             "Instance Count": self.instance_count,
-            "Device Count": 1,
+            "Device Count": self.device_count,
         }
-        for key in ("Graph Compile", "Accuracy"):
-            if key in self.sections:
-                data[key] = self.sections[key]
+        if self.graph_compile is not None:
+            data["Graph Compile"] = self.graph_compile.to_dict()
+        if self.accuracy is not None:
+            data["Accuracy"] = self.accuracy.to_dict()
         data["Performance"] = [row.to_dict() for row in self.performance]
+        if self.host is not None:
+            data["Host"] = self.host.to_dict()
+        if self.weights is not None:
+            data["Weights"] = self.weights.to_dict()
+        if self.loadgen:
+            data["LoadGen"] = [entry.to_dict() for entry in self.loadgen]
         for key, value in self.sections.items():
-            if key not in data:
-                data[key] = value
+            data.setdefault(key, value)
         data["Run"] = {
             "id": self.run_id,
             "status": self.status,
@@ -96,62 +195,101 @@ class RunReport:
         return _json_safe(data)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunReport:
-        """A report as to_dict wrote it (ByteMLPerf's reports read through report_io.normalize_report instead)."""
-        run = data.get("Run") or {}
-        fixed = (
-            "Schema",
-            "Model",
-            "Backend",
-            "Host Info",
-            "Dataset",
-            "Instance Count",
-            "Device Count",
-            "Performance",
-            "Run",
+    def from_dict(cls, data: dict[str, Any], source: Path | None = None) -> RunReport:
+        """A report as we or ByteMLPerf (and its vendors) write it. Reports are untrusted: a section of the
+        wrong type reads as absent; only rows that cannot be keyed (a missing, bad or repeated BS) are a
+        UserError naming `source`."""
+        run = data.get("Run") if isinstance(data.get("Run"), dict) else {}
+        config = data.get("Config") if isinstance(data.get("Config"), dict) else {}
+        read_notes: list[str] = []
+        notes = run.get("notes")
+        report = cls(
+            model=as_text(data.get("Model")) or "",
+            backend=as_text(data.get("Backend")) or as_text(config.get("backend")) or "",
+            precision=as_text(run.get("precision")) or "",
+            dataset=as_text(data.get("Dataset")),
+            run_id=as_text(run.get("id")) or "",
+            started=as_text(run.get("started")),
+            finished=as_text(run.get("finished")),
+            status=as_text(run.get("status")),
+            notes=[str(note) for note in notes] if isinstance(notes, list) else [],
+            command=[str(part) for part in run.get("command")] if isinstance(run.get("command"), list) else [],
+            instance_count=_count(data.get("Instance Count")),
+            device_count=_count(data.get("Device Count")),
+            graph_compile=GraphCompile.from_dict(data["Graph Compile"]) if "Graph Compile" in data else None,
+            accuracy=Accuracy.from_dict(data["Accuracy"]) if "Accuracy" in data else None,
+            performance=_perf_rows(data.get("Performance"), source, read_notes),
+            loadgen=[LoadGenResult.from_dict(entry) for entry in data.get("LoadGen") or [] if isinstance(entry, dict)]
+            if isinstance(data.get("LoadGen"), list)
+            else [],
+            host=HostInfo.from_dict(data["Host"]) if isinstance(data.get("Host"), dict) else None,
+            weights=Weights.from_dict(data["Weights"]) if isinstance(data.get("Weights"), dict) else None,
+            sections={key: value for key, value in data.items() if key not in TYPED_KEYS},
+            source=Path(source) if source is not None else None,
+            schema=as_text(data.get("Schema")),
+            host_info=as_text(data.get("Host Info")) or None,
+            execution_date=_date(data.get("Execution Date")),
+            read_notes=read_notes,
         )
-        return cls(
-            model=data["Model"],
-            backend=data["Backend"],
-            precision=run.get("precision", ""),
-            dataset=data.get("Dataset"),
-            run_id=run.get("id", ""),
-            started=run.get("started", ""),
-            finished=run.get("finished"),
-            status=run.get("status", "running"),
-            notes=list(run.get("notes", [])),
-            command=list(run.get("command", [])),
-            instance_count=data.get("Instance Count", 1),
-            performance=[PerfRow.from_dict(row) for row in data.get("Performance", [])],
-            sections={key: value for key, value in data.items() if key not in fixed},
-        )
+        return report
 
     def folder(self, out_dir: Path) -> Path:
         return out_dir / self.backend / self.model
 
-    def write(self, out_dir: Path) -> Path:
-        """Keep this run under runs/ and make it the latest result-<precision>.json, each with an HTML page.
 
-        The JSON holds the measurements and is written first; the HTML page is best effort (a plotting
-        failure costs the page, with a warning, never the results). Returns the latest report's path, or
-        the kept run's when this run does not replace the latest.
-        """
-        folder = self.folder(out_dir)
-        data = self.to_dict()
-        latest = folder / f"result-{self.precision.lower()}.json"
-        kept = folder / "runs" / f"{self.run_id}.json"
-        for path in (kept, latest) if self.replaces_latest else (kept,):
-            write_json_atomic(path, data)
-        written = self.written = latest if self.replaces_latest else kept
-        try:
-            from core.reporting.html_report import render_run_html
+def _count(value: Any) -> int:
+    number = as_number(value)
+    return int(number) if number is not None and number >= 1 and number == int(number) else 1
 
-            # Plots are inlined, so one rendering serves both copies (plotting is the slow part).
-            page = render_run_html(data, base_dir=folder)
-            for path in (kept, latest) if self.replaces_latest else (kept,):
-                atomic_write_text(path.with_suffix(".html"), page)
-        except Exception as err:  # noqa: BLE001 - any plotting/rendering failure; the JSON is already safe
-            from core.common import console
 
-            console.warn(f"HTML page not written ({type(err).__name__}: {err}); the JSON report is complete: {written}")
-        return written
+def _batch_size(value: Any, source: Path | None, where: str) -> int:
+    number = as_number(value)
+    if number is None or number < 1 or number != int(number):
+        raise UserError(
+            f"batch size {value!r} is not a positive integer",
+            file=source,
+            field=where,
+            fix="every Performance row needs an integer BS",
+        )
+    return int(number)
+
+
+def _perf_rows(rows: Any, source: Path | None, notes: list[str]) -> list[PerfRow]:
+    """The rows, each keyed by a whole batch size; keys we cannot read are named in `notes`, never dropped silently."""
+    if rows is None:
+        return []
+    if not isinstance(rows, list):
+        raise UserError(
+            f"expected a list of rows, got a JSON {type(rows).__name__}",
+            file=source,
+            field="Performance",
+            fix="Performance is [{BS, QPS, AVG Latency, P99 Latency, ...}]",
+        )
+    found: list[PerfRow] = []
+    seen: set[int] = set()
+    ignored: set[str] = set()
+    for i, raw in enumerate(rows):
+        if not isinstance(raw, dict):
+            raise UserError("expected an object", file=source, field=f"Performance[{i}]")
+        row = PerfRow.from_dict(raw)
+        ignored.update(row.extra)
+        row.bs = _batch_size(row.bs, source, f"Performance[{i}].{BS}")
+        if row.bs in seen:
+            raise UserError(f"batch size {row.bs} appears twice", file=source, field=f"Performance[{i}].{BS}")
+        seen.add(row.bs)
+        row.status = (as_text(row.status) or "").lower() or ("ok" if row.number(QPS) is not None else "failed")
+        found.append(row)
+    if ignored:
+        notes.append(f"Performance rows hold keys not read here: {', '.join(sorted(ignored))}")
+    return found
+
+
+def _date(value: Any) -> str | None:
+    """ByteMLPerf's `Execution Date` ("2023-08-01 10:00:00") as ISO 8601 where it parses, else as written."""
+    text = as_text(value)
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.strip()).isoformat(timespec="seconds")
+    except ValueError:
+        return text

@@ -7,16 +7,16 @@ A `Performance` row is ByteMLPerf's {BS, QPS, AVG Latency, P99 Latency} (latenci
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA = "perfbench-report/1"
 
-# Memory figures (MB): a process's peak resident set, a backend's device memory, a compiled artifact's size.
+# Memory figures (MB): a process's peak resident set, a backend's device memory.
 PEAK_RSS = "Peak RSS MB"
 DEVICE_MEMORY = "Device Memory MB"
-ARTIFACT_SIZE = "Artifact Size MB"
 
 # Field -> report key, in the order a row is written.
 ROW_KEYS = {
@@ -55,20 +55,30 @@ PERF_KEYS = (
     *MEMORY_KEYS,
 )
 
-# Graph Compile's memory figures (MB), shown under these names beside each other.
-COMPILE_MEMORY_KEYS = {PEAK_RSS: "Compile Peak RSS MB", ARTIFACT_SIZE: ARTIFACT_SIZE}
-# One LoadGen scenario's numbers (latencies in ms), in display order.
-LOADGEN_KEYS = (QPS, "P50 Latency", "P90 Latency", "P99 Latency", "Target QPS", "Target Latency", "Peak QPS")
-# Numeric-diff statistics (model output vs reference); every other number in Accuracy is a quality metric.
-NUMERIC_KEYS = ("Mean Diff", "Std Diff", "Max Diff", "Max Rel-Diff", "Mean Rel-Diff")
-# Bookkeeping numbers in Accuracy that are neither quality nor diff.
-ACCURACY_COUNTS = ("Data Percent", "Questions", "Features", "Examples", "Compared Values")
-# Counts of broken outputs: shown in compare, left out of one-line accuracy summaries while zero.
-# NaN/Inf counts: the dataset metric's (a loader's) and the numeric drift's.
-NONFINITE_KEYS = ("Non-finite Outputs", "Non-finite")
-ACCURACY_PROBLEMS = (*NONFINITE_KEYS, "Empty Predictions")
 # Short names for the leaderboard.
 ACCURACY_ABBREV = {"Exact Match": "EM", "F1 Score": "F1", "Accuracy Matched": "M", "Accuracy Mismatched": "MM"}
+
+
+def as_number(value: Any) -> float | None:
+    """A finite float, or None for anything missing, non-numeric or NaN ("12.5%" reads as 12.5)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip().rstrip("%"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)
 
 
 def spelling(name: str) -> str:
@@ -108,6 +118,11 @@ class PerfRow:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def number(self, key: str) -> float | None:
+        """The value under report key `key` as a finite number, else None (rows read back are untrusted)."""
+        name = _FIELD_BY_SPELLING.get(spelling(key))
+        return as_number(getattr(self, name) if name else self.extra.get(key))
+
     def to_dict(self) -> dict[str, Any]:
         row = {key: getattr(self, name) for name, key in ROW_KEYS.items() if getattr(self, name) is not None}
         return {**row, **self.extra}
@@ -115,7 +130,7 @@ class PerfRow:
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> PerfRow:
         """A row as written by us, ByteMLPerf or a vendor; unknown keys land in `extra`. Values are taken as
-        written (report_io.normalize_report is the reader that checks them)."""
+        written (RunReport.from_dict checks batch sizes; readers take numbers through `number`)."""
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in row.items():

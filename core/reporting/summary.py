@@ -18,8 +18,10 @@ from typing import Any
 
 from core.common.cli import run_command
 from core.common.errors import UserError
-from core.reporting.report_io import find_report_files, hardware_of, normalize_report, read_report_file
-from core.reporting.schema import ACCURACY_ABBREV, ACCURACY_PROBLEMS, QPS
+from core.reporting.report import RunReport
+from core.reporting.report_io import find_report_files, hardware_of, read_report
+from core.reporting.schema import ACCURACY_ABBREV, QPS
+from core.reporting.sections import PROBLEM_KEYS, LoadGenResult
 from core.reporting.tables import Cell, TextTable, fmt, render_text
 
 
@@ -36,7 +38,7 @@ class Entry:
     date: str | None  # run start (ISO 8601), else ByteMLPerf's Execution Date, else the file's mtime
     qps: dict[int, float]  # batch size -> QPS, rows that ran
     accuracy: dict[str, float]
-    loadgen: dict[str, dict[str, Any]] = field(default_factory=dict)  # scenario -> normalized LoadGen entry
+    loadgen: dict[str, LoadGenResult] = field(default_factory=dict)  # scenario -> its LoadGen result
 
     @property
     def best_qps(self) -> float:
@@ -52,40 +54,40 @@ class ModelGroup:
 
 def accuracy_text(accuracy: dict[str, float]) -> str:
     """'EM 80.18 / F1 87.57', 'M 90.46 / MM 90.71', or whatever quality metrics the report has."""
-    shown = {k: v for k, v in accuracy.items() if not (k in ACCURACY_PROBLEMS and not v)}
+    shown = {k: v for k, v in accuracy.items() if not (k in PROBLEM_KEYS and not v)}
     return " / ".join(f"{ACCURACY_ABBREV.get(k, k)} {fmt(v)}" for k, v in shown.items()) or "—"
 
 
-def loadgen_text(loadgen: dict[str, dict[str, Any]]) -> str:
+def loadgen_text(loadgen: dict[str, LoadGenResult]) -> str:
     """'Offline 9.10 QPS VALID; Server peak 2.40 QPS VALID': what LoadGen judged, per scenario."""
     parts = []
     for scenario, entry in loadgen.items():
-        peak = entry.get("Peak QPS")
-        value = f"peak {fmt(peak)}" if peak is not None else fmt(entry.get(QPS))
-        parts.append(f"{scenario} {value} QPS {entry.get('Result') or entry.get('Status') or ''}".strip())
+        peak = entry.number("Peak QPS")
+        value = f"peak {fmt(peak)}" if peak is not None else fmt(entry.number(QPS))
+        parts.append(f"{scenario} {value} QPS {entry.result or entry.status or 'ok'}".strip())
     return "; ".join(parts) or "—"
 
 
-def _entry(path: Path, norm: dict) -> Entry:
+def _entry(path: Path, report: RunReport) -> Entry:
     # ByteMLPerf reports carry `Execution Date`; the file's time is only the last resort (copies reset it).
     date = (
-        norm["started"]
-        or norm["execution_date"]
+        report.started
+        or report.execution_date
         or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
     )
     return Entry(
         str(path),
         hardware_of(path),
-        norm["backend"],
-        norm["engine"],
-        norm["precision"],
-        norm["weights_kind"],
-        norm["run_id"],
-        norm["run_status"],
+        report.backend or None,
+        report.engine,
+        report.precision_ran,
+        report.weights_kind,
+        report.run_id or None,
+        report.status,
         date,
-        {bs: row[QPS] for bs, row in norm["perf"].items() if row["Status"] == "ok" and row[QPS] is not None},
-        norm["accuracy"],
-        norm["loadgen"],
+        {bs: row.number(QPS) for bs, row in report.perf_by_bs.items() if row.ok and row.number(QPS) is not None},
+        report.quality,
+        report.loadgen_by_scenario,
     )
 
 
@@ -97,19 +99,18 @@ def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], l
     seen_runs: set[tuple[str | None, str]] = set()
     for path in find_report_files(root, include_runs):
         try:
-            report = read_report_file(path)
+            _, report = read_report(path)
         except UserError as err:
             warnings.append(f"skipped {err}")
             continue
-        norm = normalize_report(report, source=path)
-        entry = _entry(path, norm)
-        warnings += [f"{path}: {note}" for note in norm["notes"]]
+        entry = _entry(path, report)
+        warnings += [f"{path}: {note}" for note in report.read_notes]
         if entry.run_id:
             key = (entry.hardware, entry.run_id)
             if key in seen_runs:
                 continue
             seen_runs.add(key)
-        model = str(report.get("Model"))
+        model = report.model
         # ByteMLPerf upper-cases model names: group case-insensitively, show the first spelling seen.
         names.setdefault(model.lower(), model)
         entries.setdefault(model.lower(), []).append(entry)
@@ -159,7 +160,7 @@ def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
                         [
                             Cell(
                                 loadgen_text(e.loadgen),
-                                bad=any(v.get("Result") == "INVALID" for v in e.loadgen.values()),
+                                bad=any(v.result == "INVALID" for v in e.loadgen.values()),
                             )
                         ]
                         if with_loadgen
@@ -182,6 +183,7 @@ def to_json(groups: Sequence[ModelGroup], warnings: Sequence[str]) -> dict[str, 
             data = asdict(e)
             data["qps"] = {str(bs): v for bs, v in e.qps.items()}
             data["best_qps"] = e.best_qps
+            data["loadgen"] = {scenario: result.to_dict() for scenario, result in e.loadgen.items()}
             entries.append(data)
         models.append({"model": group.model, "batch_sizes": group.batch_sizes, "entries": entries})
     return {"models": models, "warnings": list(warnings)}

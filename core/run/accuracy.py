@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.common import console
 from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
+from core.reporting.sections import Accuracy, NumericDrift
 from core.run.context import RunContext
 from datasets.base import Features
 
@@ -29,12 +28,12 @@ def check_accuracy(run: RunContext, runtime) -> None:
     )
     with console.progress(dataset, total=len(features)) as advance:
         outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=advance)
-    accuracy: dict[str, Any] = {"Data Percent": workload.data_percent}
-    if workload.test_accuracy:
-        accuracy.update(loader.evaluate(outputs))
-    accuracy["Dataset Provenance"] = provenance
+    # The loader's evaluation is read into its typed fields: metrics, counts, NaN/Inf outputs.
+    accuracy = Accuracy.from_dict(loader.evaluate(outputs) if workload.test_accuracy else {})
+    accuracy.data_percent = workload.data_percent
+    accuracy.provenance = provenance
     if run.source.synthetic:
-        accuracy["Note"] = "synthetic weights: accuracy is not meaningful"
+        accuracy.note = "synthetic weights: accuracy is not meaningful"
     run.report.sections["Dataset Throughput"] = {
         "Features": len(features),
         "Seconds": round(seconds, 4),
@@ -43,26 +42,24 @@ def check_accuracy(run: RunContext, runtime) -> None:
         "Length Aware": length_aware,
         **({"Mean True Length": round(float(features.lengths.mean()), 2)} if features.sequence else {}),
     }
-    run.report.sections["Accuracy"] = accuracy
+    run.report.accuracy = accuracy
     if workload.test_numeric:
-        accuracy.update(numeric_drift(run, features, outputs))
+        accuracy.drift = numeric_drift(run, features, outputs)
     _announce(run, accuracy)
 
 
-def _announce(run: RunContext, accuracy: dict[str, Any]) -> None:
-    from core.reporting.schema import NONFINITE_KEYS
-
+def _announce(run: RunContext, accuracy: Accuracy) -> None:
     # NaN/Inf never score (the evaluators and the drift statistics leave them out); say so at the top too.
-    nonfinite = {k: accuracy[k] for k in NONFINITE_KEYS if accuracy.get(k)}
+    nonfinite = {k: v for k, v in accuracy.problems().items() if v and k != "Empty Predictions"}
     if nonfinite:
-        message = "the model returned NaN/Inf: " + ", ".join(f"{k} {v}" for k, v in nonfinite.items())
+        message = "the model returned NaN/Inf: " + ", ".join(f"{k} {v:g}" for k, v in nonfinite.items())
         console.warn(message)
         run.report.notes.append(message)
-    shown = {k: v for k, v in accuracy.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    shown = {k: v for k, v in accuracy.to_dict().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     console.info("accuracy: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
 
 
-def numeric_drift(run: RunContext, features: Features, outputs) -> dict[str, Any]:
+def numeric_drift(run: RunContext, features: Features, outputs) -> NumericDrift:
     """Drift against the CPU FP32 reference, computed once per weights+features and cached."""
     from core.quality.drift import compare_outputs
     from core.quality.reference import reference_label, reference_outputs
@@ -71,7 +68,7 @@ def numeric_drift(run: RunContext, features: Features, outputs) -> dict[str, Any
     # Stored next to the kept run; "Diff Dist" is relative to the report's folder, as ByteMLPerf writes it.
     name = f"runs/{run.report.run_id}-diff.png"
     lengths = features.lengths if features.sequence else None
-    drift = compare_outputs(reference, outputs, lengths, histogram=run.folder() / name)
-    drift["Diff Dist"] = name
-    drift["Numeric Reference"] = reference_label(run.source)
+    drift = NumericDrift.from_dict(compare_outputs(reference, outputs, lengths, histogram=run.folder() / name))
+    drift.diff_dist = name
+    drift.numeric_reference = reference_label(run.source)
     return drift

@@ -9,6 +9,7 @@ from core.common import console
 from core.common.errors import UserError
 from core.common.paths import state_dir
 from core.measure.memory import PeakRss, compile_memory_fields
+from core.reporting.sections import GraphCompile
 from core.run.context import RunContext, calibration_feeds, make_loader
 from datasets.base import DatasetRequest
 
@@ -42,18 +43,18 @@ def compile_model(run: RunContext) -> CompiledModel:
     console.info(
         f"{cache_note} in {compiled.compile_seconds:.1f} s" + (f": {compiled.artifact}" if compiled.artifact else "")
     )
-    run.report.sections["Graph Compile"] = {
-        "Compile Duration": round(compiled.compile_seconds, 3),
-        "Compile Precision": compiled.precision,
-        "Subgraph Coverage": compiled.subgraph_coverage,
-        "Optimizations": compiled.optimizations,
-        "Engine": compiled.engine,
-        "Cache": "hit" if compiled.cache_hit else "miss",
-        "Artifact": str(compiled.artifact) if compiled.artifact else None,
-        **({"Engine Selection": selection.section} if selection else {}),
-        **({"Details": compiled.details} if compiled.details else {}),
+    run.report.graph_compile = GraphCompile(
+        compile_duration=round(compiled.compile_seconds, 3),
+        compile_precision=compiled.precision,
+        subgraph_coverage=compiled.subgraph_coverage,
+        optimizations=compiled.optimizations,
+        engine=compiled.engine,
+        cache="hit" if compiled.cache_hit else "miss",
+        artifact=str(compiled.artifact) if compiled.artifact else None,
+        engine_selection=selection.section if selection else None,
+        details=compiled.details or None,
         **compile_memory_fields(compile_memory, compiled.artifact),
-    }
+    )
     _apply_best_batch_sizes(run, compiler.get_best_batch_size())
     return compiled
 
@@ -76,7 +77,7 @@ def _apply_best_batch_sizes(run: RunContext, best: list[int] | None) -> None:
         run.report.notes.append(message)
         console.info(message)
         run.batch_sizes = best
-    run.report.sections["Graph Compile"]["Best Batch Sizes"] = best
+    run.report.graph_compile.best_batch_sizes = best
 
 
 def _compile(spec, candidate, request: CompileRequest) -> CompiledModel:

@@ -17,6 +17,8 @@ from core.config.overrides import apply_overrides
 from core.config.registry import Task
 from core.model.source import resolve_source
 from core.reporting.report import RunReport
+from core.reporting.sections import HostInfo, Weights
+from core.reporting.writer import write_report
 from core.run.accuracy import check_accuracy
 from core.run.assets import prepare_assets
 from core.run.compile import compile_model
@@ -62,7 +64,7 @@ def run_task(task: Task, options: RunOptions) -> RunReport:
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         if report.status != "failed" or report.performance:
-            console.info(f"report: {report.write(options.output_dir)}")
+            console.info(f"report: {write_report(report, options.output_dir)}")
     return report
 
 
@@ -102,7 +104,7 @@ def _describe(run: RunContext, overrides: dict) -> None:
     from core.measure.host import host_info, software_versions
 
     task = run.task
-    run.report.sections["Host"] = host_info()
+    run.report.host = HostInfo.from_dict(host_info())
     run.report.sections["Software"] = software_versions()
     run.report.sections["Config"] = {
         "workload": task.workload.model_dump(mode="json"),
@@ -117,7 +119,7 @@ def _weights_and_inputs(run: RunContext) -> None:
     """Where the weights come from (loudly when synthetic), the model's inputs, and the dataset loader."""
     workload, model = run.workload, run.model
     run.source = resolve_source(model, model_file=run.task.model_file, seed=workload.seed)
-    run.report.sections["Weights"] = run.source.report_entry()
+    run.report.weights = Weights.from_dict(run.source.report_entry())
     if run.source.synthetic:
         console.banner(f"{model.model}: {run.source.note}")
     else:

@@ -33,6 +33,7 @@ from core.measure.clients import Instances
 from core.measure.dataset_pass import batch_feeds, full_length
 from core.measure.timing import MeasurePolicy, measure
 from core.reporting.schema import PerfRow
+from core.reporting.sections import LoadGenResult
 
 DEFAULT_TARGET_LATENCY_MS = 100.0  # LoadGen's own default server_target_latency_ns
 MULTI_STREAM_SAMPLES = 8  # LoadGen's default multi_stream_samples_per_query (MLPerf's rule)
@@ -182,7 +183,7 @@ def _number(value: Any) -> float | None:
     return round(float(value), 4) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def summarize(scenario: str, values: dict[str, Any], samples_per_query: int) -> dict[str, Any]:
+def summarize(scenario: str, values: dict[str, Any], samples_per_query: int) -> LoadGenResult:
     """A report entry from the detail log's records (keys differ per scenario; see LoadGen's results.cc)."""
     # MultiStream's metric is the latency of whole queries; the others time each query of one sample.
     per_query = "_per_query" if scenario == "MultiStream" else ""
@@ -204,18 +205,18 @@ def summarize(scenario: str, values: dict[str, Any], samples_per_query: int) -> 
         "latency bound": values.get("result_perf_constraints_met"),
         "early stopping": values.get("early_stopping_met"),
     }
-    entry = {
-        "Scenario": scenario,
-        "Result": str(values.get("result_validity", "INVALID")),
-        "QPS": _number(qps),
-        "P50 Latency": percentile["50.00"],
-        "P90 Latency": percentile["90.00"],
-        "P99 Latency": percentile["99.00"],
-        "Queries": values.get("result_query_count"),
-    }
+    entry = LoadGenResult(
+        scenario=scenario,
+        result=str(values.get("result_validity", "INVALID")),
+        qps=_number(qps),
+        p50_latency=percentile["50.00"],
+        p90_latency=percentile["90.00"],
+        p99_latency=percentile["99.00"],
+        queries=values.get("result_query_count"),
+    )
     unmet = [name for name, met in checks.items() if met is False]
-    if entry["Result"] != "VALID" and unmet:
-        entry["Unmet"] = unmet
+    if entry.result != "VALID" and unmet:
+        entry.unmet = unmet
     return entry
 
 
@@ -270,7 +271,7 @@ def run_loadgen(lg, sut_obj: BatchingSut, samples: Samples, settings, outdir: Pa
 
 def run_scenario(
     spec: ScenarioSpec, instances: Instances, samples: Samples, estimate: Estimate, outdir: Path, folder: Path
-) -> dict[str, Any]:
+) -> LoadGenResult:
     """One LoadGen performance run (or peak search); the report entry, with paths relative to `folder`."""
     import mlperf_loadgen as lg
 
@@ -284,28 +285,28 @@ def run_scenario(
     values, messages = read_detail_log(outdir / "mlperf_log_detail.txt")
     samples_per_query = MULTI_STREAM_SAMPLES if spec.scenario == "MultiStream" else 1
     entry = summarize(spec.scenario, values, samples_per_query)
-    entry["Mode"] = mode
-    entry["Target QPS"] = (
-        _number(values.get("effective_target_qps")) if spec.scenario in ("Server", "Offline") else None
-    )
-    entry["Target Latency"] = _ms(values.get("effective_target_latency_ns")) if spec.scenario == "Server" else None
+    entry.mode = mode
+    if spec.scenario in ("Server", "Offline"):
+        entry.target_qps = _number(values.get("effective_target_qps"))
+    if spec.scenario == "Server":
+        entry.target_latency = _ms(values.get("effective_target_latency_ns"))
     if spec.find_peak:
         found = [m for m in messages if m.startswith("FindPeakPerformance: Found peak performance field:")]
-        entry["Peak QPS"] = _number(float(found[-1].rsplit(":", 1)[1])) if found else None
+        entry.peak_qps = _number(float(found[-1].rsplit(":", 1)[1])) if found else None
         # The detail log records the settings once, at the start: the search began there, its final run at the peak.
-        entry["Peak Search Start"], entry["Target QPS"] = entry["Target QPS"], entry["Peak QPS"] or entry["Target QPS"]
-        entry["Peak Search"] = [m for m in messages if m.startswith(("FindPeakPerformance", "FindBoundaries"))]
+        entry.peak_search_start, entry.target_qps = entry.target_qps, entry.peak_qps or entry.target_qps
+        entry.peak_search = [m for m in messages if m.startswith(("FindPeakPerformance", "FindBoundaries"))]
         if not found:
-            entry["Result"] = "INVALID"
-            entry.setdefault("Unmet", []).append("no target QPS met the latency bound")
-    entry["Samples Per Query"] = samples_per_query
-    entry["Max Batch Size"] = spec.max_batch
-    entry["Instance Count"] = instances.count
-    entry["Log Summary"] = (outdir / "mlperf_log_summary.txt").relative_to(folder).as_posix()
-    entry["Log Detail"] = (outdir / "mlperf_log_detail.txt").relative_to(folder).as_posix()
-    entry["Status"] = "ok"
+            entry.result = "INVALID"
+            entry.unmet = [*(entry.unmet or []), "no target QPS met the latency bound"]
+    entry.samples_per_query = samples_per_query
+    entry.max_batch_size = spec.max_batch
+    entry.instance_count = instances.count
+    entry.log_summary = (outdir / "mlperf_log_summary.txt").relative_to(folder).as_posix()
+    entry.log_detail = (outdir / "mlperf_log_detail.txt").relative_to(folder).as_posix()
+    entry.status = "ok"
     if sut.errors:
-        entry.update(Status="failed", Result="INVALID", Error=sut.errors[0])
+        entry.status, entry.result, entry.error = "failed", "INVALID", sut.errors[0]
     return entry
 
 
@@ -383,7 +384,7 @@ def run_scenarios(
     folder: Path,
     run_id: str,
     runtime,
-) -> list[dict[str, Any]]:
+) -> list[LoadGenResult]:
     """Every scenario in order; one report entry each (a failed scenario is recorded, the next one runs)."""
     try:
         import mlperf_loadgen  # noqa: F401 - fail early with an install hint
@@ -415,27 +416,25 @@ def run_scenarios(
     return entries
 
 
-def scenario_line(entry: dict[str, Any]) -> str:
-    def ms(key: str) -> str:
-        value = entry.get(key)
+def scenario_line(entry: LoadGenResult) -> str:
+    def ms(value: float | None) -> str:
         return "—" if value is None else f"{value:.1f}"
 
-    qps = entry.get("QPS")
+    qps = entry.qps
     line = (
-        f"LoadGen {entry['Scenario']}: {entry['Result']}, {'—' if qps is None else f'{qps:.2f}'} QPS, "
-        f"p50 {ms('P50 Latency')} / p90 {ms('P90 Latency')} / p99 {ms('P99 Latency')} ms"
+        f"LoadGen {entry.scenario}: {entry.result}, {'—' if qps is None else f'{qps:.2f}'} QPS, "
+        f"p50 {ms(entry.p50_latency)} / p90 {ms(entry.p90_latency)} / p99 {ms(entry.p99_latency)} ms"
     )
-    if entry.get("Target QPS") is not None:
-        line += f", target {entry['Target QPS']:g} QPS"
-    if entry.get("Target Latency") is not None:
-        line += f" at p99 <= {entry['Target Latency']:g} ms"
-    if "Peak QPS" in entry:
-        peak = entry["Peak QPS"]
-        line += f", peak {'—' if peak is None else f'{peak:g}'} QPS"
-    if entry.get("Unmet"):
-        line += f" (unmet: {', '.join(entry['Unmet'])})"
-    if entry.get("Error"):
-        line += f" — {entry['Error']}"
+    if entry.target_qps is not None:
+        line += f", target {entry.target_qps:g} QPS"
+    if entry.target_latency is not None:
+        line += f" at p99 <= {entry.target_latency:g} ms"
+    if entry.mode == "FindPeakPerformance":
+        line += f", peak {'—' if entry.peak_qps is None else f'{entry.peak_qps:g}'} QPS"
+    if entry.unmet:
+        line += f" (unmet: {', '.join(entry.unmet)})"
+    if entry.error:
+        line += f" — {entry.error}"
     return line
 
 
@@ -451,7 +450,6 @@ def run(
     runtime.load(max_batch)
     instances = open_instances(runtime, clients)
     record(instances, report)
-    entries = report.sections.setdefault("LoadGen", [])
     for entry in run_scenarios(
         workload=workload,
         scenarios=scenarios,
@@ -463,7 +461,7 @@ def run(
         run_id=report.run_id,
         runtime=runtime,
     ):
-        entries.append(entry)
+        report.loadgen.append(entry)
     if workload.test_accuracy and loader is not None:
         report.sections["LoadGen Accuracy"] = accuracy_section(
             instances,

@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh clone: `make run` and `make test`.
+# Each (re)creates .venv from constraints.txt when it is missing or older than pyproject.toml/constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TASK ?= albert-torch-fp32
+HARDWARE ?= CPU
+
+.PHONY: run test lint format venv clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]" -c constraints.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)  ## the main job: ALBERT-base on SQuAD, fastest correct engine on this CPU, every batch size
+	$(BIN)/python -m core.perf_engine --hardware_type $(HARDWARE) --task $(TASK)
+
+test: $(STAMP) lint  ## lint, format check, then the test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean-venv:
+	rm -rf $(VENV)

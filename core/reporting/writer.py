@@ -1,0 +1,35 @@
+"""Writing a run's report: the latest `result-<precision>.json` and the kept `runs/<run id>.json`, each
+with its HTML page. The JSON holds the measurements and is written first, atomically; the page is best
+effort (a plotting failure costs the page, with a warning, never the results)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.common.atomic import atomic_write_text
+from core.reporting.report import RunReport, write_json_atomic
+
+
+def write_report(report: RunReport, out_dir: Path) -> Path:
+    """Keep the run under runs/ and make it the latest result (unless it replaces none); returns the file
+    people read: the latest report, or the kept run when it does not replace the latest."""
+    folder = report.folder(out_dir)
+    data = report.to_dict()
+    latest = folder / f"result-{report.precision.lower()}.json"
+    kept = folder / "runs" / f"{report.run_id}.json"
+    targets = (kept, latest) if report.replaces_latest else (kept,)
+    for path in targets:
+        write_json_atomic(path, data)
+    written = report.written = latest if report.replaces_latest else kept
+    try:
+        from core.reporting.html_report import render_run_html
+
+        # Plots are inlined, so one rendering serves both copies (plotting is the slow part).
+        page = render_run_html(data, base_dir=folder)
+        for path in targets:
+            atomic_write_text(path.with_suffix(".html"), page)
+    except Exception as err:  # any plotting/rendering failure; the JSON is already safe
+        from core.common import console
+
+        console.warn(f"HTML page not written ({type(err).__name__}: {err}); the JSON report is complete: {written}")
+    return written
