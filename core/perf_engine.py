@@ -7,11 +7,10 @@ listings and input errors answer at once.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from core.common.cli import EXIT_INTERRUPTED, run_command
+from core.common.cli import EXIT_INTERRUPTED, run_command, setup_logging
 from core.common.errors import Interrupted, UserError
 
 EXIT_BATCH_FAILED = 1  # the report is written; some batch sizes have no numbers
@@ -127,9 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.debug)
     return run_command(lambda: _main(args), debug=args.debug)
 
 

@@ -12,11 +12,10 @@ does not change the exit code.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from core.common.cli import run_command
+from core.common.cli import run_command, setup_logging
 from core.common.errors import UserError
 from core.common.paths import REPO_ROOT
 
@@ -151,9 +150,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
 def main(argv: list[str] | None = None, *, root: Path = REPO_ROOT) -> int:
     """`root`: the repository the assets install into (tests pass a temporary one)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.debug)
     return run_command(
         lambda: run(args, root), debug=args.debug, interrupted="interrupted; a partial download resumes on the next run"
     )

@@ -130,3 +130,28 @@ def test_strip_include_and_internal_links(tmp_path):
     extract_archive(tar, out2, strip_components=1)
     assert (out2 / "a/sym").is_symlink() and (out2 / "a/sym").read_bytes() == b"f"
     assert (out2 / "hard").read_bytes() == b"f"
+
+
+@pytest.mark.parametrize("member", ["../escape.txt", "/etc/passwd-copy"])
+def test_without_tarfiles_data_filter_our_checks_still_refuse_and_modes_are_masked(tmp_path, monkeypatch, member):
+    """Pythons before 3.11.4 (Debian's 3.11.2) have neither tarfile's data filter nor TarInfo.replace."""
+    import io
+
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    monkeypatch.delattr(tarfile.TarInfo, "replace", raising=False)
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, mode in (("pkg/run.sh", 0o4777), (member, 0o644)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = 2, mode
+            tar.addfile(info, io.BytesIO(b"ok"))
+    with pytest.raises(UserError, match="unsafe archive"):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists()
+    with tarfile.open(archive, "w") as tar:  # the safe member alone extracts, without its setuid bit
+        info = tarfile.TarInfo("pkg/run.sh")
+        info.size, info.mode = 2, 0o4777
+        tar.addfile(info, io.BytesIO(b"ok"))
+    extract_archive(archive, tmp_path / "out")
+    extracted = tmp_path / "out" / "pkg" / "run.sh"
+    assert extracted.read_bytes() == b"ok" and extracted.stat().st_mode & 0o7777 == 0o755

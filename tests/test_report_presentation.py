@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from core.reporting.tables import Cell, TextTable
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.reporting.tables import Cell, TextTable, fmt
 
 
 def test_numbers_survive_an_80_column_terminal(monkeypatch):
@@ -41,3 +47,23 @@ def test_synthetic_banner_says_it_once_and_scores_are_rounded():
     banner = banner[: banner.index("</div>")]
     assert banner.count("SYNTHETIC WEIGHTS") == 1
     assert "87.5679" in page and "87.56789012345678" not in page
+
+
+def test_a_logged_run_prints_every_number_whole_paths_on_their_own_line_and_each_warning_once(tmp_path):
+    """Piped to a file (not a terminal) and told the log is 60 columns wide, nothing is cut or repeated."""
+    repo = Path(__file__).resolve().parent.parent
+    home = tmp_path / "home"
+    env = dict(os.environ, COLUMNS="60", PERFBENCH_HOME=str(home), PERFBENCH_OFFLINE="1")
+    args = [sys.executable, "-m", "core.perf_engine", "--task", "tiny-bert-squad", "--output-dir", str(tmp_path / "r")]
+    done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    assert "…" not in out  # no number or path cut short
+    lines = out.splitlines()
+    report = Path(lines[lines.index("report:") + 1].strip())
+    assert report.is_file() and report.name == "result-fp32.json"
+    fallback = [line for line in lines if "fallback tokenizer (not the model's)" in line and "WARNING" in line]
+    assert len(fallback) == 1, fallback
+    report_data = json.loads(report.read_text())
+    for row in report_data["Performance"]:  # the end-of-run table shows each row's QPS whole
+        assert any(line.startswith("│") and f"│{fmt(row['QPS'])}│" in line.replace(" ", "") for line in lines)

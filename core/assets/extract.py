@@ -2,7 +2,9 @@
 
 Refused, with our own one-line error: absolute names, '..' components, links whose target leaves the
 folder, device/FIFO members, and archives whose uncompressed size passes a limit. Tar extraction also
-runs with tarfile's "data" filter as a second line of defence.
+runs with tarfile's "data" filter as a second line of defence where the Python has it (3.11.4 and later;
+Debian's 3.11.2 does not): there our own checks stand alone, and permission bits are masked as the
+filter would (no setuid/setgid/sticky, no group/other write).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from core.common.errors import UserError
+
+FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
+SAFE_MODE_BITS = 0o755  # what tarfile's "data" filter keeps of a member's mode
 
 DEFAULT_MAX_EXTRACT_BYTES = 20 * 2**30
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
@@ -45,7 +50,7 @@ def extract_archive(
         return _extract_tar(archive, into, strip_components, include, max_total_bytes, where)
     except UserError:
         raise
-    except tarfile.FilterError as err:
+    except FILTER_ERRORS as err:
         raise _unsafe(where, str(err)) from None
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
         raise UserError(
@@ -112,10 +117,27 @@ def _extract_tar(
                     raise _unsafe(where, f"hard link {member.name!r} -> {member.linkname!r} leaves the folder")
                 changes["linkname"] = str(target_path)
             total += member.size if member.isreg() else 0
-            chosen.append(member.replace(**changes, deep=False))
+            chosen.append(_renamed(member, changes))
         _check_total(total, limit, where)
-        tar.extractall(into, members=chosen, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, members=chosen, filter="data")
+        else:
+            tar.extractall(into, members=chosen)
     return [PurePosixPath(m.name) for m in chosen if not m.isdir()]
+
+
+def _renamed(member: tarfile.TarInfo, changes: dict[str, object]) -> tarfile.TarInfo:
+    """A copy of `member` with `changes` (TarInfo.replace where the Python has it)."""
+    if hasattr(member, "replace"):
+        return member.replace(**changes, deep=False)
+    copy = tarfile.TarInfo(member.name)
+    for attribute in ("size", "mtime", "type", "linkname", "uid", "gid", "uname", "gname", "pax_headers"):
+        setattr(copy, attribute, getattr(member, attribute))
+    copy.mode = member.mode & SAFE_MODE_BITS
+    copy.offset, copy.offset_data, copy.sparse = member.offset, member.offset_data, member.sparse
+    for attribute, value in changes.items():
+        setattr(copy, attribute, value)
+    return copy
 
 
 def _extract_zip(

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 
 from core.common.errors import EXIT_USAGE, UserError
 
 EXIT_INTERRUPTED = 130
+
+
+class OncePerRun(logging.Filter):
+    """Lets each distinct log message through once: a run loads its dataset several times (gate, accuracy)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def setup_logging(debug: bool) -> None:
+    """Warnings (every message once) by default, everything with --debug."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OncePerRun())
 
 
 def run_command(body: Callable[[], int], *, debug: bool = False, interrupted: str = "interrupted") -> int:

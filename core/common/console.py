@@ -8,25 +8,39 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
+_said: set[str] = set()  # warnings and banners already shown in this process
 
 
 # Messages carry untrusted text (file names, engine errors): printed literally, never as markup.
 
 
 def info(message: str) -> None:
-    console.print(escape(message))
+    # Unwrapped when not a terminal: a log keeps each message on one line, paths whole.
+    console.print(escape(message), soft_wrap=not console.is_terminal)
+
+
+def path_line(label: str, path: object) -> None:
+    """A message naming a file: the path on a line of its own, never wrapped, so it can be copied."""
+    console.print(escape(f"{label}:"))
+    console.print(escape(f"  {path}"), soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    console.print(f"[bold yellow]warning:[/] {escape(message)}")
+    """A warning, said once per run however often it happens."""
+    if message in _said:
+        return
+    _said.add(message)
+    console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=not console.is_terminal)
 
 
 def banner(message: str) -> None:
-    """A loud, boxed notice, e.g. for synthetic weights."""
+    """A loud, boxed notice, e.g. for synthetic weights (once per message)."""
+    if message in _said:
+        return
+    _said.add(message)
     console.print(Panel(escape(message), style="bold red", expand=False))
 
 
@@ -56,32 +70,3 @@ def status(message: str):
     else:
         console.print(message)
         yield
-
-
-def performance_table(title: str, rows: list) -> Table:
-    """The end-of-run table of PerfRows (core.reporting.schema)."""
-    table = Table(title=title)
-    for column in ("BS", "QPS", "AVG ms", "P50 ms", "P90 ms", "P99 ms", "Std ms", "Iters", "RSS MB", "Status"):
-        table.add_column(column, justify="right")
-    for row in rows:
-        if row.ok:
-            table.add_row(
-                str(row.bs),
-                *(
-                    f"{value:.2f}"
-                    for value in (
-                        row.qps,
-                        row.avg_latency,
-                        row.p50_latency,
-                        row.p90_latency,
-                        row.p99_latency,
-                        row.std_latency,
-                    )
-                ),
-                str(row.iterations),
-                f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-",
-                "ok" if row.warning is None else "few iters",
-            )
-        else:
-            table.add_row(str(row.bs), "-", "-", "-", "-", "-", "-", "-", "-", f"[red]{row.status}[/]")
-    return table

@@ -46,8 +46,8 @@ def rich_table(table: TextTable):
             out.add_column(header, justify="left", overflow="fold")
         else:
             # Numbers are never cut ("11212.…"): on a narrow terminal the words wrap instead.
-            widest = max((len(row[i].text) for row in table.rows if i < len(row)), default=0)
-            out.add_column(header, justify="right", no_wrap=True, min_width=max(widest, 1))
+            widest = max([len(header), *(len(row[i].text) for row in table.rows if i < len(row))])
+            out.add_column(header, justify="right", no_wrap=True, min_width=widest)
     for row in table.rows:
         out.add_row(*(Text(c.text, style=("bold red" if c.bad else "bold green" if c.strong else "")) for c in row))
     return out
@@ -60,9 +60,10 @@ def _narrowest_width(table: TextTable) -> int:
     """The narrowest a table can print with every number whole: numeric columns at their widest cell,
     text columns folded, plus rich's padding (2 a column) and borders (columns + 1)."""
     widths = []
-    for i in range(len(table.headers)):
+    for i, header in enumerate(table.headers):
         widest = max([len(row[i].text) for row in table.rows if i < len(row)] + [1])
-        widths.append(min(widest, TEXT_COLUMN_MIN) if i < table.text_columns else widest)
+        # Numeric columns keep their header whole too; text columns fold.
+        widths.append(min(widest, TEXT_COLUMN_MIN) if i < table.text_columns else max(widest, len(header)))
     return sum(widths) + 2 * len(widths) + len(widths) + 1
 
 
@@ -79,6 +80,16 @@ def markdown_table(table: TextTable) -> str:
     ]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
+
+
+def print_table(console, table: TextTable) -> None:
+    """Print on a rich console, wider than it when needed: a number is never cut to "2206…"."""
+    width = console.width
+    console.width = max(width, _narrowest_width(table))
+    try:
+        console.print(rich_table(table))
+    finally:
+        console.width = width
 
 
 def render_text(tables: Sequence[TextTable], notes: Sequence[tuple[str, str]], fmt_name: str, color: bool) -> str:

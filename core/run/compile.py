@@ -40,9 +40,10 @@ def compile_model(run: RunContext) -> CompiledModel:
     run.config = chosen.config
     run.report.sections["Config"]["backend"] = run.config.model_dump(mode="json")
     cache_note = "reused cached artifact" if compiled.cache_hit else "compiled"
-    console.info(
-        f"{cache_note} in {compiled.compile_seconds:.1f} s" + (f": {compiled.artifact}" if compiled.artifact else "")
-    )
+    if compiled.artifact:
+        console.path_line(f"{cache_note} in {compiled.compile_seconds:.1f} s", compiled.artifact)
+    else:
+        console.info(f"{cache_note} in {compiled.compile_seconds:.1f} s")
     run.report.graph_compile = GraphCompile(
         compile_duration=round(compiled.compile_seconds, 3),
         compile_precision=compiled.precision,

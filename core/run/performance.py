@@ -10,6 +10,7 @@ from core.common.errors import Interrupted, UserError
 from core.measure.memory import PeakRss, perf_memory_fields
 from core.measure.timing import MeasurePolicy, measure_clients
 from core.reporting.schema import PerfRow
+from core.reporting.tables import Cell, TextTable, fmt
 from core.run.context import RunContext
 
 
@@ -54,3 +55,28 @@ def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy) -
             error=f"{type(err).__name__}: {str(err)[:500]}",
             **perf_memory_fields(peak, runtime),
         )
+
+
+def performance_table(title: str, rows: list[PerfRow]) -> TextTable:
+    """The end-of-run table: every number whole, whatever the width of the terminal or log."""
+    table = TextTable(
+        title,
+        ["BS", "status", "QPS", "AVG ms", "P50 ms", "P90 ms", "P99 ms", "Std ms", "Iters", "RSS MB"],
+        text_columns=0,
+    )
+    for row in rows:
+        if not row.ok:
+            table.rows.append([Cell(str(row.bs)), Cell(row.status, bad=True), *(Cell("—") for _ in range(8))])
+            continue
+        latencies = (row.avg_latency, row.p50_latency, row.p90_latency, row.p99_latency, row.std_latency)
+        table.rows.append(
+            [
+                Cell(str(row.bs)),
+                Cell("ok" if row.warning is None else "few iters"),
+                Cell(fmt(row.qps)),
+                *(Cell(fmt(value)) for value in latencies),
+                Cell(str(row.iterations)),
+                Cell(fmt(row.peak_rss_mb)),
+            ]
+        )
+    return table

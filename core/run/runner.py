@@ -18,12 +18,13 @@ from core.config.registry import Task
 from core.model.source import resolve_source
 from core.reporting.report import RunReport
 from core.reporting.sections import HostInfo, Weights
+from core.reporting.tables import print_table
 from core.reporting.writer import write_report
 from core.run.accuracy import check_accuracy
 from core.run.assets import prepare_assets
 from core.run.compile import compile_model
 from core.run.context import RunContext, RunOptions, make_loader, model_inputs
-from core.run.performance import measure_batch_sizes
+from core.run.performance import measure_batch_sizes, performance_table
 
 __all__ = ["RunOptions", "run_task"]
 
@@ -64,7 +65,7 @@ def run_task(task: Task, options: RunOptions) -> RunReport:
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         if report.status != "failed" or report.performance:
-            console.info(f"report: {write_report(report, options.output_dir)}")
+            console.path_line("report", write_report(report, options.output_dir))
     return report
 
 
@@ -96,7 +97,7 @@ def _stages(run: RunContext, overrides: dict) -> None:
         runtime.close()
     if run.report.performance:
         title = f"{run.model.model} on {run.spec.name} ({compiled.engine} {compiled.precision})"
-        console.console.print(console.performance_table(title, run.report.performance))
+        print_table(console.console, performance_table(title, run.report.performance))
 
 
 def _describe(run: RunContext, overrides: dict) -> None:
