@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from core.reporting.html_report import render_compare_html, write_run_html
+from core.reporting.schema import PERF_KEYS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 CHROMIUM = os.environ.get("PERFBENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -108,6 +109,17 @@ class Browser:
     def open(self, page: Path) -> None:
         self.call("Page.navigate", session=self.session, url=page.resolve().as_uri())
         self._read(lambda m: m.get("method") == "Page.loadEventFired", time.monotonic() + TIMEOUT_S)
+
+    def set_width(self, pixels: int) -> None:
+        """A window `pixels` wide, as a user's browser would be."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            session=self.session,
+            width=pixels,
+            height=900,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
 
     def evaluate(self, expression: str):
         return self.call("Runtime.evaluate", session=self.session, expression=expression, returnByValue=True)["result"][
@@ -198,3 +210,51 @@ def test_the_check_sees_outside_resources(browser, tmp_path):
     page.write_text(html.replace("</body>", '<img src="https://example.invalid/x.png"></body>'))
     browser.open(page)
     assert any("example.invalid" in e for e in browser.errors())
+
+
+def test_a_wide_run_page_fits_1300_pixels_with_its_tables_scrolling_in_their_box(browser, tmp_path):
+    """Many batch sizes and every column: the page stays 1300 px wide, the tables scroll inside it; the
+    command reads as a shell line with paths relative to the repository; empty sections are not shown."""
+    from core.common.paths import REPO_ROOT
+
+    report = json.loads((FIXTURES / "CPU/albert-torch-fp32/result-fp32.json").read_text())
+    row = dict(report["Performance"][0])
+    report["Performance"] = [{**row, "BS": bs, "Error": None} for bs in (1, 2, 4, 8, 16, 24, 32, 64, 128, 256)]
+    for entry in report["Performance"]:  # every number at its widest: a 14-column table of 13-digit figures
+        entry.update({key: 1234567890123.0 for key in PERF_KEYS})
+    report["Run"]["notes"] = []
+    report["Run"]["command"] = [str(REPO_ROOT / "core/perf_engine.py"), "--task", str(REPO_ROOT / "workloads/x.yaml")]
+    page = write_run_html(report, tmp_path / "wide.html")
+    html = page.read_text()
+    assert "python -m core.perf_engine --task workloads/x.yaml" in html
+    assert "Run notes" not in html and str(REPO_ROOT) not in html
+    browser.set_width(1300)
+    browser.open(page)
+    assert browser.errors() == []
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 1300
+    boxes = json.loads(
+        browser.evaluate(
+            "JSON.stringify([...document.querySelectorAll('.scroll')].map(b => [b.scrollWidth, b.clientWidth]))"
+        )
+    )
+    assert boxes and all(client <= 1300 for _, client in boxes)
+    assert any(scroll > client for scroll, client in boxes), boxes  # something is wider than the window: it scrolls
+
+
+def test_the_dashboard_renders_offline_and_every_link_opens(browser, tmp_path):
+    from core.reporting.summary import main
+    from tests.dashboard_helpers import three_runs_of_two_models
+
+    root = tmp_path / "reports"
+    three_runs_of_two_models(root)
+    page = tmp_path / "site" / "dashboard.html"
+    assert main([str(root), "--html", str(page)]) == 0
+    browser.set_width(1300)
+    assert_page_ok(browser, page, plots=2, screenshot=tmp_path / "dashboard.png")
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 1300
+    hrefs = json.loads(browser.evaluate("JSON.stringify([...document.querySelectorAll('a')].map(a => a.href))"))
+    assert len(hrefs) == 5
+    for href in hrefs:  # each run's own page opens, without errors
+        browser.open(Path(href.removeprefix("file://")))
+        assert browser.evaluate("document.querySelector('h1').textContent") == "run page"
+        assert browser.errors() == []

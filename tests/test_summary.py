@@ -6,7 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from core.reporting.summary import collect, main
+from core.reporting.leaderboard import collect
+from core.reporting.summary import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 
@@ -66,7 +67,7 @@ def test_table_and_missing_folder(tmp_path, capsys):
 
 
 def test_accuracy_summary_hides_bookkeeping_and_zero_problem_counts():
-    from core.reporting.summary import accuracy_text
+    from core.reporting.leaderboard import accuracy_text
 
     text = accuracy_text({"Exact Match": 80.5, "F1 Score": 88.0, "Non-finite Outputs": 0, "Empty Predictions": 0})
     assert text == "EM 80.50 / F1 88.00"
@@ -104,3 +105,38 @@ def test_loadgen_results_get_a_column_where_a_run_has_them(tmp_path, capsys):
     sections = out.split("### ")[1:]
     assert "Offline 9.10 QPS VALID; Server peak 2.40 QPS INVALID" in out
     assert sum("| LoadGen |" in section for section in sections) == 1  # only the model whose run has scenarios
+
+
+def test_the_dashboard_shows_every_run_flags_the_regression_and_links_each_runs_page(tmp_path, capsys):
+    import re
+
+    from tests.dashboard_helpers import three_runs_of_two_models
+
+    root = tmp_path / "reports"
+    three_runs_of_two_models(root)
+    out = tmp_path / "site" / "dashboard.html"
+    assert main([str(root), "--html", str(out)]) == 0
+    assert "dashboard: 5 runs of 2 models" in capsys.readouterr().out
+    page = out.read_text()
+    assert "default-src 'none'" in page and "http://" not in page and "https://" not in page  # no network
+    # compare's rule between consecutive runs: only the third albert night, bs 4 (30.3 -> 24.0, -20.8%)
+    regressions = re.findall(r'<li class="bad">(.*?)</li>', page)
+    assert regressions and all("cccccc: batch size 4 " in r for r in regressions), regressions  # that night, bs 4
+    assert any("batch size 4 QPS drop 20.8%" in r for r in regressions)  # its latencies rose with it
+    assert page.count('<img class="plot"') == 2  # one QPS-over-time plot per model
+    assert "Offline 81.00 QPS INVALID" in page and "Offline 80.00 QPS VALID" in page
+    hrefs = re.findall(r'href="([^"]+)"', page)
+    assert len(hrefs) == 5 and all((out.parent / href).is_file() for href in hrefs)
+
+
+def test_the_dashboard_flags_nothing_when_runs_only_wobble(tmp_path):
+    from tests.dashboard_helpers import write_run
+
+    root = tmp_path / "reports"
+    for day, qps in enumerate((10.0, 9.7, 10.1), 1):
+        write_run(root, "m", f"2026110{day}T000000-00000{day}", f"2026-11-0{day}T00:00:00+00:00", {1: qps})
+    out = tmp_path / "d.html"
+    assert main([str(root), "--html", str(out), "--threshold", "5%"]) == 0
+    assert "None between consecutive runs." in out.read_text()
+    assert main([str(root), "--html", str(out), "--threshold", "2%"]) == 0  # 10.0 -> 9.7 is a 3% drop
+    assert "QPS drop 3.0%" in out.read_text()

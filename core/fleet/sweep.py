@@ -486,7 +486,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _print_summary(sweep: Sweep, seconds: float) -> None:
-    from core.reporting.summary import collect, leaderboard_tables, render_text
+    from core.reporting.leaderboard import collect, leaderboard_tables
+    from core.reporting.tables import render_text
 
     groups, warnings = collect(sweep.out_dir)
     sys.stdout.write(

@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ td.bad{background:#fde2e2;color:#a00;font-weight:bold}td.best{font-weight:bold;c
 .synthetic{background:#b00020;color:#fff;font-size:1.2em}.warn{background:#fff4ce;border:1px solid #e0c060}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555}
 code{white-space:pre-wrap;word-break:break-all}
+.scroll{max-width:100%;overflow-x:auto}li.bad{color:#a00}
 """
 PLOT_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
@@ -47,7 +49,7 @@ def _e(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- building blocks
-def _table_html(table: TextTable) -> str:
+def table_html(table: TextTable) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in table.headers)
     body = []
     for row in table.rows:
@@ -57,9 +59,14 @@ def _table_html(table: TextTable) -> str:
                 c for c, on in (("num", i >= table.text_columns), ("bad", cell.bad), ("best", cell.strong)) if on
             ]
             mark = " ⚠" if cell.bad else ""
-            cells.append(f'<td class="{" ".join(classes)}">{_e(cell.text)}{mark}</td>')
+            text = f'<a href="{_e(cell.href)}">{_e(cell.text)}</a>' if cell.href else _e(cell.text)
+            cells.append(f'<td class="{" ".join(classes)}">{text}{mark}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<h3>{_e(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # A wide table scrolls inside its own box; the page never gets wider than the window.
+    return (
+        f'<h3>{_e(table.title)}</h3><div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _value_html(value: Any) -> str:
@@ -71,14 +78,55 @@ def _value_html(value: Any) -> str:
 
 
 def _kv_table(title: str, section: Any) -> str:
-    """A key/value table for one report section; nested values shown as JSON text."""
-    if not isinstance(section, dict) or not section:
+    """A key/value table for one report section; nested values shown as JSON text, empty ones left out."""
+    if not isinstance(section, dict):
         return ""
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in section.items())
-    return f"<h3>{_e(title)}</h3><table>{rows}</table>"
+    shown = {k: v for k, v in section.items() if v is not None and v != [] and v != {} and v != ""}
+    if not shown:
+        return ""
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in shown.items())
+    return f'<h3>{_e(title)}</h3><div class="scroll"><table>{rows}</table></div>'
 
 
-def _img(png: bytes, caption: str) -> str:
+def _relative_paths(value: Any, roots: Sequence[Path]) -> Any:
+    """Absolute paths inside the report's folder or the repository shown relative to it, everywhere in a section."""
+    if isinstance(value, dict):
+        return {k: _relative_paths(v, roots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative_paths(v, roots) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        for root in roots:
+            try:
+                return str(Path(value).relative_to(root.resolve())) or "."
+            except ValueError:
+                continue
+    return value
+
+
+def command_line(command: Any, base_dir: Path | None) -> str | None:
+    """The run's command as a shell line, paths inside the repository or the report's folder made relative."""
+    if not isinstance(command, list) or not command:
+        return None
+    roots = [root for root in (base_dir, REPO_ROOT) if root is not None]
+
+    def shown(part: str) -> str:
+        path = Path(part)
+        if path.is_absolute():
+            for root in roots:
+                try:
+                    return str(path.relative_to(root.resolve())) or "."
+                except ValueError:
+                    continue
+        return part
+
+    parts = [shown(str(part)) for part in command]
+    first = Path(str(command[0]))
+    if first.suffix == ".py" and first.parent.name == "core":  # `python -m core.X` records core/X.py
+        parts[0:1] = ["python", "-m", f"core.{first.stem}"]
+    return shlex.join(parts)
+
+
+def img_html(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (
         f'<figure><img class="plot" alt="{_e(caption)}" src="data:image/png;base64,{data}">'
@@ -86,7 +134,7 @@ def _img(png: bytes, caption: str) -> str:
     )
 
 
-def _page(title: str, body: str) -> str:
+def page_html(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -118,12 +166,12 @@ def find_diff_png(diff_dist: str | None, base_dir: Path | None) -> bytes | None:
 
 
 # ---------------------------------------------------------------- plots
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     """A report string as matplotlib draws it literally: `$` would start math text, `_` hides a legend entry."""
     return text.replace("$", r"\$").lstrip("_") or "?"
 
 
-class _Plots:
+class Plots:
     """matplotlib's Agg canvas, imported on first use; no pyplot, so no global figure state."""
 
     def __init__(self) -> None:
@@ -141,7 +189,7 @@ class _Plots:
         return buffer.getvalue()
 
 
-def _legend(ax, **options) -> None:
+def legend(ax, **options) -> None:
     """A legend, when there is something to label (a report without rows has nothing)."""
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize="small", **options)
@@ -161,22 +209,22 @@ def _bs_axis(ax, reports: Sequence[RunReport]) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _qps_plot(plots: _Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
+def _qps_plot(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
     def draw(ax):
         for i, (r, label) in enumerate(zip(reports, labels)):
             xs, ys = _series(r, QPS)
-            ax.plot(xs, ys, marker="o", color=PLOT_COLORS[i % len(PLOT_COLORS)], label=_plain(label))
+            ax.plot(xs, ys, marker="o", color=PLOT_COLORS[i % len(PLOT_COLORS)], label=plain(label))
         _bs_axis(ax, reports)
         ax.set_ylabel("QPS (samples/s)")
         top = max((v for r in reports for v in _series(r, QPS)[1]), default=0)
         ax.set_ylim(0, top * 1.12 or 1)  # from zero, with room above the highest point
-        _legend(ax)
+        legend(ax)
         ax.set_title("Throughput vs batch size")
 
-    return _img(plots.render(draw), "QPS vs batch size")
+    return img_html(plots.render(draw), "QPS vs batch size")
 
 
-def _latency_plot(plots: _Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
+def _latency_plot(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
     styles = {
         "AVG Latency": ("x", ":"),
         "P50 Latency": ("o", "-"),
@@ -198,7 +246,7 @@ def _latency_plot(plots: _Plots, reports: Sequence[RunReport], labels: Sequence[
                         marker=marker,
                         linestyle=line,
                         color=color,
-                        label=_plain(f"{label} {name}") if len(reports) > 1 else name,
+                        label=plain(f"{label} {name}") if len(reports) > 1 else name,
                     )
             lows, highs = _series(r, "Min Latency"), _series(r, "Max Latency")
             if len(reports) == 1 and lows[0] and lows[0] == highs[0]:
@@ -206,26 +254,26 @@ def _latency_plot(plots: _Plots, reports: Sequence[RunReport], labels: Sequence[
         _bs_axis(ax, reports)
         ax.set_yscale("log")
         ax.set_ylabel("latency per batch (ms)")
-        _legend(ax, ncol=2)
+        legend(ax, ncol=2)
         ax.set_title("Latency percentiles per batch size")
 
-    return _img(plots.render(draw), "Latency percentiles per batch size")
+    return img_html(plots.render(draw), "Latency percentiles per batch size")
 
 
-def _histogram_plot(plots: _Plots, hist: dict[str, list[float]], label: str) -> str:
+def _histogram_plot(plots: Plots, hist: dict[str, list[float]], label: str) -> str:
     def draw(ax):
         edges, counts = hist["edges"], hist["counts"]
         widths = [b - a for a, b in zip(edges, edges[1:])]
         ax.bar(edges[:-1], counts, width=widths, align="edge", color=PLOT_COLORS[0], edgecolor="white")
         ax.set_xlabel("|output - reference|")
         ax.set_ylabel("count")
-        ax.set_title(_plain(f"Numeric diff distribution: {label}"))
+        ax.set_title(plain(f"Numeric diff distribution: {label}"))
 
-    return _img(plots.render(draw), f"Numeric diff histogram: {label}")
+    return img_html(plots.render(draw), f"Numeric diff histogram: {label}")
 
 
 def _bars_plot(
-    plots: _Plots, reports: Sequence[RunReport], labels: Sequence[str], section: str, title: str, log: bool
+    plots: Plots, reports: Sequence[RunReport], labels: Sequence[str], section: str, title: str, log: bool
 ) -> str:
     """Bars of one of RunReport's number views (quality, numeric) side by side."""
     views = [getattr(r, section) for r in reports]
@@ -238,24 +286,24 @@ def _bars_plot(
         for i, (view, label) in enumerate(zip(views, labels)):
             xs = [j + i * width for j, n in enumerate(names) if view.get(n) is not None]
             ys = [view[n] for n in names if view.get(n) is not None]
-            ax.bar(xs, ys, width=width, color=PLOT_COLORS[i % len(PLOT_COLORS)], label=_plain(label))
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], [_plain(n) for n in names])
+            ax.bar(xs, ys, width=width, color=PLOT_COLORS[i % len(PLOT_COLORS)], label=plain(label))
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], [plain(n) for n in names])
         if log:
             ax.set_yscale("log")
-        _legend(ax)
+        legend(ax)
         ax.set_title(title)
 
-    return _img(plots.render(draw), title)
+    return img_html(plots.render(draw), title)
 
 
-def _diff_figure(plots: _Plots, report: RunReport, label: str, base_dir: Path | None) -> str:
+def _diff_figure(plots: Plots, report: RunReport, label: str, base_dir: Path | None) -> str:
     drift = report.accuracy.drift if report.accuracy else None
     if drift is None:
         return ""
     diff_dist = as_text(drift.diff_dist)
     png = find_diff_png(diff_dist, base_dir)
     if png is not None:
-        return _img(png, f"Numeric diff distribution: {label} ({diff_dist})")
+        return img_html(png, f"Numeric diff distribution: {label} ({diff_dist})")
     if drift.histogram():
         return _histogram_plot(plots, drift.histogram(), label)
     if diff_dist:
@@ -318,7 +366,7 @@ def _loadgen_table(report: RunReport) -> str:
                 Cell(as_text(entry.log_summary) or error or "—", bad=bool(error)),
             ]
         )
-    return "<h2>LoadGen scenarios</h2>" + _table_html(table)
+    return "<h2>LoadGen scenarios</h2>" + table_html(table)
 
 
 SELECTION_COLUMNS = ("QPS", "P50 Latency", "Normalized Drift", "Top-1 Agreement", "Compile Seconds")
@@ -344,10 +392,10 @@ def _selection_table(graph_compile: GraphCompile | None) -> str:
                 *(Cell(fmt(row.number(k))) for k in SELECTION_COLUMNS),
             ]
         )
-    return f"<p>{_e(as_text(selection.reason) or '')}</p>" + _table_html(table)
+    return f"<p>{_e(as_text(selection.reason) or '')}</p>" + table_html(table)
 
 
-def _plots_section(plots: _Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
+def _plots_section(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
     if not any(r.performance for r in reports):
         return "<p>No performance rows in this report.</p>"
     return _qps_plot(plots, reports, labels) + _latency_plot(plots, reports, labels)
@@ -357,8 +405,9 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
     """One run's page. base_dir: where `Accuracy.Diff Dist` is looked up (the report's folder)."""
     typed = RunReport.from_dict(report)
     label = typed.run_id or typed.model or "report"
-    plots = _Plots()
+    plots = Plots()
     run = report.get("Run") if isinstance(report.get("Run"), dict) else {}
+    report = _relative_paths(report, [root for root in (base_dir, REPO_ROOT) if root is not None])
     summary = {
         "Model": typed.model,
         "Backend": typed.backend,
@@ -367,7 +416,8 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
         "Precision": typed.precision_ran,
         "Weights": typed.weights_kind,
         "Report format": typed.schema or "ByteMLPerf",
-        **{f"Run {k}": v for k, v in run.items()},
+        **{f"Run {k}": v for k, v in run.items() if k != "command"},
+        "Run command": command_line(run.get("command"), base_dir),
     }
     accuracy = report.get("Accuracy") if isinstance(report.get("Accuracy"), dict) else {}
     provenance = {
@@ -383,7 +433,7 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
         _banners(typed, label),
         _kv_table("Run", summary),
         "<h2>Performance</h2>",
-        _table_html(_perf_table(typed)) if typed.performance else "<p>No performance rows.</p>",
+        table_html(_perf_table(typed)) if typed.performance else "<p>No performance rows.</p>",
         _plots_section(plots, [typed], [label]),
         _loadgen_table(typed),
         _kv_table("LoadGen Accuracy", report.get("LoadGen Accuracy")),
@@ -400,7 +450,7 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
         _kv_table("Graph Compile", report.get("Graph Compile")),
         _kv_table("Config", report.get("Config")),
     ]
-    return _page(f"perfbench: {typed.model or 'report'}", "".join(body))
+    return page_html(f"perfbench: {typed.model or 'report'}", "".join(body))
 
 
 def write_run_html(report: dict, path: Path, *, base_dir: Path | None = None) -> Path:
@@ -421,7 +471,7 @@ def render_compare_html(
     labels = list(labels) if labels else [n.run_id or f"report {i + 1}" for i, n in enumerate(norms)]
     base_dirs = list(base_dirs) if base_dirs else [None] * len(norms)
     cmp = build_comparison(norms, labels, threshold)
-    plots = _Plots()
+    plots = Plots()
     notes = "".join(
         f'<li class="{_e(kind)}"><b>{_e(kind)}</b> {_e(line)}</li>' if kind else f"<li>{_e(line)}</li>"
         for kind, line in comparison_notes(cmp)
@@ -440,14 +490,14 @@ def render_compare_html(
     body = [
         f"<h1>perfbench comparison: {_e(' vs '.join(labels))}</h1>",
         *(_banners(n, label) for n, label in zip(norms, labels)),
-        _table_html(runs),
+        table_html(runs),
         f"<ul>{notes}</ul>" if notes else "",
         "<h2>Tables</h2>",
-        *(_table_html(t) for t in comparison_tables(cmp)),
+        *(table_html(t) for t in comparison_tables(cmp)),
         "<h2>Plots</h2>",
         _plots_section(plots, norms, labels),
         _bars_plot(plots, norms, labels, "quality", "Accuracy", log=False),
         _bars_plot(plots, norms, labels, "numeric", "Numeric diff vs reference", log=True),
         *(_diff_figure(plots, n, label, d) for n, label, d in zip(norms, labels, base_dirs)),
     ]
-    return _page("perfbench comparison", "".join(body))
+    return page_html("perfbench comparison", "".join(body))

@@ -12,6 +12,7 @@ class Cell:
     text: str
     bad: bool = False  # a regression or failure: red in the terminal, marked in HTML/markdown
     strong: bool = False  # the best value in its column
+    href: str | None = None  # HTML only: the cell links there
 
 
 @dataclass

@@ -1,0 +1,164 @@
+"""One self-contained page over every report under a folder: the leaderboard, each model's QPS over
+time per host, regressions between consecutive runs (compare's rule), LoadGen verdicts, and a link to
+each run's own page. No network: CSS inline, plots as PNG data, the same Content-Security-Policy as
+the run pages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from core.reporting.comparison import build_comparison
+from core.reporting.html_report import PLOT_COLORS, Plots, img_html, legend, page_html, plain, table_html
+from core.reporting.leaderboard import Entry, ModelGroup, accuracy_text, leaderboard_tables, loadgen_text
+from core.reporting.tables import Cell, TextTable, fmt
+
+DEFAULT_THRESHOLD = 0.05
+
+
+def _e(text: str) -> str:
+    import html
+
+    return html.escape(str(text), quote=True)
+
+
+def series_key(entry: Entry) -> tuple[str, str, str, str]:
+    """Runs that form one history: same hardware type, host, engine and precision."""
+    return (
+        entry.hardware or "—",
+        entry.host or "unknown host",
+        entry.engine or entry.backend or "—",
+        entry.precision or "—",
+    )
+
+
+def _when(entry: Entry) -> datetime | None:
+    try:
+        return datetime.fromisoformat(entry.date or "")
+    except ValueError:
+        return None
+
+
+def histories(group: ModelGroup) -> dict[tuple[str, str, str, str], list[Entry]]:
+    """Each history's runs, oldest first (runs without a readable date are left out of the time axis)."""
+    found: dict[tuple[str, str, str, str], list[Entry]] = {}
+    for entry in group.entries:
+        if _when(entry) is not None:
+            found.setdefault(series_key(entry), []).append(entry)
+    for runs in found.values():
+        runs.sort(key=lambda e: (_when(e).timestamp(), e.run_id or ""))
+    return found
+
+
+def regressions(group: ModelGroup, threshold: float) -> list[tuple[Entry, Entry, str]]:
+    """(earlier run, later run, compare's message) for every regression between consecutive runs of a history."""
+    found = []
+    for runs in histories(group).values():
+        for before, after in zip(runs, runs[1:]):
+            if before.report is None or after.report is None:
+                continue
+            cmp = build_comparison(
+                [before.report, after.report], [before.run_id or "earlier", after.run_id or "later"], threshold
+            )
+            found += [(before, after, r.message) for r in cmp.regressions]
+    return found
+
+
+def _qps_over_time(plots: Plots, group: ModelGroup) -> str:
+    lines = [
+        (key, bs, [(_when(e), e.qps[bs]) for e in runs if bs in e.qps])
+        for key, runs in histories(group).items()
+        for bs in group.batch_sizes
+    ]
+    lines = [(key, bs, points) for key, bs, points in lines if points]
+    if not lines:
+        return ""
+
+    def draw(ax):
+        for i, (key, bs, points) in enumerate(lines):
+            hardware, host, engine, precision = key
+            xs, ys = zip(*points)
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                color=PLOT_COLORS[i % len(PLOT_COLORS)],
+                label=plain(f"{hardware} {host} {engine} {precision} bs {bs}"),
+            )
+        ax.set_ylabel("QPS (samples/s)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(axis="x", labelrotation=30)
+        legend(ax)
+        ax.set_title(plain(f"{group.model}: QPS over time, one line per host and batch size"))
+
+    return img_html(plots.render(draw, size=(9, 4.6)), f"{group.model}: QPS over time")
+
+
+def _runs_table(group: ModelGroup, links: dict[str, str]) -> str:
+    table = TextTable(
+        f"{group.model}: every run",
+        ["date", "hardware", "host", "engine/precision", "weights", "LoadGen", "accuracy", "best QPS", "page"],
+        text_columns=7,
+    )
+    for entry in sorted(group.entries, key=lambda e: e.date or "", reverse=True):
+        table.rows.append(
+            [
+                Cell(entry.date or "—"),
+                Cell(entry.hardware or "—"),
+                Cell(entry.host or "—"),
+                Cell(f"{entry.engine or entry.backend or '—'} {entry.precision or ''}".strip()),
+                Cell(entry.weights_kind or "—", bad=entry.weights_kind == "synthetic"),
+                Cell(loadgen_text(entry.loadgen), bad=any(v.result == "INVALID" for v in entry.loadgen.values())),
+                Cell(accuracy_text(entry.accuracy)),
+                Cell(fmt(entry.best_qps) if entry.qps else "—"),
+                Cell(entry.run_id or Path(entry.source).name, href=links.get(entry.source)),
+            ]
+        )
+    return table_html(table)
+
+
+def run_page_links(groups: Sequence[ModelGroup], out: Path) -> dict[str, str]:
+    """source report -> its HTML page, relative to the dashboard's folder (pages that exist only)."""
+    links = {}
+    for group in groups:
+        for entry in group.entries:
+            page = Path(entry.source).with_suffix(".html")
+            if page.is_file():
+                links[entry.source] = Path(os.path.relpath(page.resolve(), out.parent.resolve())).as_posix()
+    return links
+
+
+def render_dashboard(
+    groups: Sequence[ModelGroup],
+    warnings: Sequence[str],
+    out: Path,
+    *,
+    root: Path,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> str:
+    plots = Plots()
+    links = run_page_links(groups, out)
+    body = [
+        f"<h1>perfbench dashboard: {_e(root)}</h1>",
+        f"<p>{sum(len(g.entries) for g in groups)} runs of {len(groups)} models. Regressions are compare's rule "
+        f"between consecutive runs of one host, engine and precision: beyond {threshold:.0%}.</p>",
+    ]
+    found = [(group, r) for group in groups for r in regressions(group, threshold)]
+    if found:
+        items = "".join(
+            f'<li class="bad"><b>{_e(g.model)}</b>: {_e(before.date)} → {_e(after.date)}: {_e(message)}</li>'
+            for g, (before, after, message) in found
+        )
+        body.append(f"<h2>Regressions</h2><ul>{items}</ul>")
+    else:
+        body.append("<h2>Regressions</h2><p>None between consecutive runs.</p>")
+    body.append("<h2>Leaderboard</h2>" + "".join(table_html(t) for t in leaderboard_tables(groups)))
+    for group in groups:
+        body += [f"<h2>{_e(group.model)}</h2>", _qps_over_time(plots, group), _runs_table(group, links)]
+    if warnings:
+        body.append("<h2>Skipped files</h2><ul>" + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>")
+    return page_html("perfbench dashboard", "".join(body))

@@ -1,0 +1,189 @@
+"""The leaderboard of every report under a folder (what `python -m core.summary` prints).
+
+Groups reports by model and ranks them by their best QPS; per batch size the best QPS is marked.
+Reads the latest `result*.json` files; --all adds every kept run (`runs/<id>.json`). Files that are
+not reports are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core.common.errors import UserError
+from core.reporting.report import RunReport
+from core.reporting.report_io import find_report_files, hardware_of, read_report
+from core.reporting.schema import ACCURACY_ABBREV, QPS
+from core.reporting.sections import PROBLEM_KEYS, LoadGenResult
+from core.reporting.tables import Cell, TextTable, fmt
+
+
+@dataclass
+class Entry:
+    source: str
+    hardware: str | None
+    backend: str | None
+    engine: str | None
+    precision: str | None
+    weights_kind: str | None
+    run_id: str | None
+    run_status: str | None
+    date: str | None  # run start (ISO 8601), else ByteMLPerf's Execution Date, else the file's mtime
+    qps: dict[int, float]  # batch size -> QPS, rows that ran
+    accuracy: dict[str, float]
+    loadgen: dict[str, LoadGenResult] = field(default_factory=dict)  # scenario -> its LoadGen result
+    host: str | None = None  # the processor (or device) it ran on
+    report: RunReport | None = field(default=None, repr=False, compare=False)  # the run itself, for the dashboard
+
+    @property
+    def best_qps(self) -> float:
+        return max(self.qps.values(), default=0.0)
+
+
+@dataclass
+class ModelGroup:
+    model: str
+    batch_sizes: list[int]
+    entries: list[Entry]  # best QPS first
+
+
+def accuracy_text(accuracy: dict[str, float]) -> str:
+    """'EM 80.18 / F1 87.57', 'M 90.46 / MM 90.71', or whatever quality metrics the report has."""
+    shown = {k: v for k, v in accuracy.items() if not (k in PROBLEM_KEYS and not v)}
+    return " / ".join(f"{ACCURACY_ABBREV.get(k, k)} {fmt(v)}" for k, v in shown.items()) or "—"
+
+
+def loadgen_text(loadgen: dict[str, LoadGenResult]) -> str:
+    """'Offline 9.10 QPS VALID; Server peak 2.40 QPS VALID': what LoadGen judged, per scenario."""
+    parts = []
+    for scenario, entry in loadgen.items():
+        peak = entry.number("Peak QPS")
+        value = f"peak {fmt(peak)}" if peak is not None else fmt(entry.number(QPS))
+        parts.append(f"{scenario} {value} QPS {entry.result or entry.status or 'ok'}".strip())
+    return "; ".join(parts) or "—"
+
+
+def _entry(path: Path, report: RunReport) -> Entry:
+    # ByteMLPerf reports carry `Execution Date`; the file's time is only the last resort (copies reset it).
+    date = (
+        report.started
+        or report.execution_date
+        or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    )
+    return Entry(
+        str(path),
+        hardware_of(path),
+        report.backend or None,
+        report.engine,
+        report.precision_ran,
+        report.weights_kind,
+        report.run_id or None,
+        report.status,
+        date,
+        {bs: row.number(QPS) for bs, row in report.perf_by_bs.items() if row.ok and row.number(QPS) is not None},
+        report.quality,
+        report.loadgen_by_scenario,
+        report.host_cpu,
+        report,
+    )
+
+
+def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], list[str]]:
+    """(groups by model, warnings for files that are not reports). A run kept twice is listed once."""
+    entries: dict[str, list[Entry]] = {}
+    names: dict[str, str] = {}
+    warnings: list[str] = []
+    seen_runs: set[tuple[str | None, str]] = set()
+    for path in find_report_files(root, include_runs):
+        try:
+            _, report = read_report(path)
+        except UserError as err:
+            warnings.append(f"skipped {err}")
+            continue
+        entry = _entry(path, report)
+        warnings += [f"{path}: {note}" for note in report.read_notes]
+        if entry.run_id:
+            key = (entry.hardware, entry.run_id)
+            if key in seen_runs:
+                continue
+            seen_runs.add(key)
+        model = report.model
+        # ByteMLPerf upper-cases model names: group case-insensitively, show the first spelling seen.
+        names.setdefault(model.lower(), model)
+        entries.setdefault(model.lower(), []).append(entry)
+    groups = [
+        ModelGroup(names[key], sorted({bs for e in group for bs in e.qps}), sorted(group, key=lambda e: -e.best_qps))
+        for key, group in sorted(entries.items())
+    ]
+    return groups, warnings
+
+
+def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
+    tables = []
+    for group in groups:
+        with_loadgen = any(e.loadgen for e in group.entries)  # the column only where some run has scenarios
+        table = TextTable(
+            f"{group.model}: QPS per batch size",
+            [
+                "#",
+                "hardware",
+                "backend/engine",
+                "precision",
+                "weights",
+                *(f"BS {bs}" for bs in group.batch_sizes),
+                *(["LoadGen"] if with_loadgen else []),
+                "accuracy",
+                "date",
+                "run",
+            ],
+            text_columns=5,
+        )
+        best = {bs: max((e.qps[bs] for e in group.entries if bs in e.qps), default=None) for bs in group.batch_sizes}
+        for rank, e in enumerate(group.entries, 1):
+            backend = "/".join(x for x in (e.backend, e.engine) if x) or "—"
+            status = f" ({e.run_status})" if e.run_status and e.run_status != "complete" else ""
+            table.rows.append(
+                [
+                    Cell(str(rank)),
+                    Cell(e.hardware or "—"),
+                    Cell(backend),
+                    Cell(e.precision or "—"),
+                    Cell(e.weights_kind or "unknown", bad=e.weights_kind == "synthetic"),
+                    *(
+                        Cell(fmt(e.qps.get(bs)), strong=len(group.entries) > 1 and e.qps.get(bs) == best[bs])
+                        for bs in group.batch_sizes
+                    ),
+                    *(
+                        [
+                            Cell(
+                                loadgen_text(e.loadgen),
+                                bad=any(v.result == "INVALID" for v in e.loadgen.values()),
+                            )
+                        ]
+                        if with_loadgen
+                        else []
+                    ),
+                    Cell(accuracy_text(e.accuracy)),
+                    Cell((e.date or "—")[:16].replace("T", " ")),
+                    Cell((e.run_id or Path(e.source).name) + status),
+                ]
+            )
+        tables.append(table)
+    return tables
+
+
+def to_json(groups: Sequence[ModelGroup], warnings: Sequence[str]) -> dict[str, Any]:
+    models = []
+    for group in groups:
+        entries = []
+        for e in group.entries:
+            data = {f.name: getattr(e, f.name) for f in fields(e) if f.name not in ("report", "loadgen")}
+            data["qps"] = {str(bs): v for bs, v in e.qps.items()}
+            data["best_qps"] = e.best_qps
+            data["loadgen"] = {scenario: result.to_dict() for scenario, result in e.loadgen.items()}
+            entries.append(data)
+        models.append({"model": group.model, "batch_sizes": group.batch_sizes, "entries": entries})
+    return {"models": models, "warnings": list(warnings)}
