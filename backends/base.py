@@ -171,4 +171,9 @@ class BackendSpec:
             if loc == "engine_options.engine":
                 loc = "engine"
             known = ", ".join(self.config_class.model_fields)
-            raise UserError(first["msg"], file=source, field=loc, fix=f"{self.name} backend options: {known}") from None
+            raise UserError(
+                first["msg"].removeprefix("Value error, "),
+                file=source,
+                field=loc,
+                fix=f"{self.name} backend options: {known}",
+            ) from None

@@ -270,3 +270,17 @@ def test_openvino_conversion_and_nncf_quantization_never_reach_for_the_network(t
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert not log.exists(), log.read_text()
+
+
+def test_the_cpu_engines_are_the_engine_modules_and_the_config_accepts_exactly_them(tmp_path):
+    from backends.CPU.config import CpuConfig, engine_listing
+    from backends.CPU.engines import engine_names
+    from core.common.registry import module_listing
+
+    assert sorted(engine_listing()) == engine_names() == ["onnxruntime", "openvino", "pytorch"]
+    (tmp_path / "echo_engine.py").write_text("ENGINE = None\n")
+    (tmp_path / "helpers.py").write_text("")
+    assert module_listing(tmp_path, "pkg", "_engine", "ENGINE") == {"echo": "pkg.echo_engine:ENGINE"}
+    assert CpuConfig(engine="openvino").engine == "openvino"
+    with pytest.raises(ValueError, match="unknown engine 'tensorrt'; known: auto, onnxruntime, openvino, pytorch"):
+        CpuConfig(engine="tensorrt")

@@ -116,7 +116,7 @@ def test_the_dashboard_shows_every_run_flags_the_regression_and_links_each_runs_
     three_runs_of_two_models(root)
     out = tmp_path / "site" / "dashboard.html"
     assert main([str(root), "--html", str(out)]) == 0
-    assert "dashboard: 5 runs of 2 models" in capsys.readouterr().out
+    assert "dashboard: 6 runs of 2 models" in capsys.readouterr().out
     page = out.read_text()
     assert "default-src 'none'" in page and "http://" not in page and "https://" not in page  # no network
     # compare's rule between consecutive runs: only the third albert night, bs 4 (30.3 -> 24.0, -20.8%)
@@ -126,7 +126,9 @@ def test_the_dashboard_shows_every_run_flags_the_regression_and_links_each_runs_
     assert page.count('<img class="plot"') == 2  # one QPS-over-time plot per model
     assert "Offline 81.00 QPS INVALID" in page and "Offline 80.00 QPS VALID" in page
     hrefs = re.findall(r'href="([^"]+)"', page)
-    assert len(hrefs) == 5 and all((out.parent / href).is_file() for href in hrefs)
+    assert len(hrefs) == 6 and all((out.parent / href).is_file() for href in hrefs)
+    assert "../reports/IPU/albert-torch-fp32/result-fp16.json" in hrefs  # ByteMLPerf's report has no page
+    assert "3,088" in page and "IPU" in page  # on the leaderboard beside ours
 
 
 def test_the_dashboard_flags_nothing_when_runs_only_wobble(tmp_path):

@@ -8,13 +8,18 @@ workload files keep working.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.common.registry import module_listing
 from core.measure.host import usable_cores
 
-EngineName = Literal["auto", "onnxruntime", "openvino", "pytorch"]
+
+def engine_listing() -> dict[str, str]:
+    """The CPU engines: every `<name>_engine.py` in this folder (read from the file names, nothing imported)."""
+    return module_listing(Path(__file__).resolve().parent, "backends.CPU", "_engine", "ENGINE")
 
 
 class _Options(BaseModel):
@@ -54,7 +59,7 @@ ENGINE_OPTIONS: dict[str, type[_Options]] = {
 class CpuConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: EngineName = Field(
+    engine: str = Field(
         "auto",
         description="runtime engine; auto times every engine this host runs and keeps the fastest that passes "
         "the accuracy gate",
@@ -68,6 +73,14 @@ class CpuConfig(BaseModel):
     onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
     openvino: OpenVinoOptions = Field(default_factory=OpenVinoOptions)
     pytorch: PyTorchOptions = Field(default_factory=PyTorchOptions)
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        known = ["auto", *sorted(engine_listing())]
+        if value not in known:
+            raise ValueError(f"unknown engine {value!r}; known: {', '.join(known)}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
-from backends.CPU.config import CpuConfig
+from backends.CPU.config import CpuConfig, engine_listing
 from core.common.errors import UserError
-from core.common.registry import Registry, module_listing
+from core.common.registry import Registry
 from core.measure.host import CpuIsa
 
 
@@ -28,11 +27,7 @@ class Engine:
     runtime: type[RuntimeBackend]
 
 
-ENGINES: Registry[Engine] = Registry(
-    "CPU engine",
-    lambda: module_listing(Path(__file__).resolve().parent, "backends.CPU", "_engine", "ENGINE"),
-    base=Engine,
-)
+ENGINES: Registry[Engine] = Registry("CPU engine", engine_listing, base=Engine)
 
 
 def engine_names() -> list[str]:

@@ -45,11 +45,16 @@ class LatencyStats:
     p90: float
     p99: float
     max: float
+    p90_upper: float | None = None  # 95% upper bounds from order statistics; None: too few samples
+    p99_upper: float | None = None
 
     @classmethod
     def from_ns(cls, samples_ns: list[int]) -> LatencyStats:
+        from core.common.statistics import upper_bound
+
         ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        ordered = np.sort(ms)
         return cls(
             count=len(ms),
             mean=float(ms.mean()),
@@ -59,6 +64,8 @@ class LatencyStats:
             p90=float(p90),
             p99=float(p99),
             max=float(ms.max()),
+            p90_upper=upper_bound(ordered, 0.90),
+            p99_upper=upper_bound(ordered, 0.99),
         )
 
 
@@ -102,7 +109,18 @@ class Measurement:
             stop_reason=self.stop_reason,
             clients=self.clients if self.clients > 1 else None,
             warning=f"only {lat.count} timed iterations: percentiles are rough" if self.low_sample else None,
+            p90_upper=None if lat.p90_upper is None else round(lat.p90_upper, 4),
+            p99_upper=None if lat.p99_upper is None else round(lat.p99_upper, 4),
+            tail_backing=tail_backing(lat.count),
         )
+
+
+def tail_backing(count: int) -> str | None:
+    """What a row's tail percentiles rest on, when a 95% bound needs more samples than it has."""
+    from core.common.statistics import samples_needed
+
+    short = [f"P{round(q * 100)} needs {samples_needed(q)}" for q in (0.90, 0.99) if count < samples_needed(q)]
+    return f"{count} samples: {', '.join(short)} for a 95% upper bound" if short else None
 
 
 def measure(

@@ -1,0 +1,1 @@
+"""Which weights, and the torch module a config builds."""

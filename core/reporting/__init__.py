@@ -1,3 +1,3 @@
-"""Reports: the typed run report and its key names (schema, report), reading ours and ByteMLPerf's
-(report_io), the shared table model (tables), comparisons (comparison, compare), the leaderboard
-(summary) and the HTML pages (html_report)."""
+"""Reports: the typed run report and its key names (schema, sections, report), reading ours and
+ByteMLPerf's (report_io), writing (writer), the shared table model (tables), comparisons (comparison,
+compare), the leaderboard and dashboard (leaderboard, summary, dashboard) and the HTML pages (html_report)."""

@@ -30,6 +30,7 @@ class ComparedRow:
     ratios: list[float | None]  # value / baseline value; None where either is missing
     statuses: list[str | None]  # "ok", "failed", or None where the report lacks this batch size
     regressions: list[bool]
+    unbacked: list[bool] = field(default_factory=list)  # a tail percentile on too few samples: shown, never judged
 
 
 @dataclass
@@ -171,8 +172,10 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
             values = [row.number(metric) if row else None for row in rows]
             if all(v is None for v in values):
                 continue
+            unbacked = [bool(row and row.unbacked(metric)) for row in rows]
             # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
-            judged = None if metric in MEMORY_KEYS else threshold
+            # A P99 of 28 samples is their maximum by another name: shown as such, not judged either.
+            judged = None if metric in MEMORY_KEYS or any(unbacked) else threshold
             ratios, flags = _judge(
                 values,
                 labels,
@@ -183,7 +186,7 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
                 metric=metric,
                 regressions=regressions,
             )
-            perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags))
+            perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags, unbacked))
     loadgen = _loadgen_rows(reports, labels, threshold, regressions)
     return Comparison(
         list(labels),
@@ -297,6 +300,8 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
                 cells.append(Cell(status, bad=True))
                 continue
             text = fmt(value) + (f" ({ratio:.2f}x)" if i and ratio is not None else "")
+            if row.unbacked and row.unbacked[i]:
+                text = f"~{text} (unbacked)"
             cells.append(Cell(text, bad=row.regressions[i]))
         perf.rows.append(cells)
     tables = [perf]

@@ -122,13 +122,15 @@ def _runs_table(group: ModelGroup, links: dict[str, str]) -> str:
 
 
 def run_page_links(groups: Sequence[ModelGroup], out: Path) -> dict[str, str]:
-    """source report -> its HTML page, relative to the dashboard's folder (pages that exist only)."""
+    """source report -> its HTML page (the JSON itself where it has none, as ByteMLPerf's reports), relative
+    to the dashboard's folder."""
     links = {}
     for group in groups:
         for entry in group.entries:
-            page = Path(entry.source).with_suffix(".html")
-            if page.is_file():
-                links[entry.source] = Path(os.path.relpath(page.resolve(), out.parent.resolve())).as_posix()
+            source = Path(entry.source)
+            page = source.with_suffix(".html")
+            target = page if page.is_file() else source
+            links[entry.source] = Path(os.path.relpath(target.resolve(), out.parent.resolve())).as_posix()
     return links
 
 

@@ -341,11 +341,17 @@ def _perf_table(report: RunReport) -> TextTable:
             [
                 Cell(str(bs)),
                 Cell(row.status, bad=failed),
-                *(Cell(fmt(v) if k not in COUNT_KEYS or v is None else f"{v:.0f}") for k, v in numbers.items()),
+                *(Cell(_shown(row, k, v)) for k, v in numbers.items()),
                 Cell(as_text(row.error) or "", bad=failed),
             ]
         )
     return table
+
+
+def _shown(row, key: str, value: float | None) -> str:
+    """A row's number as the page shows it: counts whole, an unbacked tail percentile marked as such."""
+    text = fmt(value) if key not in COUNT_KEYS or value is None else f"{value:.0f}"
+    return f"~{text} (unbacked)" if value is not None and row.unbacked(key) else text
 
 
 def _loadgen_table(report: RunReport) -> str:

@@ -39,6 +39,9 @@ ROW_KEYS = {
     "error": "Error",
     "peak_rss_mb": PEAK_RSS,
     "device_memory_mb": DEVICE_MEMORY,
+    "p90_upper": "P90 Upper 95%",
+    "p99_upper": "P99 Upper 95%",
+    "tail_backing": "Tail Backing",
 }
 BS, QPS = ROW_KEYS["bs"], ROW_KEYS["qps"]
 LATENCY_KEYS = tuple(ROW_KEYS[k] for k in ("avg_latency", "p50_latency", "p90_latency", "p99_latency"))
@@ -53,6 +56,8 @@ PERF_KEYS = (
         for k in ("min_latency", "max_latency", "std_latency", "iterations", "measured_seconds", "warmup_iterations")
     ),
     *MEMORY_KEYS,
+    ROW_KEYS["p90_upper"],
+    ROW_KEYS["p99_upper"],
 )
 
 # Short names for the leaderboard.
@@ -112,7 +117,19 @@ class PerfRow:
     error: str | None = None
     peak_rss_mb: float | None = None
     device_memory_mb: float | None = None
+    p90_upper: float | None = None  # the true P90 lies below this with 95% confidence; None: too few samples
+    p99_upper: float | None = None
+    tail_backing: str | None = None  # how many samples a backed P90/P99 would need, when the row has fewer
     extra: dict[str, Any] = field(default_factory=dict)  # keys we do not model (a vendor's), kept as written
+
+    def unbacked(self, key: str) -> bool:
+        """Whether the row's P90/P99 rests on fewer samples than a 95% upper bound needs (then it is shown
+        as such and never judged a regression). Rows that do not say how many samples (ByteMLPerf's) are not."""
+        from core.common.statistics import samples_needed
+
+        quantile = {ROW_KEYS["p90_latency"]: 0.90, ROW_KEYS["p99_latency"]: 0.99}.get(key)
+        count = self.number(ROW_KEYS["iterations"])
+        return quantile is not None and count is not None and count < samples_needed(quantile)
 
     @property
     def ok(self) -> bool:

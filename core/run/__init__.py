@@ -1,0 +1,1 @@
+"""One benchmark run as a sequence of named stages."""

@@ -98,6 +98,11 @@ def _stages(run: RunContext, overrides: dict) -> None:
     if run.report.performance:
         title = f"{run.model.model} on {run.spec.name} ({compiled.engine} {compiled.precision})"
         print_table(console.console, performance_table(title, run.report.performance))
+        backing = sorted({row.tail_backing for row in run.report.performance if row.tail_backing})
+        if backing:
+            console.info(
+                "~: a tail percentile on fewer samples than a 95% upper bound needs (" + "; ".join(backing) + ")"
+            )
 
 
 def _describe(run: RunContext, overrides: dict) -> None:

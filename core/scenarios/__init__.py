@@ -1,0 +1,1 @@
+"""MLPerf LoadGen scenarios against a loaded runtime."""
