@@ -108,6 +108,7 @@ def test_loadgen_results_get_a_column_where_a_run_has_them(tmp_path, capsys):
 
 
 def test_the_dashboard_shows_every_run_flags_the_regression_and_links_each_runs_page(tmp_path, capsys):
+    import html
     import re
 
     from tests.dashboard_helpers import three_runs_of_two_models
@@ -121,8 +122,10 @@ def test_the_dashboard_shows_every_run_flags_the_regression_and_links_each_runs_
     assert "default-src 'none'" in page and "http://" not in page and "https://" not in page  # no network
     # compare's rule between consecutive runs: only the third albert night, bs 4 (30.3 -> 24.0, -20.8%)
     regressions = re.findall(r'<li class="bad">(.*?)</li>', page)
-    assert regressions and all("cccccc: batch size 4 " in r for r in regressions), regressions  # that night, bs 4
-    assert any("batch size 4 QPS drop 20.8%" in r for r in regressions)  # its latencies rose with it
+    assert len(regressions) == 1 and "(20261103T010000-cccccc)" in regressions[0], regressions  # that night only
+    text = html.unescape(regressions[0])
+    assert "batch size 4 QPS drop 20.8% (30.30 -> 24.00) beyond 5.0%" in text, text
+    assert "batch size 1" not in text  # bs 1 moved 1%; bs 4's latencies rose with its QPS drop
     assert page.count('<img class="plot"') == 2  # one QPS-over-time plot per model
     assert "Offline 81.00 QPS INVALID" in page and "Offline 80.00 QPS VALID" in page
     hrefs = re.findall(r'href="([^"]+)"', page)

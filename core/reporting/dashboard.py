@@ -53,17 +53,17 @@ def histories(group: ModelGroup) -> dict[tuple[str, str, str, str], list[Entry]]
     return found
 
 
-def regressions(group: ModelGroup, threshold: float) -> list[tuple[Entry, Entry, str]]:
-    """(earlier run, later run, compare's message) for every regression between consecutive runs of a history."""
+def regressions(group: ModelGroup, threshold: float) -> list[tuple[Entry, Entry, list[str]]]:
+    """(earlier run, later run, compare's findings) for each consecutive pair of a history that regressed."""
     found = []
     for runs in histories(group).values():
         for before, after in zip(runs, runs[1:]):
             if before.report is None or after.report is None:
                 continue
-            cmp = build_comparison(
-                [before.report, after.report], [before.run_id or "earlier", after.run_id or "later"], threshold
-            )
-            found += [(before, after, r.message) for r in cmp.regressions]
+            label = after.run_id or "later"
+            cmp = build_comparison([before.report, after.report], [before.run_id or "earlier", label], threshold)
+            if cmp.regressions:
+                found.append((before, after, [r.message.removeprefix(f"{label}: ") for r in cmp.regressions]))
     return found
 
 
@@ -152,8 +152,10 @@ def render_dashboard(
     found = [(group, r) for group in groups for r in regressions(group, threshold)]
     if found:
         items = "".join(
-            f'<li class="bad"><b>{_e(g.model)}</b>: {_e(before.date)} → {_e(after.date)}: {_e(message)}</li>'
-            for g, (before, after, message) in found
+            f'<li class="bad"><b>{_e(g.model)}</b> {_e(after.hardware or "")} {_e(after.host or "")}: '
+            f"{_e(before.date)} → {_e(after.date)} ({_e(after.run_id or after.source)}): "
+            f"{_e('; '.join(messages))}</li>"
+            for g, (before, after, messages) in found
         )
         body.append(f"<h2>Regressions</h2><ul>{items}</ul>")
     else:
