@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.config import registry
@@ -69,6 +70,21 @@ def test_report_has_bytemlperf_keys_and_ours(tiny_run):
     assert report["Weights"]["kind"] == "synthetic" and "SYNTHETIC" in report["Weights"]["note"]
     assert report["Host"]["cores"] >= 1 and "torch" in report["Software"]
     assert report["Config"]["workload"]["model"] == "tiny-bert-squad"
+
+
+def test_every_timed_call_is_kept_beside_the_run_and_the_qps_carries_its_interval(tiny_run):
+    from core.common.arrays import load_arrays
+
+    out, _, report = tiny_run
+    run_id = report["Run"]["id"]
+    arrays, meta = load_arrays(out / "CPU" / "tiny-bert-squad" / "runs" / f"{run_id}-samples" / "latency.npz")
+    assert meta["unit"] == "ns" and sorted(arrays) == ["bs1", "bs4"]
+    for row in report["Performance"]:
+        samples = arrays[f"bs{row['BS']}"]
+        assert samples.dtype == np.int64 and len(samples) == row["Iterations"]
+        assert abs(float(np.median(samples)) / 1e6 - row["P50 Latency"]) < 1e-3 * max(1.0, row["P50 Latency"])
+        if row["Iterations"] >= 4:
+            assert row["QPS Low 95%"] <= row["QPS High 95%"] and row["QPS Low 95%"] > 0
 
 
 def test_report_accuracy_and_numeric_sections(tiny_run):

@@ -82,3 +82,37 @@ def test_latency_statistics():
     assert stats.p99 == pytest.approx(99.01)
     assert stats.min == 1 and stats.max == 100
     assert stats.std == pytest.approx(29.011, rel=1e-4)
+
+
+def test_the_window_closes_before_statistics_are_computed_and_the_qps_interval_brackets_a_steady_rate(monkeypatch):
+    """Computing percentiles and bounds (scipy's first import takes a second) is not part of the timed window."""
+    clock = FakeClock(10.0)  # every call takes 10 ms: 400 samples/s at batch 4
+    real = LatencyStats.from_ns
+
+    def slow_statistics(samples):
+        clock.now += int(5e9)  # five seconds of statistics, on the same clock
+        return real(samples)
+
+    monkeypatch.setattr(LatencyStats, "from_ns", staticmethod(slow_statistics))
+    policy = MeasurePolicy(warmup_iterations=1, warmup_seconds=1, min_iterations=50, min_seconds=0, max_seconds=10)
+    result = measure(clock.run, policy, batch_size=4, clock=clock)
+    assert result.latency.count == 50 and result.measured_seconds == pytest.approx(0.5)
+    assert result.qps == pytest.approx(400.0)
+    low, high = result.qps_interval()
+    assert low <= 400.0 <= high and high - low < 1e-6  # a steady rate: every block agrees
+
+
+def test_the_qps_interval_widens_with_a_drifting_rate_and_needs_four_calls():
+    from core.common.statistics import rate_interval
+
+    steady = [int(10e6 * (i + 1)) for i in range(40)]
+    drifting, now = [], 0
+    for i in range(40):  # the machine slows down through the window: 10 ms calls become 30 ms
+        now += int((10 + 20 * i / 39) * 1e6)
+        drifting.append(now)
+    low, high = rate_interval(steady, 1)
+    assert low == pytest.approx(100.0) and high == pytest.approx(100.0)
+    low, high = rate_interval(drifting, 1)
+    overall = 40 / (drifting[-1] / 1e9)
+    assert low < overall < high and high - low > 10
+    assert rate_interval(steady[:3], 1) is None and rate_interval(steady[:4], 1) is not None

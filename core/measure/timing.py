@@ -78,6 +78,14 @@ class Measurement:
     warmup_seconds: float
     stop_reason: str  # "enough iterations and time" | "time cap"
     clients: int = 1  # concurrent callers; latency counts every client's calls, QPS all of them over the window
+    samples_ns: tuple[int, ...] = ()  # every timed call's latency, in the order the calls completed
+    completions_ns: tuple[int, ...] = ()  # when each call completed, from the start of the timed window
+
+    def qps_interval(self) -> tuple[float, float] | None:
+        """95% interval of the QPS by batch means over the window (core.common.statistics.rate_interval)."""
+        from core.common.statistics import rate_interval
+
+        return rate_interval(self.completions_ns, self.batch_size)
 
     @property
     def qps(self) -> float:
@@ -93,6 +101,7 @@ class Measurement:
         from core.reporting.schema import PerfRow
 
         lat = self.latency
+        interval = self.qps_interval()
         return PerfRow(
             bs=self.batch_size,
             qps=round(self.qps, 4),
@@ -112,6 +121,8 @@ class Measurement:
             p90_upper=None if lat.p90_upper is None else round(lat.p90_upper, 4),
             p99_upper=None if lat.p99_upper is None else round(lat.p99_upper, 4),
             tail_backing=tail_backing(lat.count),
+            qps_low=None if interval is None else round(interval[0], 4),
+            qps_high=None if interval is None else round(interval[1], 4),
         )
 
 
@@ -147,12 +158,14 @@ def measure(
     warmup_seconds = (clock() - start) / 1e9
 
     samples: list[int] = []
+    completions: list[int] = []
     begin = clock()
     while True:
         t0 = clock()
         run()
         t1 = clock()
         samples.append(t1 - t0)
+        completions.append(t1 - begin)
         elapsed = (t1 - begin) / 1e9
         if on_iteration is not None:
             on_iteration(elapsed)
@@ -162,13 +175,16 @@ def measure(
         if elapsed >= policy.max_seconds:
             reason = "time cap"
             break
+    window_ns = clock() - begin  # read before any statistics are computed: they are not part of the window
     return Measurement(
         batch_size=batch_size,
         latency=LatencyStats.from_ns(samples),
-        measured_seconds=(clock() - begin) / 1e9,
+        measured_seconds=window_ns / 1e9,
         warmup_iterations=warmups,
         warmup_seconds=warmup_seconds,
         stop_reason=reason,
+        samples_ns=tuple(samples),
+        completions_ns=tuple(completions),
     )
 
 
@@ -193,6 +209,8 @@ def measure_clients(
     go, stop = threading.Event(), threading.Event()
     lock = threading.Lock()
     samples: list[int] = []
+    completions: list[int] = []
+    window: list[int] = []  # the timed window's start, set before the clients are let go
     warmups: list[int] = [0] * len(calls)
     errors: list[BaseException] = []
 
@@ -210,9 +228,11 @@ def measure_clients(
             while not stop.is_set():
                 t0 = clock()
                 call()
-                own.append(clock() - t0)
+                t1 = clock()
+                own.append(t1 - t0)
                 with lock:
                     samples.append(own[-1])
+                    completions.append(t1 - window[0])
         except BaseException as err:  # noqa: BLE001 - handed to the measuring thread, which re-raises it
             errors.append(err)
             stop.set()
@@ -230,6 +250,7 @@ def measure_clients(
         for event in ready:
             event.wait()
         begin = clock()
+        window.append(begin)
         warmup_seconds = (begin - warm_start) / 1e9
         go.set()
         while not stop.is_set():
@@ -249,14 +270,17 @@ def measure_clients(
         go.set()
         for thread in threads:
             thread.join()
+        window_ns = clock() - begin if window else 0  # the last call in flight has returned
     if errors:
         raise errors[0]
     return Measurement(
         batch_size=batch_size,
         latency=LatencyStats.from_ns(samples),
-        measured_seconds=(clock() - begin) / 1e9,
+        measured_seconds=window_ns / 1e9,
         warmup_iterations=sum(warmups),
         warmup_seconds=warmup_seconds,
         stop_reason=reason,
         clients=len(calls),
+        samples_ns=tuple(samples),
+        completions_ns=tuple(completions),
     )

@@ -31,6 +31,7 @@ class ComparedRow:
     statuses: list[str | None]  # "ok", "failed", or None where the report lacks this batch size
     regressions: list[bool]
     unbacked: list[bool] = field(default_factory=list)  # a tail percentile on too few samples: shown, never judged
+    intervals: list[tuple[float, float] | None] = field(default_factory=list)  # QPS rows: each run's 95% interval
 
 
 @dataclass
@@ -186,7 +187,8 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
                 metric=metric,
                 regressions=regressions,
             )
-            perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags, unbacked))
+            intervals = [_interval(row) if metric == QPS else None for row in rows]
+            perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags, unbacked, intervals))
     loadgen = _loadgen_rows(reports, labels, threshold, regressions)
     return Comparison(
         list(labels),
@@ -201,6 +203,13 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
         regressions,
         loadgen,
     )
+
+
+def _interval(row) -> tuple[float, float] | None:
+    if row is None:
+        return None
+    low, high = row.number("QPS Low 95%"), row.number("QPS High 95%")
+    return None if low is None or high is None else (low, high)
 
 
 def _judge(
@@ -302,6 +311,9 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
             text = fmt(value) + (f" ({ratio:.2f}x)" if i and ratio is not None else "")
             if row.unbacked and row.unbacked[i]:
                 text = f"~{text} (unbacked)"
+            if row.intervals and row.intervals[i]:
+                low, high = row.intervals[i]
+                text += f" [{fmt(low)}–{fmt(high)}]"
             cells.append(Cell(text, bad=row.regressions[i]))
         perf.rows.append(cells)
     tables = [perf]

@@ -103,6 +103,8 @@ class RunReport:
     host_info: str | None = None  # ByteMLPerf's one-line Host Info, where no Host section says more
     execution_date: str | None = None  # ByteMLPerf's Execution Date
     read_notes: list[str] = field(default_factory=list)
+    # Every timed call's latency (ns) per batch size, as measured: written beside the kept run, not into it.
+    samples: dict[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def failed_batch_sizes(self) -> list[int]:

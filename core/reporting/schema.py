@@ -39,6 +39,8 @@ ROW_KEYS = {
     "error": "Error",
     "peak_rss_mb": PEAK_RSS,
     "device_memory_mb": DEVICE_MEMORY,
+    "qps_low": "QPS Low 95%",
+    "qps_high": "QPS High 95%",
     "p90_upper": "P90 Upper 95%",
     "p99_upper": "P99 Upper 95%",
     "tail_backing": "Tail Backing",
@@ -56,6 +58,8 @@ PERF_KEYS = (
         for k in ("min_latency", "max_latency", "std_latency", "iterations", "measured_seconds", "warmup_iterations")
     ),
     *MEMORY_KEYS,
+    ROW_KEYS["qps_low"],
+    ROW_KEYS["qps_high"],
     ROW_KEYS["p90_upper"],
     ROW_KEYS["p99_upper"],
 )
@@ -117,6 +121,8 @@ class PerfRow:
     error: str | None = None
     peak_rss_mb: float | None = None
     device_memory_mb: float | None = None
+    qps_low: float | None = None  # 95% interval of the QPS, by batch means over the timed window
+    qps_high: float | None = None
     p90_upper: float | None = None  # the true P90 lies below this with 95% confidence; None: too few samples
     p99_upper: float | None = None
     tail_backing: str | None = None  # how many samples a backed P90/P99 would need, when the row has fewer

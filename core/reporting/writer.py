@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from core.common.arrays import save_arrays
 from core.common.atomic import atomic_write_text
 from core.reporting.report import RunReport, write_json_atomic
 
@@ -21,6 +24,14 @@ def write_report(report: RunReport, out_dir: Path) -> Path:
     for path in targets:
         write_json_atomic(path, data)
     written = report.written = latest if report.replaces_latest else kept
+    if report.samples:  # compact and pickle-free: one int64 array of nanoseconds per batch size
+        arrays = {f"bs{bs}": np.asarray(values, dtype=np.int64) for bs, values in report.samples.items()}
+        # A folder of its own, like LoadGen's logs: runs/*.json stays one file per kept run.
+        save_arrays(
+            kept.parent / f"{report.run_id}-samples" / "latency.npz",
+            arrays,
+            {"unit": "ns", "what": "latency of every timed call, in completion order", "run": report.run_id},
+        )
     try:
         from core.reporting.html_report import render_run_html
 

@@ -22,7 +22,7 @@ def measure_batch_sizes(run: RunContext, runtime) -> None:
         run.report.performance.append(row)  # recorded before it is announced: an interruption keeps it
         if row.ok:
             console.info(
-                f"bs {batch_size}: {row.qps:.2f} QPS, p50 {row.p50_latency:.1f} ms, "
+                f"bs {batch_size}: {row.qps:.2f} QPS{_interval(row)}, p50 {row.p50_latency:.1f} ms, "
                 f"p99 {'~' if row.unbacked('P99 Latency') else ''}{row.p99_latency:.1f} ms over {row.iterations} "
                 "iterations"
                 + (f" ({clients} clients)" if clients > 1 else "")
@@ -44,6 +44,7 @@ def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy) -
             calls = instances.calls(run.sample_feeds(batch_size))
             with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
                 result = measure_clients(calls, policy, batch_size, on_iteration=advance)
+        run.report.samples[batch_size] = result.samples_ns  # kept beside the report for later comparisons
         return replace(result.perf_row(), **perf_memory_fields(peak, runtime))
     except (KeyboardInterrupt, Interrupted, UserError):
         raise
@@ -57,6 +58,13 @@ def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy) -
             error=f"{type(err).__name__}: {str(err)[:500]}",
             **perf_memory_fields(peak, runtime),
         )
+
+
+def _interval(row: PerfRow) -> str:
+    """' [1.41-1.66]': the row's 95% QPS interval, where it has one."""
+    if row.qps_low is None or row.qps_high is None:
+        return ""
+    return f" [{fmt(row.qps_low)}–{fmt(row.qps_high)}]"
 
 
 def performance_table(title: str, rows: list[PerfRow]) -> TextTable:
@@ -81,7 +89,7 @@ def performance_table(title: str, rows: list[PerfRow]) -> TextTable:
             [
                 Cell(str(row.bs)),
                 Cell("ok" if row.warning is None else "few iters"),
-                Cell(fmt(row.qps)),
+                Cell(fmt(row.qps) + _interval(row)),
                 *(Cell(f"~{fmt(value)}" if row.unbacked(key) else fmt(value)) for key, value in latencies.items()),
                 Cell(str(row.iterations)),
                 Cell(fmt(row.peak_rss_mb)),
