@@ -82,34 +82,17 @@ class Registry(Generic[T]):
         self.entry_point_group = entry_point_group
         self.base = base  # loaded entries must be instances (or subclasses) of it
         self.module_attribute = module_attribute  # a plugin naming a module means this attribute of it
-        self._registered: dict[str, Any] = {}
         self._loaded: dict[tuple[str, str], Any] = {}
-
-    def register(self, name: str, entry: Any = None):
-        """Add an entry by hand; usable as a decorator (`@registry.register("name")`)."""
-        if entry is not None:
-            self._registered[name] = entry
-            return entry
-
-        def decorate(obj):
-            self._registered[name] = obj
-            return obj
-
-        return decorate
 
     def entries(self) -> dict[str, Any]:
         found = dict(self._discover())
         if self.entry_point_group:
             for point in metadata.entry_points(group=self.entry_point_group):
                 found.setdefault(point.name, point)
-        found.update(self._registered)
         return found
 
     def names(self) -> list[str]:
         return sorted(self.entries())
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.entries()
 
     def get(self, name: str, *, file: object = None, field: str | None = None, fix_extra: str = "") -> T:
         """The entry for `name`, loaded; an unknown name is a UserError naming `file` and `field`."""

@@ -209,8 +209,7 @@ def measure_clients(
     go, stop = threading.Event(), threading.Event()
     lock = threading.Lock()
     samples: list[int] = []
-    completions: list[int] = []
-    window: list[int] = []  # the timed window's start, set before the clients are let go
+    completions: list[int] = []  # clock readings; made relative to the window's start at the end
     warmups: list[int] = [0] * len(calls)
     errors: list[BaseException] = []
 
@@ -232,7 +231,7 @@ def measure_clients(
                 own.append(t1 - t0)
                 with lock:
                     samples.append(own[-1])
-                    completions.append(t1 - window[0])
+                    completions.append(t1)
         except BaseException as err:  # noqa: BLE001 - handed to the measuring thread, which re-raises it
             errors.append(err)
             stop.set()
@@ -250,7 +249,6 @@ def measure_clients(
         for event in ready:
             event.wait()
         begin = clock()
-        window.append(begin)
         warmup_seconds = (begin - warm_start) / 1e9
         go.set()
         while not stop.is_set():
@@ -270,7 +268,7 @@ def measure_clients(
         go.set()
         for thread in threads:
             thread.join()
-        window_ns = clock() - begin if window else 0  # the last call in flight has returned
+    window_ns = clock() - begin  # the last call in flight has returned; read before any statistics
     if errors:
         raise errors[0]
     return Measurement(
@@ -282,5 +280,5 @@ def measure_clients(
         stop_reason=reason,
         clients=len(calls),
         samples_ns=tuple(samples),
-        completions_ns=tuple(completions),
+        completions_ns=tuple(t - begin for t in completions),
     )

@@ -187,7 +187,7 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
                 metric=metric,
                 regressions=regressions,
             )
-            intervals = [_interval(row) if metric == QPS else None for row in rows]
+            intervals = [row.qps_interval() if row and metric == QPS else None for row in rows]
             perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags, unbacked, intervals))
     loadgen = _loadgen_rows(reports, labels, threshold, regressions)
     return Comparison(
@@ -203,13 +203,6 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
         regressions,
         loadgen,
     )
-
-
-def _interval(row) -> tuple[float, float] | None:
-    if row is None:
-        return None
-    low, high = row.number("QPS Low 95%"), row.number("QPS High 95%")
-    return None if low is None or high is None else (low, high)
 
 
 def _judge(

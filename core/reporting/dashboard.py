@@ -12,17 +12,11 @@ from datetime import datetime
 from pathlib import Path
 
 from core.reporting.comparison import build_comparison
-from core.reporting.html_report import PLOT_COLORS, Plots, img_html, legend, page_html, plain, table_html
+from core.reporting.html_report import PLOT_COLORS, Plots, escape, img_html, legend, page_html, plain, table_html
 from core.reporting.leaderboard import Entry, ModelGroup, accuracy_text, leaderboard_tables, loadgen_text
 from core.reporting.tables import Cell, TextTable, fmt
 
 DEFAULT_THRESHOLD = 0.05
-
-
-def _e(text: str) -> str:
-    import html
-
-    return html.escape(str(text), quote=True)
 
 
 def series_key(entry: Entry) -> tuple[str, str, str, str]:
@@ -145,16 +139,16 @@ def render_dashboard(
     plots = Plots()
     links = run_page_links(groups, out)
     body = [
-        f"<h1>perfbench dashboard: {_e(root)}</h1>",
+        f"<h1>perfbench dashboard: {escape(root)}</h1>",
         f"<p>{sum(len(g.entries) for g in groups)} runs of {len(groups)} models. Regressions are compare's rule "
         f"between consecutive runs of one host, engine and precision: beyond {threshold:.0%}.</p>",
     ]
     found = [(group, r) for group in groups for r in regressions(group, threshold)]
     if found:
         items = "".join(
-            f'<li class="bad"><b>{_e(g.model)}</b> {_e(after.hardware or "")} {_e(after.host or "")}: '
-            f"{_e(before.date)} → {_e(after.date)} ({_e(after.run_id or after.source)}): "
-            f"{_e('; '.join(messages))}</li>"
+            f'<li class="bad"><b>{escape(g.model)}</b> {escape(after.hardware or "")} {escape(after.host or "")}: '
+            f"{escape(before.date)} → {escape(after.date)} ({escape(after.run_id or after.source)}): "
+            f"{escape('; '.join(messages))}</li>"
             for g, (before, after, messages) in found
         )
         body.append(f"<h2>Regressions</h2><ul>{items}</ul>")
@@ -162,7 +156,7 @@ def render_dashboard(
         body.append("<h2>Regressions</h2><p>None between consecutive runs.</p>")
     body.append("<h2>Leaderboard</h2>" + "".join(table_html(t) for t in leaderboard_tables(groups)))
     for group in groups:
-        body += [f"<h2>{_e(group.model)}</h2>", _qps_over_time(plots, group), _runs_table(group, links)]
+        body += [f"<h2>{escape(group.model)}</h2>", _qps_over_time(plots, group), _runs_table(group, links)]
     if warnings:
-        body.append("<h2>Skipped files</h2><ul>" + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>")
+        body.append("<h2>Skipped files</h2><ul>" + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>")
     return page_html("perfbench dashboard", "".join(body))

@@ -44,13 +44,13 @@ code{white-space:pre-wrap;word-break:break-all}
 PLOT_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
 # ---------------------------------------------------------------- building blocks
 def table_html(table: TextTable) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in table.headers)
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
     body = []
     for row in table.rows:
         cells = []
@@ -59,22 +59,22 @@ def table_html(table: TextTable) -> str:
                 c for c, on in (("num", i >= table.text_columns), ("bad", cell.bad), ("best", cell.strong)) if on
             ]
             mark = " ⚠" if cell.bad else ""
-            text = f'<a href="{_e(cell.href)}">{_e(cell.text)}</a>' if cell.href else _e(cell.text)
+            text = f'<a href="{escape(cell.href)}">{escape(cell.text)}</a>' if cell.href else escape(cell.text)
             cells.append(f'<td class="{" ".join(classes)}">{text}{mark}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     # A wide table scrolls inside its own box; the page never gets wider than the window.
     return (
-        f'<h3>{_e(table.title)}</h3><div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f'<h3>{escape(table.title)}</h3><div class="scroll"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
 def _value_html(value: Any) -> str:
     if isinstance(value, float):
-        return _e(f"{value:.6g}")  # a score with 16 digits claims a precision nobody measured
+        return escape(f"{value:.6g}")  # a score with 16 digits claims a precision nobody measured
     if isinstance(value, (dict, list)):
-        return f"<code>{_e(json.dumps(value, indent=1, ensure_ascii=False, default=str))}</code>"
-    return _e("—" if value is None else value)
+        return f"<code>{escape(json.dumps(value, indent=1, ensure_ascii=False, default=str))}</code>"
+    return escape("—" if value is None else value)
 
 
 def _kv_table(title: str, section: Any) -> str:
@@ -84,8 +84,8 @@ def _kv_table(title: str, section: Any) -> str:
     shown = {k: v for k, v in section.items() if v is not None and v != [] and v != {} and v != ""}
     if not shown:
         return ""
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in shown.items())
-    return f'<h3>{_e(title)}</h3><div class="scroll"><table>{rows}</table></div>'
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in shown.items())
+    return f'<h3>{escape(title)}</h3><div class="scroll"><table>{rows}</table></div>'
 
 
 def _relative_paths(value: Any, roots: Sequence[Path]) -> Any:
@@ -129,8 +129,8 @@ def command_line(command: Any, base_dir: Path | None) -> str | None:
 def img_html(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (
-        f'<figure><img class="plot" alt="{_e(caption)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        f'<figure><img class="plot" alt="{escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
     )
 
 
@@ -139,7 +139,7 @@ def page_html(title: str, body: str) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
     )
 
 
@@ -307,7 +307,7 @@ def _diff_figure(plots: Plots, report: RunReport, label: str, base_dir: Path | N
     if drift.histogram():
         return _histogram_plot(plots, drift.histogram(), label)
     if diff_dist:
-        return f"<p>Numeric diff plot {_e(diff_dist)} for {_e(label)} was not found.</p>"
+        return f"<p>Numeric diff plot {escape(diff_dist)} for {escape(label)} was not found.</p>"
     return ""
 
 
@@ -322,10 +322,11 @@ def _banners(report: RunReport, label: str) -> str:
                 "SYNTHETIC WEIGHTS (random, not trained): timings are real; accuracy and numeric results "
                 "are meaningless." + (f" {note}" if note else "")
             )
-        out.append(f'<div class="banner synthetic">⚠ {_e(label)}: {_e(note)}</div>')
+        out.append(f'<div class="banner synthetic">⚠ {escape(label)}: {escape(note)}</div>')
     if report.status and report.status != "complete":
         out.append(
-            f'<div class="banner warn">{_e(label)}: run status is {_e(report.status)}; results may be partial.</div>'
+            f'<div class="banner warn">{escape(label)}: run status is {escape(report.status)}; '
+            "results may be partial.</div>"
         )
     return "".join(out)
 
@@ -398,7 +399,7 @@ def _selection_table(graph_compile: GraphCompile | None) -> str:
                 *(Cell(fmt(row.number(k))) for k in SELECTION_COLUMNS),
             ]
         )
-    return f"<p>{_e(as_text(selection.reason) or '')}</p>" + table_html(table)
+    return f"<p>{escape(as_text(selection.reason) or '')}</p>" + table_html(table)
 
 
 def _plots_section(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
@@ -435,7 +436,7 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
     }
     # What a reader looks for first (the numbers) comes first; the full configuration closes the page.
     body = [
-        f"<h1>perfbench report: {_e(typed.model or 'unnamed model')}</h1>",
+        f"<h1>perfbench report: {escape(typed.model or 'unnamed model')}</h1>",
         _banners(typed, label),
         _kv_table("Run", summary),
         "<h2>Performance</h2>",
@@ -479,7 +480,7 @@ def render_compare_html(
     cmp = build_comparison(norms, labels, threshold)
     plots = Plots()
     notes = "".join(
-        f'<li class="{_e(kind)}"><b>{_e(kind)}</b> {_e(line)}</li>' if kind else f"<li>{_e(line)}</li>"
+        f'<li class="{escape(kind)}"><b>{escape(kind)}</b> {escape(line)}</li>' if kind else f"<li>{escape(line)}</li>"
         for kind, line in comparison_notes(cmp)
     )
     runs = TextTable("Runs", ["label", "model", "backend", "engine", "precision", "weights", "host cpu", "started"])
@@ -494,7 +495,7 @@ def render_compare_html(
             ]
         )
     body = [
-        f"<h1>perfbench comparison: {_e(' vs '.join(labels))}</h1>",
+        f"<h1>perfbench comparison: {escape(' vs '.join(labels))}</h1>",
         *(_banners(n, label) for n, label in zip(norms, labels)),
         table_html(runs),
         f"<ul>{notes}</ul>" if notes else "",

@@ -128,6 +128,11 @@ class PerfRow:
     tail_backing: str | None = None  # how many samples a backed P90/P99 would need, when the row has fewer
     extra: dict[str, Any] = field(default_factory=dict)  # keys we do not model (a vendor's), kept as written
 
+    def qps_interval(self) -> tuple[float, float] | None:
+        """The row's 95% QPS interval (QPS Low 95% to QPS High 95%), where it has a readable one."""
+        low, high = self.number(ROW_KEYS["qps_low"]), self.number(ROW_KEYS["qps_high"])
+        return None if low is None or high is None else (low, high)
+
     def unbacked(self, key: str) -> bool:
         """Whether the row's P90/P99 rests on fewer samples than a 95% upper bound needs (then it is shown
         as such and never judged a regression). Rows that do not say how many samples (ByteMLPerf's) are not."""

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from core.common import console
 from core.common.errors import Interrupted, UserError
+from core.common.statistics import samples_needed
 from core.measure.memory import PeakRss, perf_memory_fields
 from core.measure.timing import MeasurePolicy, measure_clients
 from core.reporting.schema import PerfRow
@@ -26,7 +27,7 @@ def measure_batch_sizes(run: RunContext, runtime) -> None:
                 f"p99 {'~' if row.unbacked('P99 Latency') else ''}{row.p99_latency:.1f} ms over {row.iterations} "
                 "iterations"
                 + (f" ({clients} clients)" if clients > 1 else "")
-                + (" (p99 unbacked: a 95% bound needs 299)" if row.unbacked("P99 Latency") else "")
+                + (f" (p99 unbacked: a 95% bound needs {samples_needed(0.99)})" if row.unbacked("P99 Latency") else "")
             )
 
 
@@ -62,9 +63,8 @@ def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy) -
 
 def _interval(row: PerfRow) -> str:
     """' [1.41-1.66]': the row's 95% QPS interval, where it has one."""
-    if row.qps_low is None or row.qps_high is None:
-        return ""
-    return f" [{fmt(row.qps_low)}–{fmt(row.qps_high)}]"
+    interval = row.qps_interval()
+    return f" [{fmt(interval[0])}–{fmt(interval[1])}]" if interval else ""
 
 
 def performance_table(title: str, rows: list[PerfRow]) -> TextTable:
