@@ -116,3 +116,8 @@ def test_the_qps_interval_widens_with_a_drifting_rate_and_needs_four_calls():
     overall = 40 / (drifting[-1] / 1e9)
     assert low < overall < high and high - low > 10
     assert rate_interval(steady[:3], 1) is None and rate_interval(steady[:4], 1) is not None
+    # Three clients finishing calls nearly together: six calls are too few blocks, twelve are enough.
+    bursts = sorted(int(1e9 * (i // 3 + 1)) + 1000 * (i % 3) for i in range(12))
+    assert rate_interval(bursts[:6], 1, callers=3) is None
+    low, high = rate_interval(bursts, 1, callers=3)
+    assert 2.5 < low <= high < 3.5  # three calls a second, not the millions a 2-call block of a burst claims

@@ -36,7 +36,11 @@ def upper_bound(sorted_samples: Sequence[float], q: float, confidence: float = C
 
 
 def rate_interval(
-    completions_ns: Sequence[int], items_per_call: int, confidence: float = CONFIDENCE, max_blocks: int = 10
+    completions_ns: Sequence[int],
+    items_per_call: int,
+    confidence: float = CONFIDENCE,
+    max_blocks: int = 10,
+    callers: int = 1,
 ) -> tuple[float, float] | None:
     """A confidence interval for a throughput (items per second) by batch means.
 
@@ -44,13 +48,15 @@ def rate_interval(
     count; each block's rate is its items over the time since the previous block ended. Consecutive blocks
     rather than resampled calls, because a shared machine's speed drifts over a window: calls next to each
     other are alike, and an interval that pretends they are independent is too narrow. Student's t over
-    the block rates; None with fewer than 4 calls (two blocks of two).
+    the block rates; None with fewer than 4 calls per caller. Each block holds at least two calls per
+    concurrent caller: `callers` clients finish calls close together, and a block of two such calls would
+    span almost no time and claim an absurd rate.
     """
     from scipy.stats import t
 
     completions_ns = sorted(completions_ns)  # concurrent clients record completions nearly, not exactly, in order
     n = len(completions_ns)
-    blocks = min(max_blocks, n // 2)
+    blocks = min(max_blocks, n // (2 * callers))
     if blocks < 2:
         return None
     ends = [completions_ns[round(n * (i + 1) / blocks) - 1] for i in range(blocks)]

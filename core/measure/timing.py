@@ -85,7 +85,7 @@ class Measurement:
         """95% interval of the QPS by batch means over the window (core.common.statistics.rate_interval)."""
         from core.common.statistics import rate_interval
 
-        return rate_interval(self.completions_ns, self.batch_size)
+        return rate_interval(self.completions_ns, self.batch_size, callers=self.clients)
 
     @property
     def qps(self) -> float:
