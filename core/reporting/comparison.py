@@ -9,6 +9,7 @@ from typing import Any
 from core.reporting.report import RunReport
 from core.reporting.schema import LATENCY_KEYS, MEMORY_KEYS, QPS
 from core.reporting.sections import LoadGenResult
+from core.reporting.significance import ALPHA, Verdict, judge_change
 from core.reporting.tables import Cell, TextTable, fmt
 
 # What a mismatch warning checks, as (RunReport attribute, what users call it).
@@ -32,6 +33,7 @@ class ComparedRow:
     regressions: list[bool]
     unbacked: list[bool] = field(default_factory=list)  # a tail percentile on too few samples: shown, never judged
     intervals: list[tuple[float, float] | None] = field(default_factory=list)  # QPS rows: each run's 95% interval
+    verdicts: list[Verdict | None] = field(default_factory=list)  # each change against the baseline, tested
 
 
 @dataclass
@@ -177,6 +179,8 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
             # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
             # A P99 of 28 samples is their maximum by another name: shown as such, not judged either.
             judged = None if metric in MEMORY_KEYS or any(unbacked) else threshold
+            tested = metric not in MEMORY_KEYS and not any(unbacked)  # an unbacked tail has nothing to test
+            verdicts = _verdicts(metric, reports, rows, bs) if tested else [None] * len(rows)
             ratios, flags = _judge(
                 values,
                 labels,
@@ -186,9 +190,10 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
                 what=f"batch size {bs} {metric}",
                 metric=metric,
                 regressions=regressions,
+                verdicts=verdicts,
             )
             intervals = [row.qps_interval() if row and metric == QPS else None for row in rows]
-            perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags, unbacked, intervals))
+            perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags, unbacked, intervals, verdicts))
     loadgen = _loadgen_rows(reports, labels, threshold, regressions)
     return Comparison(
         list(labels),
@@ -205,6 +210,27 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
     )
 
 
+def _verdicts(metric: str, reports: Sequence[RunReport], rows: list, bs: int) -> list[Verdict | None]:
+    """Each ok row's change against an ok baseline row, tested on the runs' kept samples (None elsewhere)."""
+    base = rows[0]
+    verdicts: list[Verdict | None] = [None]
+    for report, row in zip(reports[1:], rows[1:]):
+        if base is None or row is None or not (base.ok and row.ok):
+            verdicts.append(None)
+            continue
+        verdicts.append(
+            judge_change(
+                metric,
+                base,
+                row,
+                reports[0].samples.get(bs),
+                report.samples.get(bs),
+                higher_is_better=metric == QPS,
+            )
+        )
+    return verdicts
+
+
 def _judge(
     values: list,
     labels: Sequence[str],
@@ -215,16 +241,24 @@ def _judge(
     what: str,
     metric: str,
     regressions: list[Regression],
+    verdicts: Sequence[Verdict | None] | None = None,
 ) -> tuple[list, list[bool]]:
-    """Ratios to the first report, and which changes go beyond the threshold the wrong way (each recorded)."""
+    """Ratios to the first report, and which changes go beyond the threshold the wrong way (each recorded).
+
+    With `verdicts`, a change beyond the threshold is a regression only when its test calls it slower;
+    one that could not be tested (no samples, as in ByteMLPerf's reports) is judged by the threshold alone."""
     ratios = [None if values[0] in (None, 0) or v is None else v / values[0] for v in values]
     flags = [False] * len(values)
     for i in range(1, len(values)):
         if threshold is None or ratios[i] is None:
             continue
         change = ratios[i] - 1
+        verdict = verdicts[i] if verdicts else None
+        if verdict is not None and verdict.tested and verdict.word != "slower":
+            continue
         if (change < -threshold) if higher_is_better else (change > threshold):
             flags[i] = True
+            evidence = f"; {verdict.text()}" if verdict is not None else ""
             regressions.append(
                 Regression(
                     labels[i],
@@ -234,7 +268,7 @@ def _judge(
                     values[i],
                     change,
                     f"{labels[i]}: {what} {'drop' if change < 0 else 'rise'} {abs(change):.1%} "
-                    f"({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}",
+                    f"({fmt(values[0])} -> {fmt(values[i])}) beyond {threshold:.1%}{evidence}",
                 )
             )
     return ratios, flags
@@ -307,6 +341,8 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
             if row.intervals and row.intervals[i]:
                 low, high = row.intervals[i]
                 text += f" [{fmt(low)}–{fmt(high)}]"
+            if row.verdicts and row.verdicts[i] is not None:
+                text += f" {row.verdicts[i].text()}"
             cells.append(Cell(text, bad=row.regressions[i]))
         perf.rows.append(cells)
     tables = [perf]
@@ -350,6 +386,15 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
 
 def comparison_notes(cmp: Comparison) -> list[tuple[str, str]]:
     notes = [("warning", w) for w in cmp.warnings] + [("regression", r.message) for r in cmp.regressions]
+    if any(v is not None for row in cmp.perf for v in row.verdicts):
+        notes.append(
+            (
+                "",
+                f"faster / slower / within noise: two-sided tests at p < {ALPHA:g} on the runs' kept samples "
+                "(Mann-Whitney U; a quantile test for P90/P99), else on the rows' spread; untested rows are "
+                "judged by the threshold alone",
+            )
+        )
     if cmp.threshold is not None and not cmp.regressions:
         notes.append(("", f"no regression beyond {cmp.threshold:.1%} against {cmp.labels[0]}"))
     return notes

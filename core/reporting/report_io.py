@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +102,53 @@ def check_report(data: Any, source: Path | None = None) -> RunReport:
 
 
 def read_report(path: Path) -> tuple[dict[str, Any], RunReport]:
-    """One report file: its JSON as written (for pages that show every section) and its typed report."""
+    """One report file: its JSON as written (for pages that show every section) and its typed report,
+    with the run's kept latency samples where they are beside it."""
     data = read_report_file(path)
-    return data, RunReport.from_dict(data, source=Path(path))
+    report = RunReport.from_dict(data, source=Path(path))
+    report.samples = read_samples(report)
+    return data, report
+
+
+# What new_run_id makes: a run id read from a file is checked against it before it names a path.
+RUN_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{6}")
+
+
+def samples_file(report: RunReport) -> Path | None:
+    """Where the writer kept this run's per-call latencies: `runs/<run id>-samples/latency.npz` next to
+    the kept run, whether `report` was read from the kept run or from the latest result."""
+    if report.source is None or not RUN_ID.fullmatch(report.run_id or ""):
+        return None
+    runs = report.source.parent if report.source.parent.name == "runs" else report.source.parent / "runs"
+    return runs / f"{report.run_id}-samples" / "latency.npz"
+
+
+def read_samples(report: RunReport) -> dict[int, tuple[int, ...]]:
+    """The run's latencies (ns) per batch size, where kept and consistent with its rows; a file that is
+    there but unreadable, or does not match the report's iteration counts, is noted and ignored."""
+    from core.common.arrays import load_arrays
+
+    path = samples_file(report)
+    if path is None or not path.is_file():
+        return {}
+    try:
+        arrays, _ = load_arrays(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        report.read_notes.append(f"latency samples unreadable, ignored ({path}: {err})")
+        return {}
+    samples: dict[int, tuple[int, ...]] = {}
+    for bs, row in report.perf_by_bs.items():
+        array = arrays.get(f"bs{bs}")
+        if array is None or not row.ok:
+            continue
+        if array.ndim != 1 or array.dtype.kind not in "iu" or len(array) != row.number("Iterations"):
+            report.read_notes.append(
+                f"latency samples of batch size {bs} do not match its row ({len(array)} vs "
+                f"{row.iterations} iterations), ignored ({path})"
+            )
+            continue
+        samples[bs] = tuple(int(v) for v in array)
+    return samples
 
 
 def find_report_files(root: Path, include_runs: bool = False) -> list[Path]:
