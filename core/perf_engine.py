@@ -26,6 +26,16 @@ def _batch_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
+def _minutes(text: str) -> float:
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not (minutes > 0 and minutes != float("inf")):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of minutes, e.g. 5 or 0.5")
+    return minutes
+
+
 def _precision(text: str) -> str:
     return "auto" if text.lower() == "auto" else text.upper()
 
@@ -116,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
         "after the per-batch-size loop; overrides the workload's",
     )
     parser.add_argument(
+        "--time-budget",
+        "--time_budget",
+        dest="time_budget_minutes",
+        type=_minutes,
+        metavar="MINUTES",
+        help="share this many minutes of measuring among the batch sizes; a window it cuts says "
+        "'Stop Reason: time budget' (every client still gets one timed call)",
+    )
+    parser.add_argument(
         "--offline",
         action="store_true",
         help="never touch the network (also PERFBENCH_OFFLINE=1); missing assets fall back to synthetic/bundled",
@@ -161,6 +180,7 @@ def _main(args: argparse.Namespace) -> int:
         offline=args.offline,
         debug=args.debug,
         scenario=args.scenario,
+        time_budget_minutes=args.time_budget_minutes,
     )
     try:
         report = run_task(task, options)

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 _said: set[str] = set()  # warnings and banners already shown in this process
+_run_bar_active = False  # while the run's own bar shows (core.run.progress), stage bars stay quiet
 
 
 # Messages carry untrusted text (file names, engine errors): printed literally, never as markup.
@@ -46,7 +47,11 @@ def banner(message: str) -> None:
 
 @contextmanager
 def progress(description: str, total: float | None = None):
-    """A progress bar; `advance(completed)` sets the position. Quiet when output is not a terminal."""
+    """A progress bar; `advance(completed)` sets the position. Quiet when output is not a terminal, and
+    while the run's own bar is showing (a terminal has room for one live display)."""
+    if _run_bar_active:
+        yield lambda completed: None
+        return
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -62,9 +67,36 @@ def progress(description: str, total: float | None = None):
 
 
 @contextmanager
+def run_bar():
+    """The run's one bar over all its stages: yields `update(description, done_seconds, total_seconds, left)`.
+    Quiet when output is not a terminal; other bars stay quiet while it shows."""
+    global _run_bar_active
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[left]}"),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    with bar:
+        task = bar.add_task("", total=1.0, left="")
+        _run_bar_active = True
+        try:
+            yield lambda description, done, total, left: bar.update(
+                task, description=description, completed=done, total=max(total, 1e-9), left=left
+            )
+        finally:
+            _run_bar_active = False
+
+
+@contextmanager
 def status(message: str):
-    """A spinner for steps without a known length (export, fusion); silent when not a terminal."""
-    if console.is_terminal:
+    """A spinner for steps without a known length (export, fusion); a plain line when not a terminal or
+    while the run's bar shows."""
+    if console.is_terminal and not _run_bar_active:
         with console.status(message):
             yield
     else:

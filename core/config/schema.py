@@ -77,6 +77,11 @@ class Workload(_Strict):
     warmup_seconds: float = Field(5.0, gt=0, description="warm-up stops after this long, even before warmup_iterations")
     min_seconds: float = Field(2.0, ge=0, description="keep measuring at least this long")
     max_seconds: float = Field(15.0, gt=0, description="stop measuring a batch size after this long")
+    time_budget_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="share this many minutes of measuring among the batch sizes (each still gets one call per client)",
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and torch take 32-bit seeds")
     precision: RunPrecision | None = Field(
         None, description="compile precision, or auto (the default): the fastest that passes the accuracy gate"

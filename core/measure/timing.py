@@ -21,6 +21,7 @@ class MeasurePolicy:
     min_iterations: int = 100
     min_seconds: float = 2.0
     max_seconds: float = 15.0
+    cap_reason: str = "time cap"  # the stop reason when max_seconds ends the window ("time budget" under one)
 
     @classmethod
     def from_workload(cls, workload) -> MeasurePolicy:
@@ -76,7 +77,7 @@ class Measurement:
     measured_seconds: float
     warmup_iterations: int
     warmup_seconds: float
-    stop_reason: str  # "enough iterations and time" | "time cap"
+    stop_reason: str  # "enough iterations and time" | "time cap" | "time budget"
     clients: int = 1  # concurrent callers; latency counts every client's calls, QPS all of them over the window
     samples_ns: tuple[int, ...] = ()  # every timed call's latency, in the order the calls completed
     completions_ns: tuple[int, ...] = ()  # when each call completed, from the start of the timed window
@@ -173,7 +174,7 @@ def measure(
             reason = "enough iterations and time"
             break
         if elapsed >= policy.max_seconds:
-            reason = "time cap"
+            reason = policy.cap_reason
             break
     window_ns = clock() - begin  # read before any statistics are computed: they are not part of the window
     return Measurement(
@@ -199,9 +200,10 @@ def measure_clients(
     """ByteMLPerf's `clients`: one thread per call, all timed over one common window.
 
     Each client warms up under the policy's warm-up rule, then all start together. The stopping rule
-    is measure()'s, on the calls of every client together; the window closes when the last client's
-    call in flight returns. QPS is every client's samples over that window (the clients' rates summed);
-    the latency statistics pool every call of every client. The first client error is re-raised.
+    is measure()'s, on the calls of every client together, but never before every client has one timed
+    call; the window closes when the last client's call in flight returns. QPS is every client's samples
+    over that window (the clients' rates summed); the latency statistics pool every call of every client.
+    The first client error is re-raised.
     """
     if len(calls) == 1:
         return measure(calls[0], policy, batch_size, clock=clock, on_iteration=on_iteration)
@@ -211,6 +213,7 @@ def measure_clients(
     samples: list[int] = []
     completions: list[int] = []  # clock readings; made relative to the window's start at the end
     warmups: list[int] = [0] * len(calls)
+    timed: list[int] = [0] * len(calls)  # each client's timed calls
     errors: list[BaseException] = []
 
     def client(i: int, call: Callable[[], object]) -> None:
@@ -232,6 +235,7 @@ def measure_clients(
                 with lock:
                     samples.append(own[-1])
                     completions.append(t1)
+                    timed[i] += 1
         except BaseException as err:  # noqa: BLE001 - handed to the measuring thread, which re-raises it
             errors.append(err)
             stop.set()
@@ -244,7 +248,7 @@ def measure_clients(
     warm_start = clock()
     for thread in threads:
         thread.start()
-    reason = "time cap"
+    reason = policy.cap_reason
     try:
         for event in ready:
             event.wait()
@@ -255,13 +259,15 @@ def measure_clients(
             stop.wait(0.005)
             elapsed = (clock() - begin) / 1e9
             with lock:
-                count = len(samples)
+                count, every_client = len(samples), all(timed)
             if on_iteration is not None:
                 on_iteration(elapsed)
+            if not every_client:  # a window where a client never finished a call did not measure concurrency
+                continue
             if count >= policy.min_iterations and elapsed >= policy.min_seconds:
                 reason = "enough iterations and time"
                 break
-            if elapsed >= policy.max_seconds and count:  # like measure(): never before one timed call
+            if elapsed >= policy.max_seconds:
                 break
     finally:
         stop.set()

@@ -9,8 +9,9 @@ from core.run.context import RunContext
 from datasets.base import Features
 
 
-def check_accuracy(run: RunContext, runtime) -> None:
-    """Run the dataset once; fill Accuracy (metric, drift) and Dataset Throughput."""
+def check_accuracy(run: RunContext, runtime, on_batch=None) -> None:
+    """Run the dataset once; fill Accuracy (metric, drift) and Dataset Throughput. `on_batch` is called
+    after each batch with the count of features done (the run's progress bar)."""
     workload, model, loader = run.workload, run.model, run.loader
     dataset = loader.name or model.dataset_name
     console.info(f"loading {dataset}")
@@ -27,7 +28,13 @@ def check_accuracy(run: RunContext, runtime) -> None:
         f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})"
     )
     with console.progress(dataset, total=len(features)) as advance:
-        outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=advance)
+
+        def done(count: int) -> None:
+            advance(count)
+            if on_batch is not None:
+                on_batch(count)
+
+        outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=done)
     # The loader's evaluation is read into its typed fields: metrics, counts, NaN/Inf outputs.
     accuracy = Accuracy.from_dict(loader.evaluate(outputs) if workload.test_accuracy else {})
     accuracy.data_percent = workload.data_percent

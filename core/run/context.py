@@ -23,6 +23,7 @@ FLAGS = {
     "engine": "--engine",
     "precision": "--precision",
     "scenario": "--scenario",
+    "time_budget_minutes": "--time-budget",
 }
 
 
@@ -38,6 +39,7 @@ class RunOptions:
     offline: bool = False
     debug: bool = False
     scenario: list[str] | None = None  # LoadGen scenarios (overrides the workload's)
+    time_budget_minutes: float | None = None  # measuring time shared among the batch sizes (overrides the workload)
 
     def overrides(self) -> Overrides:
         """What the command line changes in the workload (applied by core.config.overrides)."""

@@ -2,36 +2,58 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from dataclasses import replace
 
 from core.common import console
 from core.common.errors import Interrupted, UserError
 from core.common.statistics import samples_needed
+from core.measure.estimate import batch_estimate, budget_policy
 from core.measure.memory import PeakRss, perf_memory_fields
 from core.measure.timing import MeasurePolicy, measure_clients
 from core.reporting.schema import PerfRow
 from core.reporting.tables import Cell, TextTable, fmt
 from core.run.context import RunContext
+from core.run.plan import batch_stage, timed_rate
+from core.run.progress import RunProgress, duration
 
 
-def measure_batch_sizes(run: RunContext, runtime) -> None:
+def measure_batch_sizes(run: RunContext, runtime, progress: RunProgress) -> None:
+    """Every batch size in turn; under a time budget each gets an equal share of what is left of it."""
     policy = MeasurePolicy.from_workload(run.workload)
     clients = run.workload.clients
-    for batch_size in run.batch_sizes:
-        row = perf_row(run, runtime, batch_size, policy)
+    budget = (run.workload.time_budget_minutes or 0) * 60
+    rate = timed_rate(run)[0]
+    started = time.monotonic()
+    for i, batch_size in enumerate(run.batch_sizes):
+        if budget:
+            spent = time.monotonic() - started
+            this = budget_policy(policy, budget - spent, len(run.batch_sizes) - i, rate, batch_size, clients)
+        else:
+            this = policy
+        with progress.stage(batch_stage(batch_size)) as tick:
+            row = perf_row(run, runtime, batch_size, this, tick)
         run.report.performance.append(row)  # recorded before it is announced: an interruption keeps it
-        if row.ok:
+        if row.ok and row.qps:
+            rate = 1 / row.qps  # the later batch sizes are estimated from the one just measured
+            later = run.batch_sizes[i + 1 :]
+            share = (budget - (time.monotonic() - started)) / len(later) if budget and later else None
+            for size in later:
+                seconds = batch_estimate(rate, size, clients, policy)
+                progress.reestimate(batch_stage(size), seconds if share is None else min(seconds, max(share, 0.0)))
             console.info(
                 f"bs {batch_size}: {row.qps:.2f} QPS{_interval(row)}, p50 {row.p50_latency:.1f} ms, "
                 f"p99 {'~' if row.unbacked('P99 Latency') else ''}{row.p99_latency:.1f} ms over {row.iterations} "
                 "iterations"
                 + (f" ({clients} clients)" if clients > 1 else "")
                 + (f" (p99 unbacked: a 95% bound needs {samples_needed(0.99)})" if row.unbacked("P99 Latency") else "")
+                + (f"; stopped by the {row.stop_reason}" if row.stop_reason == "time budget" else "")
+                + f"; {duration(progress.left())} left"
             )
 
 
-def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy) -> PerfRow:
+def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy, tick=None) -> PerfRow:
     """One batch size with the workload's concurrent clients; an engine error is recorded in the row
     and the run goes on."""
     from core.measure.clients import open_instances, record
@@ -43,8 +65,7 @@ def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy) -
             instances = open_instances(runtime, run.workload.clients)
             record(instances, run.report)
             calls = instances.calls(run.sample_feeds(batch_size))
-            with console.progress(f"batch size {batch_size}", total=policy.max_seconds) as advance:
-                result = measure_clients(calls, policy, batch_size, on_iteration=advance)
+            result = measure_clients(calls, policy, batch_size, on_iteration=tick)
         run.report.samples[batch_size] = result.samples_ns  # kept beside the report for later comparisons
         return replace(result.perf_row(), **perf_memory_fields(peak, runtime))
     except (KeyboardInterrupt, Interrupted, UserError):

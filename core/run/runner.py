@@ -25,6 +25,7 @@ from core.run.assets import prepare_assets
 from core.run.compile import compile_model
 from core.run.context import RunContext, RunOptions, make_loader, model_inputs
 from core.run.performance import measure_batch_sizes, performance_table
+from core.run.plan import ACCURACY, LOADGEN, plan_run, replan_after_accuracy, timed_rate
 
 __all__ = ["RunOptions", "run_task"]
 
@@ -82,16 +83,21 @@ def _stages(run: RunContext, overrides: dict) -> None:
         _compile_only(run)
         return
     runtime = run.spec.runtime_backend(compiled, run.config)
+    had_rate = timed_rate(run)[0] is not None
+    progress = plan_run(run)
     try:
-        if run.loader is not None and (run.workload.test_accuracy or run.workload.test_numeric):
-            check_accuracy(run, runtime)
-        if run.workload.test_perf:
-            measure_batch_sizes(run, runtime)
-        else:
-            run.report.notes.append("test_perf is false: performance not measured")
-            console.info("test_perf is false: skipping the performance section")
-        if run.workload.scenario:
-            _scenarios(run, runtime)
+        with progress.showing():
+            if run.loader is not None and (run.workload.test_accuracy or run.workload.test_numeric):
+                with progress.stage(ACCURACY) as tick:
+                    check_accuracy(run, runtime, on_batch=tick)
+                replan_after_accuracy(run, progress, had_rate)
+            if run.workload.test_perf:
+                measure_batch_sizes(run, runtime, progress)
+            else:
+                run.report.notes.append("test_perf is false: performance not measured")
+                console.info("test_perf is false: skipping the performance section")
+            if run.workload.scenario:
+                _scenarios(run, runtime, progress)
         run.report.sections["Runtime"] = runtime.settings()
     finally:
         runtime.close()
@@ -149,17 +155,18 @@ def _compile_only(run: RunContext) -> None:
     console.info(message)
 
 
-def _scenarios(run: RunContext, runtime) -> None:
+def _scenarios(run: RunContext, runtime, progress) -> None:
     from core.scenarios import loadgen
 
-    loadgen.run(
-        workload=run.workload,
-        scenarios=run.workload.scenario,
-        runtime=runtime,
-        clients=run.workload.clients,
-        max_batch=max(run.batch_sizes),
-        sample_feeds=run.sample_feeds,
-        loader=run.loader,
-        report=run.report,
-        folder=run.folder(),
-    )
+    with progress.stage(LOADGEN):
+        loadgen.run(
+            workload=run.workload,
+            scenarios=run.workload.scenario,
+            runtime=runtime,
+            clients=run.workload.clients,
+            max_batch=max(run.batch_sizes),
+            sample_feeds=run.sample_feeds,
+            loader=run.loader,
+            report=run.report,
+            folder=run.folder(),
+        )

@@ -1,0 +1,147 @@
+"""Can two runs be told apart from noise? The same configuration run five times in one process, then a
+run pinned to half the threads, all on one compiled tiny model.
+
+    python benchmarks/fidelity.py                    # about 3 minutes on 2 cores
+    python benchmarks/fidelity.py --seconds 2 --runs 3 --batch-sizes 8,16
+
+Prints, host ISA first and ratios last:
+- coverage: how often a run's 95% QPS interval holds the median QPS of the other runs (target >= 80% of rows);
+- identical runs: what `compare --threshold` says of each pair of consecutive identical runs (target: no row
+  flagged);
+- half the threads: compare of the first run against a run with half the intra-op threads (target: every
+  batch size's QPS flagged slower).
+The model is tiny (2 layers, hidden 32, seq 128) so the five runs take minutes; the batch sizes are large
+enough that a call is compute, not overhead, or half the threads would not be slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TASK = "tiny-bert-squad"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="identical runs (at least 3)")
+    parser.add_argument("--batch-sizes", default="4,8,16")
+    parser.add_argument("--seconds", type=float, default=4.0, help="timed window per batch size (min and max)")
+    parser.add_argument("--threshold", type=float, default=5.0, help="compare's threshold, percent")
+    return parser.parse_args(argv)
+
+
+def workload_file(folder: Path, name: str, batch_sizes: list[int], seconds: float, threads: int) -> Path:
+    """The tiny task's workload, measuring only: fixed windows, a pinned engine and thread count."""
+    import yaml
+
+    from core.config import registry
+
+    data = yaml.safe_load(registry.load_task(TASK).workload_file.read_text())
+    data.update(
+        test_accuracy=False,
+        test_numeric=False,
+        batch_sizes=batch_sizes,
+        iterations=1,
+        warmup_iterations=20,
+        warmup_seconds=1.0,
+        min_seconds=seconds,
+        max_seconds=seconds,
+        engine="onnxruntime",
+        precision="FP32",
+        engine_options={"intra_op_threads": threads},
+    )
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(path: Path, out: Path):
+    """One run through the runner, read back as compare reads it (with its kept samples)."""
+    from core.config import registry
+    from core.reporting.report_io import read_report, samples_file
+    from core.run.runner import RunOptions, run_task
+
+    report = run_task(registry.load_task(str(path)), RunOptions(hardware_type="CPU", output_dir=out, offline=True))
+    kept = report.written.parent / "runs" / f"{report.run_id}.json"
+    back = read_report(kept)[1]
+    assert back.samples, f"no samples read back from {samples_file(back)}"
+    return back
+
+
+def flagged_rows(base, other, threshold: float) -> tuple[list[str], list[str]]:
+    """compare's regressions of `other` against `base`, and each QPS row's verdict."""
+    from core.reporting.comparison import build_comparison
+
+    cmp = build_comparison([base, other], ["a", "b"], threshold)
+    verdicts = [f"bs {row.bs} {row.verdicts[1].text()}" for row in cmp.perf if row.metric == "QPS" and row.verdicts[1]]
+    return [f"bs {r.bs} {r.metric}" for r in cmp.regressions], verdicts
+
+
+def main(argv=None) -> int:
+    from core.common import console
+    from core.measure.host import cpu_isa, cpu_model, usable_cores
+
+    args = parse_args(argv)
+    if args.runs < 3:
+        raise SystemExit("--runs must be at least 3")
+    batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",")})
+    threads = usable_cores()
+    isa = cpu_isa()
+    print(f"host: {cpu_model()}, ISA {isa.summary()}, {threads} threads; model {TASK}, batch sizes {batch_sizes}")
+    threshold = args.threshold / 100
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
+        folder = Path(tmp)
+        same = workload_file(folder, "same", batch_sizes, args.seconds, threads)
+        half = workload_file(folder, "half", batch_sizes, args.seconds, max(1, threads // 2))
+        console.console.quiet = True  # the runs' own lines would bury the figures
+        try:
+            runs = [run(same, folder / "reports") for _ in range(args.runs)]
+            slow = run(half, folder / "reports")
+        finally:
+            console.console.quiet = False
+
+    print("\n--- QPS per run, with its 95% interval ---")
+    covered, rows = 0, 0
+    for bs in batch_sizes:
+        qps = [r.perf_by_bs[bs].qps for r in runs]
+        cells = []
+        for i, r in enumerate(runs):
+            low, high = r.perf_by_bs[bs].qps_interval() or (float("nan"), float("nan"))
+            others = statistics.median(q for j, q in enumerate(qps) if j != i)
+            hit = low <= others <= high
+            covered, rows = covered + hit, rows + 1
+            cells.append(f"{qps[i]:.0f} [{low:.0f}-{high:.0f}]{'' if hit else '*'}")
+        print(f"bs {bs:>3}: " + "  ".join(cells) + f"   (half threads: {slow.perf_by_bs[bs].qps:.0f})")
+    print("(* the interval misses the median of the other runs)")
+
+    print("\n--- compare on identical runs (consecutive pairs) ---")
+    identical_flags = 0
+    for i in range(1, len(runs)):
+        flags, verdicts = flagged_rows(runs[i - 1], runs[i], threshold)
+        identical_flags += len(flags)
+        print(f"run {i} vs {i + 1}: {len(flags)} flagged {flags or ''}; " + "; ".join(verdicts))
+    print("\n--- compare: full threads vs half ---")
+    flags, verdicts = flagged_rows(runs[0], slow, threshold)
+    slower = [bs for bs in batch_sizes if f"bs {bs} QPS" in flags]
+    print("; ".join(verdicts))
+
+    print(f"\n--- ratios (host ISA {isa.summary()}, threshold {args.threshold:g}%) ---")
+    share = covered / rows
+    print(f"QPS intervals holding the others' median: {covered}/{rows} = {share:.0%} (target >= 80%)")
+    print(f"rows flagged on identical runs: {identical_flags} (target 0)")
+    print(f"batch sizes flagged slower at half the threads: {len(slower)}/{len(batch_sizes)} (target all)")
+    for bs in batch_sizes:
+        print(f"  bs {bs}: half-thread QPS / full = {slow.perf_by_bs[bs].qps / runs[0].perf_by_bs[bs].qps:.2f}x")
+    met = share >= 0.8 and identical_flags == 0 and len(slower) == len(batch_sizes)
+    print("all targets met" if met else "a target is missed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Before measuring: how long the rest of the run will take, said on the console and shown by one bar."""
+
+from __future__ import annotations
+
+from core.common import console
+from core.measure.estimate import batch_estimate
+from core.measure.timing import MeasurePolicy
+from core.run.context import RunContext
+from core.run.progress import RunProgress, duration
+
+ACCURACY = "accuracy"
+LOADGEN = "LoadGen"
+
+
+def timed_rate(run: RunContext) -> tuple[float | None, str]:
+    """Seconds per item from the fastest thing the run has already timed, and what it was."""
+    compiled = run.report.graph_compile
+    selection = compiled.engine_selection if compiled else None
+    chosen = next((row for row in selection.candidates if row.chosen), None) if selection else None
+    if chosen is not None and chosen.qps:
+        return (
+            1 / chosen.qps,
+            f"the engine selection's timing: {chosen.qps:.4g} QPS at batch size {selection.batch_size}",
+        )
+    throughput = run.report.sections.get("Dataset Throughput") or {}
+    if throughput.get("Features Per Second") and not throughput.get("Length Aware"):  # trimmed batches run faster
+        fps = throughput["Features Per Second"]
+        return 1 / fps, f"the accuracy pass: {fps:.4g} features/s at batch size {throughput.get('Batch Size')}"
+    return None, "nothing timed yet, so the workload's caps"
+
+
+def batch_stage(batch_size: int) -> str:
+    return f"batch size {batch_size}"
+
+
+def plan_run(run: RunContext) -> RunProgress:
+    """Estimate each stage still to run and say the total before any of them starts."""
+    workload = run.workload
+    rate, source = timed_rate(run)
+    estimates: dict[str, float] = {}
+    if run.loader is not None and (workload.test_accuracy or workload.test_numeric):
+        estimates[ACCURACY] = len(run.loader.load()) * rate if rate else 0.0  # unknown: none is counted
+    perf = performance_estimates(run, rate) if workload.test_perf else {}
+    estimates.update(perf)
+    if workload.scenario:
+        estimates[LOADGEN] = workload.min_duration_s * len(workload.scenario)  # LoadGen's own minimum
+    parts = []
+    if ACCURACY in estimates:
+        parts.append(f"accuracy {duration(estimates[ACCURACY])}" if rate else "accuracy not counted")
+    if perf:
+        parts.append(f"performance {duration(sum(perf.values()))} over {len(perf)} batch sizes")
+    if workload.scenario:
+        parts.append(f"LoadGen at least {duration(workload.min_duration_s * len(workload.scenario))}")
+    total = sum(estimates.values())
+    if estimates:
+        bound = "at most " if rate is None else ""
+        budget = (
+            f"; --time-budget caps measuring at {workload.time_budget_minutes:g} min"
+            if workload.time_budget_minutes
+            else ""
+        )
+        console.info(f"estimated time left: {bound}{duration(total)} ({', '.join(parts)}; from {source}){budget}")
+    return RunProgress(estimates)
+
+
+def replan_after_accuracy(run: RunContext, progress: RunProgress, had_rate: bool) -> None:
+    """A run with nothing timed before its accuracy pass re-estimates its batch sizes from that pass."""
+    rate, source = timed_rate(run)
+    if had_rate or rate is None or not run.workload.test_perf:
+        return
+    perf = performance_estimates(run, rate)
+    for name, seconds in perf.items():
+        progress.reestimate(name, seconds)
+    console.info(f"estimated time left: {duration(progress.left())} (from {source})")
+
+
+def performance_estimates(run: RunContext, rate: float | None) -> dict[str, float]:
+    """Each batch size's warm-up and window; the whole under --time-budget when one is set."""
+    policy = MeasurePolicy.from_workload(run.workload)
+    estimates = {batch_stage(bs): batch_estimate(rate, bs, run.workload.clients, policy) for bs in run.batch_sizes}
+    budget = (run.workload.time_budget_minutes or 0) * 60
+    if budget and sum(estimates.values()) > budget:
+        scale = budget / sum(estimates.values())
+        estimates = {name: seconds * scale for name, seconds in estimates.items()}
+    return estimates
