@@ -246,7 +246,7 @@ def _judge(
     """Ratios to the first report, and which changes go beyond the threshold the wrong way (each recorded).
 
     With `verdicts`, a change beyond the threshold is a regression only when its test calls it slower;
-    one that could not be tested (no samples, as in ByteMLPerf's reports) is judged by the threshold alone."""
+    one without samples to test (ByteMLPerf's reports) is judged by the threshold alone."""
     ratios = [None if values[0] in (None, 0) or v is None else v / values[0] for v in values]
     flags = [False] * len(values)
     for i in range(1, len(values)):
@@ -254,7 +254,7 @@ def _judge(
             continue
         change = ratios[i] - 1
         verdict = verdicts[i] if verdicts else None
-        if verdict is not None and verdict.tested and verdict.word != "slower":
+        if verdict is not None and not verdict.can_regress:
             continue
         if (change < -threshold) if higher_is_better else (change > threshold):
             flags[i] = True
@@ -391,8 +391,8 @@ def comparison_notes(cmp: Comparison) -> list[tuple[str, str]]:
             (
                 "",
                 f"faster / slower / within noise: two-sided tests at p < {ALPHA:g} on the runs' kept samples "
-                "(Mann-Whitney U; a quantile test for P90/P99), else on the rows' spread; untested rows are "
-                "judged by the threshold alone",
+                "(Mann-Whitney U over consecutive blocks of calls), else on the rows' spread; rows without "
+                "samples are judged by the threshold alone",
             )
         )
     if cmp.threshold is not None and not cmp.regressions:

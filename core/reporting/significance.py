@@ -1,22 +1,22 @@
 """Whether a change between two runs is more than noise: a test per compared number, on the kept samples.
 
-With both runs' per-call latencies (kept beside each run, `runs/<id>-samples/latency.npz`):
-- QPS, AVG and P50 Latency: the Mann-Whitney U rank test on the calls' latencies (two-sided). It asks
-  whether calls of one run tend to take longer than calls of the other, whatever their distribution
-  (latencies are skewed and heavy-tailed, so a t-test's normality would be a fiction); a run's QPS is its
-  calls' rate, so the same test speaks for it.
-- P90 and P99: a quantile test (Mood's, at the percentile): the calls of both runs are pooled, each run's
-  calls at or above the pooled percentile counted, and the 2x2 table tested with Fisher's exact test. A shift of
-  the tail alone moves it where a rank test, dominated by the body, would not.
+The calls of one run are not independent: a shared machine's speed drifts, so neighbouring calls are alike,
+and a test over thousands of single calls finds "significant" differences between two runs of one build
+(benchmarks/fidelity.py showed it: identical runs flagged on most rows). So, like the QPS interval, the
+tests work on consecutive blocks: each run's calls, in the order they completed, are cut into up to
+MAX_BLOCKS blocks of equal count, each block reduced to one value, and the two runs' block values compared
+with the Mann-Whitney U rank test (two-sided; no normality assumed, latencies are skewed):
+- QPS and AVG Latency: each block's mean latency (a run's QPS is its calls' rate);
+- P50, P90, P99 Latency: each block's percentile, from blocks of at least 1, 10 and 100 calls.
+A test that cannot reach ALPHA with the blocks there are (4 against 4 at best gives p = 0.029) is
+"untested (too few calls to decide)": like an unbacked percentile, never a regression.
 Without samples (a ByteMLPerf report, or a run whose samples were deleted), from what the rows say:
-- AVG Latency: Welch's t-test from each row's mean, standard deviation and count.
+- AVG Latency: Welch's t-test from each row's mean, standard deviation and count;
 - QPS: the two 95% intervals, read as normal intervals (half-width / 1.96; their true t quantile is
-  larger, so the standard errors come out larger and the test errs towards "within noise").
-- Anything else: "untested"; compare then judges by the threshold alone and says so.
-
-The calls of one run are not independent (a shared machine drifts), so a p-value says a difference is
-larger than the scatter of calls within the runs; whether it is larger than the scatter between repeated
-runs is what benchmarks/fidelity.py measures. A change is reported as significant at ALPHA.
+  larger, so the standard errors come out larger and the test errs towards "within noise");
+- anything else: "untested (no samples)", which compare judges by the threshold alone, as it always has.
+A p-value then says a difference is larger than the drift between blocks within the runs; how that holds
+between repeated runs on a given machine is what benchmarks/fidelity.py measures.
 """
 
 from __future__ import annotations
@@ -32,8 +32,16 @@ from core.reporting.schema import QPS, ROW_KEYS, PerfRow
 # One compare tests up to five numbers per batch size over several batch sizes: 1% per test keeps the
 # chance of any false "slower" in a typical 30-row comparison near a quarter rather than four in five.
 ALPHA = 0.01
-RANK_TESTED = (QPS, ROW_KEYS["avg_latency"], ROW_KEYS["p50_latency"])
-QUANTILE_TESTED = {ROW_KEYS["p90_latency"]: 0.90, ROW_KEYS["p99_latency"]: 0.99}
+MAX_BLOCKS = 10
+NO_SAMPLES = "no samples"
+# Metric -> (what a block is reduced to: "mean" or a percentile, the fewest calls a block needs for it).
+BLOCK_STATISTIC: dict[str, tuple[str | int, int]] = {
+    QPS: ("mean", 1),
+    ROW_KEYS["avg_latency"]: ("mean", 1),
+    ROW_KEYS["p50_latency"]: (50, 1),
+    ROW_KEYS["p90_latency"]: (90, 10),
+    ROW_KEYS["p99_latency"]: (99, 100),
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class Verdict:
 
     word: str  # "within noise" | "faster" | "slower" | "untested"
     p: float | None = None  # the test's two-sided p-value; None when untested
-    method: str = ""  # what the p-value comes from
+    method: str = ""  # what the p-value comes from, or why there is none
 
     @property
     def significant(self) -> bool:
@@ -51,6 +59,12 @@ class Verdict:
     @property
     def tested(self) -> bool:
         return self.p is not None
+
+    @property
+    def can_regress(self) -> bool:
+        """Whether a change beyond compare's threshold is a regression: when tested slower, or when the
+        reports hold no samples to test on (ByteMLPerf's); never when the samples there are cannot decide."""
+        return self.word == "slower" or self.method == NO_SAMPLES
 
     def text(self) -> str:
         """'slower (p = 0.0031)', 'within noise (p = 0.41)', 'untested (no samples)'."""
@@ -91,12 +105,11 @@ def _p_value(
     other_samples: Sequence[int] | None,
 ) -> tuple[float | None, str]:
     have_samples = base_samples is not None and other_samples is not None
-    if have_samples and min(len(base_samples), len(other_samples)) >= 2:
-        a, b = np.asarray(base_samples, dtype=np.float64), np.asarray(other_samples, dtype=np.float64)
-        if metric in RANK_TESTED:
-            return rank_test(a, b), f"Mann-Whitney U on {len(a)} and {len(b)} calls"
-        if metric in QUANTILE_TESTED:
-            return quantile_test(a, b, QUANTILE_TESTED[metric]), f"quantile test on {len(a)} and {len(b)} calls"
+    if have_samples and metric in BLOCK_STATISTIC:
+        statistic, min_calls = BLOCK_STATISTIC[metric]
+        a, b = block_values(base_samples, statistic, min_calls), block_values(other_samples, statistic, min_calls)
+        if rank_test_can_reject(len(a), len(b)):
+            return rank_test(a, b), f"Mann-Whitney U on {len(a)} and {len(b)} blocks of calls"
     if metric == ROW_KEYS["avg_latency"]:
         p = welch_from_rows(base, other)
         if p is not None:
@@ -105,27 +118,35 @@ def _p_value(
         p = interval_test(base.qps, base.qps_interval(), other.qps, other.qps_interval())
         if p is not None:
             return p, "the rows' 95% QPS intervals"
-    return None, "no samples" if not have_samples else "too few samples"
+    return None, "too few calls to decide" if have_samples else NO_SAMPLES
+
+
+def block_values(samples: Sequence[int], statistic: str | int, min_calls: int) -> np.ndarray:
+    """The calls cut into up to MAX_BLOCKS consecutive blocks of at least `min_calls` each, each block
+    reduced to its mean or its `statistic`-th percentile."""
+    values = np.asarray(samples, dtype=np.float64)
+    blocks = min(MAX_BLOCKS, len(values) // min_calls)
+    if blocks < 1:
+        return np.empty(0)
+    parts = np.array_split(values, blocks)
+    if statistic == "mean":
+        return np.array([part.mean() for part in parts])
+    return np.array([np.percentile(part, statistic) for part in parts])
+
+
+def rank_test_can_reject(n: int, m: int) -> bool:
+    """Whether two-sided Mann-Whitney U on n and m values can reach ALPHA at all: its smallest p-value,
+    at complete separation, is 2 / C(n + m, n)."""
+    return n >= 1 and m >= 1 and 2 / math.comb(n + m, n) < ALPHA
 
 
 def rank_test(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Mann-Whitney U p-value (asymptotic with the tie correction: runs hold hundreds of calls)."""
+    """Two-sided Mann-Whitney U p-value (scipy's choice: exact for few values without ties, else asymptotic)."""
     from scipy.stats import mannwhitneyu
 
     if np.all(a == a[0]) and np.all(b == a[0]):
         return 1.0  # identical constant samples: no evidence of a difference (scipy would divide by zero)
-    return float(mannwhitneyu(a, b, alternative="two-sided", method="asymptotic").pvalue)
-
-
-def quantile_test(a: np.ndarray, b: np.ndarray, q: float) -> float:
-    """Two-sided p-value that the q-quantiles of a and b differ: Fisher's exact test on how many calls of
-    each lie at or above the pooled q-quantile (at or above: a tail of equal values sits on the cut)."""
-    from scipy.stats import fisher_exact
-
-    cut = float(np.quantile(np.concatenate([a, b]), q))
-    above_a, above_b = int((a >= cut).sum()), int((b >= cut).sum())
-    table = [[above_a, len(a) - above_a], [above_b, len(b) - above_b]]
-    return float(fisher_exact(table, alternative="two-sided").pvalue)
+    return float(mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue)
 
 
 def welch_from_rows(base: PerfRow, other: PerfRow) -> float | None:
