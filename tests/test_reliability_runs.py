@@ -246,7 +246,6 @@ def test_nan_and_inf_outputs_are_counted_not_scored(plugin, tmp_path):
     assert accuracy["Non-finite Outputs"] == poisoned  # SQuAD: those features propose no answer
     assert accuracy["Non-finite"] == 2 * poisoned  # numeric: one NaN and one Inf value each, left out
     assert accuracy["Compared Values"] > 0 and accuracy["Max Diff"] >= accuracy["Mean Diff"] > 0
-    assert 0 <= accuracy["Exact Match"] <= 100 and 0 <= accuracy["F1 Score"] <= 100
     assert any("NaN/Inf" in note for note in report["Run"]["notes"])
 
 
