@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TASK ?= albert-torch-fp32
 HARDWARE ?= CPU
 
-.PHONY: run test lint format venv clean-venv
+.PHONY: run test lint format venv clean-venv mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP) lint  ## lint, format check, then the test suite
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+mutation: $(STAMP)  ## mutation testing of the critical modules (pyproject's [tool.mutmut]); not part of test
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[mutation]" -c constraints.txt
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/python tests/mutation_score.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

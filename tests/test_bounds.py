@@ -190,3 +190,65 @@ def test_a_truncated_sidecar_of_a_two_file_entry_is_rebuilt(tmp_path):
     again = cached_folder(tmp_path, {"k": 1}, build)
     assert not again.hit and len(builds) == 2
     assert (again.path / "model.onnx.data").read_bytes() == b"weights" * 100
+
+
+# ---------------------------------------------------------------- the gate by task metric (real weights)
+def metric_gate(reference: np.ndarray, scores: dict[str, dict[str, float]]) -> Gate:
+    """A gate whose evaluate() returns the scores registered for an output array (keyed by its first value)."""
+    from core.quality.gate import make_gate
+
+    features = Features(inputs={"x": np.zeros((ROWS, 4), dtype=np.int64)}, lengths=np.full(ROWS, 4))
+    return make_gate(
+        features,
+        {"logits": reference},
+        "cpu fp32",
+        evaluate=lambda outputs: scores[float(outputs["logits"][0, 0])],
+        synthetic=False,
+    )
+
+
+@pytest.mark.parametrize("em, passed", [(79.21, True), (79.19, False)])  # 99% of 80.0 is 79.2
+def test_the_metric_rule_decides_at_99_percent_of_the_reference(em, passed):
+    reference = reference_logits()
+    candidate = shifted(reference, 3.0)  # drift far beyond its bound: by metric, drift does not decide
+    scores = {
+        float(reference[0, 0]): {"Exact Match": 80.0, "F1 Score": 88.0, "Questions": 40},
+        float(candidate[0, 0]): {"Exact Match": em, "F1 Score": 88.0, "Questions": 40},
+    }
+    gate = metric_gate(reference, scores)
+    assert gate.by_metric and gate.reference_metrics == {"Exact Match": 80.0, "F1 Score": 88.0}
+    verdict = gate.judge({"logits": candidate})
+    assert verdict.metrics == {"Exact Match": em, "F1 Score": 88.0}
+    assert verdict.passed is passed
+    assert passed or verdict.why == f"Exact Match {em:.4g} < 99% of 80"
+    assert gate.rule() == {
+        "Reference": "cpu fp32",
+        "Features": ROWS,
+        "Rule": "every task metric >= 99% of the reference's (MLPerf's 99% rule)",
+        "Reference Metrics": {"Exact Match": 80.0, "F1 Score": 88.0},
+    }
+
+
+def test_a_missing_metric_fails_and_synthetic_weights_judge_by_drift():
+    reference = reference_logits()
+    candidate = reference + 1.0
+    scores = {float(reference[0, 0]): {"Exact Match": 80.0}, float(candidate[0, 0]): {}}
+    verdict = metric_gate(reference, scores).judge({"logits": candidate})
+    assert not verdict.passed and verdict.why == "Exact Match nan < 99% of 80"
+    from core.quality.gate import make_gate
+
+    features = Features(inputs={"x": np.zeros((ROWS, 4), dtype=np.int64)}, lengths=np.full(ROWS, 4))
+    synthetic = make_gate(features, {"logits": reference}, "ref", evaluate=lambda o: scores[0], synthetic=True)
+    assert not synthetic.by_metric and synthetic.evaluate is None
+    assert synthetic.rule()["Rule"].startswith("normalized drift <= 0.25, top-1 agreement >= 80%, no NaN/Inf")
+
+
+def test_the_gate_trims_per_token_outputs_to_each_features_length():
+    # Per-token logits [N, L]: positions past a feature's length are padding and must not count.
+    rng = np.random.default_rng(1)
+    reference = rng.normal(0, 1, (ROWS, 8))
+    candidate = reference.copy()
+    candidate[:, 6:] += 100.0  # garbage in the padding only
+    features = Features(inputs={"x": np.zeros((ROWS, 8), dtype=np.int64)}, lengths=np.full(ROWS, 6))
+    verdict = Gate(features, {"start_logits": reference}, "ref").judge({"start_logits": candidate})
+    assert verdict.passed and verdict.normalized_drift == 0.0 and verdict.top1_agreement == 1.0

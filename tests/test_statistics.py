@@ -68,3 +68,40 @@ def test_compare_judges_a_p99_only_when_both_runs_back_it(iterations, flagged):
     assert any(r.metric == "P99 Latency" for r in cmp.regressions) is flagged
     row = next(r for r in cmp.perf if r.metric == "P99 Latency")
     assert row.unbacked == [not flagged, not flagged]
+
+
+# ---------------------------------------------------------------- the QPS interval, by hand
+def test_rate_interval_on_a_hand_computed_case():
+    from core.common.statistics import rate_interval
+
+    s = 1_000_000_000
+    completions = [t * s for t in (1, 2, 3, 4, 6, 8, 10, 12)]
+    # 8 calls, one caller: 4 blocks of 2 calls ending at 2, 4, 8, 12 s: rates 1, 1, 0.5, 0.5 items/s.
+    mean, sd = 0.75, math.sqrt(4 * 0.25**2 / 3)
+    half = 3.182446305284263 * sd / 2  # Student's t, 97.5%, 3 degrees of freedom
+    low, high = rate_interval(completions, items_per_call=1)
+    assert low == pytest.approx(mean - half) and high == pytest.approx(mean + half)
+    # Twice the items per call, twice the rate; out of order completions are sorted first.
+    low2, high2 = rate_interval(list(reversed(completions)), items_per_call=2)
+    assert (low2, high2) == pytest.approx((2 * low, 2 * high))
+    # Two callers: blocks of at least 4 calls, so 2 blocks (4 and 8 s long): rates 1 and 0.5, and a t with
+    # one degree of freedom makes the interval reach below zero, where it is cut.
+    low3, high3 = rate_interval(completions, items_per_call=1, callers=2)
+    assert low3 == 0.0 and high3 == pytest.approx(0.75 + 12.706204736174703 * math.sqrt(0.125) / math.sqrt(2))
+    assert rate_interval(completions, items_per_call=1, max_blocks=2) == pytest.approx((low3, high3))
+
+
+def test_rate_interval_needs_two_blocks_of_two_calls_per_caller():
+    from core.common.statistics import rate_interval
+
+    assert rate_interval([1, 2, 3], items_per_call=1) is None  # one block of two calls
+    assert rate_interval([1, 2, 3, 4], items_per_call=1) is not None
+    assert rate_interval([1, 2, 3, 4, 5, 6, 7], items_per_call=1, callers=2) is None
+    assert rate_interval([5, 5, 5, 5], items_per_call=1) is None  # no time passed: no rate to speak of
+
+
+def test_samples_needed_and_the_bound_at_other_confidences():
+    assert samples_needed(0.5) == 5 and samples_needed(0.99, confidence=0.99) == 459
+    assert upper_bound(list(range(1, 5)), 0.5) is None
+    assert upper_bound(list(range(1, 6)), 0.5) == 5.0 and upper_bound(list(range(1, 101)), 0.5) == 59.0
+    assert upper_bound(list(range(1, 460)), 0.99, confidence=0.99) == 459.0
