@@ -49,15 +49,13 @@ def _silence_openvino_telemetry() -> None:
 _silence_openvino_telemetry()
 
 
-# Set when HF_HUB_OFFLINE=1 is ours (below), not the user's: core.prepare lifts it to download.
-HUB_OFFLINE_DEFAULT = "PERFBENCH_HUB_OFFLINE_DEFAULT"
-
-
 def _hub_offline_by_default() -> None:
     """Runs read Hugging Face files from local folders and the cache only, yet huggingface_hub reaches for
     the Hub on its own (it fetches an "agent harnesses" registry when it builds an HTTP session, even for
     local_files_only loads). So every perfbench process starts hub-offline unless the user set
     HF_HUB_OFFLINE; core.prepare, the one command that downloads, lifts it (core.assets.install)."""
+    from core.common.paths import HUB_OFFLINE_DEFAULT
+
     if "HF_HUB_OFFLINE" not in _os.environ:
         _os.environ["HF_HUB_OFFLINE"] = "1"
         _os.environ[HUB_OFFLINE_DEFAULT] = "1"

@@ -40,7 +40,7 @@ class NetOptions:
 def offline_forced() -> bool:
     """True when the user's HF_HUB_OFFLINE or PERFBENCH_OFFLINE says never to touch the network (not the
     HF_HUB_OFFLINE that `core` sets by default for the hub's own calls)."""
-    from core import HUB_OFFLINE_DEFAULT
+    from core.common.paths import HUB_OFFLINE_DEFAULT
 
     variables = ["PERFBENCH_OFFLINE"] + ([] if os.environ.get(HUB_OFFLINE_DEFAULT) else ["HF_HUB_OFFLINE"])
     return any(os.environ.get(var, "").strip().lower() in _TRUTHY for var in variables)

@@ -268,7 +268,7 @@ def _hf_fetch(spec: AssetSpec, offline: bool, net: NetOptions) -> AssetStatus:
         return AssetStatus(
             spec.name, "missing", message=f"{where} not cached ({urlsplit(constants.ENDPOINT).netloc} unreachable)"
         )
-    from core import HUB_OFFLINE_DEFAULT
+    from core.common.paths import HUB_OFFLINE_DEFAULT
 
     if os.environ.get(HUB_OFFLINE_DEFAULT):  # core's default, not the user's: this download is asked for
         constants.HF_HUB_OFFLINE = False
