@@ -61,3 +61,44 @@ def test_a_build_that_loses_the_race_uses_the_winners_entry(tmp_path):
     assert len(calls) == 2 and not loser.hit
     assert (loser.path / "model.onnx").read_text() == f"built by {calls[1]}"  # the winner's, complete
     assert [p.name for p in tmp_path.iterdir()] == [loser.path.name]  # no private build folder left
+
+
+def test_keys_and_code_digests_are_short_stable_and_sensitive(tmp_path):
+    from core.common.artifact_cache import cache_key, code_digest
+
+    key = cache_key({"a": 1, "b": [2, 3]})
+    assert len(key) == 20 and int(key, 16) >= 0
+    assert key == cache_key({"b": [2, 3], "a": 1}) and key != cache_key({"a": 1, "b": [3, 2]})
+    one, two = tmp_path / "one.py", tmp_path / "two.py"
+    one.write_text("x = 1")
+    two.write_text("y = 2")
+    digest = code_digest(one, two)
+    assert len(digest) == 16 and digest == code_digest(one, two) != code_digest(two, one)
+    one.write_text("x = 2")
+    assert code_digest(one, two) != digest
+
+
+def test_the_meta_records_facts_and_every_file_but_itself(tmp_path):
+    def build(work):
+        (work / "model.onnx").write_bytes(b"graph")
+        (work / "sub").mkdir()  # folders are the builder's business: only files are hashed
+        return {"where": tmp_path, "n": 3}
+
+    entry = cached_folder(tmp_path / "cache", {"a": 1}, build)
+    meta = json.loads((entry.path / META).read_text(encoding="utf-8"))
+    assert meta["where"] == str(tmp_path) and meta["n"] == 3  # a Path fact is written as its text
+    import hashlib
+
+    assert meta["files"] == {"model.onnx": hashlib.sha256(b"graph").hexdigest()}
+    assert entry.meta == meta and entry.path.parent == tmp_path / "cache"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [entry.path.name]  # no build folder left
+
+
+def test_the_damage_notice_says_which_file_and_that_it_is_rebuilt(tmp_path, capsys):
+    calls: list[str] = []
+    entry = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    (entry.path / "model.onnx").write_text("model")
+    cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"warning: cache entry {entry.path} is damaged (model.onnx does not match its recorded sha256); " in out
+    assert "rebuilding it" in out

@@ -155,3 +155,51 @@ def test_without_tarfiles_data_filter_our_checks_still_refuse_and_modes_are_mask
     extract_archive(archive, tmp_path / "out")
     extracted = tmp_path / "out" / "pkg" / "run.sh"
     assert extracted.read_bytes() == b"ok" and extracted.stat().st_mode & 0o7777 == 0o755
+
+
+# ---------------------------------------------------------------- every refusal, word for word
+TRUSTED = "(use an archive from a trusted source)"
+EXACT_REFUSALS = {
+    "dotdot": (UNSAFE_TARS["dotdot"][0], "member path 'data/../../x' contains '..'"),
+    "absolute": (UNSAFE_TARS["absolute"][0], "absolute member path '/tmp/perfbench-abs'"),
+    "symlink_out": (UNSAFE_TARS["symlink_out"][0], "symlink 'data/link' -> '../../etc/passwd' leaves the folder"),
+    "symlink_abs": (UNSAFE_TARS["symlink_abs"][0], "symlink 'data/link' -> '/etc/passwd' leaves the folder"),
+    "chardev": (UNSAFE_TARS["chardev"][0], "device or FIFO member 'data/null'"),
+    "fifo": (UNSAFE_TARS["fifo"][0], "device or FIFO member 'data/pipe'"),
+    "zip_dotdot": (make_zip([("ok.txt", b"ok"), ("../x", b"bad")]), "member path '../x' contains '..'"),
+    "zip_drive": (make_zip([("C:/win", b"bad")]), "absolute member path 'C:/win'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXACT_REFUSALS))
+def test_each_refusal_is_one_exact_line_naming_the_source(tmp_path, case):
+    data, problem = EXACT_REFUSALS[case]
+    archive = tmp_path / "archive.bin"
+    archive.write_bytes(data)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError) as caught:
+        extract_archive(archive, tmp_path / "out", source="https://example.invalid/a.tar")
+    assert str(caught.value) == f"https://example.invalid/a.tar: unsafe archive, nothing installed: {problem} {TRUSTED}"
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_size_limit_and_a_damaged_archive_word_for_word(tmp_path):
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(make_tar([("a.bin", b"0" * 600), ("b.bin", b"0" * 600)]))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError) as caught:
+        extract_archive(archive, tmp_path / "out", max_total_bytes=1199)
+    assert str(caught.value) == (
+        f"{archive}: unsafe archive, nothing installed: uncompressed size 1200 bytes exceeds the limit of "
+        f"1199 bytes {TRUSTED}"
+    )
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"PK\x03\x04" + b"\0" * 10)  # a zip's magic, nothing after it
+    with pytest.raises(UserError) as caught:
+        extract_archive(junk, tmp_path / "out")
+    text = str(caught.value)
+    assert text.startswith(f"{junk}: cannot extract archive: ")
+    assert text.endswith("(the file is damaged or truncated; delete it and download again)")
+    empty_zip = tmp_path / "empty.zip"
+    empty_zip.write_bytes(make_zip([]))  # an empty zip starts with the end-of-directory magic PK\x05\x06
+    assert extract_archive(empty_zip, tmp_path / "out") == []
