@@ -45,6 +45,20 @@ def banner(message: str) -> None:
     console.print(Panel(escape(message), style="bold red", expand=False))
 
 
+def _bar(*extra: TextColumn) -> Progress:
+    """Description, bar, percentage and time elapsed (then `extra`); off when output is not a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        *extra,
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
 @contextmanager
 def progress(description: str, total: float | None = None):
     """A progress bar; `advance(completed)` sets the position. Quiet when output is not a terminal, and
@@ -52,15 +66,7 @@ def progress(description: str, total: float | None = None):
     if _run_bar_active:
         yield lambda completed: None
         return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
+    bar = _bar()
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda completed: bar.update(task, completed=completed)
@@ -71,16 +77,7 @@ def run_bar():
     """The run's one bar over all its stages: yields `update(description, done_seconds, total_seconds, left)`.
     Quiet when output is not a terminal; other bars stay quiet while it shows."""
     global _run_bar_active
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[left]}"),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
+    bar = _bar(TextColumn("{task.fields[left]}"))
     with bar:
         task = bar.add_task("", total=1.0, left="")
         _run_bar_active = True

@@ -178,13 +178,12 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
             unbacked = [bool(row and row.unbacked(metric)) for row in rows]
             # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
             # A P99 of 28 samples is their maximum by another name: shown as such, not judged either.
-            judged = None if metric in MEMORY_KEYS or any(unbacked) else threshold
-            tested = metric not in MEMORY_KEYS and not any(unbacked)  # an unbacked tail has nothing to test
-            verdicts = _verdicts(metric, reports, rows, bs) if tested else [None] * len(rows)
+            judged = metric not in MEMORY_KEYS and not any(unbacked)  # an unbacked tail has nothing to test
+            verdicts = _verdicts(metric, reports, rows, bs) if judged else [None] * len(rows)
             ratios, flags = _judge(
                 values,
                 labels,
-                judged,
+                threshold if judged else None,
                 higher_is_better=metric == QPS,
                 bs=bs,
                 what=f"batch size {bs} {metric}",

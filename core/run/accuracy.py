@@ -27,14 +27,7 @@ def check_accuracy(run: RunContext, runtime, on_batch=None) -> None:
     console.info(
         f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})"
     )
-    with console.progress(dataset, total=len(features)) as advance:
-
-        def done(count: int) -> None:
-            advance(count)
-            if on_batch is not None:
-                on_batch(count)
-
-        outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=done)
+    outputs, seconds = run_features(runtime, features, batch_size, length_aware=length_aware, on_batch=on_batch)
     # The loader's evaluation is read into its typed fields: metrics, counts, NaN/Inf outputs.
     accuracy = Accuracy.from_dict(loader.evaluate(outputs) if workload.test_accuracy else {})
     accuracy.data_percent = workload.data_percent

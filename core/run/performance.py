@@ -9,13 +9,13 @@ from dataclasses import replace
 from core.common import console
 from core.common.errors import Interrupted, UserError
 from core.common.statistics import samples_needed
-from core.measure.estimate import batch_estimate, budget_policy
+from core.measure.estimate import budget_policy
 from core.measure.memory import PeakRss, perf_memory_fields
 from core.measure.timing import MeasurePolicy, measure_clients
 from core.reporting.schema import PerfRow
 from core.reporting.tables import Cell, TextTable, fmt
 from core.run.context import RunContext
-from core.run.plan import batch_stage, timed_rate
+from core.run.plan import batch_stage, performance_estimates, timed_rate
 from core.run.progress import RunProgress, duration
 
 
@@ -37,11 +37,11 @@ def measure_batch_sizes(run: RunContext, runtime, progress: RunProgress) -> None
         run.report.performance.append(row)  # recorded before it is announced: an interruption keeps it
         if row.ok and row.qps:
             rate = 1 / row.qps  # the later batch sizes are estimated from the one just measured
-            later = run.batch_sizes[i + 1 :]
-            share = (budget - (time.monotonic() - started)) / len(later) if budget and later else None
-            for size in later:
-                seconds = batch_estimate(rate, size, clients, policy)
-                progress.reestimate(batch_stage(size), seconds if share is None else min(seconds, max(share, 0.0)))
+            later = performance_estimates(
+                run, rate, run.batch_sizes[i + 1 :], budget_left=budget - (time.monotonic() - started)
+            )
+            for name, seconds in later.items():
+                progress.reestimate(name, seconds)
             console.info(
                 f"bs {batch_size}: {row.qps:.2f} QPS{_interval(row)}, p50 {row.p50_latency:.1f} ms, "
                 f"p99 {'~' if row.unbacked('P99 Latency') else ''}{row.p99_latency:.1f} ms over {row.iterations} "

@@ -74,12 +74,18 @@ def replan_after_accuracy(run: RunContext, progress: RunProgress, had_rate: bool
     console.info(f"estimated time left: {duration(progress.left())} (from {source})")
 
 
-def performance_estimates(run: RunContext, rate: float | None) -> dict[str, float]:
-    """Each batch size's warm-up and window; the whole under --time-budget when one is set."""
+def performance_estimates(
+    run: RunContext, rate: float | None, batch_sizes: list[int] | None = None, budget_left: float | None = None
+) -> dict[str, float]:
+    """Each batch size's warm-up and window (of `batch_sizes`, by default all); under --time-budget their sum
+    is held to what is left of the budget (`budget_left`, by default all of it)."""
     policy = MeasurePolicy.from_workload(run.workload)
-    estimates = {batch_stage(bs): batch_estimate(rate, bs, run.workload.clients, policy) for bs in run.batch_sizes}
+    sizes = run.batch_sizes if batch_sizes is None else batch_sizes
+    estimates = {batch_stage(bs): batch_estimate(rate, bs, run.workload.clients, policy) for bs in sizes}
     budget = (run.workload.time_budget_minutes or 0) * 60
-    if budget and sum(estimates.values()) > budget:
-        scale = budget / sum(estimates.values())
+    if budget_left is None:
+        budget_left = budget
+    if budget and estimates and sum(estimates.values()) > budget_left:
+        scale = max(0.0, budget_left) / sum(estimates.values())
         estimates = {name: seconds * scale for name, seconds in estimates.items()}
     return estimates
