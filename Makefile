@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TASK ?= albert-torch-fp32
 HARDWARE ?= CPU
 
-.PHONY: run test lint format venv clean-venv mutation
+.PHONY: run test lint format venv clean-venv mutation gpu-wheels
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ mutation: $(STAMP)  ## mutation testing of the critical modules (pyproject's [to
 	rm -rf mutants
 	$(BIN)/mutmut run
 	$(BIN)/python tests/mutation_score.py
+
+# Wheels of what a GPU host's own python3 lacks of ours, for benchmarks/gpu_check.py --wheels (README, Accelerators).
+GPU_WHEELS := pydantic pydantic-core annotated-types typing-inspection typing-extensions
+gpu-wheels: $(STAMP)  ## wheels (cp312, manylinux x86_64) for the GPU device check, into build/gpu-wheels
+	$(BIN)/pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
+		--python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
+		-c constraints.txt -d build/gpu-wheels $(GPU_WHEELS)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

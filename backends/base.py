@@ -22,9 +22,18 @@ from core.common.errors import UserError
 
 if TYPE_CHECKING:
     from core.config.schema import ModelEntry
+    from core.measure.timing import Meter
     from core.model.source import SourceModel
 
 Feeds = dict[str, np.ndarray]
+
+
+def declared_feeds(feeds: Feeds, names: list[str]) -> Feeds:
+    """Only the inputs the compiled graph declares (e.g. DeBERTa exports drop token_type_ids)."""
+    missing = [n for n in names if n not in feeds]
+    if missing:
+        raise UserError(f"the model expects inputs {', '.join(missing)} that the data does not provide", field="inputs")
+    return {name: np.ascontiguousarray(feeds[name]) for name in names}
 
 
 @dataclass
@@ -105,6 +114,10 @@ class CompileBackend(ABC):
 class RuntimeBackend(ABC):
     """Runs a compiled model. `load` is called per batch size, before any predict."""
 
+    # True: predict wants one input shape per loaded batch size (CUDA graphs, torch.compile), so
+    # dataset passes feed full batches at full length instead of trimming padding per batch.
+    static_shapes = False
+
     def __init__(self, compiled: CompiledModel, config: BaseModel):
         self.compiled = compiled
         self.config = config
@@ -135,10 +148,11 @@ class RuntimeBackend(ABC):
         """
         return [self]
 
-    def device_memory(self) -> int | None:
-        """Peak device memory in bytes while the current batch size ran (read after the timed loop);
-        None where the backend has no device memory of its own (the host's is measured by the runner)."""
-        return None
+    def meters(self) -> list[Meter]:
+        """Readings of the device beside the clock (core.measure.timing.Meter): device time per call, energy,
+        device memory. Asked for after load(); their fields join each batch size's row. The host's memory
+        is measured by the runner; a CPU backend has none of its own."""
+        return []
 
     def settings(self) -> dict[str, Any]:
         """What the report should say about how this runtime ran (threads, providers, ...)."""
@@ -157,6 +171,14 @@ class BackendSpec:
     # A RuntimeBackend subclass, or any callable (compiled, config) -> RuntimeBackend that picks one
     # by the compiled model's engine.
     runtime_backend: Callable[[CompiledModel, BaseModel], RuntimeBackend]
+    # Why this hardware cannot run a configuration here (one line), or None: asked before any work.
+    unavailable: Callable[[BaseModel], str | None] = lambda config: None
+    # The same from what is on disk, without importing frameworks (listings answer in a second).
+    listing_note: Callable[[], str | None] = lambda: None
+    # The accelerator facts the Host section records ({"summary", "count", "devices", ...}), or None (a CPU).
+    device_facts: Callable[[BaseModel], dict[str, Any]] | None = None
+    # The part of those facts that makes a tuning decision valid only on this kind of device.
+    device_fingerprint: Callable[[dict[str, Any]], dict[str, Any]] = lambda facts: facts
 
     def make_config(self, engine: str | None, engine_options: dict[str, Any], *, source: Path | str) -> BaseModel:
         """Validate the workload's engine choice and options against this backend's config."""

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "FP32", "BF16", "INT8", "FP16"),
+        choices=("auto", "FP32", "TF32", "BF16", "INT8", "FP16"),
         type=_precision,
         help="pin the precision; default: the workload's, else auto (fastest that passes the accuracy gate)",
     )
@@ -159,7 +159,8 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     if args.show_hardware_list:
         for name in backends.hardware_types():
-            print(name)
+            note = backends.load_backend(name).listing_note()
+            print(f"{name}  (unavailable here: {note})" if note else name)
         return 0
     if not args.task:
         raise UserError("no task given", fix="pass --task <name or workload file>; see --show_task_list")

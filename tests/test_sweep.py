@@ -63,8 +63,22 @@ PLUGIN = textwrap.dedent(
             first = next(iter(feeds.values()))
             return {{name: np.zeros(first.shape, np.float32) for name in self.compiled.output_names}}
 
-        def device_memory(self):
-            return self.batch_size << 20 if MODE == "device" else None
+        def meters(self):
+            return [DeviceMemory(self.batch_size)] if MODE == "device" else []
+
+
+    class DeviceMemory:
+        def __init__(self, batch_size):
+            self.batch_size = batch_size
+
+        def begin(self):
+            pass
+
+        def end(self):
+            pass
+
+        def row_fields(self, measurement):
+            return {{"device_memory_mb": float(self.batch_size)}}
 
 
     BACKEND = BackendSpec(name=NAME, description="sweep test plugin", config_class=Options,

@@ -10,9 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
+from backends.base import CompiledModel, CompileRequest, RuntimeBackend
 from backends.CPU.config import CpuConfig, engine_listing
 from core.common.errors import UserError
 from core.common.registry import Registry
@@ -52,14 +50,6 @@ def pin_process(config: CpuConfig) -> None:
             raise UserError(
                 f"cannot pin to CPUs {config.cpu_affinity}: {err}", field="engine_options.cpu_affinity"
             ) from None
-
-
-def declared_feeds(feeds: Feeds, names: list[str]) -> Feeds:
-    """Only the inputs the compiled graph declares (e.g. DeBERTa exports drop token_type_ids)."""
-    missing = [n for n in names if n not in feeds]
-    if missing:
-        raise UserError(f"the model expects inputs {', '.join(missing)} that the data does not provide", field="inputs")
-    return {name: np.ascontiguousarray(feeds[name]) for name in names}
 
 
 def unsupported_precision(engine_name: str, precision: str, supported: tuple[str, ...]) -> UserError:

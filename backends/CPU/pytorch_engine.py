@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
+from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend, declared_feeds
 from backends.CPU.config import CpuConfig
-from backends.CPU.engines import Engine, declared_feeds, pin_process, unsupported_precision
+from backends.CPU.engines import Engine, pin_process, unsupported_precision
 from core.common.errors import UserError
 
 PRECISIONS = ("FP32", "BF16")

@@ -20,9 +20,9 @@ CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 MAX_YAML_ALIASES = 100  # YAML anchors are legitimate; thousands of them are an expansion bomb
 MAX_CONFIG_BYTES = 1 << 20
 
-Precision = Literal["FP32", "FP16", "BF16", "INT8"]
+Precision = Literal["FP32", "TF32", "FP16", "BF16", "INT8"]
 # "auto": the backend picks the fastest precision that passes the accuracy gate (CPU: by host ISA).
-RunPrecision = Literal["FP32", "FP16", "BF16", "INT8", "auto"]
+RunPrecision = Literal["FP32", "TF32", "FP16", "BF16", "INT8", "auto"]
 # MLPerf LoadGen's scenarios, spelled as LoadGen spells them.
 SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
 

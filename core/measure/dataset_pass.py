@@ -49,7 +49,10 @@ def run_features(
     member, so no compute goes to padding; per-token outputs are put back at full length.
     """
     count = len(features)
-    length_aware = length_aware and features.sequence  # images and latents have no padding to trim
+    # A static-shape runtime (CUDA graphs, torch.compile) gets full batches at full length: every batch
+    # one shape, the last one padded with repeats of its final row, whose outputs are dropped.
+    static = getattr(runtime, "static_shapes", False)
+    length_aware = length_aware and features.sequence and not static  # images and latents have no padding
     seq_len = next(iter(features.inputs.values())).shape[1] if length_aware else 0
     order = np.argsort(features.lengths, kind="stable") if length_aware else np.arange(count)
     outputs: dict[str, np.ndarray] = {}
@@ -57,10 +60,12 @@ def run_features(
     runtime.load(batch_size)
     for start in range(0, count, batch_size):
         index = order[start : start + batch_size]
-        feeds, width = batch_feeds(features.inputs, features.lengths, index, length_aware=length_aware)
+        rows = np.concatenate([index, np.repeat(index[-1:], batch_size - len(index))]) if static else index
+        feeds, width = batch_feeds(features.inputs, features.lengths, rows, length_aware=length_aware)
         t0 = time.perf_counter()
         result = runtime.predict(feeds)
         seconds += time.perf_counter() - t0
+        result = {name: value[: len(index)] for name, value in result.items()}
         for name, value in full_length(result, width, seq_len).items():
             if name not in outputs:
                 outputs[name] = np.empty((count, *value.shape[1:]), dtype=np.float32)

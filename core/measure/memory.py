@@ -18,7 +18,8 @@ SAMPLE_SECONDS = 0.005
 _PROC = Path("/proc/self")
 
 
-def _mb(size: int | None) -> float | None:
+def mb(size: int | None) -> float | None:
+    """Bytes as MB, one decimal (the report's unit)."""
     return None if size is None else round(size / MB, 1)
 
 
@@ -93,7 +94,7 @@ class PeakRss:
 
     @property
     def peak_mb(self) -> float | None:
-        return _mb(self.stop())
+        return mb(self.stop())
 
 
 def size_on_disk(path: Path | None) -> int | None:
@@ -115,14 +116,13 @@ def size_on_disk(path: Path | None) -> int | None:
 
 
 def artifact_size_mb(artifact: Path | None) -> float | None:
-    return _mb(size_on_disk(artifact))
+    return mb(size_on_disk(artifact))
 
 
-def perf_memory_fields(peak: PeakRss, runtime: Any) -> dict[str, Any]:
-    """A Performance row's memory fields (PerfRow's names): the batch size's peak RSS, and device memory
-    where the backend has one."""
-    device = runtime.device_memory() if runtime is not None else None
-    return {"peak_rss_mb": peak.peak_mb, "device_memory_mb": _mb(device) if device is not None else None}
+def perf_memory_fields(peak: PeakRss) -> dict[str, Any]:
+    """A Performance row's host memory field (PerfRow's name): the batch size's peak RSS. Device memory
+    comes from the backend's meters."""
+    return {"peak_rss_mb": peak.peak_mb}
 
 
 def compile_memory_fields(peak: PeakRss, artifact: Path | None) -> dict[str, Any]:

@@ -6,12 +6,26 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 Clock = Callable[[], int]  # nanoseconds
+
+
+class Meter(Protocol):
+    """A reading taken over the timed window only, beside the clock (a device's event timer, its energy
+    counter): `begin` as the window opens, `end` once its last call has returned (both outside any timed
+    call), then `row_fields` gives the Performance row's fields (PerfRow's names) for that window, or for
+    a batch size that failed (measurement None)."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+    def row_fields(self, measurement: Measurement | None) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,7 @@ def measure(
     *,
     clock: Clock = time.perf_counter_ns,
     on_iteration: Callable[[float], None] | None = None,
+    meters: Sequence[Meter] = (),
 ) -> Measurement:
     """Warm up, then time `run` per call.
 
@@ -160,6 +175,8 @@ def measure(
 
     samples: list[int] = []
     completions: list[int] = []
+    for meter in meters:
+        meter.begin()
     begin = clock()
     while True:
         t0 = clock()
@@ -177,6 +194,8 @@ def measure(
             reason = policy.cap_reason
             break
     window_ns = clock() - begin  # read before any statistics are computed: they are not part of the window
+    for meter in meters:
+        meter.end()
     return Measurement(
         batch_size=batch_size,
         latency=LatencyStats.from_ns(samples),
@@ -196,6 +215,7 @@ def measure_clients(
     *,
     clock: Clock = time.perf_counter_ns,
     on_iteration: Callable[[float], None] | None = None,
+    meters: Sequence[Meter] = (),
 ) -> Measurement:
     """ByteMLPerf's `clients`: one thread per call, all timed over one common window.
 
@@ -206,7 +226,7 @@ def measure_clients(
     The first client error is re-raised.
     """
     if len(calls) == 1:
-        return measure(calls[0], policy, batch_size, clock=clock, on_iteration=on_iteration)
+        return measure(calls[0], policy, batch_size, clock=clock, on_iteration=on_iteration, meters=meters)
     ready = [threading.Event() for _ in calls]
     go, stop = threading.Event(), threading.Event()
     lock = threading.Lock()
@@ -252,6 +272,8 @@ def measure_clients(
     try:
         for event in ready:
             event.wait()
+        for meter in meters:
+            meter.begin()
         begin = clock()
         warmup_seconds = (begin - warm_start) / 1e9
         go.set()
@@ -275,6 +297,8 @@ def measure_clients(
         for thread in threads:
             thread.join()
     window_ns = clock() - begin  # the last call in flight has returned; read before any statistics
+    for meter in meters:
+        meter.end()
     if errors:
         raise errors[0]
     return Measurement(

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core.reporting.report import RunReport
-from core.reporting.schema import LATENCY_KEYS, MEMORY_KEYS, QPS
+from core.reporting.schema import LATENCY_KEYS, QPS, UNJUDGED_KEYS
 from core.reporting.sections import LoadGenResult
 from core.reporting.significance import ALPHA, Verdict, judge_change
 from core.reporting.tables import Cell, TextTable, fmt
@@ -19,6 +19,7 @@ IDENTITY_FIELDS = (
     ("precision_ran", "precision"),
     ("weights_kind", "weights"),
     ("host_cpu", "host cpu"),
+    ("host_device", "device"),
     ("data_percent", "data percent"),
 )
 
@@ -94,6 +95,7 @@ def _identity(r: RunReport) -> dict[str, Any]:
         "precision": r.precision_ran,
         "weights_kind": r.weights_kind,
         "host_cpu": r.host_cpu,
+        "host_device": r.host_device,
         "run_id": r.run_id or None,
         "run_status": r.status,
         "started": r.started,
@@ -171,14 +173,15 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
                             f"({row.error or 'no error recorded'}); the baseline ran",
                         )
                     )
-        for metric in (QPS, *LATENCY_KEYS, *MEMORY_KEYS):
+        for metric in (QPS, *LATENCY_KEYS, *UNJUDGED_KEYS):
             values = [row.number(metric) if row else None for row in rows]
             if all(v is None for v in values):
                 continue
             unbacked = [bool(row and row.unbacked(metric)) for row in rows]
-            # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on.
+            # Memory is shown, not judged: allocator and arena behaviour make it too noisy to gate on; device
+            # time and energy are shown beside the host-timed numbers, which are the ones judged.
             # A P99 of 28 samples is their maximum by another name: shown as such, not judged either.
-            judged = metric not in MEMORY_KEYS and not any(unbacked)  # an unbacked tail has nothing to test
+            judged = metric not in UNJUDGED_KEYS and not any(unbacked)  # an unbacked tail has nothing to test
             verdicts = _verdicts(metric, reports, rows, bs) if judged else [None] * len(rows)
             ratios, flags = _judge(
                 values,

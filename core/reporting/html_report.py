@@ -483,14 +483,25 @@ def render_compare_html(
         f'<li class="{escape(kind)}"><b>{escape(kind)}</b> {escape(line)}</li>' if kind else f"<li>{escape(line)}</li>"
         for kind, line in comparison_notes(cmp)
     )
-    runs = TextTable("Runs", ["label", "model", "backend", "engine", "precision", "weights", "host cpu", "started"])
+    runs = TextTable(
+        "Runs", ["label", "model", "backend", "engine", "precision", "weights", "host cpu", "device", "started"]
+    )
     for label, n in zip(labels, norms):
         runs.rows.append(
             [
                 Cell(label),
                 *(
                     Cell(getattr(n, k) or "—")
-                    for k in ("model", "backend", "engine", "precision_ran", "weights_kind", "host_cpu", "started")
+                    for k in (
+                        "model",
+                        "backend",
+                        "engine",
+                        "precision_ran",
+                        "weights_kind",
+                        "host_cpu",
+                        "host_device",
+                        "started",
+                    )
                 ),
             ]
         )

@@ -139,6 +139,16 @@ class RunReport:
         return (as_text(self.host.cpu) if self.host else None) or self.host_info
 
     @property
+    def host_device(self) -> str | None:
+        """The accelerator that ran, where one did (its one-line summary)."""
+        return as_text(self.host.accelerator) if self.host else None
+
+    @property
+    def host_line(self) -> str:
+        """ByteMLPerf's one-line Host Info: the processor, and the accelerator where one ran."""
+        return "; ".join(part for part in (self.host_cpu, self.host_device) if part)
+
+    @property
     def weights_kind(self) -> str | None:
         return as_text(self.weights.kind) if self.weights else None
 
@@ -167,7 +177,7 @@ class RunReport:
             "Schema": SCHEMA,
             "Model": self.model,
             "Backend": self.backend,
-            "Host Info": self.host_cpu or "",
+            "Host Info": self.host_line,
             "Dataset": self.dataset,
             "Instance Count": self.instance_count,
             "Device Count": self.device_count,

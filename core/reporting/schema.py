@@ -17,6 +17,8 @@ SCHEMA = "perfbench-report/1"
 # Memory figures (MB): a process's peak resident set, a backend's device memory.
 PEAK_RSS = "Peak RSS MB"
 DEVICE_MEMORY = "Device Memory MB"
+DEVICE_RESERVED = "Device Reserved MB"
+DEVICE_PROCESS = "Device Process MB"
 
 # Field -> report key, in the order a row is written.
 ROW_KEYS = {
@@ -39,6 +41,14 @@ ROW_KEYS = {
     "error": "Error",
     "peak_rss_mb": PEAK_RSS,
     "device_memory_mb": DEVICE_MEMORY,
+    "device_reserved_mb": DEVICE_RESERVED,
+    "device_process_mb": DEVICE_PROCESS,
+    "device_avg_latency": "Device AVG Latency",
+    "device_p50_latency": "Device P50 Latency",
+    "device_p99_latency": "Device P99 Latency",
+    "energy_j_per_sample": "Energy J/sample",
+    "avg_power_w": "Avg Power W",
+    "energy_note": "Energy Note",
     "qps_low": "QPS Low 95%",
     "qps_high": "QPS High 95%",
     "p90_upper": "P90 Upper 95%",
@@ -47,8 +57,17 @@ ROW_KEYS = {
 }
 BS, QPS = ROW_KEYS["bs"], ROW_KEYS["qps"]
 LATENCY_KEYS = tuple(ROW_KEYS[k] for k in ("avg_latency", "p50_latency", "p90_latency", "p99_latency"))
-# Memory (MB): the process's peak resident set while a batch size ran; device memory where a backend reports one.
-MEMORY_KEYS = (PEAK_RSS, DEVICE_MEMORY)
+# Memory (MB): the process's peak resident set while a batch size ran; device memory where a backend reports one
+# (peak allocated, peak reserved by the allocator, and the process's use as the driver sees it).
+MEMORY_KEYS = (PEAK_RSS, DEVICE_MEMORY, DEVICE_RESERVED, DEVICE_PROCESS)
+# An accelerator's own view of a batch size: device time per call (CUDA events, ms) and energy from the
+# device's counter over the timed window. Shown beside the host-timed numbers, never judged by compare.
+DEVICE_KEYS = tuple(
+    ROW_KEYS[k]
+    for k in ("device_avg_latency", "device_p50_latency", "device_p99_latency", "energy_j_per_sample", "avg_power_w")
+)
+# Shown in comparisons, never a regression by themselves.
+UNJUDGED_KEYS = (*MEMORY_KEYS, *DEVICE_KEYS)
 # Every number a performance row may hold, in display order (latencies in ms).
 PERF_KEYS = (
     QPS,
@@ -58,6 +77,7 @@ PERF_KEYS = (
         for k in ("min_latency", "max_latency", "std_latency", "iterations", "measured_seconds", "warmup_iterations")
     ),
     *MEMORY_KEYS,
+    *DEVICE_KEYS,
     ROW_KEYS["qps_low"],
     ROW_KEYS["qps_high"],
     ROW_KEYS["p90_upper"],
@@ -120,7 +140,15 @@ class PerfRow:
     warning: str | None = None
     error: str | None = None
     peak_rss_mb: float | None = None
-    device_memory_mb: float | None = None
+    device_memory_mb: float | None = None  # peak allocated by the framework while the batch size ran
+    device_reserved_mb: float | None = None  # peak held by its caching allocator
+    device_process_mb: float | None = None  # the process's device memory as the driver (NVML) reports it
+    device_avg_latency: float | None = None  # per timed call, from device events (ms)
+    device_p50_latency: float | None = None
+    device_p99_latency: float | None = None
+    energy_j_per_sample: float | None = None  # the device's energy counter over the timed window, per sample
+    avg_power_w: float | None = None
+    energy_note: str | None = None  # why there is no energy figure, on a device that could have one
     qps_low: float | None = None  # 95% interval of the QPS, by batch means over the timed window
     qps_high: float | None = None
     p90_upper: float | None = None  # the true P90 lies below this with 95% confidence; None: too few samples

@@ -373,7 +373,8 @@ class LoadGenResult(Section):
 
 @dataclass
 class HostInfo(Section):
-    """The machine that ran: processor and its ISA (what decides the fastest engine), cores, memory, OS."""
+    """The machine that ran: processor and its ISA (what decides the fastest engine), cores, memory, OS, and
+    the accelerator where one ran."""
 
     KEYS: ClassVar[dict[str, str]] = {
         "cpu": "cpu",
@@ -389,6 +390,8 @@ class HostInfo(Section):
         "machine": "machine",
         "python": "python",
         "hostname": "hostname",
+        "accelerator": "accelerator",
+        "accelerators": "accelerators",
     }
     cpu: str | None = None
     isa: str | None = None
@@ -403,6 +406,8 @@ class HostInfo(Section):
     machine: str | None = None
     python: str | None = None
     hostname: str | None = None
+    accelerator: str | None = None  # one line: the device that ran, its memory, capability, driver, runtime
+    accelerators: dict[str, Any] | None = None  # every visible device, its clocks at start, and which one ran
     extra: dict[str, Any] = field(default_factory=dict)
 
 

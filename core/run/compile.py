@@ -118,7 +118,13 @@ def _select(run: RunContext, candidates, request: CompileRequest):
         batch_size=run.batch_sizes[0],
         feeds=request.sample_feeds(run.batch_sizes[0]),
         make_gate=make_gate,
-        cache_payload={"source": source.digest, "data": data, "backend": run.spec.name},
+        cache_payload={
+            "source": source.digest,
+            "data": data,
+            "backend": run.spec.name,
+            # A GPU's decision holds for its model, driver and runtime (the host's CPU is keyed anyway).
+            "device": run.spec.device_fingerprint(run.device_facts) if run.device_facts else None,
+        },
     )
 
 

@@ -62,6 +62,7 @@ class RunContext:
     source: SourceModel | None = None
     inputs: ModelInputs | None = None
     loader: Any = None  # the dataset loader the accuracy checks and calibration read
+    device_facts: dict[str, Any] | None = None  # an accelerator backend's device, as read at the start
     batch_sizes: list[int] = field(default_factory=list)
 
     @property

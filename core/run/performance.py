@@ -59,15 +59,17 @@ def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy, t
     from core.measure.clients import open_instances, record
 
     peak = PeakRss()
+    meters = []
     try:
         with peak:  # loading and binding count: they are part of what a batch size needs
             runtime.load(batch_size)
+            meters = runtime.meters()
             instances = open_instances(runtime, run.workload.clients)
             record(instances, run.report)
             calls = instances.calls(run.sample_feeds(batch_size))
-            result = measure_clients(calls, policy, batch_size, on_iteration=tick)
+            result = measure_clients(calls, policy, batch_size, on_iteration=tick, meters=meters)
         run.report.samples[batch_size] = result.samples_ns  # kept beside the report for later comparisons
-        return replace(result.perf_row(), **perf_memory_fields(peak, runtime))
+        return replace(result.perf_row(), **perf_memory_fields(peak), **_meter_fields(meters, result))
     except (KeyboardInterrupt, Interrupted, UserError):
         raise
     except Exception as err:  # one failing batch size (OOM, engine error) must not end the run
@@ -78,8 +80,16 @@ def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy, t
             bs=batch_size,
             status="failed",
             error=f"{type(err).__name__}: {str(err)[:500]}",
-            **perf_memory_fields(peak, runtime),
+            **perf_memory_fields(peak),
+            **_meter_fields(meters, None),  # a batch size that ran out of device memory says how much it held
         )
+
+
+def _meter_fields(meters, result) -> dict:
+    fields: dict = {}
+    for meter in meters:
+        fields.update(meter.row_fields(result))
+    return fields
 
 
 def _interval(row: PerfRow) -> str:
@@ -88,16 +98,41 @@ def _interval(row: PerfRow) -> str:
     return f" [{fmt(interval[0])}–{fmt(interval[1])}]" if interval else ""
 
 
+# Columns shown only when some row has them (a GPU's): PerfRow field -> column.
+DEVICE_COLUMNS = {
+    "device_avg_latency": "Dev AVG ms",
+    "device_memory_mb": "Dev MB",
+    "energy_j_per_sample": "J/sample",
+    "avg_power_w": "Avg W",
+}
+
+
 def performance_table(title: str, rows: list[PerfRow]) -> TextTable:
     """The end-of-run table: every number whole, whatever the width of the terminal or log."""
+    device = [name for name in DEVICE_COLUMNS if any(getattr(row, name) is not None for row in rows)]
     table = TextTable(
         title,
-        ["BS", "status", "QPS", "AVG ms", "P50 ms", "P90 ms", "P99 ms", "Std ms", "Iters", "RSS MB"],
+        [
+            "BS",
+            "status",
+            "QPS",
+            "AVG ms",
+            "P50 ms",
+            "P90 ms",
+            "P99 ms",
+            "Std ms",
+            "Iters",
+            "RSS MB",
+            *(DEVICE_COLUMNS[name] for name in device),
+        ],
         text_columns=0,
     )
     for row in rows:
+        measured = [Cell(fmt(getattr(row, name))) for name in device]
         if not row.ok:
-            table.rows.append([Cell(str(row.bs)), Cell(row.status, bad=True), *(Cell("—") for _ in range(8))])
+            table.rows.append(
+                [Cell(str(row.bs)), Cell(row.status, bad=True), *(Cell("—") for _ in range(8)), *measured]
+            )
             continue
         latencies = {
             "AVG Latency": row.avg_latency,
@@ -114,6 +149,7 @@ def performance_table(title: str, rows: list[PerfRow]) -> TextTable:
                 *(Cell(f"~{fmt(value)}" if row.unbacked(key) else fmt(value)) for key, value in latencies.items()),
                 Cell(str(row.iterations)),
                 Cell(fmt(row.peak_rss_mb)),
+                *measured,
             ]
         )
     return table

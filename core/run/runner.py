@@ -38,6 +38,13 @@ def run_task(task: Task, options: RunOptions) -> RunReport:
     spec = load_backend(options.hardware_type)
     blame = "--engine" if "engine" in overrides.values else task.workload_file
     config = spec.make_config(workload.engine, workload.engine_options, source=blame)
+    unavailable = spec.unavailable(config)
+    if unavailable:
+        raise UserError(
+            f"the {spec.name} backend cannot run here: {unavailable}",
+            field="--hardware_type",
+            fix="see README 'Accelerators' for what it needs, or run --hardware_type CPU",
+        )
     precision = workload.precision or AUTO
     # ByteMLPerf's convention: the file is named for the model's precision unless one was pinned;
     # Graph Compile's "Compile Precision" says what ran.
@@ -117,6 +124,10 @@ def _describe(run: RunContext, overrides: dict) -> None:
 
     task = run.task
     run.report.host = HostInfo.from_dict(host_info())
+    if run.spec.device_facts is not None:
+        run.device_facts = run.spec.device_facts(run.config)
+        run.report.host.accelerator = run.device_facts["summary"]
+        run.report.host.accelerators = run.device_facts
     run.report.sections["Software"] = software_versions()
     run.report.sections["Config"] = {
         "workload": task.workload.model_dump(mode="json"),

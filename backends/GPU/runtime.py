@@ -1,0 +1,222 @@
+"""GPU runtime: runs the compiled module on the device, one CUDA stream per client.
+
+A timed call (bind) runs on inputs already on the device and ends when the device has finished it
+(it synchronizes on an event recorded after the work), so the host clock measures the work and not
+its launch; the same event pair gives the device's own time per call. With `include_transfers` the
+call also copies the inputs to the device and the outputs back, as ByteMLPerf's predict does.
+The cuda-graph engine captures the module once per input shape (all shapes share one memory pool)
+and replays it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backends.base import CompiledModel, Feeds, RuntimeBackend, declared_feeds
+from backends.GPU.config import GpuConfig
+from backends.GPU.device import Device, device_tensors, set_math_mode, torch_dtype
+from backends.GPU.meters import DeviceMemory, DeviceTimer, EnergyMeter
+from backends.GPU.nvml import Nvml
+
+WARMUP_BEFORE_CAPTURE = 3  # calls on the capture stream first: lazy initialisation must not be captured
+
+
+def as_tuple(outputs: Any) -> tuple:
+    if isinstance(outputs, dict):
+        return tuple(outputs.values())
+    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
+
+
+@dataclass
+class Shared:
+    """What every client's instance of one runtime shares: the device and what is read of it."""
+
+    device: Device
+    timer: DeviceTimer
+    meters: list
+    pool: Any = None  # the CUDA graphs' memory pool
+    recompiles: dict[str, float] = field(default_factory=dict)  # compile engine: shape -> first-call seconds
+
+    @classmethod
+    def open(cls, device: Device, nvml: Nvml | None = None) -> Shared:
+        timer = DeviceTimer()
+        if not device.accelerator:
+            return cls(device, timer, [timer])
+        nvml = nvml or Nvml.open()
+        uuid = getattr(device.properties(), "uuid", None)
+        handle = nvml.handle(device.index, str(uuid) if uuid else None)
+        meters = [timer, DeviceMemory(device, nvml, handle), EnergyMeter(nvml, handle)]
+        return cls(device, timer, meters, pool=device.graph_pool())
+
+
+@dataclass
+class _Graph:
+    graph: Any
+    inputs: list  # the static input buffers the graph reads
+    outputs: tuple  # the static output buffers it writes
+
+
+class GpuRuntime(RuntimeBackend):
+    config: GpuConfig
+
+    def __init__(self, compiled: CompiledModel, config: GpuConfig, *, shared: Shared | None = None, stream=None):
+        super().__init__(compiled, config)
+        self.shared = shared or Shared.open(Device(config.device))
+        self.stream = stream  # this client's stream (None: the default stream)
+        self.dtype = torch_dtype(compiled.precision)
+        self.instance_count = 1
+        self._graphs: dict[tuple, _Graph] = {}
+        # torch.compile and CUDA graphs need one shape per batch: dataset passes pad the last batch.
+        self.static_shapes = compiled.engine in ("compile", "cuda-graph")
+
+    @property
+    def device(self) -> Device:
+        return self.shared.device
+
+    def load(self, batch_size: int) -> None:
+        set_math_mode(self.compiled.precision)
+        self._graphs.clear()  # the previous batch size's graphs: their memory goes back to the pool
+        self.device.synchronize()
+        self.device.reset_peak_memory()
+        self.batch_size = batch_size
+
+    def instances(self, count: int) -> list[RuntimeBackend]:
+        """One instance per client, each on its own stream, sharing the module and the meters."""
+        self.instance_count = count
+        return [
+            GpuRuntime(self.compiled, self.config, shared=self.shared, stream=self.device.new_stream())
+            for _ in range(count)
+        ]
+
+    def meters(self) -> list:
+        return self.shared.meters
+
+    def _inputs(self, feeds: Feeds) -> list:
+        return device_tensors(feeds, self.compiled.input_names, self.device, self.dtype)
+
+    def _forward(self, tensors: list) -> tuple:
+        import torch
+
+        with torch.inference_mode():
+            return as_tuple(self.compiled.module(*tensors))
+
+    def _graph_for(self, tensors: list) -> _Graph:
+        """The graph captured for these inputs' shapes (captured now when new), its inputs set to these."""
+        key = tuple((tuple(t.shape), str(t.dtype)) for t in tensors)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._capture([t.clone() for t in tensors])
+            self._graphs[key] = graph
+        for static, tensor in zip(graph.inputs, tensors):
+            static.copy_(tensor)
+        return graph
+
+    def _capture(self, static: list) -> _Graph:
+        device = self.device
+        side = self.stream or device.new_stream()  # capture needs a stream other than the default one
+        side.wait_stream(device.current_stream())
+        with device.on(side):
+            for _ in range(WARMUP_BEFORE_CAPTURE):
+                self._forward(static)
+        device.current_stream().wait_stream(side)
+        graph, outputs = device.capture(lambda: self._forward(static), side, self.shared.pool)
+        return _Graph(graph, static, outputs)
+
+    def _run(self, tensors: list) -> tuple:
+        """The model once on device tensors; a graph's outputs are its static buffers (copy before reuse)."""
+        if self.compiled.engine != "cuda-graph":
+            return self._forward(tensors)
+        graph = self._graph_for(tensors)
+        graph.graph.replay()
+        return graph.outputs
+
+    def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
+        with self.device.on(self.stream):
+            self._note_recompile(feeds)
+            outputs = self._run(self._inputs(feeds))
+            host = [out.float().cpu().numpy() for out in outputs]  # .cpu() waits for the device
+        return dict(zip(self.compiled.output_names, host))
+
+    def _note_recompile(self, feeds: Feeds) -> None:
+        """The compile engine's first call at a new shape compiles again: record how long that took."""
+        if self.compiled.engine != "compile":
+            return
+        key = "x".join(str(d) for d in next(iter(feeds.values())).shape)
+        if key in self.shared.recompiles:
+            return
+        start = time.perf_counter()
+        self._forward(self._inputs(feeds))
+        self.device.synchronize()
+        self.shared.recompiles[key] = round(time.perf_counter() - start, 3)
+
+    def bind(self, feeds: Feeds) -> Callable[[], object]:
+        with self.device.on(self.stream):
+            self._note_recompile(feeds)
+            if self.config.include_transfers:
+                host = declared_feeds(feeds, self.compiled.input_names)
+
+                def work():
+                    outputs = self._run(self._inputs(host))
+                    return [out.cpu() for out in outputs]
+            else:
+                tensors = self._inputs(feeds)
+                if self.compiled.engine == "cuda-graph":
+                    graph = self._graph_for(tensors)
+                    work = graph.graph.replay
+                else:
+
+                    def work():
+                        return self._forward(tensors)
+
+        return _TimedCall(self, work)
+
+    def settings(self) -> dict[str, Any]:
+        transfers = self.config.include_transfers
+        settings = {
+            "engine": self.compiled.engine,
+            "device": self.device.name,
+            "precision": self.compiled.precision,
+            "instances": self.instance_count,
+            "streams": "one CUDA stream per client" if self.instance_count > 1 and self.device.accelerator else None,
+            "timed_call": (
+                "host-to-device copy of the inputs, compute, device-to-host copy of the outputs (include_transfers)"
+                if transfers
+                else "compute on inputs already on the device"
+            )
+            + ("; ends when the device has finished (event synchronize)" if self.device.accelerator else ""),
+            "device_time": "CUDA event pair around each timed call" if self.device.accelerator else None,
+            "first_call_seconds_by_shape": dict(self.shared.recompiles) or None,
+            "cuda_graphs": len(self._graphs) if self.compiled.engine == "cuda-graph" else None,
+        }
+        return {key: value for key, value in settings.items() if value is not None}
+
+    def close(self) -> None:
+        self._graphs.clear()
+        self.device.synchronize()
+
+
+class _TimedCall:
+    """One timed call on the instance's stream: events around the work, then wait for the end event."""
+
+    def __init__(self, runtime: GpuRuntime, work: Callable[[], object]):
+        self.runtime, self.work = runtime, work
+        self._lock = threading.Lock()  # one call at a time per instance: each client has its own
+
+    def __call__(self) -> object:
+        device, timer = self.runtime.device, self.runtime.shared.timer
+        with self._lock, device.on(self.runtime.stream):
+            start, end = device.event(), device.event()
+            if start is not None:
+                start.record()
+            result = self.work()
+            if end is not None:
+                end.record()
+                end.synchronize()
+        timer.add(start, end)
+        return result

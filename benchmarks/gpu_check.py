@@ -1,0 +1,409 @@
+"""GPU device check, one prepared call on a GPU host: our default (`--hardware_type GPU`, engine auto)
+against what a GPU user would run instead, side by side in one process, on the same model and inputs.
+
+    python3 benchmarks/gpu_check.py --wheels build/gpu-wheels   # on the GPU host: at most ~8 minutes on one H200
+    python3 benchmarks/gpu_check.py --device cpu --tiny --no-compile   # seconds, anywhere: checks the script itself
+
+Runs under the GPU host's own python3 and packages (torch with CUDA, transformers, numpy, rich, pyyaml,
+psutil, nvidia-ml-py): what our code needs beyond them (pydantic) is installed from a folder of wheels
+made beforehand on a machine that reaches the registry (`make gpu-wheels`), into a temporary target,
+never into the host's interpreter. Nothing else of our CPU stack (OpenVINO, LoadGen, Ray) is imported.
+
+For albert, bert, roberta and deberta (SQuAD, seq 384) and resnet50, synthetic weights (same compute
+as the real models), at batch size 1 and a large one:
+  - ours: the product's run (engine and precision chosen by timing and the accuracy gate);
+  - PyTorch eager FP16 (`.half()`), torch.compile FP16, and the ByteMLPerf CUDA method (TorchScript,
+    `.half()`, `torch.tensor(...).cuda()` per call, `.cpu()` back);
+  - the fp16/bf16/tf32 matrix-multiply rate measured in this run, for the roofline share;
+  - energy per sample from NVML's counter where readable.
+The GPU, driver and library versions come first, the ratios and targets last.
+Targets: ours >= 1.0x the fastest peer for every model; >= 50% of the matrix rate at the large batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODELS = {  # name -> (task, large batch size)
+    "albert": ("albert-torch-fp32", 32),
+    "bert": ("bert-torch-fp32", 32),
+    "roberta": ("roberta-torch-fp32", 32),
+    "deberta": ("deberta-torch-fp32", 32),
+    "resnet50": ("resnet50-torch-fp32", 256),
+}
+TINY = {"tiny-bert": ("tiny-bert-squad", 2), "tiny-resnet": ("tiny-resnet-imagenet", 2)}
+# Ours beyond the GPU host's packages; versions from constraints.txt (make gpu-wheels downloads these).
+WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions")
+MODEL_MINUTES = 1.2  # a model's share of the check on an H200, compiles included: later models wait for it
+ROOFLINE_TARGET = 0.5
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--wheels", type=Path, help="folder of wheels for what this python lacks (make gpu-wheels)")
+    parser.add_argument("--device", default="cuda", help="torch device (default cuda; cpu checks the script)")
+    parser.add_argument("--models", default=None, help=f"comma-separated, of {', '.join(MODELS)} (default all)")
+    parser.add_argument(
+        "--minutes", type=float, default=8.0, help="the whole check's budget; models past it are skipped"
+    )
+    parser.add_argument(
+        "--precisions", default="FP16,BF16", help="what engine auto tries (the product default adds TF32)"
+    )
+    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out, ours and the peer's")
+    parser.add_argument("--tiny", action="store_true", help="tiny models, short windows: a check of the script")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the reports and the JSON summary")
+    return parser.parse_args(argv)
+
+
+def constraint_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def ensure_dependencies(wheels: Path | None) -> None:
+    """pydantic (and its own dependencies) from the wheel folder into a temporary target, when missing."""
+    if importlib.util.find_spec("pydantic") is not None:
+        return
+    if wheels is None or not wheels.is_dir():
+        sys.exit(
+            "gpu_check: this python has no pydantic; make the wheel folder on a machine that reaches the registry "
+            "(make gpu-wheels) and pass --wheels <folder>"
+        )
+    target = Path(tempfile.gettempdir()) / "perfbench-gpu-deps"
+    pins = constraint_pins()
+    requirements = [f"{name}=={pins[name]}" if name in pins else name for name in WHEELS]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels)]
+        + ["--target", str(target), "--upgrade", *requirements],
+        check=True,
+    )
+    sys.path.insert(0, str(target))
+
+
+def policy(tiny: bool):
+    from core.measure.timing import MeasurePolicy
+
+    if tiny:
+        return MeasurePolicy(
+            warmup_iterations=1, warmup_seconds=0.2, min_iterations=3, min_seconds=0.1, max_seconds=0.5
+        )
+    return MeasurePolicy(warmup_iterations=10, warmup_seconds=2.0, min_iterations=50, min_seconds=2.0, max_seconds=4.0)
+
+
+def matmul_rates(device: str, tiny: bool) -> dict[str, float]:
+    """TFLOP/s of a square matrix multiply per precision, measured here (median of timed repeats)."""
+    import torch
+
+    size = 256 if tiny else 8192
+    rates = {}
+    for label, dtype, tf32 in (
+        ("FP16", torch.float16, False),
+        ("BF16", torch.bfloat16, False),
+        ("TF32", torch.float32, True),
+    ):
+        torch.set_float32_matmul_precision("high" if tf32 else "highest")
+        a = torch.randn(size, size, device=device, dtype=dtype)
+        b = torch.randn(size, size, device=device, dtype=dtype)
+        times = []
+        for i in range(3 if tiny else 12):
+            start = time.perf_counter()
+            (a @ b).sum().item()  # .item() waits for the device
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+        rates[label] = 2 * size**3 / sorted(times)[len(times) // 2] / 1e12
+    torch.set_float32_matmul_precision("highest")
+    return rates
+
+
+def our_run(task_name: str, batch_sizes: list[int], args, out: Path) -> dict:
+    """The product's own run on the GPU backend (engine auto), from a workload written for this check."""
+    from core.config import registry
+    from core.run.runner import RunOptions, run_task
+
+    base = registry.load_task(task_name)
+    measure = policy(args.tiny)
+    workload = {
+        "model": base.model.model,
+        "batch_sizes": batch_sizes,
+        "clients": 1,
+        "test_accuracy": False,
+        "test_numeric": False,
+        "iterations": measure.min_iterations,
+        "warmup_iterations": measure.warmup_iterations,
+        "warmup_seconds": measure.warmup_seconds,
+        "min_seconds": measure.min_seconds,
+        "max_seconds": measure.max_seconds,
+        "engine": "eager" if args.no_compile else "auto",
+        "engine_options": {"device": args.device, "auto_precisions": args.precisions.split(",")},
+    }
+    path = out / f"{task_name}-gpu-check.json"
+    path.write_text(json.dumps(workload), encoding="utf-8")
+    report = run_task(registry.load_task(str(path)), RunOptions(hardware_type="GPU", output_dir=out / "reports"))
+    return {
+        "label": f"ours ({report.engine} {report.precision_ran})",
+        "precision": report.precision_ran,
+        "rows": {row.bs: row for row in report.performance if row.ok},
+        "compile_seconds": report.graph_compile.compile_duration if report.graph_compile else None,
+    }
+
+
+def peers(task_name: str, device: str, no_compile: bool):
+    """label -> make(feeds) -> zero-argument call; each set up the way its users run it."""
+    import copy
+
+    import torch
+
+    from core.config import registry
+    from core.model.source import resolve_source
+
+    task = registry.load_task(task_name)
+    source = resolve_source(task.model, model_file=task.model_file, seed=0)
+    half = copy.deepcopy(source.torch_module()).eval().half().to(device)
+    compiled = None if no_compile else torch.compile(half)
+    traced = {}
+
+    def on_device(feeds):
+        tensors = [torch.from_numpy(v).to(device) for v in feeds.values()]
+        return [t.half() if t.is_floating_point() else t for t in tensors]
+
+    def synchronized(module):
+        def make(feeds):
+            tensors = on_device(feeds)
+
+            def call():
+                with torch.inference_mode():
+                    module(*tensors)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+
+            return call
+
+        return make
+
+    def bytemlperf(feeds):
+        if "module" not in traced:
+            with torch.no_grad():
+                traced["module"] = torch.jit.trace(half, tuple(on_device(feeds)), strict=False)
+        module = traced["module"]
+
+        def call():
+            with torch.no_grad():
+                tensors = [torch.tensor(v).to(device) for v in feeds.values()]
+                outputs = module(*[t.half() if t.is_floating_point() else t for t in tensors])
+            outputs = outputs.values() if isinstance(outputs, dict) else outputs
+            return [o.cpu() for o in (outputs if isinstance(outputs, (tuple, list)) else [outputs])]
+
+        return call
+
+    made = {"PyTorch eager FP16": synchronized(half)}
+    if compiled is not None:
+        made["torch.compile FP16"] = synchronized(compiled)
+    made["ByteMLPerf CUDA method"] = bytemlperf
+    return task, source, half, made
+
+
+def flops_per_sample(module, feeds, device: str) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    tensors = [torch.from_numpy(v).to(device) for v in feeds.values()]
+    with counter, torch.inference_mode():
+        module(*[t.half() if t.is_floating_point() else t for t in tensors])
+    return float(counter.get_total_flops()) / next(iter(feeds.values())).shape[0]
+
+
+def energy_meter(device: str):
+    if not device.startswith("cuda"):
+        return []
+    from backends.GPU.device import Device
+    from backends.GPU.meters import EnergyMeter
+    from backends.GPU.nvml import Nvml
+
+    nvml = Nvml.open()
+    handle = nvml.handle(Device(device).index)
+    return [EnergyMeter(nvml, handle)]
+
+
+def check_model(name: str, task_name: str, large: int, args, out: Path, rates: dict, say) -> list[dict]:
+    import torch
+
+    from core.measure.timing import measure
+    from core.run.context import model_inputs
+    from datasets.fake_dataset import fake_inputs
+
+    batch_sizes = [1, large]
+    ours = our_run(task_name, batch_sizes, args, out)
+    task, source, half, made = peers(task_name, args.device, args.no_compile)
+    inputs = model_inputs(task, source)
+    flops = flops_per_sample(half, fake_inputs(inputs, 1, seed=0), args.device)
+    results = []
+    for bs in batch_sizes:
+        feeds = fake_inputs(inputs, bs, seed=0)
+        row = ours["rows"].get(bs)
+        entry = {
+            "model": name,
+            "bs": bs,
+            "ours": ours["label"],
+            "ours_qps": row.qps if row else None,
+            "ours_precision": ours["precision"],
+            "ours_energy_j": row.energy_j_per_sample if row else None,
+            "ours_device_ms": row.device_avg_latency if row else None,
+            "peers": {},
+        }
+        for label, make in made.items():
+            meters = energy_meter(args.device)
+            try:
+                result = measure(make(feeds), policy(args.tiny), bs, meters=meters)
+            except Exception as err:  # a peer that cannot run this model is reported, not fatal
+                entry["peers"][label] = {"error": f"{type(err).__name__}: {str(err)[:200]}"}
+                continue
+            fields = meters[0].row_fields(result) if meters else {}
+            entry["peers"][label] = {"qps": result.qps, "p50_ms": result.latency.p50, **fields}
+        rate = rates.get(ours["precision"] if ours["precision"] in rates else "TF32")
+        entry["roofline"] = flops * entry["ours_qps"] / (rate * 1e12) if entry["ours_qps"] and rate else None
+        results.append(entry)
+        say(line(entry))
+    del half, made
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return results
+
+
+def best_peer(entry: dict) -> tuple[str | None, float | None]:
+    scored = [(p["qps"], label) for label, p in entry["peers"].items() if p.get("qps")]
+    if not scored:
+        return None, None
+    qps, label = max(scored)
+    return label, qps
+
+
+def line(entry: dict) -> str:
+    label, qps = best_peer(entry)
+    ratio = f"{entry['ours_qps'] / qps:.2f}x" if qps and entry["ours_qps"] else "—"
+    peers = "; ".join(
+        f"{name} {p['qps']:.1f}" if p.get("qps") else f"{name} failed ({p.get('error')})"
+        for name, p in entry["peers"].items()
+    )
+    roof = f"{entry['roofline'] * 100:.0f}%" if entry["roofline"] is not None else "—"
+    energy = f", {entry['ours_energy_j']:.4g} J/sample" if entry["ours_energy_j"] else ""
+    ours = f"{entry['ours_qps']:.1f}" if entry["ours_qps"] else "failed"
+    return (
+        f"{entry['model']:>9} bs {entry['bs']:>3}: {entry['ours']} {ours} QPS{energy} | {peers} | "
+        f"vs best ({label}) {ratio} | roofline {roof}"
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    ensure_dependencies(args.wheels)
+    import torch
+
+    from backends.GPU.device import device_facts, unavailable_reason
+    from core.measure.host import cpu_isa, cpu_model, software_versions
+
+    reason = unavailable_reason(args.device)
+    if reason:
+        print(f"gpu_check: {args.device} cannot run here: {reason}", file=sys.stderr)
+        return 2
+    out = args.out or Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    out.mkdir(parents=True, exist_ok=True)
+    facts = device_facts(args.device)
+    versions = software_versions()
+    say = print
+    say(f"device: {facts['summary']}")
+    say(f"host: {cpu_model()} ({cpu_isa().summary()})")
+    say(
+        f"torch {torch.__version__}, CUDA {torch.version.cuda}, transformers {versions.get('transformers')}, "
+        f"triton {versions.get('triton', 'absent')}, NVML {facts.get('nvml', 'not read')}, "
+        f"python {sys.version.split()[0]}"
+    )
+    rates = matmul_rates(args.device, args.tiny)
+    say("matrix multiply: " + ", ".join(f"{k} {v:.1f} TFLOP/s" for k, v in rates.items()))
+    chosen = TINY if args.tiny else MODELS
+    names = args.models.split(",") if args.models else list(chosen)
+    unknown = [n for n in names if n not in chosen]
+    if unknown:
+        print(f"gpu_check: unknown model(s) {', '.join(unknown)}; known: {', '.join(chosen)}", file=sys.stderr)
+        return 2
+    results, skipped = [], []
+    for i, name in enumerate(names):
+        left = args.minutes * 60 - (time.monotonic() - started)
+        if i and left < MODEL_MINUTES * 60 and not args.tiny:
+            skipped.append(name)
+            continue
+        task_name, large = chosen[name]
+        try:
+            results += check_model(name, task_name, large, args, out, rates, say)
+        except Exception as err:  # one model failing must not hide the others' figures
+            say(f"{name}: failed: {type(err).__name__}: {str(err)[:300]}")
+            results.append({"model": name, "error": f"{type(err).__name__}: {err}"})
+    summary(results, skipped, facts, rates, out, started, say)
+    return 0
+
+
+def summary(results, skipped, facts, rates, out: Path, started: float, say) -> None:
+    say("")
+    say(
+        f"{'model':>9} {'bs':>4} {'ours':>26} {'QPS':>9} {'best peer':>24} {'QPS':>9} {'ratio':>6} "
+        f"{'roofline':>8} {'J/sample':>9}"
+    )
+    ratios, roofs = [], []
+    for entry in results:
+        if "error" in entry:
+            say(f"{entry['model']:>9}  failed: {entry['error'][:120]}")
+            continue
+        label, qps = best_peer(entry)
+        ratio = entry["ours_qps"] / qps if qps and entry["ours_qps"] else None
+        ratios.append((entry["model"], entry["bs"], ratio))
+        if entry["bs"] != 1:
+            roofs.append((entry["model"], entry["roofline"]))
+        say(
+            f"{entry['model']:>9} {entry['bs']:>4} {entry['ours']:>26} {fmt(entry['ours_qps']):>9} {label or '—':>24} "
+            f"{fmt(qps):>9} {fmt(ratio):>6} {pct(entry['roofline']):>8} {fmt(entry['ours_energy_j']):>9}"
+        )
+    if skipped:
+        say(f"skipped for time: {', '.join(skipped)}")
+    behind = [f"{m} bs {bs} ({fmt(r)}x)" for m, bs, r in ratios if r is None or r < 1.0]
+    low = [f"{m} ({pct(r)})" for m, r in roofs if r is None or r < ROOFLINE_TARGET]
+    say(f"target ours >= 1.0x the fastest peer: {verdict(behind, ratios)}")
+    say(f"target >= 50% of the matrix rate at the large batch size: {verdict(low, roofs)}")
+    say(f"check took {(time.monotonic() - started) / 60:.1f} min; device {facts['summary']}")
+    (out / "gpu_check.json").write_text(
+        json.dumps(
+            {"device": facts, "matmul_tflops": rates, "results": results, "skipped": skipped}, indent=2, default=str
+        ),
+        encoding="utf-8",
+    )
+    say(f"summary: {out / 'gpu_check.json'}")
+
+
+def verdict(failing: list[str], checked: list) -> str:
+    return "MISSED: " + ", ".join(failing) if failing else "met" if checked else "not checked (nothing ran)"
+
+
+def fmt(value) -> str:
+    return "—" if value is None else f"{value:.3g}" if value < 10 else f"{value:,.1f}"
+
+
+def pct(value) -> str:
+    return "—" if value is None else f"{value * 100:.0f}%"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

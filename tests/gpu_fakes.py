@@ -1,0 +1,175 @@
+"""Small fakes of the CUDA and NVML calls the GPU backend makes, so its device paths run on a machine
+without a GPU: tensors stay on the host, and every event, stream, graph, memory and energy call goes
+through these objects, which record what was asked of them."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from types import SimpleNamespace
+
+from backends.GPU.device import Device
+
+
+class FakeEvent:
+    def __init__(self, cuda: FakeCuda, enable_timing: bool = False):
+        assert enable_timing, "timing events must be created with enable_timing=True"
+        self.cuda = cuda
+        self.at_ns: int | None = None
+        self.stream = None
+        self.synchronized = False
+
+    def record(self, stream=None):
+        self.at_ns = time.perf_counter_ns()
+        self.stream = stream if stream is not None else self.cuda.current
+        self.cuda.recorded += 1
+
+    def synchronize(self):
+        assert self.at_ns is not None, "synchronize on an event never recorded"
+        self.synchronized = True
+        self.cuda.event_syncs += 1
+
+    def elapsed_time(self, end: FakeEvent) -> float:
+        assert self.synchronized or end.synchronized, "elapsed_time read before the end event completed"
+        return (end.at_ns - self.at_ns) / 1e6
+
+
+class FakeStream:
+    def __init__(self, name: str):
+        self.name = name
+        self.waited_on: list[FakeStream] = []
+
+    def wait_stream(self, other):
+        self.waited_on.append(other)
+
+
+class FakeGraph:
+    def __init__(self):
+        self.forward = None
+        self.replays = 0
+
+    def replay(self):
+        import torch
+
+        self.replays += 1
+        with torch.inference_mode():
+            for static, new in zip(self.outputs, self.forward()):
+                static.copy_(new)  # a replay writes the captured output buffers, as CUDA's does
+
+
+class FakeCuda:
+    """torch.cuda as the GPU backend calls it."""
+
+    def __init__(self, allocated: int = 300 << 20, reserved: int = 512 << 20):
+        self.default = FakeStream("default")
+        self.current = self.default
+        self.streams: list[FakeStream] = []
+        self.recorded = self.event_syncs = self.device_syncs = self.peak_resets = 0
+        self.allocated, self.reserved = allocated, reserved
+        self.graphs: list[FakeGraph] = []
+        self.capture_streams: list = []
+
+    def Event(self, enable_timing=False):  # noqa: N802 - torch.cuda's spelling
+        return FakeEvent(self, enable_timing)
+
+    def Stream(self, device=None):  # noqa: N802
+        stream = FakeStream(f"stream-{len(self.streams)}")
+        self.streams.append(stream)
+        return stream
+
+    @contextlib.contextmanager
+    def stream(self, stream):
+        previous, self.current = self.current, stream
+        try:
+            yield
+        finally:
+            self.current = previous
+
+    def current_stream(self, device=None):
+        return self.current
+
+    def synchronize(self, device=None):
+        self.device_syncs += 1
+
+    def reset_peak_memory_stats(self, device=None):
+        self.peak_resets += 1
+
+    def max_memory_allocated(self, device=None):
+        return self.allocated
+
+    def max_memory_reserved(self, device=None):
+        return self.reserved
+
+    def graph_pool_handle(self):
+        return "pool"
+
+    def get_device_capability(self, device=None):
+        return (9, 0)
+
+    def get_device_properties(self, device=None):
+        return SimpleNamespace(uuid="1234-abcd", name="Fake H200")
+
+
+class FakeDevice(Device):
+    """A device whose tensors live on the host and whose CUDA calls go to a FakeCuda; graphs are captured by
+    keeping the forward and rerunning it on replay."""
+
+    def __init__(self, cuda: FakeCuda | None = None):
+        super().__init__("cpu", cuda=cuda or FakeCuda(), accelerator=True)
+
+    def capture(self, forward, stream, pool):
+        graph = FakeGraph()
+        graph.forward = forward
+        graph.outputs = forward()
+        self.cuda.graphs.append(graph)
+        self.cuda.capture_streams.append((stream, pool))
+        return graph, graph.outputs
+
+
+class FakeNvml:
+    """pynvml as the backend calls it: an energy counter that advances `watts` per second of wall time."""
+
+    NVML_CLOCK_SM, NVML_CLOCK_MEM = 1, 2
+
+    def __init__(self, watts: float = 250.0, process_bytes: int = 900 << 20, energy: bool = True):
+        self.watts, self.process_bytes, self.energy = watts, process_bytes, energy
+        self.start_ns = time.perf_counter_ns()
+        self.initialised = False
+
+    def nvmlInit(self):  # noqa: N802
+        self.initialised = True
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):  # noqa: N802
+        assert uuid.startswith("GPU-"), "NVML wants the GPU- prefix"
+        return ("handle", uuid)
+
+    def nvmlDeviceGetHandleByIndex(self, index):  # noqa: N802
+        return ("handle", index)
+
+    def nvmlSystemGetDriverVersion(self):  # noqa: N802
+        return b"580.65.06"
+
+    def nvmlDeviceGetClockInfo(self, handle, clock):  # noqa: N802
+        return {1: 1980, 2: 3201}[clock]
+
+    def nvmlDeviceGetMaxClockInfo(self, handle, clock):  # noqa: N802
+        return {1: 1980, 2: 3201}[clock]
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle):  # noqa: N802
+        return 700000
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):  # noqa: N802
+        if not self.energy:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        return int(self.watts * (time.perf_counter_ns() - self.start_ns) / 1e6)  # mJ
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):  # noqa: N802
+        import os
+
+        return [
+            SimpleNamespace(pid=1, usedGpuMemory=1),
+            SimpleNamespace(pid=os.getpid(), usedGpuMemory=self.process_bytes),
+        ]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle):  # noqa: N802
+        return []
