@@ -44,7 +44,6 @@ MODELS = {  # name -> (task, large batch size)
 TINY = {"tiny-bert": ("tiny-bert-squad", 2), "tiny-resnet": ("tiny-resnet-imagenet", 2)}
 # Ours beyond the GPU host's packages; versions from constraints.txt (make gpu-wheels downloads these).
 WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions")
-MODEL_MINUTES = 1.2  # a model's share of the check on an H200, compiles included: later models wait for it
 ROOFLINE_TARGET = 0.5
 
 
@@ -101,7 +100,7 @@ def policy(tiny: bool):
         return MeasurePolicy(
             warmup_iterations=1, warmup_seconds=0.2, min_iterations=3, min_seconds=0.1, max_seconds=0.5
         )
-    return MeasurePolicy(warmup_iterations=10, warmup_seconds=2.0, min_iterations=50, min_seconds=2.0, max_seconds=4.0)
+    return MeasurePolicy(warmup_iterations=10, warmup_seconds=1.0, min_iterations=50, min_seconds=1.5, max_seconds=3.0)
 
 
 def matmul_rates(device: str, tiny: bool) -> dict[str, float]:
@@ -341,18 +340,20 @@ def main(argv=None) -> int:
     if unknown:
         print(f"gpu_check: unknown model(s) {', '.join(unknown)}; known: {', '.join(chosen)}", file=sys.stderr)
         return 2
-    results, skipped = [], []
-    for i, name in enumerate(names):
+    results, skipped, took = [], [], []
+    for name in names:
         left = args.minutes * 60 - (time.monotonic() - started)
-        if i and left < MODEL_MINUTES * 60 and not args.tiny:
+        if took and left < max(took):  # the next model would likely overrun the budget: say so instead
             skipped.append(name)
             continue
         task_name, large = chosen[name]
+        begun = time.monotonic()
         try:
             results += check_model(name, task_name, large, args, out, rates, say)
         except Exception as err:  # one model failing must not hide the others' figures
             say(f"{name}: failed: {type(err).__name__}: {str(err)[:300]}")
             results.append({"model": name, "error": f"{type(err).__name__}: {err}"})
+        took.append(time.monotonic() - begun)
     summary(results, skipped, facts, rates, out, started, say)
     return 0
 
@@ -378,7 +379,7 @@ def summary(results, skipped, facts, rates, out: Path, started: float, say) -> N
             f"{fmt(qps):>9} {fmt(ratio):>6} {pct(entry['roofline']):>8} {fmt(entry['ours_energy_j']):>9}"
         )
     if skipped:
-        say(f"skipped for time: {', '.join(skipped)}")
+        say(f"skipped for time (the budget left was shorter than a model took): {', '.join(skipped)}")
     behind = [f"{m} bs {bs} ({fmt(r)}x)" for m, bs, r in ratios if r is None or r < 1.0]
     low = [f"{m} ({pct(r)})" for m, r in roofs if r is None or r < ROOFLINE_TARGET]
     say(f"target ours >= 1.0x the fastest peer: {verdict(behind, ratios)}")

@@ -156,7 +156,7 @@ def fast_tuning(monkeypatch, tmp_path):
     monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path))
 
 
-def run_select(candidates, compiled, gates: list):
+def run_select(candidates, compiled, gates: list, compiles: list | None = None):
     rng = np.random.default_rng(1)
     lengths = rng.integers(4, SEQ, size=12)
     ids = np.where(np.arange(SEQ)[None, :] < lengths[:, None], rng.integers(1, 100, size=(12, SEQ)), 0)
@@ -171,7 +171,7 @@ def run_select(candidates, compiled, gates: list):
     return tuning.select(
         candidates,
         model="fake",
-        compile_candidate=lambda c: compiled[c.label],
+        compile_candidate=lambda c: (compiles.append(c.label) if compiles is not None else None) or compiled[c.label],
         make_runtime=lambda comp, config: FakeRuntime(comp, config),
         batch_size=1,
         feeds={"ids": ids[:1]},
@@ -191,6 +191,18 @@ def test_the_gate_rejects_a_fast_corrupted_candidate(fast_tuning):
     assert "drift" in rows["fast INT8"].why and rows["slow FP32"].chosen and not rows["fast INT8"].chosen
     assert rows["slower BF16"].gate == "pass" and rows["slow FP32"].normalized_drift == 0
     assert "fastest of 2 candidates that passed" in selection.section.reason
+
+
+def test_each_candidate_is_compiled_once_and_the_winner_is_not_compiled_again(fast_tuning):
+    candidates, compiled = fake_candidates(
+        {"slow FP32": (0.02, False), "fast BF16": (0.0, False), "mid INT8": (0.01, False)}
+    )
+    compiles: list = []
+    selection = run_select(candidates, compiled, [], compiles)
+    assert compiles == ["slow FP32", "fast BF16", "mid INT8"]  # torch.compile and CUDA graphs cost minutes on a GPU
+    assert selection.candidate.label == "fast BF16" and selection.compiled is compiled["fast BF16"]
+    cached = run_select(candidates, compiled, [], compiles)  # a cached decision compiles the chosen one only
+    assert compiles[3:] == ["fast BF16"] and cached.compiled is compiled["fast BF16"]
 
 
 def test_no_passing_candidate_is_one_line_error(fast_tuning):

@@ -182,7 +182,9 @@ def test_compile_engine_compiles_at_the_first_batch_size_and_records_recompiles(
     out = runtime.predict(feeds)
     for got, want in zip(out.values(), reference(source, feeds)):
         np.testing.assert_allclose(got, want, atol=1e-4)
-    assert list(runtime.settings()["first_call_seconds_by_shape"]) == [f"3x{inputs.seq_len}"]
+    by_shape = runtime.settings()["first_call_seconds_by_shape"]
+    assert list(by_shape) == [f"2x{inputs.seq_len}", f"3x{inputs.seq_len}"]  # compiled at bs 2, then again at 3
+    assert by_shape[f"2x{inputs.seq_len}"] == compiled.details["first_call_seconds"]
 
 
 def test_static_shape_runtimes_get_full_batches_and_the_padding_rows_are_dropped():
@@ -481,3 +483,52 @@ def test_a_run_on_the_gpu_backend_with_device_cpu_writes_a_gpu_report(tmp_path):
     assert all(row["Status"] == "ok" and row["Clients"] == 2 for row in report["Performance"])
     assert "Device AVG Latency" not in report["Performance"][0]  # the host has no device clock: nothing invented
     assert report["Accuracy"]["Max Diff"] is not None
+
+
+# --- what the report, console and compare show ------------------------------------------------------------------
+
+
+def gpu_report(qps: float, energy: float, device_ms: float):
+    from core.reporting.report import RunReport
+    from core.reporting.schema import PerfRow
+    from core.reporting.sections import HostInfo
+
+    report = RunReport(model="m", backend="GPU", precision="FP32", dataset=None)
+    report.host = HostInfo(cpu="cpu", accelerator="NVIDIA H200, 141.0 GiB, cc 9.0, driver 580.65.06, CUDA 13.0")
+    report.performance = [
+        PerfRow(
+            bs=1,
+            qps=qps,
+            avg_latency=1000 / qps,
+            iterations=500,
+            device_avg_latency=device_ms,
+            device_memory_mb=900.0,
+            energy_j_per_sample=energy,
+            avg_power_w=energy * qps,
+        )
+    ]
+    return RunReport.from_dict(report.to_dict())
+
+
+def test_device_time_memory_and_energy_are_compared_but_never_a_regression():
+    from core.reporting.comparison import build_comparison
+
+    base, new = gpu_report(1000.0, 0.2, 0.8), gpu_report(1000.0, 0.6, 2.4)  # 3x the energy and device time
+    assert base.to_dict()["Host Info"] == "cpu; NVIDIA H200, 141.0 GiB, cc 9.0, driver 580.65.06, CUDA 13.0"
+    cmp = build_comparison([base, new], ["base", "new"], threshold=0.05)
+    shown = {row.metric: row for row in cmp.perf}
+    assert shown["Energy J/sample"].values == [0.2, 0.6] and shown["Device AVG Latency"].values == [0.8, 2.4]
+    assert not cmp.regressions
+    slower = build_comparison([base, gpu_report(500.0, 0.2, 0.8)], ["base", "new"], threshold=0.05)
+    assert [r.metric for r in slower.regressions] == ["QPS", "AVG Latency"]  # the host-timed numbers are judged
+
+
+def test_the_console_table_shows_device_columns_only_where_a_row_has_them():
+    from core.reporting.schema import PerfRow
+    from core.run.performance import performance_table
+
+    gpu = performance_table("t", gpu_report(1000.0, 0.2, 0.8).performance)
+    assert gpu.headers[-4:] == ["Dev AVG ms", "Dev MB", "J/sample", "Avg W"]
+    assert gpu.rows[0][-4].text == "0.80" and gpu.rows[0][-2].text == "0.20"
+    cpu = performance_table("t", [PerfRow(bs=1, qps=5.0, avg_latency=200.0, iterations=10)])
+    assert "J/sample" not in cpu.headers and len(cpu.rows[0]) == len(cpu.headers)

@@ -14,7 +14,7 @@ import time
 
 from backends.base import AUTO, Candidate, CompileBackend, CompiledModel, CompileRequest
 from backends.GPU.config import ENGINES, GpuConfig
-from backends.GPU.device import Device, device_tensors, set_math_mode, torch_dtype
+from backends.GPU.device import Device, device_tensors, set_math_mode, shape_key, torch_dtype
 from core.common.errors import UserError
 
 PRECISIONS = ("FP32", "TF32", "FP16", "BF16")
@@ -88,7 +88,7 @@ class GpuCompileBackend(CompileBackend):
             setattr(dynamo, limit, max(getattr(dynamo, limit), RECOMPILE_LIMIT))
             module = torch.compile(module, mode=self.config.compile_mode, dynamic=False)
             optimizations.append(f"torch.compile (mode {self.config.compile_mode}, static shapes)")
-            details["first_call_seconds"] = _first_call(module, request, device, dtype)
+            details["first_call_shape"], details["first_call_seconds"] = _first_call(module, request, device, dtype)
         elif self.config.engine == "cuda-graph":
             optimizations.append("CUDA graph captured per input shape")
         return CompiledModel(
@@ -105,8 +105,8 @@ class GpuCompileBackend(CompileBackend):
         )
 
 
-def _first_call(module, request: CompileRequest, device: Device, dtype) -> float:
-    """torch.compile compiles at the first call: make it here, at the first batch size."""
+def _first_call(module, request: CompileRequest, device: Device, dtype) -> tuple[str, float]:
+    """torch.compile compiles at the first call: make it here, at the first batch size; (shape, seconds)."""
     import torch
 
     start = time.perf_counter()
@@ -114,7 +114,7 @@ def _first_call(module, request: CompileRequest, device: Device, dtype) -> float
     with torch.inference_mode():
         module(*device_tensors(feeds, request.model.input_names, device, dtype))
     device.synchronize()
-    return round(time.perf_counter() - start, 3)
+    return shape_key(feeds), round(time.perf_counter() - start, 3)
 
 
 def _capability(device: Device) -> str:

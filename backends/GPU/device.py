@@ -92,11 +92,13 @@ def torch_dtype(precision: str):
 
 
 def set_math_mode(precision: str) -> None:
-    """TF32 tensor-core math for FP32 matrix multiplies and convolutions only when TF32 runs (process-wide)."""
+    """TF32 tensor-core math for FP32 matrix multiplies and convolutions only when TF32 runs (process-wide).
+    torch's legacy switches, as torch.compile reads them (mixing them with the newer fp32_precision API
+    makes torch refuse to report the precision)."""
     import torch
 
     tf32 = precision == "TF32"
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
 
 
@@ -109,6 +111,11 @@ def device_tensors(feeds: Feeds, names: list[str], device: Device, dtype) -> lis
         tensor = torch.from_numpy(array).to(device.torch)
         tensors.append(tensor.to(dtype) if tensor.is_floating_point() else tensor)
     return tensors
+
+
+def shape_key(feeds: Feeds) -> str:
+    """'4x384': the shape a static-shape engine compiles or captures for."""
+    return "x".join(str(d) for d in next(iter(feeds.values())).shape)
 
 
 def unavailable_reason(device: str) -> str | None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from backends.base import CompiledModel, Feeds, RuntimeBackend, declared_feeds
 from backends.GPU.config import GpuConfig
-from backends.GPU.device import Device, device_tensors, set_math_mode, torch_dtype
+from backends.GPU.device import Device, device_tensors, set_math_mode, shape_key, torch_dtype
 from backends.GPU.meters import DeviceMemory, DeviceTimer, EnergyMeter
 from backends.GPU.nvml import Nvml
 
@@ -67,7 +67,11 @@ class GpuRuntime(RuntimeBackend):
 
     def __init__(self, compiled: CompiledModel, config: GpuConfig, *, shared: Shared | None = None, stream=None):
         super().__init__(compiled, config)
-        self.shared = shared or Shared.open(Device(config.device))
+        if shared is None:
+            shared = Shared.open(Device(config.device))
+            if "first_call_shape" in compiled.details:  # compiled at that shape already, in Graph Compile
+                shared.recompiles[compiled.details["first_call_shape"]] = compiled.details["first_call_seconds"]
+        self.shared = shared
         self.stream = stream  # this client's stream (None: the default stream)
         self.dtype = torch_dtype(compiled.precision)
         self.instance_count = 1
@@ -147,7 +151,7 @@ class GpuRuntime(RuntimeBackend):
         """The compile engine's first call at a new shape compiles again: record how long that took."""
         if self.compiled.engine != "compile":
             return
-        key = "x".join(str(d) for d in next(iter(feeds.values())).shape)
+        key = shape_key(feeds)
         if key in self.shared.recompiles:
             return
         start = time.perf_counter()

@@ -112,7 +112,13 @@ def select(
     )
     started = time.perf_counter()
     gate = make_gate()
-    rows = [_try(c, compile_candidate, make_runtime, batch_size, feeds, gate) for c in candidates]
+    rows: list[CandidateRow] = []
+    fastest: tuple[float, CompiledModel] | None = None  # kept, so the winner is not compiled twice
+    for candidate in candidates:
+        row, compiled = _try(candidate, compile_candidate, make_runtime, batch_size, feeds, gate)
+        rows.append(row)
+        if row.passed and (fastest is None or row.qps > fastest[0]):
+            fastest = (row.qps, compiled)  # the previous fastest is released
     passing = [row for row in rows if row.passed]
     if not passing:
         reasons = "; ".join(f"{row.label}: {row.why or row.gate}" for row in rows)
@@ -143,15 +149,16 @@ def select(
     _write_decision(path, decision)
     console.info(f"engine: {chosen.label}, {reason}")
     decision.decision = "tuned in this run"
-    return Selection(chosen, compile_candidate(chosen), decision)
+    return Selection(chosen, fastest[1], decision)
 
 
 def _try(
     candidate: Candidate, compile_candidate, make_runtime, batch_size: int, feeds: Feeds, gate: Gate
-) -> CandidateRow:
-    """One candidate's row: compile, brief timing, gate. A failing candidate is recorded, not fatal."""
+) -> tuple[CandidateRow, CompiledModel | None]:
+    """One candidate's row and what it compiled: compile, brief timing, gate. A failing candidate is
+    recorded, not fatal."""
     row = CandidateRow(engine=candidate.engine, precision=candidate.precision)
-    runtime = None
+    runtime = compiled = None
     try:
         with console.status(f"compiling {candidate.label}"):
             compiled = compile_candidate(candidate)
@@ -180,4 +187,4 @@ def _try(
         f", drift {row.normalized_drift}, agreement {row.top1_agreement}" if row.normalized_drift is not None else ""
     )
     console.info(f"  {candidate.label}: {shown}{drift} -> {row.gate}" + (f" ({row.why})" if row.why else ""))
-    return row
+    return row, compiled

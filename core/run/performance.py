@@ -48,6 +48,7 @@ def measure_batch_sizes(run: RunContext, runtime, progress: RunProgress) -> None
                 "iterations"
                 + (f" ({clients} clients)" if clients > 1 else "")
                 + (f" (p99 unbacked: a 95% bound needs {samples_needed(0.99)})" if row.unbacked("P99 Latency") else "")
+                + _device_text(row)
                 + (f"; stopped by the {row.stop_reason}" if row.stop_reason == "time budget" else "")
                 + f"; {duration(progress.left())} left"
             )
@@ -90,6 +91,14 @@ def _meter_fields(meters, result) -> dict:
     for meter in meters:
         fields.update(meter.row_fields(result))
     return fields
+
+
+def _device_text(row: PerfRow) -> str:
+    """'; device 1.2 ms a call, 0.05 J/sample at 310 W': what an accelerator's meters read, where they did."""
+    parts = [f"device {fmt(row.device_avg_latency)} ms a call"] if row.device_avg_latency is not None else []
+    if row.energy_j_per_sample is not None:
+        parts.append(f"{fmt(row.energy_j_per_sample)} J/sample at {fmt(row.avg_power_w)} W")
+    return "; " + ", ".join(parts) if parts else ""
 
 
 def _interval(row: PerfRow) -> str:
