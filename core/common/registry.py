@@ -45,13 +45,18 @@ def file_listing(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
 
 
 def package_listing(folder: Path, package: str, attribute: str) -> dict[str, str]:
-    """name -> "package.name:attribute" for each sub-package of `folder` (folders with an __init__.py)."""
+    """name -> "package.name:attribute" for each sub-package of `folder` whose __init__.py assigns `attribute`
+    (read as text, nothing imported): a package of shared code beside them (datasets/glue) is not an entry."""
     if not folder.is_dir():
         return {}
+    assigns = re.compile(rf"^{re.escape(attribute)}\s*(:[^=]*)?=", re.MULTILINE)
     return {
         p.name: f"{package}.{p.name}:{attribute}"
         for p in sorted(folder.iterdir())
-        if (p / "__init__.py").is_file() and NAME.match(p.name) and not p.name.startswith("_")
+        if (p / "__init__.py").is_file()
+        and NAME.match(p.name)
+        and not p.name.startswith("_")
+        and assigns.search((p / "__init__.py").read_text(encoding="utf-8", errors="replace"))
     }
 
 

@@ -133,6 +133,13 @@ class Workload(_Strict):
         return self
 
 
+class Published(_Strict):
+    """Figures a paper or README reports for this model and task, keyed by our report's metric names."""
+
+    source: str = Field(min_length=1, description="where the figures are published")
+    figures: dict[str, float] = Field(min_length=1, description="metric (as the report names it) -> value")
+
+
 class ModelEntry(_Strict):
     """A model-zoo entry: the model file and how to feed it."""
 
@@ -160,6 +167,10 @@ class ModelEntry(_Strict):
     hf_model: str | None = Field(None, description="Hugging Face id or local checkpoint folder")
     tokenizer: str | None = Field(None, description="Hugging Face id or local folder of the tokenizer")
     labels: list[str] = Field(default_factory=list, description="classification label order")
+    num_labels: int | None = Field(
+        None, ge=1, description="the architecture's classification head size, for synthetic weights (1: regression)"
+    )
+    published: Published | None = Field(None, description="a published accuracy figure to show beside ours")
     sha256: str | None = Field(None, description="expected digest of model_path")
     assets: list[AssetSpec] = Field(default_factory=list)
 

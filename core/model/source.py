@@ -107,6 +107,11 @@ def resolve_source(model: ModelEntry, *, model_file: Path, seed: int = 0) -> Sou
 
         config = dict(architecture_config(model.architecture, model_file=model_file))
         config["_name"] = model.architecture
+        if model.num_labels is not None:  # one architecture, the head each task needs
+            config = {k: v for k, v in config.items() if k not in ("id2label", "label2id")}
+            config["num_labels"] = model.num_labels
+            if model.num_labels == 1:
+                config["problem_type"] = "regression"
         return SourceModel(
             kind="synthetic",
             digest=_synthetic_digest(config, seed, convention),

@@ -77,6 +77,7 @@ class Comparison:
     warnings: list[str]
     regressions: list[Regression]
     loadgen: list[LoadGenRow] = field(default_factory=list)
+    published: list[MetricRow] = field(default_factory=list)  # ours minus a published figure, real weights only
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(replace(self, reports=[]))
@@ -139,7 +140,7 @@ def _warnings(labels: Sequence[str], reports: Sequence[RunReport]) -> list[str]:
 
 
 def _metric_rows(reports: Sequence[RunReport], section: str) -> list[MetricRow]:
-    """Rows of one of RunReport's number views: quality, numeric or compile_memory."""
+    """Rows of one of RunReport's number views: quality, numeric, compile_memory or against_published."""
     views = [getattr(r, section) for r in reports]
     names = list(dict.fromkeys(name for view in views for name in view))
     rows = []
@@ -209,6 +210,7 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
         _warnings(labels, reports),
         regressions,
         loadgen,
+        _metric_rows(reports, "against_published"),
     )
 
 
@@ -371,6 +373,7 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
         ("Accuracy (delta to the first report)", cmp.accuracy),
         ("Numeric diff vs reference (delta to the first report)", cmp.numeric),
         ("Compile memory in MB (delta to the first report)", cmp.compile_memory),
+        ("Accuracy against the published figure (ours minus published; real weights only)", cmp.published),
     ):
         if rows:
             table = TextTable(title, ["metric", *cmp.labels])

@@ -162,6 +162,11 @@ class RunReport:
         return {**self.accuracy.quality(), **self.accuracy.problems()} if self.accuracy else {}
 
     @property
+    def against_published(self) -> dict[str, float]:
+        """Ours minus the published figure per metric, with real weights (Accuracy.against_published)."""
+        return self.accuracy.against_published() if self.accuracy else {}
+
+    @property
     def numeric(self) -> dict[str, float]:
         return self.accuracy.drift.statistics() if self.accuracy and self.accuracy.drift else {}
 

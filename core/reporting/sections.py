@@ -236,6 +236,7 @@ class Accuracy(Section):
         "empty_predictions": "Empty Predictions",
         "provenance": "Dataset Provenance",
         "note": "Note",
+        "published": "Published",
     }
     COUNTS: ClassVar[tuple[str, ...]] = ("Questions", "Features", "Examples")
     data_percent: float | None = None
@@ -246,6 +247,8 @@ class Accuracy(Section):
     drift: NumericDrift | None = None
     provenance: dict[str, Any] | None = None
     note: str | None = None
+    # {"Source", "Figures": {metric: value}, and "Difference": {metric: ours - published} with real weights}
+    published: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,7 +262,7 @@ class Accuracy(Section):
                 out[self.KEYS[name]] = getattr(self, name)
         if self.drift is not None:
             out.update(self.drift.to_dict())
-        for name in ("provenance", "note"):
+        for name in ("provenance", "note", "published"):
             if getattr(self, name) is not None:
                 out[self.KEYS[name]] = getattr(self, name)
         return {**out, **self.extra}
@@ -294,6 +297,20 @@ class Accuracy(Section):
     def quality(self) -> dict[str, float]:
         """The task's quality numbers (finite only): what the accuracy gate and compare judge."""
         return {key: number for key, value in self.metrics.items() if (number := as_number(value)) is not None}
+
+    def against_published(self) -> dict[str, float]:
+        """'<metric> vs published (<figure>)' -> ours minus the published figure, where the run could say
+        (real weights; a synthetic run's report carries the figures without a difference)."""
+        published = self.published if isinstance(self.published, dict) else {}
+        figures, differences = published.get("Figures"), published.get("Difference")
+        if not isinstance(figures, dict) or not isinstance(differences, dict):
+            return {}
+        found = {}
+        for metric, difference in differences.items():
+            figure, value = as_number(figures.get(metric)), as_number(difference)
+            if figure is not None and value is not None:
+                found[f"{metric} vs published ({figure:g})"] = value
+        return found
 
     def problems(self) -> dict[str, float]:
         """Counts of outputs that did not score (NaN/Inf for the metric and for the drift, empty answers),

@@ -34,6 +34,8 @@ def check_accuracy(run: RunContext, runtime, on_batch=None) -> None:
     accuracy.provenance = provenance
     if run.source.synthetic:
         accuracy.note = "synthetic weights: accuracy is not meaningful"
+    if model.published is not None and workload.test_accuracy:
+        accuracy.published = published_section(model.published, accuracy, meaningful=_meaningful(run, tokenizer))
     run.report.sections["Dataset Throughput"] = {
         "Features": len(features),
         "Seconds": round(seconds, 4),
@@ -48,6 +50,29 @@ def check_accuracy(run: RunContext, runtime, on_batch=None) -> None:
     _announce(run, accuracy)
 
 
+def _meaningful(run: RunContext, tokenizer: dict) -> bool:
+    """Whether the run's accuracy can be set beside a published one: real weights and the model's tokenizer."""
+    return not run.source.synthetic and tokenizer.get("meaningful_accuracy") is not False
+
+
+def published_section(published, accuracy: Accuracy, *, meaningful: bool) -> dict:
+    """The model entry's published figures, and ours minus each where this run's accuracy means something."""
+    section: dict = {"Source": published.source, "Figures": dict(published.figures)}
+    measured = accuracy.quality()
+    if not meaningful:
+        section["Note"] = "not compared: synthetic weights or a fallback tokenizer make our accuracy meaningless"
+        return section
+    section["Difference"] = {
+        metric: round(measured[metric] - figure, 4)
+        for metric, figure in published.figures.items()
+        if metric in measured
+    }
+    missing = [metric for metric in published.figures if metric not in measured]
+    if missing:
+        section["Note"] = f"not measured by this run: {', '.join(missing)}"
+    return section
+
+
 def _announce(run: RunContext, accuracy: Accuracy) -> None:
     # NaN/Inf never score (the evaluators and the drift statistics leave them out); say so at the top too.
     nonfinite = {k: v for k, v in accuracy.problems().items() if v and k != "Empty Predictions"}
@@ -57,6 +82,11 @@ def _announce(run: RunContext, accuracy: Accuracy) -> None:
         run.report.notes.append(message)
     shown = {k: v for k, v in accuracy.to_dict().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     console.info("accuracy: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    against = accuracy.against_published()
+    if against:
+        console.info(
+            f"against {accuracy.published['Source']}: " + ", ".join(f"{k} {v:+.2f}" for k, v in against.items())
+        )
 
 
 def numeric_drift(run: RunContext, features: Features, outputs) -> NumericDrift:

@@ -1,0 +1,5 @@
+"""GLUE RTE dev: sentence pairs, entailment; accuracy."""
+
+from datasets.glue.loader import GlueLoader
+
+LOADER = GlueLoader.for_task("RTE")
