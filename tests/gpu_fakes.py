@@ -100,6 +100,13 @@ class FakeCuda:
     def max_memory_reserved(self, device=None):
         return self.reserved
 
+    def get_sync_debug_mode(self):
+        return getattr(self, "sync_mode", 0)
+
+    def set_sync_debug_mode(self, mode):
+        self.sync_mode = mode
+        self.sync_modes = [*getattr(self, "sync_modes", []), mode]
+
     def graph_pool_handle(self):
         return "pool"
 

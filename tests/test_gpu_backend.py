@@ -96,6 +96,8 @@ def test_auto_candidates_on_the_host_drop_cuda_graphs_and_read_tf32_as_fp32(prep
         "compile FP32",
     ]
     assert all(c.config.engine == c.engine for c in candidates)
+    pinned = gpu_compile.GpuCompileBackend(gpu_config(device="cpu", engine="compile"))
+    assert [c.label for c in pinned.candidates(replace(request, precision="FP16"))] == ["compile FP16"]  # no tuning
 
 
 def test_candidates_on_a_device_follow_its_capability(prepared, monkeypatch):
@@ -276,6 +278,28 @@ def test_cuda_graphs_are_captured_once_per_shape_and_replay_new_inputs(prepared)
     assert len(cuda.graphs) == 2 and runtime.settings()["cuda_graphs"] == 2
     runtime.load(4)
     assert runtime.settings()["cuda_graphs"] == 0  # a new batch size frees the old graphs
+    assert cuda.sync_modes[:2] == ["error", 0]  # warm-up before each capture refused host syncs, then restored
+
+
+def test_a_model_that_waits_for_the_device_is_refused_before_capture(prepared):
+    _, inputs, request = prepared
+    compiled, config = compiled_for(request, "eager", "FP32")
+    compiled.engine = "cuda-graph"
+    cuda = FakeCuda()
+    runtime = fake_runtime(compiled, config, cuda)
+    module = compiled.module
+
+    def syncing(*tensors):  # DeBERTa (v1) calls Tensor.item() in its relative-position code
+        if cuda.get_sync_debug_mode() == "error":
+            raise RuntimeError("called a synchronizing CUDA operation")
+        return module(*tensors)
+
+    compiled.module = syncing
+    runtime.load(2)
+    with pytest.raises(UserError) as err:
+        runtime.predict(fake_inputs(inputs, 2, seed=1))
+    assert "cannot be captured as a CUDA graph" in err.value.message and err.value.field == "engine"
+    assert cuda.graphs == [] and cuda.get_sync_debug_mode() == 0  # nothing captured, the mode restored
 
 
 def test_energy_is_the_counter_difference_over_the_window():

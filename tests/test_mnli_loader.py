@@ -7,9 +7,11 @@ import pytest
 
 from core.common.errors import UserError
 from datasets.base import DatasetRequest, ModelInputs
+from datasets.glue.tasks import TASKS
 from datasets.open_mnli import LOADER
-from datasets.open_mnli.loader import DEFAULT_LABELS, SAMPLE_DIR
-from datasets.open_mnli.make_sample import HEADER
+from datasets.open_mnli.make_sample import HEADER, OUT
+
+DEFAULT_LABELS, SAMPLE_DIR = TASKS["MNLI"].labels, OUT
 
 MODEL = ModelInputs(
     names=("input_ids", "input_mask"),

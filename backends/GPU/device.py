@@ -65,6 +65,20 @@ class Device:
     def current_stream(self) -> Any:
         return self.cuda.current_stream(self.torch)
 
+    @contextlib.contextmanager
+    def no_host_sync(self):
+        """Make an operation that waits for the device (Tensor.item(), a copy to the host) raise: such a
+        module cannot be captured, and eager warm-up says so before capture would fail obscurely."""
+        if not self.accelerator:
+            yield
+            return
+        previous = self.cuda.get_sync_debug_mode()
+        self.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        finally:
+            self.cuda.set_sync_debug_mode(previous)
+
     def capture(self, forward, stream: Any, pool: Any) -> tuple[Any, Any]:
         """(graph, outputs): `forward` recorded once as a CUDA graph on `stream`; graph.replay() reruns it,
         writing the same output buffers. Capture errors are local to this thread (other clients may run)."""

@@ -23,6 +23,7 @@ from backends.GPU.config import GpuConfig
 from backends.GPU.device import Device, device_tensors, set_math_mode, shape_key, torch_dtype
 from backends.GPU.meters import DeviceMemory, DeviceTimer, EnergyMeter
 from backends.GPU.nvml import Nvml
+from core.common.errors import UserError, one_line
 
 WARMUP_BEFORE_CAPTURE = 3  # calls on the capture stream first: lazy initialisation must not be captured
 
@@ -126,8 +127,18 @@ class GpuRuntime(RuntimeBackend):
         side = self.stream or device.new_stream()  # capture needs a stream other than the default one
         side.wait_stream(device.current_stream())
         with device.on(side):
-            for _ in range(WARMUP_BEFORE_CAPTURE):
+            for _ in range(WARMUP_BEFORE_CAPTURE - 1):
                 self._forward(static)
+            try:
+                with device.no_host_sync():
+                    self._forward(static)
+            except RuntimeError as err:
+                raise UserError(
+                    f"the model waits for the device inside its forward ({one_line(err, 160)}), "
+                    "so it cannot be captured as a CUDA graph",
+                    field="engine",
+                    fix="use engine eager or compile for this model",
+                ) from None
         device.current_stream().wait_stream(side)
         graph, outputs = device.capture(lambda: self._forward(static), side, self.shared.pool)
         return _Graph(graph, static, outputs)

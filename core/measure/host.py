@@ -24,6 +24,8 @@ SOFTWARE = (
     "tokenizers",
     "numpy",
     "onnxslim",
+    "triton",  # torch.compile's kernels on a GPU
+    "nvidia-ml-py",
 )
 
 # /proc/cpuinfo flags that change which kernels a library can use.

@@ -8,8 +8,10 @@ does this reader, counting them). Every file is tab-separated without quoting: s
 quote characters as written.
 
 Label order: Hugging Face's GLUE processors (transformers' `glue_processors`), which most fine-tuned
-checkpoints use; MNLI follows open_mnli (DeBERTa's own order). A checkpoint trained with another order
-sets its model entry's `labels`.
+checkpoints use; MNLI's is DeBERTa's own task order ("contradiction", "neutral", "entailment", from
+microsoft/DeBERTa apps/tasks/glue_tasks.py), which the DeBERTa MNLI checkpoints use. A checkpoint trained
+with another order (GLUE through Hugging Face datasets: entailment, neutral, contradiction) sets its
+model entry's `labels`.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def parse_rows(spec: GlueTask, rows: list[list[str]], path: Path) -> DevFile:
         missing = [name for name in wanted if name not in header]
         if missing:
             raise UserError(
-                f"no column {missing[0]!r} in the header",
+                f"missing columns {missing}",
                 file=path,
                 field="header",
                 fix=f"use GLUE's {spec.name} dev.tsv (columns {', '.join(map(str, wanted))})",

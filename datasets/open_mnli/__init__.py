@@ -1,5 +1,5 @@
-"""GLUE MNLI matched/mismatched sentence-pair classification."""
+"""GLUE MNLI dev, matched and mismatched: sentence pairs, 3-way entailment; accuracy per split and overall."""
 
-from datasets.open_mnli.loader import MnliLoader
+from datasets.glue.loader import GlueLoader
 
-LOADER = MnliLoader
+LOADER = GlueLoader.for_task("MNLI")
