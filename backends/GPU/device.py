@@ -15,7 +15,6 @@ from typing import Any
 
 from backends.base import Feeds, declared_feeds
 
-INSTALL_FIX = "install a CUDA build of torch (README, 'Accelerators'), or run --hardware_type CPU"
 # Device files a CUDA (NVIDIA) or ROCm (AMD) driver creates; no file, no device, without importing torch.
 DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd")
 

@@ -195,7 +195,3 @@ def derive_mrpc_dev(folder: Path) -> list[list[str]]:
     if not train:
         raise UserError("no rows", file=folder / MRPC_TRAIN, fix="use the MSR paraphrase corpus' train file")
     return [train[0], *(row for row in train[1:] if len(row) >= 3 and (row[1], row[2]) in ids)]
-
-
-def dev_paths(spec: GlueTask, folder: Path) -> dict[str, Path]:
-    return {split: folder / f"{split}.tsv" for split in spec.splits}
