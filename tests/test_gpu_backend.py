@@ -556,3 +556,15 @@ def test_the_console_table_shows_device_columns_only_where_a_row_has_them():
     assert gpu.rows[0][-4].text == "0.80" and gpu.rows[0][-2].text == "0.20"
     cpu = performance_table("t", [PerfRow(bs=1, qps=5.0, avg_latency=200.0, iterations=10)])
     assert "J/sample" not in cpu.headers and len(cpu.rows[0]) == len(cpu.headers)
+
+
+def test_the_listing_reads_the_torch_build_and_the_device_files_without_importing_torch(monkeypatch, tmp_path):
+    from backends.GPU import device as gpu_device
+
+    monkeypatch.setattr(gpu_device.metadata, "version", lambda name: "2.13.0+cu130")
+    monkeypatch.setattr(gpu_device, "DEVICE_FILES", (str(tmp_path / "nvidiactl"),))
+    assert listing_note() == "no CUDA device"
+    (tmp_path / "nvidiactl").touch()
+    assert listing_note() is None
+    cpu_only = SPEC.make_config(None, {"device": "cpu"}, source="test")
+    assert SPEC.unavailable(cpu_only) is None  # the host device needs no CUDA

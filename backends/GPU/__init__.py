@@ -21,7 +21,10 @@ BACKEND = BackendSpec(
     config_class=GpuConfig,
     compile_backend=GpuCompileBackend,
     runtime_backend=_runtime,
-    unavailable=lambda config: unavailable_reason(config.device),
+    # What is on disk answers first (no torch import: a refusal in a second), then torch itself.
+    unavailable=lambda config: (
+        None if config.device == "cpu" else (listing_note() or unavailable_reason(config.device))
+    ),
     listing_note=listing_note,
     device_facts=lambda config: device_facts(config.device),
     device_fingerprint=fingerprint,

@@ -15,8 +15,8 @@ from typing import Any
 
 from backends.base import Feeds, declared_feeds
 
-# Device files a CUDA (NVIDIA) or ROCm (AMD) driver creates; no file, no device, without importing torch.
-DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd")
+# Device files a CUDA (NVIDIA), ROCm (AMD) or WSL2 GPU driver creates; no file, no device, without importing torch.
+DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # dxg: CUDA under WSL2
 
 
 class Device:
