@@ -225,6 +225,13 @@ def test_non_finite_outputs_are_counted_and_never_scored_right():
     assert regression["Pearson Correlation"] == pytest.approx(hand_pearson([1.0, 3.0, 4.0], [1.0, 3.0, 5.0]))
     constant = scores(TASKS["STS-B"], np.array([2.0, 2.0, 2.0]), np.array([1.0, 2.0, 3.0]))
     assert math.isnan(constant["Pearson Correlation"])  # a constant prediction correlates with nothing
+    assert math.isnan(constant["Spearman Correlation"])
+    flat_gold = scores(TASKS["STS-B"], np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]))
+    assert math.isnan(flat_gold["Pearson Correlation"]) and math.isnan(flat_gold["Spearman Correlation"])
+    two = scores(TASKS["STS-B"], np.array([1.0, 4.0, np.nan]), np.array([0.5, 3.0, 1.0]))  # two finite points
+    assert two["Pearson Correlation"] == pytest.approx(100.0) and two["Spearman Correlation"] == pytest.approx(100.0)
+    one = scores(TASKS["STS-B"], np.array([1.0, np.nan]), np.array([0.5, 3.0]))
+    assert math.isnan(one["Pearson Correlation"]) and one["Non-finite Outputs"] == 1
 
 
 # --- the stand-alone evaluator ------------------------------------------------------------------------------------
