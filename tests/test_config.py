@@ -159,3 +159,135 @@ def test_defaults_bound_measuring_time():
     assert workload.warmup_iterations >= 1
     entry = ModelEntry.model_validate(BYTEMLPERF_MODEL)
     assert entry.architecture is None and entry.assets == []
+
+
+# --- config files read at their bounds, every refusal's exact words and file ------------------------------------
+
+
+def _refusal(path):
+    from core.config.schema import read_config_file
+
+    with pytest.raises(UserError) as err:
+        read_config_file(path)
+    assert err.value.file == str(path)  # every refusal names the file
+    return err.value.message
+
+
+def test_config_files_are_refused_in_exact_words_naming_the_file(tmp_path):
+    from core.config.schema import read_config_file
+
+    (tmp_path / "a.txt").write_text("model: x\n")
+    assert _refusal(tmp_path / "a.txt") == "not a .json/.yaml/.yml file"
+    assert _refusal(tmp_path / "absent.yaml") == "cannot read file: No such file or directory"
+    (tmp_path / "latin.yaml").write_bytes("model: caf\xe9\n".encode("latin-1"))
+    assert _refusal(tmp_path / "latin.yaml") == "file is not UTF-8 text"
+    (tmp_path / "bad.json").write_text('{"model": }')
+    assert _refusal(tmp_path / "bad.json") == "invalid JSON at line 1 column 11: Expecting value"
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert _refusal(tmp_path / "deep.json") == "nested too deeply to be a config file"
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    assert _refusal(tmp_path / "list.yaml") == "expected a mapping of fields at the top level, got list"
+    (tmp_path / "null.json").write_text("null")
+    assert _refusal(tmp_path / "null.json") == "expected a mapping of fields at the top level, got NoneType"
+    (tmp_path / "bad.yaml").write_text("model: [x\n")
+    assert _refusal(tmp_path / "bad.yaml").startswith("invalid YAML at line 2 column 1: ")
+    (tmp_path / "utf8.yml").write_text("model: café\n", encoding="utf-8")
+    assert read_config_file(tmp_path / "utf8.yml") == {"model": "café"}  # read as UTF-8 whatever the locale
+
+
+def test_config_file_size_and_yaml_aliases_are_bounded_at_the_bound(tmp_path):
+    from core.config.schema import MAX_CONFIG_BYTES, MAX_YAML_ALIASES, read_config_file
+
+    at = tmp_path / "at.json"
+    at.write_text('{"a": "' + "x" * (MAX_CONFIG_BYTES - 9) + '"}')
+    assert at.stat().st_size == MAX_CONFIG_BYTES and read_config_file(at)["a"].startswith("x")
+    over = tmp_path / "over.json"
+    over.write_text('{"a": "' + "x" * (MAX_CONFIG_BYTES - 8) + '"}')
+    assert _refusal(over) == f"file is larger than {MAX_CONFIG_BYTES} bytes"
+
+    def aliases(count):
+        return "base: &b 1\n" + "".join(f"k{i}: *b\n" for i in range(count))
+
+    (tmp_path / "ok.yaml").write_text(aliases(MAX_YAML_ALIASES))
+    assert len(read_config_file(tmp_path / "ok.yaml")) == MAX_YAML_ALIASES + 1
+    assert len(read_config_file(tmp_path / "ok.yaml")) == MAX_YAML_ALIASES + 1  # the count is per file read
+    (tmp_path / "bomb.yaml").write_text(aliases(MAX_YAML_ALIASES + 1))
+    assert _refusal(tmp_path / "bomb.yaml") == (
+        f"more than {MAX_YAML_ALIASES} YAML aliases; refusing a possible expansion bomb"
+    )
+
+
+def test_scenario_names_in_loadgens_spelling_without_repeats():
+    from core.config.schema import scenario_names
+
+    assert scenario_names("offline") == ["Offline"]
+    assert scenario_names([" server ", "Offline", "SERVER"]) == ["Server", "Offline"]
+    with pytest.raises(ValueError) as err:
+        scenario_names("Ofline")
+    assert str(err.value) == (
+        "unknown scenario 'Ofline'; did you mean 'Offline'? (known: SingleStream, MultiStream, Offline, Server)"
+    )
+    with pytest.raises(ValueError) as err:
+        scenario_names(["x" * 60])
+    assert str(err.value) == f"unknown scenario {'x' * 40!r} (known: SingleStream, MultiStream, Offline, Server)"
+    for empty in ([], None, 3):
+        with pytest.raises(ValueError) as err:
+            scenario_names(empty)
+        assert (
+            str(err.value) == "expected a scenario name or a list of them (SingleStream, MultiStream, Offline, Server)"
+        )
+    with pytest.raises(ValueError, match="unknown scenario '7'"):
+        scenario_names([7])
+
+
+def _validation(cls, data):
+    from core.config.schema import validate
+
+    with pytest.raises(UserError) as err:
+        validate(cls, data, "w.yaml")
+    assert err.value.file == "w.yaml"
+    return err.value.message, err.value.field, err.value.fix
+
+
+def test_validation_errors_name_the_field_and_what_it_expects():
+    assert _validation(Workload, {"model": "m", "iteratons": 5}) == (
+        "unknown field",
+        "iteratons",
+        "did you mean 'iterations'?",
+    )
+    message, field, fix = _validation(Workload, {"model": "m", "zzzzqq": 5})
+    assert (message, field) == ("unknown field", "zzzzqq")
+    assert fix == "known fields: " + ", ".join(Workload.model_fields)
+    assert _validation(Workload, {"model": "m", "iterations": "many"}) == (
+        "Input should be a valid integer, unable to parse string as an integer",
+        "iterations",
+        "expected int: " + Workload.model_fields["iterations"].description,
+    )
+    # A validator's own words, without pydantic's "Value error, " prefix; the type as written.
+    assert _validation(Workload, {"model": "m", "batch_sizes": [0]})[:2] == (
+        "batch size 0 must be at least 1",
+        "batch_sizes",
+    )
+    assert _validation(Workload, {"model": "m", "batch_sizes": [0]})[2] == "expected list[int]"
+    assert _validation(Workload, {"model": "m", "precision": "FP8"})[2].startswith(
+        "expected Literal['FP32', 'TF32', 'FP16', 'BF16', 'INT8', 'auto'] | None: compile precision"
+    )
+    # A rule across fields names no single field.
+    assert _validation(Workload, {"model": "m", "max_seconds": 1, "min_seconds": 2}) == (
+        "max_seconds (1.0) is below min_seconds (2.0)",
+        None,
+        None,
+    )
+
+
+def test_yaml_errors_say_where(tmp_path):
+    (tmp_path / "a.yaml").write_text("a: b: c\n")
+    assert _refusal(tmp_path / "a.yaml") == "invalid YAML at line 1 column 5: mapping values are not allowed here"
+    (tmp_path / "b.yaml").write_text("a: 'x\n")
+    assert _refusal(tmp_path / "b.yaml") == "invalid YAML at line 2 column 1: found unexpected end of stream"
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 5000 + "]" * 5000)
+    assert _refusal(tmp_path / "deep.yaml") == "nested too deeply to be a config file"
+    (tmp_path / "c.yaml").write_text("base: &b {x: 1}\nother: *b\n")
+    from core.config.schema import read_config_file
+
+    assert read_config_file(tmp_path / "c.yaml") == {"base": {"x": 1}, "other": {"x": 1}}  # aliases resolve

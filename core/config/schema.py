@@ -292,8 +292,13 @@ def _expected(model_cls: type[_Strict], loc: tuple) -> str | None:
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "")
+    """'int', 'list[int]', "Literal['FP32', ...] | None": a class by its name, anything else as written."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    text = str(annotation).replace("typing.", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional[") : -1] + " | None"
+    return text
 
 
 def load_workload(path: Path) -> Workload:
