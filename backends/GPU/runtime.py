@@ -10,7 +10,6 @@ and replays it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,26 +152,28 @@ class GpuRuntime(RuntimeBackend):
 
     def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
         with self.device.on(self.stream):
-            self._note_recompile(feeds)
-            outputs = self._run(self._inputs(feeds))
+            outputs = self._timing_a_recompile(feeds, lambda: self._run(self._inputs(feeds)))
             host = [out.float().cpu().numpy() for out in outputs]  # .cpu() waits for the device
         return dict(zip(self.compiled.output_names, host))
 
-    def _note_recompile(self, feeds: Feeds) -> None:
-        """The compile engine's first call at a new shape compiles again: record how long that took."""
-        if self.compiled.engine != "compile":
-            return
-        key = shape_key(feeds)
-        if key in self.shared.recompiles:
-            return
+    def _recompiles(self, feeds: Feeds) -> bool:
+        """Whether the next call compiles again: the compile engine at a shape it has not run."""
+        return self.compiled.engine == "compile" and shape_key(feeds) not in self.shared.recompiles
+
+    def _timing_a_recompile(self, feeds: Feeds, call: Callable[[], tuple]) -> tuple:
+        """`call`'s result; when it compiles again, how long that first call took is recorded."""
+        if not self._recompiles(feeds):
+            return call()
         start = time.perf_counter()
-        self._forward(self._inputs(feeds))
+        result = call()
         self.device.synchronize()
-        self.shared.recompiles[key] = round(time.perf_counter() - start, 3)
+        self.shared.recompiles[shape_key(feeds)] = round(time.perf_counter() - start, 3)
+        return result
 
     def bind(self, feeds: Feeds) -> Callable[[], object]:
         with self.device.on(self.stream):
-            self._note_recompile(feeds)
+            if self._recompiles(feeds):  # compile here, one client at a time, before the clients' threads start
+                self._timing_a_recompile(feeds, lambda: self._forward(self._inputs(feeds)))
             if self.config.include_transfers:
                 host = declared_feeds(feeds, self.compiled.input_names)
 
@@ -221,11 +222,10 @@ class _TimedCall:
 
     def __init__(self, runtime: GpuRuntime, work: Callable[[], object]):
         self.runtime, self.work = runtime, work
-        self._lock = threading.Lock()  # one call at a time per instance: each client has its own
 
     def __call__(self) -> object:
         device, timer = self.runtime.device, self.runtime.shared.timer
-        with self._lock, device.on(self.runtime.stream):
+        with device.on(self.runtime.stream):
             start, end = device.event(), device.event()
             if start is not None:
                 start.record()
