@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.common import console
 from core.measure.dataset_pass import DATASET_BATCH_SIZE, run_features
 from core.reporting.sections import Accuracy, NumericDrift
-from core.run.context import RunContext
+from core.run.context import RunContext, accuracy_meaningful
 from datasets.base import Features
 
 
@@ -35,7 +35,8 @@ def check_accuracy(run: RunContext, runtime, on_batch=None) -> None:
     if run.source.synthetic:
         accuracy.note = "synthetic weights: accuracy is not meaningful"
     if model.published is not None and workload.test_accuracy:
-        accuracy.published = published_section(model.published, accuracy, meaningful=_meaningful(run, tokenizer))
+        meaningful = accuracy_meaningful(run.source, tokenizer)
+        accuracy.published = published_section(model.published, accuracy, meaningful=meaningful)
     run.report.sections["Dataset Throughput"] = {
         "Features": len(features),
         "Seconds": round(seconds, 4),
@@ -48,11 +49,6 @@ def check_accuracy(run: RunContext, runtime, on_batch=None) -> None:
     if workload.test_numeric:
         accuracy.drift = numeric_drift(run, features, outputs)
     _announce(run, accuracy)
-
-
-def _meaningful(run: RunContext, tokenizer: dict) -> bool:
-    """Whether the run's accuracy can be set beside a published one: real weights and the model's tokenizer."""
-    return not run.source.synthetic and tokenizer.get("meaningful_accuracy") is not False
 
 
 def published_section(published, accuracy: Accuracy, *, meaningful: bool) -> dict:

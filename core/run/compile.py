@@ -10,7 +10,7 @@ from core.common.errors import UserError
 from core.common.paths import state_dir
 from core.measure.memory import PeakRss, compile_memory_fields
 from core.reporting.sections import GraphCompile
-from core.run.context import RunContext, calibration_feeds, make_loader
+from core.run.context import RunContext, accuracy_meaningful, calibration_feeds, make_loader
 from datasets.base import DatasetRequest
 
 
@@ -98,10 +98,9 @@ def _select(run: RunContext, candidates, request: CompileRequest):
         features = gate_sample.load()
         reference = reference_outputs(task.model, source, features, request.sample_feeds)
         tokenizer = (features.provenance or gate_sample.provenance()).get("tokenizer") or {}
-        # A task metric means something only with real weights and the model's own tokenizer.
-        meaningful = not source.synthetic and tokenizer.get("meaningful_accuracy") is not False
         evaluate = gate_sample.evaluate if task.model.dataset_name else None
-        return gate.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=not meaningful)
+        synthetic = not accuracy_meaningful(source, tokenizer)
+        return gate.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=synthetic)
 
     workload = task.workload
     data = {

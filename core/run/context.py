@@ -100,6 +100,12 @@ def model_inputs(task: Task, source: SourceModel) -> ModelInputs:
     )
 
 
+def accuracy_meaningful(source: SourceModel, tokenizer: dict[str, Any]) -> bool:
+    """Whether a task metric means something: real weights and the model's own tokenizer (a loader's
+    tokenizer provenance says `meaningful_accuracy: false` for the fallback)."""
+    return not source.synthetic and tokenizer.get("meaningful_accuracy") is not False
+
+
 def make_loader(task: Task, inputs: ModelInputs, dataset: str | None = None, data_percent: float | None = None):
     """The dataset loader of the task's model (or `dataset`), reading the workload's data_path when set."""
     model, workload = task.model, task.workload
