@@ -460,7 +460,7 @@ def test_compare_and_summary_show_the_distance_to_the_published_figure():
         pytest.approx(-0.7),
     ]
     assert any(t.title.startswith("Accuracy against the published figure") for t in comparison_tables(cmp))
-    assert accuracy_text(base.quality, base.against_published) == "M 91.00 (-0.20 vs published 91.2)"
+    assert accuracy_text(base.quality, base.published_differences) == "M 91.00 (-0.20 vs published 91.2)"
 
 
 # --- end to end, offline ------------------------------------------------------------------------------------------

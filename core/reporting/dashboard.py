@@ -107,7 +107,7 @@ def _runs_table(group: ModelGroup, links: dict[str, str]) -> str:
                 Cell(f"{entry.engine or entry.backend or '—'} {entry.precision or ''}".strip()),
                 Cell(entry.weights_kind or "—", bad=entry.weights_kind == "synthetic"),
                 Cell(loadgen_text(entry.loadgen), bad=any(v.result == "INVALID" for v in entry.loadgen.values())),
-                Cell(accuracy_text(entry.accuracy, entry.report.against_published if entry.report else None)),
+                Cell(accuracy_text(entry.accuracy, entry.report.published_differences if entry.report else None)),
                 Cell(fmt(entry.best_qps) if entry.qps else "—"),
                 Cell(entry.run_id or Path(entry.source).name, href=links.get(entry.source)),
             ]

@@ -50,17 +50,17 @@ class ModelGroup:
     entries: list[Entry]  # best QPS first
 
 
-def accuracy_text(accuracy: dict[str, float], against_published: dict[str, float] | None = None) -> str:
+def accuracy_text(accuracy: dict[str, float], published: dict[str, tuple[float, float]] | None = None) -> str:
     """'EM 80.18 / F1 87.57', 'M 90.46 / MM 90.71', or whatever quality metrics the report has, then how far
-    each is from its published figure where the run could say ('M 88.50 (-0.30 vs published 88.8)')."""
+    each is from its published figure where the run could say ('M 88.50 (-0.30 vs published 88.8)';
+    `published` is RunReport.published_differences)."""
     shown = {k: v for k, v in accuracy.items() if not (k in PROBLEM_KEYS and not v)}
-    against = {key.split(" vs published (")[0]: (key, value) for key, value in (against_published or {}).items()}
     parts = []
     for key, value in shown.items():
         text = f"{ACCURACY_ABBREV.get(key, key)} {fmt(value)}"
-        if key in against:
-            name, difference = against[key]
-            text += f" ({difference:+.2f} vs published {name.split(' vs published (')[1].rstrip(')')})"
+        if published and key in published:
+            figure, difference = published[key]
+            text += f" ({difference:+.2f} vs published {figure:g})"
         parts.append(text)
     return " / ".join(parts) or "—"
 
@@ -175,7 +175,7 @@ def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
                         if with_loadgen
                         else []
                     ),
-                    Cell(accuracy_text(e.accuracy, e.report.against_published if e.report else None)),
+                    Cell(accuracy_text(e.accuracy, e.report.published_differences if e.report else None)),
                     Cell((e.date or "—")[:16].replace("T", " ")),
                     Cell((e.run_id or Path(e.source).name) + status),
                 ]

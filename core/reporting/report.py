@@ -167,6 +167,11 @@ class RunReport:
         return self.accuracy.against_published() if self.accuracy else {}
 
     @property
+    def published_differences(self) -> dict[str, tuple[float, float]]:
+        """metric -> (published figure, ours minus it), with real weights (Accuracy.published_differences)."""
+        return self.accuracy.published_differences() if self.accuracy else {}
+
+    @property
     def numeric(self) -> dict[str, float]:
         return self.accuracy.drift.statistics() if self.accuracy and self.accuracy.drift else {}
 

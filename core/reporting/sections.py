@@ -298,9 +298,9 @@ class Accuracy(Section):
         """The task's quality numbers (finite only): what the accuracy gate and compare judge."""
         return {key: number for key, value in self.metrics.items() if (number := as_number(value)) is not None}
 
-    def against_published(self) -> dict[str, float]:
-        """'<metric> vs published (<figure>)' -> ours minus the published figure, where the run could say
-        (real weights; a synthetic run's report carries the figures without a difference)."""
+    def published_differences(self) -> dict[str, tuple[float, float]]:
+        """metric -> (published figure, ours minus it), where the run could say (real weights; a synthetic
+        run's report carries the figures without a difference)."""
         published = self.published if isinstance(self.published, dict) else {}
         figures, differences = published.get("Figures"), published.get("Difference")
         if not isinstance(figures, dict) or not isinstance(differences, dict):
@@ -309,8 +309,15 @@ class Accuracy(Section):
         for metric, difference in differences.items():
             figure, value = as_number(figures.get(metric)), as_number(difference)
             if figure is not None and value is not None:
-                found[f"{metric} vs published ({figure:g})"] = value
+                found[metric] = (figure, value)
         return found
+
+    def against_published(self) -> dict[str, float]:
+        """'<metric> vs published (<figure>)' -> ours minus the figure: compare's rows."""
+        return {
+            f"{metric} vs published ({figure:g})": difference
+            for metric, (figure, difference) in self.published_differences().items()
+        }
 
     def problems(self) -> dict[str, float]:
         """Counts of outputs that did not score (NaN/Inf for the metric and for the drift, empty answers),
