@@ -166,6 +166,7 @@ def peers(task_name: str, device: str, no_compile: bool):
 
     import torch
 
+    from backends.GPU.runtime import as_tuple
     from core.config import registry
     from core.model.source import resolve_source
 
@@ -175,13 +176,9 @@ def peers(task_name: str, device: str, no_compile: bool):
     compiled = None if no_compile else torch.compile(half)
     traced = {}
 
-    def on_device(feeds):
-        tensors = [torch.from_numpy(v).to(device) for v in feeds.values()]
-        return [t.half() if t.is_floating_point() else t for t in tensors]
-
     def synchronized(module):
         def make(feeds):
-            tensors = on_device(feeds)
+            tensors = half_inputs(feeds, device)
 
             def call():
                 with torch.inference_mode():
@@ -196,15 +193,14 @@ def peers(task_name: str, device: str, no_compile: bool):
     def bytemlperf(feeds):
         if "module" not in traced:
             with torch.no_grad():
-                traced["module"] = torch.jit.trace(half, tuple(on_device(feeds)), strict=False)
+                traced["module"] = torch.jit.trace(half, tuple(half_inputs(feeds, device)), strict=False)
         module = traced["module"]
 
         def call():
             with torch.no_grad():
                 tensors = [torch.tensor(v).to(device) for v in feeds.values()]
                 outputs = module(*[t.half() if t.is_floating_point() else t for t in tensors])
-            outputs = outputs.values() if isinstance(outputs, dict) else outputs
-            return [o.cpu() for o in (outputs if isinstance(outputs, (tuple, list)) else [outputs])]
+            return [o.cpu() for o in as_tuple(outputs)]
 
         return call
 
@@ -215,18 +211,28 @@ def peers(task_name: str, device: str, no_compile: bool):
     return task, source, half, made
 
 
+def half_inputs(feeds, device: str) -> list:
+    """The inputs on the device, floating-point ones (images) in FP16 like the weights."""
+    import torch
+
+    from backends.GPU.device import Device, device_tensors
+
+    return device_tensors(feeds, list(feeds), Device(device), torch.float16)
+
+
 def flops_per_sample(module, feeds, device: str) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    tensors = [torch.from_numpy(v).to(device) for v in feeds.values()]
+    tensors = half_inputs(feeds, device)
     with counter, torch.inference_mode():
-        module(*[t.half() if t.is_floating_point() else t for t in tensors])
+        module(*tensors)
     return float(counter.get_total_flops()) / next(iter(feeds.values())).shape[0]
 
 
-def energy_meter(device: str):
+def energy_meters(device: str) -> list:
+    """NVML's energy counter as a meter (one for the whole model: it restarts at each window), or none."""
     if not device.startswith("cuda"):
         return []
     from backends.GPU.device import Device
@@ -250,6 +256,7 @@ def check_model(name: str, task_name: str, large: int, args, out: Path, rates: d
     task, source, half, made = peers(task_name, args.device, args.no_compile)
     inputs = model_inputs(task, source)
     flops = flops_per_sample(half, fake_inputs(inputs, 1, seed=0), args.device)
+    meters = energy_meters(args.device)
     results = []
     for bs in batch_sizes:
         feeds = fake_inputs(inputs, bs, seed=0)
@@ -265,7 +272,6 @@ def check_model(name: str, task_name: str, large: int, args, out: Path, rates: d
             "peers": {},
         }
         for label, make in made.items():
-            meters = energy_meter(args.device)
             try:
                 result = measure(make(feeds), policy(args.tiny), bs, meters=meters)
             except Exception as err:  # a peer that cannot run this model is reported, not fatal
