@@ -67,3 +67,23 @@ def test_a_logged_run_prints_every_number_whole_paths_on_their_own_line_and_each
     report_data = json.loads(report.read_text())
     for row in report_data["Performance"]:  # the end-of-run table shows each row's QPS whole
         assert any(line.startswith("│") and f"│{fmt(row['QPS'])}[" in line.replace(" ", "") for line in lines)
+
+
+def test_numbers_survive_a_dumb_terminal_too(monkeypatch):
+    """TERM=dumb (emacs shells, some CI logs): rich then ignores a width set alone and stays at 80 columns."""
+    import io
+
+    from rich.console import Console
+
+    from core.reporting.tables import print_table, render_text
+
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setenv("COLUMNS", "80")
+    table = TextTable("Wide", ["model", *(f"metric {i}" for i in range(9))], text_columns=1)
+    table.rows.append([Cell("albert-torch-fp32"), *(Cell(f"{22206.75 + i:,.2f}") for i in range(9))])
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, highlight=False)
+    print_table(console, table)
+    for text in (render_text([table], [], "table", color=True), buffer.getvalue()):
+        assert all(f"{22206.75 + i:,.2f}" in text for i in range(9)) and "…" not in text
+    assert console.width == 80  # the shared console is back to its own width afterwards

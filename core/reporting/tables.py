@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -83,14 +84,22 @@ def markdown_table(table: TextTable) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def _at_least(console, width: int):
+    """The console at least `width` columns wide while inside. Width and height are set together: rich
+    ignores a width alone on a dumb terminal (TERM=dumb: emacs shells, some CI logs) and stays at 80."""
+    before = console.size
+    console.size = (max(before.width, width), before.height)
+    try:
+        yield
+    finally:
+        console.size = (before.width, before.height)
+
+
 def print_table(console, table: TextTable) -> None:
     """Print on a rich console, wider than it when needed: a number is never cut to "2206…"."""
-    width = console.width
-    console.width = max(width, _narrowest_width(table))
-    try:
+    with _at_least(console, _narrowest_width(table)):
         console.print(rich_table(table))
-    finally:
-        console.width = width
 
 
 def render_text(tables: Sequence[TextTable], notes: Sequence[tuple[str, str]], fmt_name: str, color: bool) -> str:
@@ -109,10 +118,10 @@ def render_text(tables: Sequence[TextTable], notes: Sequence[tuple[str, str]], f
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=color, width=160 if not color else None, highlight=False)
     # Wider than the terminal rather than cut: a truncated number ("11212.…") is a wrong number.
-    console.width = max([console.width, *(_narrowest_width(t) for t in tables)])
-    for t in tables:
-        console.print(rich_table(t))
-    for style, line in notes:
-        tag = {"warning": "yellow", "regression": "bold red"}.get(style, "")
-        console.print(Text(f"{style}: " if style else "", style=tag) + Text(line))
+    with _at_least(console, max((_narrowest_width(t) for t in tables), default=0)):
+        for t in tables:
+            console.print(rich_table(t))
+        for style, line in notes:
+            tag = {"warning": "yellow", "regression": "bold red"}.get(style, "")
+            console.print(Text(f"{style}: " if style else "", style=tag) + Text(line))
     return buffer.getvalue()
