@@ -102,9 +102,9 @@ def test_a_failure_without_an_error_says_so_and_a_failed_baseline_judges_nothing
 
 
 def test_the_warnings_name_each_difference_in_order():
-    a = report("a", [row(1, 10.0, 1.0)], **{"Dataset": "open_squad"})
-    b = report("b", [row(8, 10.0, 1.0)], **{"Dataset": "OPEN_SQUAD", "Run": {"id": "b", "status": "interrupted"}})
-    c = report("c", [row(1, 10.0, 1.0)], **{"Model": "other", "Dataset": "open_mnli"})
+    a = report("a", [row(1, 10.0, 1.0)])  # dataset open_squad
+    b = report("b", [row(8, 10.0, 1.0)], Dataset="OPEN_SQUAD", Run={"id": "b", "status": "interrupted"})
+    c = report("c", [row(1, 10.0, 1.0)], Model="other", Dataset="open_mnli")
     cmp = build_comparison([a, b, c], ["a", "b", "c"])
     assert cmp.warnings == [
         "model differs: a=m, b=m, c=other",
