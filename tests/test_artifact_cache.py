@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from core.common.artifact_cache import META, cached_folder
 
 
@@ -102,3 +104,56 @@ def test_the_damage_notice_says_which_file_and_that_it_is_rebuilt(tmp_path, caps
     out = " ".join(capsys.readouterr().out.split())
     assert f"warning: cache entry {entry.path} is damaged (model.onnx does not match its recorded sha256); " in out
     assert "rebuilding it" in out
+
+
+def test_a_build_happens_in_a_hidden_folder_beside_the_entry_created_on_demand(tmp_path):
+    works = []
+
+    def build(work):
+        works.append(work)
+        (work / "b.onnx").write_bytes(b"second")
+        (work / "a.onnx").write_bytes(b"first")
+        return {"ü": "non-ascii facts"}
+
+    parent = tmp_path / "deep" / "cache"  # neither folder exists yet
+    entry = cached_folder(parent, {"a": 1}, build)
+    # Renaming is atomic only within one file system: the build folder sits in the entry's parent, and it
+    # is hidden (a leading dot) so a listing of entries never shows half a build.
+    assert works[0].parent == parent and works[0].name.startswith(".build-")
+    meta = {"ü": "non-ascii facts", "files": {"a.onnx": sha256(b"first"), "b.onnx": sha256(b"second")}}
+    assert (entry.path / META).read_text(encoding="utf-8") == json.dumps(meta, indent=2)
+    assert entry.meta == meta and cached_folder(parent, {"a": 1}, build).meta == meta
+
+
+def sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("meta_text", ["[]", "{}", '{"files": 3}', '{"files": {"model.onnx": 3}}'])
+def test_a_meta_of_the_wrong_shape_is_damage_not_a_crash(tmp_path, capsys, meta_text):
+    calls: list[str] = []
+    entry = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    (entry.path / META).write_text(meta_text)
+    healed = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
+    assert not healed.hit and len(calls) == 2 and "damaged" in capsys.readouterr().out
+
+
+def test_a_plain_miss_says_nothing(tmp_path, capsys):
+    cached_folder(tmp_path, {"a": 1}, build_counting([]))
+    assert capsys.readouterr().out == ""
+
+
+def test_a_failed_rename_with_no_winner_is_raised_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import core.common.artifact_cache as artifact_cache
+
+    def no_space(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(artifact_cache.os, "replace", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        cached_folder(tmp_path, {"a": 1}, build_counting([]))
+    assert list(tmp_path.iterdir()) == []

@@ -57,7 +57,7 @@ def verified_meta(folder: Path) -> dict[str, Any] | None:
             if file_sha256(folder / name) != digest:
                 raise ValueError(f"{name} does not match its recorded sha256")
         return meta
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # any malformed compile.json
         from core.common import console
 
         console.warn(f"cache entry {folder} is damaged ({err}); rebuilding it")
