@@ -23,7 +23,7 @@ def test_second_use_is_a_hit_and_a_new_payload_is_a_miss(tmp_path):
     first = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
     again = cached_folder(tmp_path, {"a": 1}, build_counting(calls))
     other = cached_folder(tmp_path, {"a": 2}, build_counting(calls))
-    assert not first.hit and again.hit and not other.hit
+    assert first.hit is False and again.hit is True and other.hit is False
     assert again.path == first.path != other.path and len(calls) == 2
     assert json.loads((first.path / META).read_text())["files"]["model.onnx"]
 
@@ -48,7 +48,7 @@ def test_a_missing_artifact_or_broken_meta_is_rebuilt(tmp_path):
     assert len(calls) == 3
 
 
-def test_a_build_that_loses_the_race_uses_the_winners_entry(tmp_path):
+def test_a_build_that_loses_the_race_uses_the_winners_entry(tmp_path, caplog):
     """Deterministic interleaving: while one build runs, another finishes the same key first."""
     calls: list[str] = []
 
@@ -59,8 +59,10 @@ def test_a_build_that_loses_the_race_uses_the_winners_entry(tmp_path):
         (work / "model.onnx").write_text(f"built by {work.name}")
         return {}
 
-    loser = cached_folder(tmp_path, {"a": 1}, slow_build)
-    assert len(calls) == 2 and not loser.hit
+    with caplog.at_level("INFO", logger="core.common.artifact_cache"):
+        loser = cached_folder(tmp_path, {"a": 1}, slow_build)
+    assert len(calls) == 2 and loser.hit is False
+    assert caplog.messages == [f"another run cached {loser.path.name} first; using its entry"]
     assert (loser.path / "model.onnx").read_text() == f"built by {calls[1]}"  # the winner's, complete
     assert [p.name for p in tmp_path.iterdir()] == [loser.path.name]  # no private build folder left
 

@@ -252,3 +252,58 @@ def test_the_gate_trims_per_token_outputs_to_each_features_length():
     features = Features(inputs={"x": np.zeros((ROWS, 8), dtype=np.int64)}, lengths=np.full(ROWS, 6))
     verdict = Gate(features, {"start_logits": reference}, "ref").judge({"start_logits": candidate})
     assert verdict.passed and verdict.normalized_drift == 0.0 and verdict.top1_agreement == 1.0
+
+
+def test_a_drift_exactly_at_its_bound_passes():
+    # Columns of +1 and -1: mean 0, standard deviation exactly 1; a shift of 0.25 is a drift of exactly 0.25,
+    # and a shift moves no argmax.
+    reference = np.tile([1.0, -1.0, 1.0, -1.0], (ROWS, 1))
+    verdict = gate_for(reference).judge({"logits": reference + DRIFT_BOUND})
+    assert verdict.normalized_drift == DRIFT_BOUND and verdict.passed and verdict.why is None
+    assert verdict.gate == "pass"
+
+
+def test_every_problem_is_named_in_one_line():
+    reference = reference_logits()
+    verdict = gate_for(reference).judge({"logits": np.full_like(reference, np.nan)})  # nothing finite to compare
+    assert verdict.gate == "fail" and verdict.normalized_drift is None and verdict.top1_agreement == 0.0
+    assert verdict.why == "300 NaN/Inf outputs; nothing to compare; top-1 agreement 0% < 80%"
+    drifted = gate_for(reference).judge({"logits": swapped(shifted(reference, 0.3), 30)})
+    assert drifted.why == f"drift {drifted.normalized_drift:.3g} > 0.25; top-1 agreement 70% < 80%"
+
+
+def test_the_gate_rounds_what_it_reports_to_four_places():
+    reference = reference_logits()
+    verdict = gate_for(reference).judge({"logits": shifted(reference, 0.123456789)})
+    assert verdict.normalized_drift == 0.1235 and verdict.top1_agreement == 1.0
+    scores = {
+        float(reference[0, 0]): {"Exact Match": 80.123456, "F1 Score": 88.0},
+        float(reference[0, 0] + 1.0): {"Exact Match": 80.987654, "F1 Score": 88.0},
+    }
+    gate = metric_gate(reference, scores)
+    assert gate.rule()["Reference Metrics"] == {"Exact Match": 80.1235, "F1 Score": 88.0}
+    assert gate.judge({"logits": reference + 1.0}).metrics == {"Exact Match": 80.9877, "F1 Score": 88.0}
+
+
+def test_a_metric_exactly_at_99_percent_passes_and_a_nan_output_still_fails_by_metric():
+    reference = reference_logits()
+    at_bound, with_nan = reference + 1.0, reference + 2.0
+    with_nan[5, 2] = np.nan
+    scores = {
+        float(reference[0, 0]): {"Exact Match": 80.0},
+        float(at_bound[0, 0]): {"Exact Match": 0.99 * 80.0},
+        float(with_nan[0, 0]): {"Exact Match": 70.0},
+    }
+    gate = metric_gate(reference, scores)
+    assert gate.judge({"logits": at_bound}).passed
+    assert gate.judge({"logits": with_nan}).why == "1 NaN/Inf outputs; Exact Match 70 < 99% of 80"
+
+
+def test_the_synthetic_rule_in_full():
+    rule = gate_for(reference_logits()).rule()
+    assert rule == {
+        "Reference": "cpu fp32",
+        "Features": ROWS,
+        "Rule": "normalized drift <= 0.25, top-1 agreement >= 80%, no NaN/Inf "
+        "(synthetic weights or unlabelled data: the task metric means nothing)",
+    }

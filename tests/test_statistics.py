@@ -105,3 +105,25 @@ def test_samples_needed_and_the_bound_at_other_confidences():
     assert upper_bound(list(range(1, 5)), 0.5) is None
     assert upper_bound(list(range(1, 6)), 0.5) == 5.0 and upper_bound(list(range(1, 101)), 0.5) == 59.0
     assert upper_bound(list(range(1, 460)), 0.99, confidence=0.99) == 459.0
+
+
+def test_the_bound_uses_the_confidence_it_is_given_for_the_sample_count_too():
+    # 400 samples back a P99 at 95% (299 needed) but not at 99% (459 needed).
+    assert upper_bound(list(range(1, 401)), 0.99) == float(direct_bound_index(400, 0.99))
+    assert upper_bound(list(range(1, 401)), 0.99, confidence=0.99) is None
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_the_bound_at_the_smallest_backed_counts_for_the_median(n):
+    # The median's bound at 95% is the largest sample from 5 samples on; below that there is none.
+    assert upper_bound(list(range(1, n + 1)), 0.5) == (5.0 if n == 5 else None)
+
+
+def test_rate_interval_cuts_at_most_ten_blocks_by_default():
+    from core.common.statistics import rate_interval
+
+    rng = np.random.default_rng(0)
+    completions = np.cumsum(rng.integers(1_000_000, 3_000_000, 110)).tolist()  # 110 calls: 10 or 11 blocks
+    ten = rate_interval(completions, items_per_call=1)
+    assert ten == rate_interval(completions, items_per_call=1, max_blocks=10)
+    assert ten != rate_interval(completions, items_per_call=1, max_blocks=11)

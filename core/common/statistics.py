@@ -21,17 +21,15 @@ def samples_needed(q: float, confidence: float = CONFIDENCE) -> int:
 
 def upper_bound(sorted_samples: Sequence[float], q: float, confidence: float = CONFIDENCE) -> float | None:
     """An upper confidence bound on the q-quantile from sorted samples, or None when there are too few."""
+    import numpy as np
     from scipy.stats import binom
 
     n = len(sorted_samples)
     if n < samples_needed(q, confidence):
         return None
-    # Smallest k (1-based) with P(Binomial(n, q) <= k - 1) >= confidence.
-    k = int(binom.ppf(confidence, n, q)) + 1
-    while k > 1 and binom.cdf(k - 2, n, q) >= confidence:  # ppf is a float search: step back where it overshot
-        k -= 1
-    while binom.cdf(k - 1, n, q) < confidence:
-        k += 1
+    # The smallest k (1-based) with P(Binomial(n, q) <= k - 1) >= confidence, looked up in the cdf itself
+    # (binom.ppf inverts it by a float search that can land one off).
+    k = int(np.searchsorted(binom.cdf(np.arange(n), n, q), confidence)) + 1
     return float(sorted_samples[min(k, n) - 1])
 
 
