@@ -199,3 +199,42 @@ def test_to_json_names_each_report_by_label():
     ]
     assert data["labels"] == ["first", "second"] and data["threshold"] is None
     assert data["perf"][0]["values"] == [10.0, 10.0]
+
+
+def test_to_json_carries_every_identity_field_of_each_report():
+    full = report(
+        "full",
+        [row(1, 10.0, 1.0)],
+        Backend="GPU",
+        **{
+            "Graph Compile": {"Engine": "torch-eager", "Compile Precision": "FP16"},
+            "Host": {"cpu": "AMD EPYC (avx2)", "accelerator": "NVIDIA H200"},
+            "Weights": {"kind": "synthetic"},
+        },
+    )
+    full.started = "2026-12-01T10:00:00+00:00"
+    bare = RunReport(model="m", backend="", precision="FP32", dataset=None, run_id="")
+    first, second = build_comparison([full, bare], ["full", "bare"]).to_json()["reports"]
+    assert first == {
+        "label": "full",
+        "source": "full.json",
+        "format": full.format,
+        "model": "m",
+        "backend": "GPU",
+        "engine": "torch-eager",
+        "dataset": "open_squad",
+        "precision": "FP16",
+        "weights_kind": "synthetic",
+        "host_cpu": "AMD EPYC (avx2)",
+        "host_device": "NVIDIA H200",
+        "run_id": "run-full",
+        "run_status": "complete",
+        "started": "2026-12-01T10:00:00+00:00",
+    }
+    assert first["format"] and {k: second[k] for k in ("source", "backend", "engine", "run_id", "host_device")} == {
+        "source": None,
+        "backend": None,
+        "engine": None,
+        "run_id": None,
+        "host_device": None,
+    }

@@ -44,13 +44,22 @@ def directory(name: str) -> tarfile.TarInfo:
 
 def test_include_picks_tar_members_by_their_clean_name(tmp_path):
     data = make_tar(
-        [directory("./top"), ("./top/skip.txt", b"s"), ("./top/a.tsv", b"a"), ("top//b.tsv", b"b"), ("top/c.tsv", b"c")]
+        [
+            directory("./top"),
+            directory("top/empty"),
+            ("./top/skip.txt", b"s"),
+            ("./top/a.tsv", b"a"),
+            ("top//b.tsv", b"b"),
+            ("top/c.tsv", b"c"),
+        ]
     )
     got, files = extracted(tmp_path, data, include=["top/?.tsv"])
     assert got == ["top/a.tsv", "top/b.tsv", "top/c.tsv"] and set(files) == set(got)
     assert not (tmp_path / "out/top/skip.txt").exists()
+    assert not (tmp_path / "out/top/empty").exists()
     everything, _ = extracted(tmp_path, data, out="all")  # without include, folders come along and nothing is skipped
     assert everything == ["top/a.tsv", "top/b.tsv", "top/c.tsv", "top/skip.txt"]
+    assert (tmp_path / "all/top/empty").is_dir()
 
 
 def test_a_zip_member_with_backslashes_is_picked_and_placed_as_a_path(tmp_path):
