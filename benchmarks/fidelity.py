@@ -9,7 +9,9 @@ Prints, host ISA first and ratios last:
 - identical runs: what `compare --threshold` says of each pair of consecutive identical runs (target: no row
   flagged);
 - half the threads: compare of the first run against a run with half the intra-op threads (target: every
-  batch size's QPS flagged slower).
+  batch size's QPS flagged slower);
+- how far the speed moved inside each window (per-second call rate, max/min), to tell drift a run's interval
+  can see from a shift between runs, which it cannot.
 The model is tiny (2 layers, hidden 32, seq 128) so the five runs take minutes; the batch sizes are large
 enough that a call is compute, not overhead (at batch size 4 one thread is as fast as two here), or half the
 threads would not be slower. It also prints the threshold at which identical runs flag no QPS row: on a
@@ -88,6 +90,19 @@ def flagged_rows(base, other, threshold: float) -> tuple[list[str], list[str], f
     return [f"bs {r.bs} {r.metric}" for r in cmp.regressions], verdicts, largest
 
 
+def window_drift(samples_ns, bin_seconds: float = 1.0) -> float:
+    """How far the machine's speed moved inside one timed window: the max / min of the call rate per
+    `bin_seconds` of back-to-back calls (one client). Near 1 on a quiet machine; a shift between runs that
+    this does not show happened between the windows, where no within-run interval can see it."""
+    import numpy as np
+
+    seconds = np.asarray(samples_ns, dtype=np.float64) / 1e9
+    bins = (np.cumsum(seconds) // bin_seconds).astype(int)
+    counts, busy = np.bincount(bins), np.bincount(bins, weights=seconds)
+    rates = counts[counts >= 3] / busy[counts >= 3]
+    return float(rates.max() / rates.min()) if rates.size >= 2 else float("nan")
+
+
 def main(argv=None) -> int:
     from core.common import console
     from core.measure.host import cpu_isa, cpu_model, usable_cores
@@ -124,6 +139,9 @@ def main(argv=None) -> int:
             cells.append(f"{qps[i]:.0f} [{low:.0f}-{high:.0f}]{'' if hit else '*'}")
         print(f"bs {bs:>3}: " + "  ".join(cells) + f"   (half threads: {slow.perf_by_bs[bs].qps:.0f})")
     print("(* the interval misses the median of the other runs)")
+    for bs in batch_sizes:
+        drifts = "  ".join(f"{window_drift(r.samples[bs]):.2f}x" for r in runs)
+        print(f"bs {bs:>3}: the speed inside each run's window, per-second rate max/min: {drifts}")
 
     print("\n--- compare on identical runs (consecutive pairs) ---")
     identical_flags, needed = 0, 0.0

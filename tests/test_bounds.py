@@ -138,6 +138,8 @@ def test_an_unanswered_question_counts_in_the_denominator():
     predictions = {"q1": "Denver Broncos", "q2": "Santa Clara"}  # q3 unanswered: 2 of 3 right
     scores = squad_scores(gold, predictions)
     assert scores["exact_match"] == pytest.approx(200 / 3) and scores["f1"] == pytest.approx(200 / 3)
+    first_unanswered = squad_scores({"q3": ["gold"], **gold}, predictions)  # the questions after it still count
+    assert first_unanswered["exact_match"] == pytest.approx(200 / 3)
     half = squad_scores({"q1": ["the big red dog"]}, {"q1": "red cat"})  # F1 on normalized tokens [big red dog]
     assert half["exact_match"] == 0 and half["f1"] == pytest.approx(100 * 2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))
 
