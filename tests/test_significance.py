@@ -223,3 +223,20 @@ def test_compare_cli_tests_on_kept_samples_and_exits_by_them(tmp_path, capsys):
     assert compare_main([str(paths[0]), str(paths[2]), "--threshold", "5%"]) == 1
     out = capsys.readouterr().out
     assert "slower (p = " in out and "regression" in out
+
+
+def test_a_change_within_the_drift_the_runs_show_is_within_noise_though_the_blocks_rank_apart():
+    rng = np.random.default_rng(12)
+    # The base run's machine slows from 10 to 13 ms a call over its window (a neighbour's load coming in);
+    # the other run sits at 13.5 ms throughout: every block of it ranks above every block of the base.
+    base = [v for level in np.linspace(10.0, 13.0, 10) for v in latencies(rng, 100, median_ms=level, sigma=0.05)]
+    other = latencies(rng, 1000, median_ms=13.5, sigma=0.05)
+    a, b = block_values(base, "mean", 1), block_values(other, "mean", 1)
+    assert rank_test(a, b) < 1e-3
+    cmp, verdicts = compared(run_report(base), run_report(other))
+    assert verdicts["AVG Latency"].word == "within noise" and verdicts["AVG Latency"].p > ALPHA
+    assert not [r for r in cmp.regressions if r.metric in ("QPS", "AVG Latency")]
+    # The same 17% change on a machine that held its speed in both runs is a change.
+    steady = latencies(rng, 1000, median_ms=11.5, sigma=0.05)
+    _, verdicts = compared(run_report(steady), run_report(other))
+    assert verdicts["AVG Latency"].word == "slower" and verdicts["QPS"].word == "slower"

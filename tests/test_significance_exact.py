@@ -16,14 +16,17 @@ from core.reporting.significance import (
     ALPHA,
     NO_SAMPLES,
     Verdict,
+    beyond_drift,
     block_values,
     interval_test,
     judge_change,
     rank_test,
     rank_test_can_reject,
+    speed_drift,
     welch_from_rows,
 )
 
+MS_ = 1_000_000
 SLOW = [20_000_000 + i for i in range(50)]  # 50 calls of ~20 ms, in ns: 10 blocks of 5
 FAST = [10_000_000 + i for i in range(50)]
 
@@ -42,12 +45,17 @@ def test_judge_change_returns_the_whole_verdict():
     base, other = PerfRow(bs=1, qps=100.0), PerfRow(bs=1, qps=50.0)
     assert judge_change("QPS", base, other, None, None, higher_is_better=True) == Verdict("untested", None, NO_SAMPLES)
     slower = judge_change("QPS", base, other, FAST, SLOW, higher_is_better=True)
-    p = mannwhitneyu(block_values(FAST, "mean", 1), block_values(SLOW, "mean", 1)).pvalue
-    assert slower == Verdict("slower", p, "Mann-Whitney U on 10 and 10 blocks of calls")
+    fast_blocks, slow_blocks = block_values(FAST, "mean", 1), block_values(SLOW, "mean", 1)
+    rank_p = mannwhitneyu(fast_blocks, slow_blocks).pvalue
+    drift_p = beyond_drift(fast_blocks, slow_blocks, speed_drift(FAST), speed_drift(SLOW))
+    p = max(rank_p, drift_p)
+    assert p == rank_p > drift_p  # calls 1 ns apart: no drift, and the levels are far apart
+    method = "Mann-Whitney U on 10 and 10 blocks of calls, and the change against the drift"
+    assert slower == Verdict("slower", p, method)
     assert judge_change("QPS", other, base, SLOW, FAST, higher_is_better=True).word == "faster"
     # Significant blocks but equal (or missing) row values: nothing to call faster or slower.
     same = judge_change("QPS", base, PerfRow(bs=1, qps=100.0), FAST, SLOW, higher_is_better=True)
-    assert same == Verdict("within noise", p, "Mann-Whitney U on 10 and 10 blocks of calls")
+    assert same == Verdict("within noise", p, method)
     for a, b in ((PerfRow(bs=1), base), (base, PerfRow(bs=1))):
         assert judge_change("QPS", a, b, FAST, SLOW, higher_is_better=True).word == "within noise"
 
@@ -126,3 +134,23 @@ def test_interval_test_at_zero_and_unit_spread():
     assert interval_test(0.0, (-1.96, 1.96), 2.5, (2.5, 2.5)) == pytest.approx(2 * norm.sf(2.5), rel=1e-12)
     assert interval_test(None, (1.0, 2.0), 12.0, (11.0, 13.0)) is None
     assert interval_test(1.5, (1.0, 2.0), None, (11.0, 13.0)) is None
+
+
+def test_speed_drift_is_the_block_means_scatter_beyond_the_calls_own():
+    # Calls constant inside each block, the machine 30% slower for the second half: all scatter is drift.
+    shift = [10 * MS_] * 50 + [13 * MS_] * 50
+    assert speed_drift(shift) == pytest.approx(2.5 / 11.5**2, rel=1e-12)  # var(10 x5, 13 x5) = 2.5 ms^2
+    # The same means from calls that scatter as much as the means do: no drift left.
+    rng = np.random.default_rng(0)
+    assert speed_drift(list(rng.normal(10 * MS_, 1 * MS_, 100_000))) < 1e-5
+    assert speed_drift([10 * MS_, 11 * MS_, 12 * MS_]) == 0.0  # one call a block: drift cannot be told apart
+
+
+def test_beyond_drift_is_the_change_over_standard_errors_and_drift():
+    from scipy.stats import t
+
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0])
+    variance = 1 / 3 + 1 / 3 + 0.01 * 2.0**2 + 0.02 * 5.0**2
+    assert beyond_drift(a, b, 0.01, 0.02) == pytest.approx(2 * t.sf(3 / math.sqrt(variance), 4), rel=1e-12)
+    assert beyond_drift(np.full(3, 2.0), np.full(3, 2.0), 0.0, 0.0) == 1.0
+    assert beyond_drift(np.full(3, 2.0), np.full(3, 3.0), 0.0, 0.0) == 0.0

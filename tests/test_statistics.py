@@ -76,19 +76,47 @@ def test_rate_interval_on_a_hand_computed_case():
 
     s = 1_000_000_000
     completions = [t * s for t in (1, 2, 3, 4, 6, 8, 10, 12)]
-    # 8 calls, one caller: 4 blocks of 2 calls ending at 2, 4, 8, 12 s: rates 1, 1, 0.5, 0.5 items/s.
-    mean, sd = 0.75, math.sqrt(4 * 0.25**2 / 3)
-    half = 3.182446305284263 * sd / 2  # Student's t, 97.5%, 3 degrees of freedom
+    # 8 calls, one caller: 4 blocks of 2 calls ending at 2, 4, 8, 12 s: rates 1, 1, 0.5, 0.5 items/s. The
+    # calls inside each block are alike (gaps 1, 1 | 1, 1 | 2, 2 | 2, 2): all the rates' variance is the
+    # machine's drift, which is added whole to the batch-means variance of the mean.
+    mean, variance = 0.75, 4 * 0.25**2 / 3
+    half = 3.182446305284263 * math.sqrt(variance / 4 + variance)  # Student's t, 97.5%, 3 degrees of freedom
     low, high = rate_interval(completions, items_per_call=1)
-    assert low == pytest.approx(mean - half) and high == pytest.approx(mean + half)
+    assert low == 0.0 and high == pytest.approx(mean + half)  # mean - half < 0: cut at zero
     # Twice the items per call, twice the rate; out of order completions are sorted first.
     low2, high2 = rate_interval(list(reversed(completions)), items_per_call=2)
     assert (low2, high2) == pytest.approx((2 * low, 2 * high))
-    # Two callers: blocks of at least 4 calls, so 2 blocks (4 and 8 s long): rates 1 and 0.5, and a t with
-    # one degree of freedom makes the interval reach below zero, where it is cut.
+    # Two callers: blocks of at least 4 calls, so 2 blocks (4 and 8 s long): rates 1 and 0.5.
     low3, high3 = rate_interval(completions, items_per_call=1, callers=2)
-    assert low3 == 0.0 and high3 == pytest.approx(0.75 + 12.706204736174703 * math.sqrt(0.125) / math.sqrt(2))
+    variance = 0.125
+    assert low3 == 0.0 and high3 == pytest.approx(0.75 + 12.706204736174703 * math.sqrt(variance / 2 + variance))
     assert rate_interval(completions, items_per_call=1, max_blocks=2) == pytest.approx((low3, high3))
+
+
+def test_on_a_quiet_machine_the_interval_is_the_plain_batch_means_one():
+    from scipy.stats import t
+
+    from core.common.statistics import rate_interval
+
+    rng = np.random.default_rng(1)
+    gaps = rng.exponential(10_000_000, 2000)  # independent calls of 10 ms on average: no drift
+    completions = np.cumsum(gaps).astype(int).tolist()
+    ends = [completions[200 * (i + 1) - 1] for i in range(10)]
+    rates = [200 * 1e9 / (end - start) for start, end in zip([0, *ends[:-1]], ends)]
+    half = t.ppf(0.975, 9) * np.std(rates, ddof=1) / math.sqrt(10)
+    assert rate_interval(completions, items_per_call=1) == pytest.approx((np.mean(rates) - half, np.mean(rates) + half))
+
+
+def test_drift_variance_counts_only_scatter_an_f_test_finds():
+    from scipy.stats import f
+
+    from core.common.statistics import drift_variance
+
+    assert drift_variance(0.02, 0.0, 10, 100) == 0.02  # nothing scatters inside the blocks
+    assert drift_variance(0.0, 0.0, 10, 100) == 0.0
+    critical = f.isf(0.05, 9, 90)  # 10 blocks, 100 calls: the ratio an F test needs at 95%
+    assert drift_variance(0.01 * critical * 0.99, 0.01, 10, 100) == 0.0
+    assert drift_variance(0.01 * critical * 1.01, 0.01, 10, 100) == pytest.approx(0.01 * critical * 1.01 - 0.01)
 
 
 def test_rate_interval_needs_two_blocks_of_two_calls_per_caller():

@@ -40,15 +40,18 @@ def rate_interval(
     max_blocks: int = 10,
     callers: int = 1,
 ) -> tuple[float, float] | None:
-    """A confidence interval for a throughput (items per second) by batch means.
+    """A confidence interval for a throughput (items per second) by batch means, widened by the machine's drift.
 
     The calls, in the order they completed, are cut into up to `max_blocks` consecutive blocks of equal
     count; each block's rate is its items over the time since the previous block ended. Consecutive blocks
     rather than resampled calls, because a shared machine's speed drifts over a window: calls next to each
     other are alike, and an interval that pretends they are independent is too narrow. Student's t over
-    the block rates; None with fewer than 4 calls per caller. Each block holds at least two calls per
-    concurrent caller: `callers` clients finish calls close together, and a block of two such calls would
-    span almost no time and claim an absurd rate.
+    the block rates, with the drift the blocks show added as one more variance term: how much the block
+    rates scatter beyond what the gaps between completions inside each block explain (drift_variance; 0 on
+    a quiet machine), taken as able to move the whole window that far, as it does between runs on a shared
+    VM (benchmarks/fidelity.py). None with fewer than 4 calls per caller. Each
+    block holds at least two calls per concurrent caller: `callers` clients finish calls close together,
+    and a block of two such calls would span almost no time and claim an absurd rate.
     """
     from scipy.stats import t
 
@@ -57,13 +60,39 @@ def rate_interval(
     blocks = min(max_blocks, n // (2 * callers))
     if blocks < 2:
         return None
-    ends = [completions_ns[round(n * (i + 1) / blocks) - 1] for i in range(blocks)]
-    counts = [round(n * (i + 1) / blocks) - round(n * i / blocks) for i in range(blocks)]
-    starts = [0, *ends[:-1]]
-    rates = [items_per_call * c * 1e9 / (end - start) for c, start, end in zip(counts, starts, ends) if end > start]
+    bounds = [round(n * i / blocks) for i in range(blocks + 1)]
+    rates, scatter = [], []
+    for lo, hi in zip(bounds, bounds[1:]):
+        start = completions_ns[lo - 1] if lo else 0
+        gaps = [b - a for a, b in zip([start, *completions_ns[lo : hi - 1]], completions_ns[lo:hi])]
+        if completions_ns[hi - 1] > start:
+            rates.append(items_per_call * (hi - lo) * 1e9 / (completions_ns[hi - 1] - start))
+            # The block rate's relative variance from its own gaps alone: var(gap) / (count * mean gap^2).
+            scatter.append(_variance(gaps) / (len(gaps) * (sum(gaps) / len(gaps)) ** 2))
     if len(rates) < 2:
         return None
     mean = sum(rates) / len(rates)
-    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (len(rates) - 1))
-    half = float(t.ppf((1 + confidence) / 2, len(rates) - 1)) * sd / math.sqrt(len(rates))
+    drift = drift_variance(_variance(rates) / mean**2, sum(scatter) / len(scatter), len(rates), n)
+    spread = math.sqrt(_variance(rates) / len(rates) + drift * mean**2)
+    half = float(t.ppf((1 + confidence) / 2, len(rates) - 1)) * spread
     return max(0.0, mean - half), mean + half
+
+
+def drift_variance(between: float, within: float, blocks: int, calls: int) -> float:
+    """How much of the variance of block values (`between`) the machine's drift adds to what the calls
+    inside each block explain (`within`: the variance a block value has from its own calls' scatter alone),
+    where an F test over `blocks` blocks of `calls` calls in all finds such a part at 95%; else 0 (a quiet
+    machine keeps the plain batch-means interval). One-way random-effects analysis of variance."""
+    from scipy.stats import f
+
+    if within <= 0:
+        return max(0.0, between)  # calls alike inside each block: all the scatter is between blocks
+    if f.sf(between / within, blocks - 1, calls - blocks) >= 1 - CONFIDENCE:
+        return 0.0
+    return between - within
+
+
+def _variance(values: Sequence[float]) -> float:
+    """The sample variance (n - 1 in the denominator)."""
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)

@@ -97,7 +97,8 @@ class Measurement:
     completions_ns: tuple[int, ...] = ()  # when each call completed, from the start of the timed window
 
     def qps_interval(self) -> tuple[float, float] | None:
-        """95% interval of the QPS by batch means over the window (core.common.statistics.rate_interval)."""
+        """95% interval of the QPS by batch means over the window, widened by the drift the blocks show
+        (core.common.statistics.rate_interval)."""
         from core.common.statistics import rate_interval
 
         return rate_interval(self.completions_ns, self.batch_size, callers=self.clients)

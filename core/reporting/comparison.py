@@ -396,8 +396,8 @@ def comparison_notes(cmp: Comparison) -> list[tuple[str, str]]:
             (
                 "",
                 f"faster / slower / within noise: two-sided tests at p < {ALPHA:g} on the runs' kept samples "
-                "(Mann-Whitney U over consecutive blocks of calls), else on the rows' spread; rows without "
-                "samples are judged by the threshold alone",
+                "(Mann-Whitney U over consecutive blocks of calls, and the change against the runs' drift), "
+                "else on the rows' spread; rows without samples are judged by the threshold alone",
             )
         )
     if cmp.threshold is not None and not cmp.regressions:

@@ -149,7 +149,7 @@ class PerfRow:
     energy_j_per_sample: float | None = None  # the device's energy counter over the timed window, per sample
     avg_power_w: float | None = None
     energy_note: str | None = None  # why there is no energy figure, on a device that could have one
-    qps_low: float | None = None  # 95% interval of the QPS, by batch means over the timed window
+    qps_low: float | None = None  # 95% interval of the QPS: batch means over the timed window, plus its drift
     qps_high: float | None = None
     p90_upper: float | None = None  # the true P90 lies below this with 95% confidence; None: too few samples
     p99_upper: float | None = None

@@ -8,6 +8,11 @@ MAX_BLOCKS blocks of equal count, each block reduced to one value, and the two r
 with the Mann-Whitney U rank test (two-sided; no normality assumed, latencies are skewed):
 - QPS and AVG Latency: each block's mean latency (a run's QPS is its calls' rate);
 - P50, P90, P99 Latency: each block's percentile, from blocks of at least 1, 10 and 100 calls.
+A rank test alone finds a shift of the machine's speed between two runs "significant": every block of the
+slower run ranks below every block of the other. So a change must also be larger than the runs' drift
+allows (speed_drift: how much block means scatter beyond what the calls' own scatter explains, a
+random-effects estimate that is about 0 on a quiet machine; beyond_drift: the change against that drift
+and the blocks' standard errors), and the p-value reported is the larger of the two tests'.
 A test that cannot reach ALPHA with the blocks there are (4 against 4 at best gives p = 0.029) is
 "untested (too few calls to decide)": like an unbacked percentile, never a regression.
 Without samples (a ByteMLPerf report, or a run whose samples were deleted), from what the rows say:
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.common.statistics import drift_variance
 from core.reporting.schema import QPS, ROW_KEYS, PerfRow
 
 # One compare tests up to five numbers per batch size over several batch sizes: 1% per test keeps the
@@ -109,7 +115,11 @@ def _p_value(
         statistic, min_calls = BLOCK_STATISTIC[metric]
         a, b = block_values(base_samples, statistic, min_calls), block_values(other_samples, statistic, min_calls)
         if rank_test_can_reject(len(a), len(b)):
-            return rank_test(a, b), f"Mann-Whitney U on {len(a)} and {len(b)} blocks of calls"
+            # Both must reject (an intersection-union test, so the larger p): blocks that rank apart, and
+            # levels further apart than the machine's drift within the runs explains.
+            drift = speed_drift(base_samples), speed_drift(other_samples)
+            p = max(rank_test(a, b), beyond_drift(a, b, *drift))
+            return p, f"Mann-Whitney U on {len(a)} and {len(b)} blocks of calls, and the change against the drift"
     if metric == ROW_KEYS["avg_latency"]:
         p = welch_from_rows(base, other)
         if p is not None:
@@ -145,6 +155,35 @@ def rank_test(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import mannwhitneyu
 
     return float(mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue)
+
+
+def speed_drift(samples: Sequence[int]) -> float:
+    """How much the machine's speed moved between blocks of one run beyond what the calls' own scatter
+    explains, as a variance relative to the squared mean latency (statistics.drift_variance: 0 on a quiet
+    machine)."""
+    values = np.asarray(samples, dtype=np.float64)
+    parts = np.array_split(values, min(MAX_BLOCKS, len(values)))
+    if len(parts) < 2 or min(len(part) for part in parts) < 2:
+        return 0.0  # single-call blocks: drift cannot be told from the calls' scatter
+    means = np.array([part.mean() for part in parts])
+    scatter = float(np.mean([part.var(ddof=1) / len(part) for part in parts]))
+    level = float(means.mean()) ** 2
+    return drift_variance(float(means.var(ddof=1)) / level, scatter / level, len(parts), len(values))
+
+
+def beyond_drift(a: np.ndarray, b: np.ndarray, drift_a: float, drift_b: float) -> float:
+    """Two-sided p-value that two runs' levels differ by more than their blocks' scatter and the machine's
+    drift allow: the difference of the block means over sqrt(se_a^2 + se_b^2 + drift_a*a^2 + drift_b*b^2),
+    on Student's t with n + m - 2 degrees of freedom. The drift terms assume the worst for a shared machine:
+    that a whole run can sit at one speed, as far off as a block of it (benchmarks/fidelity.py measures
+    how far identical runs lie apart)."""
+    from scipy.stats import t
+
+    level_a, level_b = float(a.mean()), float(b.mean())
+    variance = a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b) + drift_a * level_a**2 + drift_b * level_b**2
+    if variance == 0:
+        return 1.0 if level_a == level_b else 0.0
+    return float(2 * t.sf(abs(level_a - level_b) / math.sqrt(variance), len(a) + len(b) - 2))
 
 
 def welch_from_rows(base: PerfRow, other: PerfRow) -> float | None:
