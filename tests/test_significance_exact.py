@@ -143,7 +143,13 @@ def test_speed_drift_is_the_block_means_scatter_beyond_the_calls_own():
     # The same means from calls that scatter as much as the means do: no drift left.
     rng = np.random.default_rng(0)
     assert speed_drift(list(rng.normal(10 * MS_, 1 * MS_, 100_000))) < 1e-5
-    assert speed_drift([10 * MS_, 11 * MS_, 12 * MS_]) == 0.0  # one call a block: drift cannot be told apart
+    assert speed_drift([10 * MS_, 11 * MS_, 12 * MS_]) == 0.0  # under two blocks of two calls: none to tell
+    # Blocks of two calls 2 ms apart, the machine slower by a third for the second half: the block means'
+    # variance less what the calls inside the blocks explain (var 2 ms^2 / 2 calls), over the squared mean.
+    pairs = [10, 12] * 5 + [14, 16] * 5
+    means = np.array([11.0] * 5 + [15.0] * 5)
+    expected = (means.var(ddof=1) - 2.0 / 2) / means.mean() ** 2
+    assert speed_drift([v * MS_ for v in pairs]) == pytest.approx(expected, rel=1e-9)
 
 
 def test_beyond_drift_is_the_change_over_standard_errors_and_drift():

@@ -115,7 +115,7 @@ def test_drift_variance_counts_only_scatter_an_f_test_finds():
     assert drift_variance(0.02, 0.0, 10, 100) == 0.02  # nothing scatters inside the blocks
     assert drift_variance(0.0, 0.0, 10, 100) == 0.0
     critical = f.isf(0.05, 9, 90)  # 10 blocks, 100 calls: the ratio an F test needs at 95%
-    assert drift_variance(0.01 * critical * 0.99, 0.01, 10, 100) == 0.0
+    assert drift_variance(0.01 * critical * 0.995, 0.01, 10, 100) == 0.0  # F(9, 110) would pass it
     assert drift_variance(0.01 * critical * 1.01, 0.01, 10, 100) == pytest.approx(0.01 * critical * 1.01 - 0.01)
 
 
@@ -155,3 +155,20 @@ def test_rate_interval_cuts_at_most_ten_blocks_by_default():
     ten = rate_interval(completions, items_per_call=1)
     assert ten == rate_interval(completions, items_per_call=1, max_blocks=10)
     assert ten != rate_interval(completions, items_per_call=1, max_blocks=11)
+
+
+def test_the_drift_is_what_the_block_rates_scatter_beyond_their_own_gaps():
+    from scipy.stats import t
+
+    from core.common.statistics import rate_interval
+
+    s = 1_000_000_000
+    gaps = [10, 12, 10, 12, 20, 24, 20, 24]  # 4 blocks of 2 calls; the machine halves its speed midway
+    completions = np.cumsum(np.array(gaps) * s).tolist()
+    rates = np.array([2 / 22, 2 / 22, 2 / 44, 2 / 44])
+    between = rates.var(ddof=1) / rates.mean() ** 2
+    within = np.mean([np.var(pair, ddof=1) / (2 * np.mean(pair) ** 2) for pair in ([10, 12], [20, 24])])
+    spread = math.sqrt(rates.var(ddof=1) / 4 + (between - within) * rates.mean() ** 2)  # F = 18: drift
+    half = t.ppf(0.975, 3) * spread
+    low, high = rate_interval(completions, items_per_call=1)
+    assert (low, high) == pytest.approx((max(0.0, rates.mean() - half), rates.mean() + half), rel=1e-9)

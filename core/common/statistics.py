@@ -64,7 +64,8 @@ def rate_interval(
     rates, scatter = [], []
     for lo, hi in zip(bounds, bounds[1:]):
         start = completions_ns[lo - 1] if lo else 0
-        gaps = [b - a for a, b in zip([start, *completions_ns[lo : hi - 1]], completions_ns[lo:hi])]
+        points = [start, *completions_ns[lo:hi]]
+        gaps = [b - a for a, b in zip(points, points[1:])]
         if completions_ns[hi - 1] > start:
             rates.append(items_per_call * (hi - lo) * 1e9 / (completions_ns[hi - 1] - start))
             # The block rate's relative variance from its own gaps alone: var(gap) / (count * mean gap^2).

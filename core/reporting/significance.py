@@ -162,9 +162,10 @@ def speed_drift(samples: Sequence[int]) -> float:
     explains, as a variance relative to the squared mean latency (statistics.drift_variance: 0 on a quiet
     machine)."""
     values = np.asarray(samples, dtype=np.float64)
-    parts = np.array_split(values, min(MAX_BLOCKS, len(values)))
-    if len(parts) < 2 or min(len(part) for part in parts) < 2:
-        return 0.0  # single-call blocks: drift cannot be told from the calls' scatter
+    blocks = min(MAX_BLOCKS, len(values) // 2)  # two calls a block at least: a block's own scatter is needed
+    if blocks < 2:
+        return 0.0
+    parts = np.array_split(values, blocks)
     means = np.array([part.mean() for part in parts])
     scatter = float(np.mean([part.var(ddof=1) / len(part) for part in parts]))
     level = float(means.mean()) ** 2
