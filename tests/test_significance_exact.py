@@ -144,6 +144,7 @@ def test_speed_drift_is_the_block_means_scatter_beyond_the_calls_own():
     rng = np.random.default_rng(0)
     assert speed_drift(list(rng.normal(10 * MS_, 1 * MS_, 100_000))) < 1e-5
     assert speed_drift([10 * MS_, 11 * MS_, 12 * MS_]) == 0.0  # under two blocks of two calls: none to tell
+    assert speed_drift([10 * MS_, 10 * MS_, 13 * MS_, 13 * MS_]) == pytest.approx(4.5 / 11.5**2)  # two blocks
     # Blocks of two calls 2 ms apart, the machine slower by a third for the second half: the block means'
     # variance less what the calls inside the blocks explain (var 2 ms^2 / 2 calls), over the squared mean.
     pairs = [10, 12] * 5 + [14, 16] * 5
