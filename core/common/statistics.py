@@ -49,32 +49,34 @@ def rate_interval(
     the block rates, with the drift the blocks show added as one more variance term: how much the block
     rates scatter beyond what the gaps between completions inside each block explain (drift_variance; 0 on
     a quiet machine), taken as able to move the whole window that far, as it does between runs on a shared
-    VM (benchmarks/fidelity.py). None with fewer than 4 calls per caller. Each
-    block holds at least two calls per concurrent caller: `callers` clients finish calls close together,
-    and a block of two such calls would span almost no time and claim an absurd rate.
+    VM (benchmarks/fidelity.py). None with fewer than 4 calls per caller. Each block holds at least two
+    calls per concurrent caller: `callers` clients finish calls close together, and a block of two such
+    calls would span almost no time and claim an absurd rate.
     """
+    import numpy as np
     from scipy.stats import t
 
-    completions_ns = sorted(completions_ns)  # concurrent clients record completions nearly, not exactly, in order
-    n = len(completions_ns)
+    # Concurrent clients record completions nearly, not exactly, in order.
+    completions = np.sort(np.asarray(completions_ns, dtype=np.float64))
+    n = len(completions)
     blocks = min(max_blocks, n // (2 * callers))
     if blocks < 2:
         return None
     bounds = [round(n * i / blocks) for i in range(blocks + 1)]
+    gaps = np.diff(completions, prepend=0.0)  # each completion's distance from the one before
     rates, scatter = [], []
     for lo, hi in zip(bounds, bounds[1:]):
-        start = completions_ns[lo - 1] if lo else 0
-        points = [start, *completions_ns[lo:hi]]
-        gaps = [b - a for a, b in zip(points, points[1:])]
-        if completions_ns[hi - 1] > start:
-            rates.append(items_per_call * (hi - lo) * 1e9 / (completions_ns[hi - 1] - start))
+        block = gaps[lo:hi]
+        if block.sum() > 0:
+            rates.append(items_per_call * (hi - lo) * 1e9 / block.sum())
             # The block rate's relative variance from its own gaps alone: var(gap) / (count * mean gap^2).
-            scatter.append(_variance(gaps) / (len(gaps) * (sum(gaps) / len(gaps)) ** 2))
+            scatter.append(block.var(ddof=1) / (len(block) * block.mean() ** 2))
     if len(rates) < 2:
         return None
-    mean = sum(rates) / len(rates)
-    drift = drift_variance(_variance(rates) / mean**2, sum(scatter) / len(scatter), len(rates), n)
-    spread = math.sqrt(_variance(rates) / len(rates) + drift * mean**2)
+    rates = np.array(rates)
+    mean, variance = float(rates.mean()), float(rates.var(ddof=1))
+    drift = drift_variance(variance / mean**2, float(np.mean(scatter)), len(rates), n)
+    spread = math.sqrt(variance / len(rates) + drift * mean**2)
     half = float(t.ppf((1 + confidence) / 2, len(rates) - 1)) * spread
     return max(0.0, mean - half), mean + half
 
@@ -91,9 +93,3 @@ def drift_variance(between: float, within: float, blocks: int, calls: int) -> fl
     if f.sf(between / within, blocks - 1, calls - blocks) >= 1 - CONFIDENCE:
         return 0.0
     return between - within
-
-
-def _variance(values: Sequence[float]) -> float:
-    """The sample variance (n - 1 in the denominator)."""
-    mean = sum(values) / len(values)
-    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
