@@ -1,15 +1,18 @@
-"""Can two runs be told apart from noise? The same configuration run five times in one process, then a
-run pinned to half the threads, all on one compiled tiny model.
+"""Can two runs be told apart from noise? The same configuration run five times in one process, and three
+runs pinned to half the threads between them, all on one compiled tiny model.
 
-    python benchmarks/fidelity.py                    # about 5 minutes on 2 cores
-    python benchmarks/fidelity.py --seconds 2 --runs 3 --batch-sizes 8,16
+    python benchmarks/fidelity.py                    # 3-7 minutes on 2 cores
+    python benchmarks/fidelity.py --seconds 2 --runs 3 --half-runs 2 --batch-sizes 8,16
 
 Prints, host ISA first and ratios last:
 - coverage: how often a run's 95% QPS interval holds the median QPS of the other runs (target >= 80% of rows);
 - identical runs: what `compare --threshold` says of each pair of consecutive identical runs (target: no row
   flagged);
-- half the threads: compare of the first run against a run with half the intra-op threads (target: every
-  batch size's QPS flagged slower);
+- half the threads: compare of the first run against the first run with half the intra-op threads (target:
+  every batch size's QPS flagged slower);
+- the same two questions with several runs a side (`compare A1,A2,A3 B1,B2,B3`: the test over runs, whose
+  spread is the run-to-run noise measured): the identical runs split in two halves (target: no row flagged),
+  and all of them against the half-thread runs (target: every row flagged slower);
 - how far the speed moved inside each window (per-second call rate, max/min), to tell drift a run's interval
   can see from a shift between runs, which it cannot.
 The model is tiny (2 layers, hidden 32, seq 128) so the five runs take minutes; the batch sizes are large
@@ -34,7 +37,8 @@ TASK = "tiny-bert-squad"
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="identical runs (at least 3)")
+    parser.add_argument("--runs", type=int, default=5, help="identical runs (at least 4)")
+    parser.add_argument("--half-runs", type=int, default=3, help="runs at half the threads (at least 2)")
     parser.add_argument("--batch-sizes", default="8,16")
     parser.add_argument("--seconds", type=float, default=8.0, help="timed window per batch size (min and max)")
     parser.add_argument("--threshold", type=float, default=5.0, help="compare's threshold, percent")
@@ -106,10 +110,11 @@ def window_drift(samples_ns, bin_seconds: float = 1.0) -> float:
 def main(argv=None) -> int:
     from core.common import console
     from core.measure.host import cpu_isa, cpu_model, usable_cores
+    from core.reporting.pooled import pool_runs
 
     args = parse_args(argv)
-    if args.runs < 3:
-        raise SystemExit("--runs must be at least 3")
+    if args.runs < 4 or args.half_runs < 2:
+        raise SystemExit("--runs must be at least 4 and --half-runs at least 2 (two runs a side at least)")
     batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",")})
     threads = usable_cores()
     isa = cpu_isa()
@@ -121,10 +126,15 @@ def main(argv=None) -> int:
         half = workload_file(folder, "half", batch_sizes, args.seconds, max(1, threads // 2))
         console.console.quiet = True  # the runs' own lines would bury the figures
         try:
-            runs = [run(same, folder / "reports") for _ in range(args.runs)]
-            slow = run(half, folder / "reports")
+            # Interleaved, so both kinds of run span the same stretch of the machine's drift.
+            runs, slow_runs = [], []
+            for i in range(args.runs):
+                runs.append(run(same, folder / "reports"))
+                if i < args.half_runs:
+                    slow_runs.append(run(half, folder / "reports"))
         finally:
             console.console.quiet = False
+    slow = slow_runs[0]
 
     print("\n--- QPS per run, with its 95% interval ---")
     covered, rows = 0, 0
@@ -153,6 +163,13 @@ def main(argv=None) -> int:
     flags, verdicts, _ = flagged_rows(runs[0], slow, threshold)
     slower = [bs for bs in batch_sizes if f"bs {bs} QPS" in flags]
     print("; ".join(verdicts))
+    print("\n--- compare over runs (each side the mean of several, tested on the runs' spread) ---")
+    halves = pool_runs(runs[: len(runs) // 2], "first"), pool_runs(runs[len(runs) // 2 :], "second")
+    pooled_identical, verdicts, _ = flagged_rows(*halves, threshold)
+    print(f"identical runs, first {len(runs) // 2} vs the other {len(runs) - len(runs) // 2}: " + "; ".join(verdicts))
+    pooled_flags, verdicts, _ = flagged_rows(pool_runs(runs, "full"), pool_runs(slow_runs, "half"), threshold)
+    pooled_slower = [bs for bs in batch_sizes if f"bs {bs} QPS" in pooled_flags]
+    print(f"{len(runs)} full-thread runs vs {len(slow_runs)} half-thread runs: " + "; ".join(verdicts))
     # The threshold this host needs: just above the largest QPS change compare flagged between identical runs.
     quiet = max(threshold, math.ceil(needed * 100 + 1e-9) / 100)
     slower_at_quiet = [bs for bs in batch_sizes if f"bs {bs} QPS" in flagged_rows(runs[0], slow, quiet)[0]]
@@ -170,8 +187,16 @@ def main(argv=None) -> int:
         f"threshold at which identical runs flag no QPS row on this host: {quiet:.0%}; there, half threads "
         f"flagged slower on {len(slower_at_quiet)}/{len(batch_sizes)} batch sizes"
     )
+    print(
+        f"over runs: rows flagged on identical runs {len(pooled_identical)} (target 0); batch sizes flagged "
+        f"slower at half the threads {len(pooled_slower)}/{len(batch_sizes)} (target all)"
+    )
     met = share >= 0.8 and identical_flags == 0 and len(slower) == len(batch_sizes)
-    print("all targets met" if met else "a target is missed")
+    pooled_met = not pooled_identical and len(pooled_slower) == len(batch_sizes)
+    print(
+        f"one run a side: {'all targets met' if met else 'a target is missed'}; "
+        f"several runs a side: {'all targets met' if pooled_met else 'a target is missed'}"
+    )
     return 0
 
 

@@ -81,6 +81,18 @@ def rate_interval(
     return max(0.0, mean - half), mean + half
 
 
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student's t confidence interval for the mean of independent values (at least two), e.g. repeated
+    runs' QPS: their scatter is the run-to-run noise itself."""
+    import numpy as np
+    from scipy.stats import t
+
+    data = np.asarray(values, dtype=np.float64)
+    mean = float(data.mean())
+    half = float(t.ppf((1 + confidence) / 2, len(data) - 1)) * float(data.std(ddof=1)) / math.sqrt(len(data))
+    return max(0.0, mean - half), mean + half
+
+
 def drift_variance(between: float, within: float, blocks: int, calls: int) -> float:
     """How much of the variance of block values (`between`) the machine's drift adds to what the calls
     inside each block explain (`within`: the variance a block value has from its own calls' scatter alone),

@@ -1,7 +1,9 @@
 """Compare reports side by side: `python -m core.compare A B [C ...] [--threshold 5%]`.
 
-A, B, ... are report files or run ids (kept under <reports-dir>/**/runs/). The first report is the
-baseline: every other value is shown with its ratio to it. With --threshold, a QPS drop or a latency
+A, B, ... are report files or run ids (kept under <reports-dir>/**/runs/); `A1,A2,A3` is one side made of
+several runs of one configuration: their mean, with a QPS interval and a test over the runs, which on a
+noisy machine tell changes apart that one run per side cannot. The first side is the baseline: every other
+value is shown with its ratio to it. With --threshold, a QPS drop or a latency
 rise beyond it (or a batch size that failed where the baseline ran) is a regression and the exit code
 is 1. Bad input exits 2 with one line.
 """
@@ -18,6 +20,7 @@ from core.common.atomic import atomic_write_text
 from core.common.cli import run_command
 from core.common.errors import UserError
 from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
+from core.reporting.pooled import pool_runs
 from core.reporting.report import RunReport
 from core.reporting.report_io import read_report, resolve_report_path
 from core.reporting.tables import render_text
@@ -38,10 +41,13 @@ def parse_threshold(text: str) -> float:
 
 
 def unique_labels(reports: Sequence[RunReport], args: Sequence[str]) -> list[str]:
-    """Run ids where known, else <HW>/<model>/<file> or the argument; repeated labels get #2, #3."""
+    """Run ids where known, else <HW>/<model>/<file> or the argument (a pooled side: its first run's, with
+    how many it pools); repeated labels get #2, #3."""
     labels: list[str] = []
     for r, arg in zip(reports, args):
         label = r.run_id or ("/".join(r.source.parts[-3:]) if r.source else arg)
+        if r.repeats:
+            label += f" (mean of {len(r.repeats)})"
         n, candidate = 1, label
         while candidate in labels:
             n += 1
@@ -50,24 +56,25 @@ def unique_labels(reports: Sequence[RunReport], args: Sequence[str]) -> list[str
     return labels
 
 
-def load_for_compare(args: Sequence[str], reports_dir: Path) -> tuple[list[dict], list[RunReport]]:
-    """(as written, typed) reports for paths or run ids."""
-    raw, typed = [], []
+def load_sides(args: Sequence[str], reports_dir: Path) -> list[RunReport]:
+    """A typed report per argument (a path or run id); comma-joined ones make one side pooling those runs."""
+    sides = []
     for arg in args:
-        data, report = read_report(resolve_report_path(arg, reports_dir))
-        raw.append(data)
-        typed.append(report)
-    return raw, typed
+        parts = [arg] if Path(arg).is_file() else [part for part in arg.split(",") if part.strip()]
+        if not parts:
+            raise UserError("names no report", field=f"REPORT {arg!r}", fix="give report files or run ids")
+        runs = [read_report(resolve_report_path(part.strip(), reports_dir))[1] for part in parts]
+        sides.append(pool_runs(runs, arg))
+    return sides
 
 
-def render(cmp: Comparison, raw: Sequence[dict], fmt_name: str, color: bool) -> str:
+def render(cmp: Comparison, fmt_name: str, color: bool) -> str:
     if fmt_name == "json":
         return json.dumps(cmp.to_json(), indent=2) + "\n"
     if fmt_name == "html":
-        from core.reporting.html_report import render_compare_html
+        from core.reporting.html_report import comparison_html
 
-        base_dirs = [r.source.parent if r.source else None for r in cmp.reports]
-        return render_compare_html(raw, labels=cmp.labels, threshold=cmp.threshold, base_dirs=base_dirs)
+        return comparison_html(cmp, base_dirs=[r.source.parent if r.source else None for r in cmp.reports])
     return render_text(comparison_tables(cmp), comparison_notes(cmp), fmt_name, color)
 
 
@@ -78,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "reports", nargs="+", metavar="REPORT", help="report files or run ids; the first is the baseline (at least two)"
+        "reports",
+        nargs="+",
+        metavar="REPORT",
+        help="report files or run ids (A1,A2,... : several runs as one side); the first is the baseline (two at least)",
     )
     parser.add_argument(
         "--threshold",
@@ -104,9 +114,9 @@ def _compare(args: argparse.Namespace) -> int:
             "give at least two reports to compare", field="REPORT", fix="python -m core.compare BASELINE OTHER [...]"
         )
     threshold = parse_threshold(args.threshold) if args.threshold is not None else None
-    raw, normalized = load_for_compare(args.reports, args.reports_dir)
-    cmp = build_comparison(normalized, unique_labels(normalized, args.reports), threshold)
-    text = render(cmp, raw, args.format, color=args.output is None and sys.stdout.isatty())
+    sides = load_sides(args.reports, args.reports_dir)
+    cmp = build_comparison(sides, unique_labels(sides, args.reports), threshold)
+    text = render(cmp, args.format, color=args.output is None and sys.stdout.isatty())
     if args.output is None:
         sys.stdout.write(text)
     else:

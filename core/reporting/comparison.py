@@ -103,7 +103,7 @@ def _identity(r: RunReport) -> dict[str, Any]:
     }
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     return (a.lower() == b.lower()) if isinstance(a, str) and isinstance(b, str) else a == b
 
 
@@ -111,7 +111,7 @@ def _warnings(labels: Sequence[str], reports: Sequence[RunReport]) -> list[str]:
     warnings = []
     for key, name in IDENTITY_FIELDS:
         values = [getattr(r, key) for r in reports]
-        if any(not _same(v, values[0]) for v in values[1:]):
+        if any(not same_value(v, values[0]) for v in values[1:]):
             shown = ", ".join(
                 f"{label}={fmt(v) if isinstance(v, float) else v or 'unknown'}" for label, v in zip(labels, values)
             )
@@ -230,6 +230,8 @@ def _verdicts(metric: str, reports: Sequence[RunReport], rows: list, bs: int) ->
                 reports[0].samples.get(bs),
                 report.samples.get(bs),
                 higher_is_better=metric == QPS,
+                base_runs=reports[0].run_values(bs, metric),
+                other_runs=report.run_values(bs, metric),
             )
         )
     return verdicts
@@ -396,8 +398,9 @@ def comparison_notes(cmp: Comparison) -> list[tuple[str, str]]:
             (
                 "",
                 f"faster / slower / within noise: two-sided tests at p < {ALPHA:g} on the runs' kept samples "
-                "(Mann-Whitney U over consecutive blocks of calls, and the change against the runs' drift), "
-                "else on the rows' spread; rows without samples are judged by the threshold alone",
+                "(Mann-Whitney U over consecutive blocks of calls, and the change against the runs' drift; "
+                "Welch t over the runs where a side pools several), else on the rows' spread; rows without "
+                "samples are judged by the threshold alone",
             )
         )
     if cmp.threshold is not None and not cmp.regressions:

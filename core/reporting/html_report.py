@@ -18,7 +18,7 @@ from typing import Any
 
 from core.common.atomic import atomic_write_text
 from core.common.paths import REPO_ROOT
-from core.reporting.comparison import build_comparison, comparison_notes, comparison_tables
+from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
 from core.reporting.report import RunReport
 from core.reporting.schema import LATENCY_KEYS, PERF_KEYS, QPS, ROW_KEYS, as_text
 from core.reporting.sections import GraphCompile, LoadGenResult
@@ -473,11 +473,16 @@ def render_compare_html(
     threshold: float | None = None,
     base_dirs: Sequence[Path | None] | None = None,
 ) -> str:
-    """Several runs on the same plots, with the comparison tables, warnings and regressions."""
+    """Several reports as written, on the same plots, with the comparison tables, warnings and regressions."""
     norms = [RunReport.from_dict(r) for r in reports]
     labels = list(labels) if labels else [n.run_id or f"report {i + 1}" for i, n in enumerate(norms)]
+    return comparison_html(build_comparison(norms, labels, threshold), base_dirs)
+
+
+def comparison_html(cmp: Comparison, base_dirs: Sequence[Path | None] | None = None) -> str:
+    """A comparison's page: its sides on the same plots, its tables, warnings and regressions."""
+    norms, labels = cmp.reports, cmp.labels
     base_dirs = list(base_dirs) if base_dirs else [None] * len(norms)
-    cmp = build_comparison(norms, labels, threshold)
     plots = Plots()
     notes = "".join(
         f'<li class="{escape(kind)}"><b>{escape(kind)}</b> {escape(line)}</li>' if kind else f"<li>{escape(line)}</li>"

@@ -105,6 +105,8 @@ class RunReport:
     read_notes: list[str] = field(default_factory=list)
     # Every timed call's latency (ns) per batch size, as measured: written beside the kept run, not into it.
     samples: dict[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    # The runs this report stands for, as one side of a comparison (reporting.pooled); empty for one run.
+    repeats: tuple[RunReport, ...] = field(default=(), repr=False)
 
     @property
     def failed_batch_sizes(self) -> list[int]:
@@ -117,6 +119,15 @@ class RunReport:
     @property
     def perf_by_bs(self) -> dict[int, PerfRow]:
         return {row.bs: row for row in sorted(self.performance, key=lambda row: row.bs)}
+
+    def run_values(self, bs: int, metric: str) -> tuple[float, ...] | None:
+        """The values of `metric` at `bs` of the runs this report pools (those that measured it), or None
+        for a report of one run (compare tests its kept samples instead)."""
+        if not self.repeats:
+            return None
+        rows = (r.perf_by_bs.get(bs) for r in self.repeats)
+        values = (row.number(metric) for row in rows if row is not None and row.ok)
+        return tuple(v for v in values if v is not None)
 
     @property
     def loadgen_by_scenario(self) -> dict[str, LoadGenResult]:

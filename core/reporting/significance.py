@@ -22,6 +22,8 @@ Without samples (a ByteMLPerf report, or a run whose samples were deleted), from
 - anything else: "untested (no samples)", which compare judges by the threshold alone, as it always has.
 A p-value then says a difference is larger than the drift between blocks within the runs; how that holds
 between repeated runs on a given machine is what benchmarks/fidelity.py measures.
+A side that pools several runs (reporting.pooled, `compare A1,A2,A3 B1,B2,B3`) is tested on its runs'
+values instead (runs_test): their spread is the run-to-run noise, measured, so no drift need be assumed.
 """
 
 from __future__ import annotations
@@ -91,9 +93,15 @@ def judge_change(
     other_samples: Sequence[int] | None,
     *,
     higher_is_better: bool,
+    base_runs: Sequence[float] | None = None,
+    other_runs: Sequence[float] | None = None,
 ) -> Verdict:
-    """Whether `other`'s value of `metric` differs from `base`'s beyond noise, and which way."""
-    p, method = _p_value(metric, base, other, base_samples, other_samples)
+    """Whether `other`'s value of `metric` differs from `base`'s beyond noise, and which way. `*_runs`: the
+    values of the runs a side pools (pooled.run_values), where it pools several; then the test is on runs."""
+    if base_runs is not None or other_runs is not None:
+        p, method = runs_test(_one_run(base_runs, base, metric), _one_run(other_runs, other, metric))
+    else:
+        p, method = _p_value(metric, base, other, base_samples, other_samples)
     if p is None:
         return Verdict("untested", None, method)
     a, b = base.number(metric), other.number(metric)
@@ -129,6 +137,40 @@ def _p_value(
         if p is not None:
             return p, "the rows' 95% QPS intervals"
     return None, "too few calls to decide" if have_samples else NO_SAMPLES
+
+
+def _one_run(runs: Sequence[float] | None, row: PerfRow, metric: str) -> Sequence[float]:
+    """A side's run values: those it pools, or its one run's value."""
+    if runs is not None:
+        return runs
+    value = row.number(metric)
+    return () if value is None else (value,)
+
+
+def runs_test(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, str]:
+    """Two-sided p-value that two sides' runs differ in level, from each run's value of a number: their
+    spread is the run-to-run noise, measured rather than assumed from one run's blocks.
+    - several runs on both sides: Welch's t-test (no equal spread assumed);
+    - one run against several: whether it lies outside where another run of the several would, i.e.
+      t = (x - mean) / (s * sqrt(1 + 1/n)) on n - 1 degrees of freedom (it is taken to scatter as they do).
+    One run on each side has no run-to-run spread to test against: untested."""
+    from scipy.stats import t, ttest_ind
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if min(len(a), len(b)) < 1 or max(len(a), len(b)) < 2:
+        return None, "too few runs to decide"
+    if len(a) >= 2 and len(b) >= 2:
+        method = f"Welch t on {len(a)} and {len(b)} runs"
+        if a.var() == 0 and b.var() == 0:
+            return (1.0 if a.mean() == b.mean() else 0.0), method
+        return float(ttest_ind(a, b, equal_var=False).pvalue), method
+    one, several = (a, b) if len(a) == 1 else (b, a)
+    method = f"t on 1 run against the spread of {len(several)} runs"
+    spread = float(several.std(ddof=1)) * math.sqrt(1 + 1 / len(several))
+    gap = abs(float(one[0]) - float(several.mean()))
+    if spread == 0:
+        return (1.0 if gap == 0 else 0.0), method
+    return float(2 * t.sf(gap / spread, len(several) - 1)), method
 
 
 def block_values(samples: Sequence[int], statistic: str | int, min_calls: int) -> np.ndarray:
