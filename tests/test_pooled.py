@@ -68,6 +68,7 @@ def test_runs_without_spread_or_with_one_run_a_side():
 def test_mean_interval_is_students_t_and_covers_the_mean_at_its_level():
     from scipy.stats import t as student
 
+    assert mean_interval([1, 2]) == pytest.approx((0.0, 1.5 + student.ppf(0.975, 1) * math.sqrt(0.5) / math.sqrt(2)))
     values = [10.0, 12.0, 11.0, 13.0]
     half = student.ppf(0.975, 3) * np.std(values, ddof=1) / 2
     assert mean_interval(values) == pytest.approx((11.5 - half, 11.5 + half))
@@ -87,12 +88,17 @@ def test_a_pooled_row_is_the_runs_mean_with_the_interval_over_runs():
     assert row.p99_latency == pytest.approx(np.mean([r.p99_latency for r in rows]))
     assert row.min_latency == pytest.approx(np.mean([r.min_latency for r in rows]))
     assert row.qps_interval() == pytest.approx(mean_interval([r.qps for r in rows]))
-    assert row.iterations == 150 and row.p99_upper is None and row.warmup_iterations == rows[0].warmup_iterations
+    assert row.iterations == 150 and row.warmup_iterations == rows[0].warmup_iterations
+    assert rows[0].p90_upper is not None and row.p90_upper is None and row.p99_upper is None
     assert pooled.repeats == tuple(runs) and pooled.samples == {}
     assert pooled.run_values(1, "QPS") == tuple(r.qps for r in rows)
     assert runs[0].run_values(1, "QPS") is None  # a single run's test is on its samples
     assert pooled.read_notes == ["the mean of 3 runs: 20261201T100000-r, 20261201T100001-r, 20261201T100002-r"]
     assert pool_runs(runs[:1], "a") is runs[0]
+    runs[0].run_id, runs[2].performance[0].iterations = "", None  # a ByteMLPerf report has neither
+    pooled = pool_runs(runs, "a,b,c")
+    assert pooled.read_notes[0] == "the mean of 3 runs: ?, 20261201T100001-r, 20261201T100002-r"
+    assert pooled.perf_by_bs[1].iterations is None
 
 
 def test_a_batch_size_some_runs_missed_is_pooled_from_those_that_measured_it():
@@ -104,16 +110,34 @@ def test_a_batch_size_some_runs_missed_is_pooled_from_those_that_measured_it():
     assert pooled.perf_by_bs[1].qps == pytest.approx(np.mean([r.perf_by_bs[1].qps for r in runs[:2]]))
     assert pooled.run_values(1, "QPS") == tuple(r.perf_by_bs[1].qps for r in runs[:2])
     assert pooled.perf_by_bs[4].status == "failed" and pooled.perf_by_bs[4].error == "out of memory"
+    runs[1].performance[0] = PerfRow(bs=1, status="failed", error="out of memory")
+    lone = pool_runs(runs, "x").perf_by_bs[1]  # one run measured it: its own interval, not one over runs
+    assert lone.qps == runs[0].perf_by_bs[1].qps and lone.qps_interval() == runs[0].perf_by_bs[1].qps_interval()
     assert "batch size 1: 2 of 3 runs measured it" in pooled.read_notes
     assert "batch size 4: 0 of 3 runs measured it" in pooled.read_notes
 
 
-def test_runs_of_different_configurations_do_not_pool():
+@pytest.mark.parametrize("key, name", [("model", "model"), ("backend", "backend"), ("engine", "engine")])
+def test_runs_of_different_configurations_do_not_pool(key, name):
+    from core.reporting.sections import GraphCompile
+
     rng = np.random.default_rng(6)
     runs = shifted_runs(rng, 2, 10.0, 0.05)
-    runs[1].model = "other"
-    with pytest.raises(UserError, match=r"a,b: the runs of one side differ in model \(m, other\)"):
+    if key == "engine":
+        runs[0].graph_compile, runs[1].graph_compile = (
+            GraphCompile(engine="onnxruntime"),
+            GraphCompile(engine="openvino"),
+        )
+        shown = "onnxruntime, openvino"
+    else:
+        setattr(runs[1], key, "other")
+        shown = f"{getattr(runs[0], key)}, other"
+    with pytest.raises(UserError) as err:
         pool_runs(runs, "a,b")
+    assert str(err.value) == (
+        f"a,b: the runs of one side differ in {name} ({shown}) (a comma joins runs of one configuration; "
+        "compare different ones as separate arguments)"
+    )
 
 
 def test_runs_that_shift_between_windows_fool_one_run_a_side_but_not_several():
