@@ -16,7 +16,7 @@ from core.reporting.comparison import build_comparison
 from core.reporting.pooled import pool_runs
 from core.reporting.report import RunReport
 from core.reporting.schema import PerfRow
-from core.reporting.significance import ALPHA, runs_test
+from core.reporting.significance import ALPHA, judge_change, runs_test
 from core.reporting.writer import write_report
 from tests.test_significance import latencies, run_report
 
@@ -32,8 +32,15 @@ def shifted_runs(rng, count: int, median_ms: float, shift: float, start: int = 0
     return runs
 
 
-def test_welch_over_runs_is_the_textbook_formula():
-    a, b = [100.0, 104.0, 97.0, 101.0], [90.0, 95.0, 93.0]
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ([100.0, 104.0, 97.0, 101.0], [90.0, 95.0, 93.0]),
+        ([100.0, 104.0], [90.0, 95.0]),  # two runs a side are already several
+        ([100.0, 100.0, 100.0], [90.0, 95.0, 93.0]),  # one side without spread: the other's still counts
+    ],
+)
+def test_welch_over_runs_is_the_textbook_formula(a, b):
     va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
     t = (np.mean(a) - np.mean(b)) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
@@ -41,7 +48,7 @@ def test_welch_over_runs_is_the_textbook_formula():
 
     p, method = runs_test(a, b)
     assert p == pytest.approx(2 * student.sf(abs(t), df), rel=1e-12)
-    assert method == "Welch t on 4 and 3 runs"
+    assert method == f"Welch t on {len(a)} and {len(b)} runs"
 
 
 def test_one_run_against_several_asks_whether_it_lies_where_another_of_them_would():
@@ -54,6 +61,21 @@ def test_one_run_against_several_asks_whether_it_lies_where_another_of_them_woul
         p, method = runs_test(a, b)
         assert p == pytest.approx(expected, rel=1e-12)
         assert method == "t on 1 run against the spread of 5 runs"
+
+
+def test_one_pooled_side_tests_the_other_sides_single_run_against_its_runs():
+    several = [100.0, 104.0, 97.0, 101.0, 99.0]
+    single = PerfRow(bs=1, qps=80.0)
+    pooled = PerfRow(bs=1, qps=float(np.mean(several)))
+    expected = runs_test(several, [80.0])
+    assert expected[0] < ALPHA
+    for base, other, runs in ((pooled, single, {"base_runs": several}), (single, pooled, {"other_runs": several})):
+        verdict = judge_change("QPS", base, other, None, None, higher_is_better=True, **runs)
+        assert (verdict.p, verdict.method) == expected
+        assert verdict.word == ("slower" if base is pooled else "faster")
+    # a single run that did not measure the number leaves nothing to test against
+    verdict = judge_change("QPS", PerfRow(bs=1), pooled, None, None, higher_is_better=True, other_runs=several)
+    assert (verdict.word, verdict.p, verdict.method) == ("untested", None, "too few runs to decide")
 
 
 def test_runs_without_spread_or_with_one_run_a_side():
