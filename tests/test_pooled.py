@@ -139,8 +139,8 @@ def test_a_batch_size_some_runs_missed_is_pooled_from_those_that_measured_it():
     assert "batch size 4: 0 of 3 runs measured it" in pooled.read_notes
 
 
-@pytest.mark.parametrize("key, name", [("model", "model"), ("backend", "backend"), ("engine", "engine")])
-def test_runs_of_different_configurations_do_not_pool(key, name):
+@pytest.mark.parametrize("key", ["model", "backend", "engine"])
+def test_runs_of_different_configurations_do_not_pool(key):
     from core.reporting.sections import GraphCompile
 
     rng = np.random.default_rng(6)
@@ -157,7 +157,7 @@ def test_runs_of_different_configurations_do_not_pool(key, name):
     with pytest.raises(UserError) as err:
         pool_runs(runs, "a,b")
     assert str(err.value) == (
-        f"a,b: the runs of one side differ in {name} ({shown}) (a comma joins runs of one configuration; "
+        f"a,b: the runs of one side differ in {key} ({shown}) (a comma joins runs of one configuration; "
         "compare different ones as separate arguments)"
     )
 
