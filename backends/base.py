@@ -22,6 +22,8 @@ from core.common.errors import UserError
 
 if TYPE_CHECKING:
     from core.config.schema import ModelEntry
+    from core.measure.operators import RawProfile
+    from core.measure.peak import PeakProbe
     from core.measure.timing import Meter
     from core.model.source import SourceModel
 
@@ -157,6 +159,20 @@ class RuntimeBackend(ABC):
     def settings(self) -> dict[str, Any]:
         """What the report should say about how this runtime ran (threads, providers, ...)."""
         return {}
+
+    def peak_probe(self, precision: str) -> PeakProbe | None:
+        """A matrix multiply in this runtime's own engine at `precision`, which the harness times for the
+        peak a row's share is held against (core.measure.peak). None: torch's CPU GEMM stands in."""
+        return None
+
+    def peak_bandwidth(self) -> dict[str, Any] | None:
+        """The device memory's bandwidth ({"GB/s", "Method"}) where it is not the host's; None: the host's."""
+        return None
+
+    def profile(self, feeds: Feeds, calls: int, folder: Path) -> RawProfile:
+        """Run `calls` calls on `feeds` under the engine's own profiler, outside any timed window, and hand
+        back its events (core.measure.operators normalizes them). The default says there is none."""
+        raise NotImplementedError(f"the {type(self).__name__} runtime has no profiler")
 
     def close(self) -> None:
         """Free engine resources."""

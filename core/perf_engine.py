@@ -135,6 +135,21 @@ def build_parser() -> argparse.ArgumentParser:
         "'Stop Reason: time budget' (every client still gets one timed call)",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        default=None,
+        help="after the timed windows, run a few calls under the engine's own profiler and report where the "
+        "time went (report section Profile, raw trace under runs/<run id>-profile/)",
+    )
+    parser.add_argument(
+        "--profile-batch-size",
+        "--profile_batch_size",
+        dest="profile_batch_size",
+        type=int,
+        metavar="BS",
+        help="the batch size --profile profiles (default: the first measured)",
+    )
+    parser.add_argument(
         "--offline",
         action="store_true",
         help="never touch the network (also PERFBENCH_OFFLINE=1); missing assets fall back to synthetic/bundled",
@@ -182,6 +197,8 @@ def _main(args: argparse.Namespace) -> int:
         debug=args.debug,
         scenario=args.scenario,
         time_budget_minutes=args.time_budget_minutes,
+        profile=args.profile,
+        profile_batch_size=args.profile_batch_size,
     )
     try:
         report = run_task(task, options)

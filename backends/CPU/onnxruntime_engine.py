@@ -159,9 +159,12 @@ class OnnxRuntimeBackend(RuntimeBackend):
         return max(1, self.config.intra_op_threads // self.instance_count)
 
     def _open(self, threads: int) -> None:
+        pin_process(self.config)
+        self.session = self._session(self._options(threads), str(self.compiled.artifact))
+
+    def _options(self, threads: int):
         import onnxruntime as ort
 
-        pin_process(self.config)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = self.config.inter_op_threads
@@ -170,10 +173,13 @@ class OnnxRuntimeBackend(RuntimeBackend):
         options.add_session_config_entry(
             "session.intra_op.allow_spinning", "1" if self.config.onnxruntime.spin else "0"
         )
+        return options
+
+    def _session(self, options, model):
+        import onnxruntime as ort
+
         try:
-            self.session = ort.InferenceSession(
-                str(self.compiled.artifact), options, providers=["CPUExecutionProvider"]
-            )
+            return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for corrupt files
             raise UserError(
                 f"onnxruntime cannot load the model: {one_line(err)}", file=self.compiled.artifact
@@ -213,8 +219,98 @@ class OnnxRuntimeBackend(RuntimeBackend):
             "spinning": self.config.onnxruntime.spin,
         }
 
+    def peak_probe(self, precision: str):
+        """One MatMul (MatMulInteger for INT8, what dynamic quantization runs) in onnxruntime itself."""
+        import onnxruntime as ort
+
+        from core.measure.peak import GEMM_SIZE, PeakProbe
+
+        n = GEMM_SIZE
+        model = _matmul_model(n, precision)
+        threads = self.config.intra_op_threads
+        session = self._session(self._options(threads), model.SerializeToString())
+        rng = np.random.default_rng(0)
+        if precision == "INT8":
+            a = rng.integers(0, 255, (n, n), dtype=np.uint8)
+        else:
+            a = rng.standard_normal((n, n), dtype=np.float32)
+        binding = session.io_binding()
+        binding.bind_cpu_input("a", a)
+        binding.bind_output("y")
+        op = "MatMulInteger u8 x s8" if precision == "INT8" else "MatMul"
+        return PeakProbe(
+            f"onnxruntime {ort.__version__} {op} {n}x{n}x{n}, {threads} threads",
+            precision,
+            2.0 * n**3,
+            lambda: session.run_with_iobinding(binding),
+        )
+
+    def profile(self, feeds: Feeds, calls: int, folder: Path):
+        """onnxruntime's session profiling: a Chrome trace of every node's kernel time."""
+        from core.measure.operators import OpEvent, RawProfile
+
+        folder.mkdir(parents=True, exist_ok=True)
+        options = self._options(self._threads_per_instance())
+        options.enable_profiling = True
+        options.profile_file_prefix = str(folder / "onnxruntime")
+        session = self._session(options, str(self.compiled.artifact))
+        declared = declared_feeds(feeds, self.compiled.input_names)
+        session.run(None, declared)  # the first call's allocations are not what a warm call costs
+        start = time.perf_counter()
+        for _ in range(calls):
+            session.run(None, declared)
+        wall = time.perf_counter() - start
+        trace = Path(session.end_profiling())
+        events: dict[str, OpEvent] = {}
+        warmed: set[str] = set()
+        for event in sorted(_trace_events(trace), key=lambda event: float(event.get("ts", 0))):
+            if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
+                continue
+            name = event["name"][: -len("_kernel_time")]
+            if name not in warmed:  # each node's first run belongs to the untimed first call
+                warmed.add(name)
+                continue
+            op = str((event.get("args") or {}).get("op_name", "?"))
+            found = events.setdefault(name, OpEvent(name, op, 0.0, 0))
+            found.microseconds += float(event.get("dur", 0))
+            found.count += 1
+        return RawProfile("onnxruntime", "onnxruntime session profiling", calls, wall, list(events.values()), trace)
+
     def close(self) -> None:
         self.session = None
+
+
+def _matmul_model(n: int, precision: str):
+    """y = a @ W with W a constant, as the engine runs a linear layer."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    if precision == "INT8":
+        weight = numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "w")
+        node = helper.make_node("MatMulInteger", ["a", "w"], ["y"])
+        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
+    else:
+        weight = numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "w")
+        node = helper.make_node("MatMul", ["a", "w"], ["y"])
+        a_type = y_type = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node],
+        "peak",
+        [helper.make_tensor_value_info("a", a_type, [n, n])],
+        [helper.make_tensor_value_info("y", y_type, [n, n])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what opset 17 needs; onnx's default may be newer than this onnxruntime reads
+    return model
+
+
+def _trace_events(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    events = data.get("traceEvents", data) if isinstance(data, dict) else data
+    return [event for event in events if isinstance(event, dict)]
 
 
 ENGINE = Engine(name="onnxruntime", precisions=PRECISIONS, compile=compile_model, runtime=OnnxRuntimeBackend)

@@ -166,9 +166,14 @@ class OpenVinoBackend(RuntimeBackend):
         return clones
 
     def _compile(self, streams: int) -> None:
+        pin_process(self.config)
+        self.model = self._compiled(streams)
+        self.request = self.model.create_infer_request()
+        self.streams = streams
+
+    def _compiled(self, streams: int, **extra):
         import openvino as ov
 
-        pin_process(self.config)
         properties = {
             "PERFORMANCE_HINT": self.config.openvino.performance_hint if streams == 1 else "THROUGHPUT",
             "INFERENCE_PRECISION_HINT": self.compiled.details["inference_precision"],
@@ -177,11 +182,9 @@ class OpenVinoBackend(RuntimeBackend):
         if streams > 1:
             properties["NUM_STREAMS"] = streams
         try:
-            self.model = ov.Core().compile_model(str(self.compiled.artifact), "CPU", properties)
+            return ov.Core().compile_model(str(self.compiled.artifact), "CPU", {**properties, **extra})
         except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
             raise UserError(f"OpenVINO cannot load the model: {one_line(err)}", file=self.compiled.artifact) from None
-        self.request = self.model.create_infer_request()
-        self.streams = streams
 
     def _outputs(self) -> dict[str, np.ndarray]:
         return {
@@ -217,10 +220,104 @@ class OpenVinoBackend(RuntimeBackend):
                 settings[key.lower()] = str(self.model.get_property(key))
         return settings
 
+    def peak_probe(self, precision: str):
+        """One MatMul against constant weights in OpenVINO itself, at the inference precision the run used;
+        INT8 as NNCF leaves it: FakeQuantize on both operands, which OpenVINO executes as an int8 MatMul."""
+        import openvino as ov
+
+        from core.measure.peak import GEMM_SIZE, PeakProbe
+
+        n = GEMM_SIZE
+        hint = _precision_hint(precision) if precision in PRECISIONS else "f32"
+        threads = self.config.intra_op_threads
+        compiled = ov.Core().compile_model(
+            _matmul_model(n, precision == "INT8"),
+            "CPU",
+            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads},
+        )
+        request = compiled.create_infer_request()
+        request.set_input_tensor(ov.Tensor(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)))
+        op = "FakeQuantize+MatMul (int8)" if precision == "INT8" else "MatMul"
+        return PeakProbe(
+            f"openvino {ov.__version__} {op} {n}x{n}x{n}, {hint}, {threads} threads",
+            precision,
+            2.0 * n**3,
+            request.infer,
+        )
+
+    def profile(self, feeds: Feeds, calls: int, folder: Path):
+        """OpenVINO's performance counters (PERF_COUNT): each executed node's real time, call by call."""
+        import json
+
+        from core.measure.operators import OpEvent, RawProfile
+
+        folder.mkdir(parents=True, exist_ok=True)
+        request = self._compiled(1, PERF_COUNT=True).create_infer_request()
+        declared = declared_feeds(feeds, self.compiled.input_names)
+        request.infer(declared, share_inputs=True)  # warm-up: first-call allocations
+        events: dict[str, OpEvent] = {}
+        trace: list[dict[str, Any]] = []
+        wall = 0.0
+        for call in range(calls):
+            start = time.perf_counter()
+            request.infer(declared, share_inputs=True)
+            wall += time.perf_counter() - start
+            offset = wall * 1e6
+            for info in request.get_profiling_info():
+                if str(info.status).split(".")[-1] != "EXECUTED":
+                    continue
+                micros = info.real_time.total_seconds() * 1e6
+                found = events.setdefault(info.node_name, OpEvent(info.node_name, info.node_type, 0.0, 0))
+                found.microseconds += micros
+                found.count += 1
+                trace.append(
+                    {
+                        "name": info.node_name,
+                        "cat": info.node_type,
+                        "ph": "X",
+                        "ts": round(offset, 1),
+                        "dur": round(micros, 1),
+                        "pid": 0,
+                        "tid": 0,
+                        "args": {"exec_type": info.exec_type, "call": call},
+                    }
+                )
+                offset += micros
+        path = folder / "openvino_perf_counters.json"
+        path.write_text(json.dumps({"traceEvents": trace}), encoding="utf-8")
+        return RawProfile(
+            "openvino",
+            "OpenVINO performance counters (PERF_COUNT, get_profiling_info)",
+            calls,
+            wall,
+            list(events.values()),
+            path,
+            note="node times are laid end to end in the trace: OpenVINO reports durations, not start times",
+        )
+
     def close(self) -> None:
         self.request = None
         self.model = None
         self.streams = 0
+
+
+def _matmul_model(n: int, int8: bool):
+    """y = a @ W with W constant; with int8, both operands behind FakeQuantize as NNCF quantizes a linear layer."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    a = ops.parameter([n, n], np.float32, name="a")
+    weight = ops.constant(np.random.default_rng(1).standard_normal((n, n), dtype=np.float32))
+    left, right = a, weight
+    if int8:
+
+        def fake_quantize(node, low, high, levels):
+            lo, hi = ops.constant(np.float32(low)), ops.constant(np.float32(high))
+            return ops.fake_quantize(node, lo, hi, lo, hi, levels)
+
+        left = fake_quantize(a, -4.0, 4.0, 256)
+        right = fake_quantize(weight, -4.0, 4.0, 255)
+    return ov.Model([ops.matmul(left, right, False, False)], [a], "peak")
 
 
 ENGINE = Engine(name="openvino", precisions=PRECISIONS, compile=compile_model, runtime=OpenVinoBackend)

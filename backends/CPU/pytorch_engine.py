@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,10 @@ class TorchBackend(RuntimeBackend):
     def _tensors(self, feeds: Feeds):
         import torch
 
-        return [torch.from_numpy(array) for array in declared_feeds(feeds, self.compiled.input_names).values()]
+        tensors = [torch.from_numpy(array) for array in declared_feeds(feeds, self.compiled.input_names).values()]
+        if self.compiled.precision == "BF16":  # a bf16 module wants bf16 images and features; ids stay integers
+            tensors = [t.to(torch.bfloat16) if t.is_floating_point() else t for t in tensors]
+        return tensors
 
     def _run(self, tensors):
         import torch
@@ -94,6 +98,16 @@ class TorchBackend(RuntimeBackend):
     def bind(self, feeds: Feeds) -> Callable[[], object]:
         tensors = self._tensors(feeds)
         return lambda: self._run(tensors)
+
+    def peak_probe(self, precision: str):
+        from core.measure.peak import torch_gemm_probe
+
+        return torch_gemm_probe(precision, max(1, self.config.intra_op_threads // self.instance_count))
+
+    def profile(self, feeds: Feeds, calls: int, folder: Path):
+        from backends.torch_profiler import torch_profile
+
+        return torch_profile("pytorch", self.bind(feeds), calls, folder)
 
     def settings(self) -> dict[str, Any]:
         import torch

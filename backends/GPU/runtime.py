@@ -24,6 +24,7 @@ from backends.GPU.meters import DeviceMemory, DeviceTimer, EnergyMeter
 from backends.GPU.nvml import Nvml
 from core.common.errors import UserError, one_line
 
+GPU_GEMM_SIZE = 8192  # 1.1 TFLOP a call: about 1.4 ms on an H200 at 800 TFLOP/s, long beside a launch
 WARMUP_BEFORE_CAPTURE = 3  # calls on the capture stream first: lazy initialisation must not be captured
 
 
@@ -211,6 +212,60 @@ class GpuRuntime(RuntimeBackend):
             "cuda_graphs": len(self._graphs) if self.compiled.engine == "cuda-graph" else None,
         }
         return {key: value for key, value in settings.items() if value is not None}
+
+    def peak_probe(self, precision: str):
+        """torch.matmul on this device at the precision that ran (TF32 through the math mode load() set);
+        the call ends when the device has finished, so the host clock times the work."""
+        import torch
+
+        from core.measure.peak import PeakProbe
+
+        n = GPU_GEMM_SIZE if self.device.accelerator else 512
+        a = torch.randn(n, n, device=self.device.torch).to(self.dtype)
+        b = torch.randn(n, n, device=self.device.torch).to(self.dtype)
+        set_math_mode(precision)
+
+        def run() -> None:
+            with torch.inference_mode():
+                torch.matmul(a, b)
+            self.device.synchronize()
+
+        return PeakProbe(
+            f"torch {torch.__version__} matmul {n}x{n}x{n} on {self.device.name}", precision, 2.0 * n**3, run
+        )
+
+    def peak_bandwidth(self) -> dict[str, Any] | None:
+        """Device memory: a device-to-device copy of 1 GiB (read and written), cached per device and versions."""
+        if not self.device.accelerator:
+            return None
+        from core.measure.peak import cached, time_probe
+
+        def measure() -> dict[str, Any]:
+            import torch
+
+            elements = 1 << 28  # 1 GiB of float32
+            source = torch.empty(elements, device=self.device.torch)
+            target = torch.empty_like(source)
+
+            def copy() -> None:
+                target.copy_(source)
+                self.device.synchronize()
+
+            rate, calls = time_probe(copy, 2 * elements * 4)
+            return {"GB/s": round(rate / 1e9, 1), "Method": f"device copy of 1 GiB, median of {calls} calls"}
+
+        return cached(
+            {"what": "device copy", "device": self.device.name, "gpu": str(self.device.properties())}, measure
+        )
+
+    def profile(self, feeds: Feeds, calls: int, folder):
+        """torch.profiler with CUDA activities on a device (kernels' device time), CPU ones on the host."""
+        from backends.torch_profiler import torch_profile
+
+        call = self.bind(feeds)
+        return torch_profile(
+            self.compiled.engine, call, calls, folder, cuda=self.device.accelerator, sync=self.device.synchronize
+        )
 
     def close(self) -> None:
         self._graphs.clear()

@@ -90,6 +90,14 @@ class Workload(_Strict):
     engine_options: dict[str, Any] = Field(default_factory=dict)
     data_path: str | None = Field(None, description="dataset file or folder; default: the loader's")
     length_aware: bool = Field(True, description="dataset runs group features by length and trim padding")
+    spec_peak_gflops: dict[Precision, float] | None = Field(
+        None,
+        description="the hardware's spec-sheet peak per precision (GFLOP/s, or GOP/s for INT8), shown "
+        "beside the measured one",
+    )
+    spec_bandwidth_gbs: float | None = Field(None, gt=0, description="the spec sheet's memory bandwidth in GB/s")
+    profile: bool = Field(False, description="after the timed windows, profile a few calls with the engine's profiler")
+    profile_batch_size: int | None = Field(None, ge=1, description="the batch size to profile (default: the first)")
 
     # MLPerf LoadGen scenarios (core/loadgen.py), run after the per-batch-size loop.
     scenario: list[str] | None = Field(
@@ -109,6 +117,14 @@ class Workload(_Strict):
     @classmethod
     def _scenarios(cls, value: Any) -> list[str] | None:
         return None if value is None else scenario_names(value)
+
+    @field_validator("spec_peak_gflops")
+    @classmethod
+    def _positive_peaks(cls, peaks: dict[str, float] | None) -> dict[str, float] | None:
+        for precision, value in (peaks or {}).items():
+            if not value > 0:
+                raise ValueError(f"{precision}: a peak must be a positive number of GFLOP/s, not {value}")
+        return peaks
 
     @field_validator("batch_sizes")
     @classmethod

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from core.reporting.profile_compare import OperatorComparison, compare_operators, operator_table
 from core.reporting.report import RunReport
-from core.reporting.schema import LATENCY_KEYS, QPS, UNJUDGED_KEYS
+from core.reporting.schema import LATENCY_KEYS, QPS, ROOFLINE_KEYS, UNJUDGED_KEYS
 from core.reporting.sections import LoadGenResult
 from core.reporting.significance import ALPHA, Verdict, judge_change
 from core.reporting.tables import Cell, TextTable, fmt
@@ -78,6 +79,7 @@ class Comparison:
     regressions: list[Regression]
     loadgen: list[LoadGenRow] = field(default_factory=list)
     published: list[MetricRow] = field(default_factory=list)  # ours minus a published figure, real weights only
+    operators: OperatorComparison | None = None  # both sides profiled (--profile): time by operator type
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(replace(self, reports=[]))
@@ -211,6 +213,7 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
         regressions,
         loadgen,
         _metric_rows(reports, "against_published"),
+        compare_operators(reports),
     )
 
 
@@ -388,6 +391,8 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
                     ]
                 )
             tables.append(table)
+    if cmp.operators is not None:
+        tables.append(operator_table(cmp.operators, cmp.labels))
     return tables
 
 
@@ -403,6 +408,10 @@ def comparison_notes(cmp: Comparison) -> list[tuple[str, str]]:
                 "samples are judged by the threshold alone",
             )
         )
+    if cmp.operators is not None and cmp.operators.note:
+        notes.append(("", cmp.operators.note))
+    if any(row.number(key) is not None for r in cmp.reports for row in r.performance for key in ROOFLINE_KEYS):
+        notes.append(("", "GFLOP/s, peak share, intensity and roof are derived from QPS: shown, never a regression"))
     if cmp.threshold is not None and not cmp.regressions:
         notes.append(("", f"no regression beyond {cmp.threshold:.1%} against {cmp.labels[0]}"))
     return notes

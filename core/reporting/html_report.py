@@ -20,7 +20,7 @@ from core.common.atomic import atomic_write_text
 from core.common.paths import REPO_ROOT
 from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
 from core.reporting.report import RunReport
-from core.reporting.schema import LATENCY_KEYS, PERF_KEYS, QPS, ROW_KEYS, as_text
+from core.reporting.schema import LATENCY_KEYS, PERF_KEYS, QPS, ROW_KEYS, as_number, as_text
 from core.reporting.sections import GraphCompile, LoadGenResult
 from core.reporting.tables import Cell, TextTable, fmt
 
@@ -402,6 +402,77 @@ def _selection_table(graph_compile: GraphCompile | None) -> str:
     return f"<p>{escape(as_text(selection.reason) or '')}</p>" + table_html(table)
 
 
+def _roofline_plot(plots: Plots, report: RunReport) -> str:
+    """Achieved GFLOP/s per batch size against both roofs: the measured compute peak and bandwidth x intensity."""
+    points = [
+        (bs, row.number("Arithmetic Intensity"), row.number("Achieved GFLOP/s"))
+        for bs, row in report.perf_by_bs.items()
+        if row.number("Arithmetic Intensity") and row.number("Achieved GFLOP/s")
+    ]
+    peak = report.host.peak if report.host and isinstance(report.host.peak, dict) else {}
+    compute = peak.get(report.precision_ran or "") if report.precision_ran else None
+    compute = as_number(compute.get("GFLOP/s")) if isinstance(compute, dict) else None
+    memory = as_number(peak["Memory"].get("GB/s")) if isinstance(peak.get("Memory"), dict) else None
+    if not points or not (compute or memory):
+        return ""
+
+    def draw(ax):
+        xs = [x for _, x, _ in points]
+        low, high = min(xs) / 4, max(xs) * 4
+        if memory:
+            top = compute or memory * high
+            ridge = min(high, top / memory)
+            ax.plot([low, ridge], [memory * low, memory * ridge], color=PLOT_COLORS[1], label=f"memory {memory:g} GB/s")
+        if compute:
+            start = compute / memory if memory else low
+            ax.plot(
+                [max(low, start), high],
+                [compute, compute],
+                color=PLOT_COLORS[2],
+                label=plain(f"{report.precision_ran} peak {compute:g} GFLOP/s"),
+            )
+        ax.scatter(xs, [y for _, _, y in points], color=PLOT_COLORS[0], zorder=3, label="achieved")
+        for bs, x, y in points:
+            ax.annotate(f"bs {bs}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize="small")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity (FLOP per byte: weights and inputs once a call)")
+        ax.set_ylabel("GFLOP/s")
+        ax.grid(True, which="both", alpha=0.3)
+        legend(ax)
+        ax.set_title("Roofline: achieved against the measured roofs")
+
+    return img_html(plots.render(draw), "Roofline")
+
+
+def _profile_tables(profile: Any) -> str:
+    """The Profile section: time by operator type, then the top nodes."""
+    if not isinstance(profile, dict):
+        return ""
+    head = {k: v for k, v in profile.items() if k not in ("Types", "Top Nodes")}
+    out = ["<h2>Where the time went</h2>", _kv_table("Profile", head)]
+    for key, columns in (
+        ("Types", ("Type", "ms per Call", "Share", "Ops per Call", "GFLOP/s", "Engine Ops")),
+        ("Top Nodes", ("Node", "Op", "Type", "ms per Call", "Share")),
+    ):
+        rows = profile.get(key)
+        if not isinstance(rows, list) or not rows:
+            continue
+        table = TextTable(f"{key} (shares of the profiled call)", list(columns), text_columns=1)
+        for row in rows:
+            if isinstance(row, dict):
+                table.rows.append([Cell(_profile_cell(name, row.get(name))) for name in columns])
+        out.append(table_html(table))
+    return "".join(out)
+
+
+def _profile_cell(name: str, value: Any) -> str:
+    number = as_number(value) if not isinstance(value, str) else None
+    if name == "Share" and number is not None:
+        return f"{number:.1%}"
+    return fmt(number) if number is not None else (as_text(value) or "—")
+
+
 def _plots_section(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
     if not any(r.performance for r in reports):
         return "<p>No performance rows in this report.</p>"
@@ -442,6 +513,9 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
         "<h2>Performance</h2>",
         table_html(_perf_table(typed)) if typed.performance else "<p>No performance rows.</p>",
         _plots_section(plots, [typed], [label]),
+        _roofline_plot(plots, typed),
+        _kv_table("Work per sample", report.get("Work")),
+        _profile_tables(report.get("Profile")),
         _loadgen_table(typed),
         _kv_table("LoadGen Accuracy", report.get("LoadGen Accuracy")),
         _kv_table("Compile memory (MB)", typed.compile_memory),

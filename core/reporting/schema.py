@@ -54,6 +54,12 @@ ROW_KEYS = {
     "p90_upper": "P90 Upper 95%",
     "p99_upper": "P99 Upper 95%",
     "tail_backing": "Tail Backing",
+    "achieved_gflops": "Achieved GFLOP/s",
+    "arithmetic_intensity": "Arithmetic Intensity",
+    "roof": "Roof",
+    "roof_gflops": "Roof GFLOP/s",
+    "peak_share": "Peak Share",
+    "spec_peak_share": "Spec Peak Share",
 }
 BS, QPS = ROW_KEYS["bs"], ROW_KEYS["qps"]
 LATENCY_KEYS = tuple(ROW_KEYS[k] for k in ("avg_latency", "p50_latency", "p90_latency", "p99_latency"))
@@ -66,8 +72,12 @@ DEVICE_KEYS = tuple(
     ROW_KEYS[k]
     for k in ("device_avg_latency", "device_p50_latency", "device_p99_latency", "energy_j_per_sample", "avg_power_w")
 )
+# Derived from QPS, the counted work and the measured peaks: how close a row came to what the hardware can do.
+ROOFLINE_KEYS = tuple(
+    ROW_KEYS[k] for k in ("achieved_gflops", "peak_share", "arithmetic_intensity", "roof_gflops", "spec_peak_share")
+)
 # Shown in comparisons, never a regression by themselves.
-UNJUDGED_KEYS = (*MEMORY_KEYS, *DEVICE_KEYS)
+UNJUDGED_KEYS = (*MEMORY_KEYS, *DEVICE_KEYS, *ROOFLINE_KEYS)
 # Every number a performance row may hold, in display order (latencies in ms).
 PERF_KEYS = (
     QPS,
@@ -82,6 +92,7 @@ PERF_KEYS = (
     ROW_KEYS["qps_high"],
     ROW_KEYS["p90_upper"],
     ROW_KEYS["p99_upper"],
+    *ROOFLINE_KEYS,
 )
 
 # Short names for the leaderboard.
@@ -154,6 +165,12 @@ class PerfRow:
     p90_upper: float | None = None  # the true P90 lies below this with 95% confidence; None: too few samples
     p99_upper: float | None = None
     tail_backing: str | None = None  # how many samples a backed P90/P99 would need, when the row has fewer
+    achieved_gflops: float | None = None  # work per sample x QPS (GOP/s for INT8: the same count in int8 ops)
+    arithmetic_intensity: float | None = None  # FLOP per byte moved, at least the weights and inputs once a call
+    roof: str | None = None  # "compute" or "memory": the lower roof at this intensity
+    roof_gflops: float | None = None  # that roof: the measured peak, or bandwidth x intensity
+    peak_share: float | None = None  # achieved / roof, as a fraction
+    spec_peak_share: float | None = None  # achieved / the workload's spec-sheet peak of the precision that ran
     extra: dict[str, Any] = field(default_factory=dict)  # keys we do not model (a vendor's), kept as written
 
     def qps_interval(self) -> tuple[float, float] | None:

@@ -416,6 +416,7 @@ class HostInfo(Section):
         "hostname": "hostname",
         "accelerator": "accelerator",
         "accelerators": "accelerators",
+        "peak": "Peak",
     }
     cpu: str | None = None
     isa: str | None = None
@@ -432,6 +433,8 @@ class HostInfo(Section):
     hostname: str | None = None
     accelerator: str | None = None  # one line: the device that ran, its memory, capability, driver, runtime
     accelerators: dict[str, Any] | None = None  # every visible device, its clocks at start, and which one ran
+    # What the hardware can do, measured (core.measure.peak): {precision: {GFLOP/s, Method}, Memory: {GB/s}, ...}
+    peak: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -24,6 +24,8 @@ FLAGS = {
     "precision": "--precision",
     "scenario": "--scenario",
     "time_budget_minutes": "--time-budget",
+    "profile": "--profile",
+    "profile_batch_size": "--profile-batch-size",
 }
 
 
@@ -40,6 +42,8 @@ class RunOptions:
     debug: bool = False
     scenario: list[str] | None = None  # LoadGen scenarios (overrides the workload's)
     time_budget_minutes: float | None = None  # measuring time shared among the batch sizes (overrides the workload)
+    profile: bool | None = None  # profile a few calls after the timed windows (overrides the workload)
+    profile_batch_size: int | None = None
 
     def overrides(self) -> Overrides:
         """What the command line changes in the workload (applied by core.config.overrides)."""
@@ -63,6 +67,7 @@ class RunContext:
     inputs: ModelInputs | None = None
     loader: Any = None  # the dataset loader the accuracy checks and calibration read
     device_facts: dict[str, Any] | None = None  # an accelerator backend's device, as read at the start
+    roofline: Any = None  # core.run.roofline.Roofline: the work per sample and the peaks, once measured
     batch_sizes: list[int] = field(default_factory=list)
 
     @property

@@ -49,6 +49,7 @@ def measure_batch_sizes(run: RunContext, runtime, progress: RunProgress) -> None
                 + (f" ({clients} clients)" if clients > 1 else "")
                 + (f" (p99 unbacked: a 95% bound needs {samples_needed(0.99)})" if row.unbacked("P99 Latency") else "")
                 + _device_text(row)
+                + roofline_text(row)
                 + (f"; stopped by the {row.stop_reason}" if row.stop_reason == "time budget" else "")
                 + f"; {duration(progress.left())} left"
             )
@@ -70,7 +71,8 @@ def perf_row(run: RunContext, runtime, batch_size: int, policy: MeasurePolicy, t
             calls = instances.calls(run.sample_feeds(batch_size))
             result = measure_clients(calls, policy, batch_size, on_iteration=tick, meters=meters)
         run.report.samples[batch_size] = result.samples_ns  # kept beside the report for later comparisons
-        return replace(result.perf_row(), **perf_memory_fields(peak), **_meter_fields(meters, result))
+        row = replace(result.perf_row(), **perf_memory_fields(peak), **_meter_fields(meters, result))
+        return replace(row, **run.roofline.row_fields(row)) if run.roofline else row
     except (KeyboardInterrupt, Interrupted, UserError):
         raise
     except Exception as err:  # one failing batch size (OOM, engine error) must not end the run
@@ -101,6 +103,14 @@ def _device_text(row: PerfRow) -> str:
     return "; " + ", ".join(parts) if parts else ""
 
 
+def roofline_text(row: PerfRow) -> str:
+    """'; 146 GFLOP/s, 61% of the compute roof': how close the row came, where it could be said."""
+    if row.achieved_gflops is None:
+        return ""
+    share = f", {row.peak_share:.0%} of the {row.roof} roof" if row.peak_share is not None else ""
+    return f"; {fmt(row.achieved_gflops)} GFLOP/s{share}"
+
+
 def _interval(row: PerfRow) -> str:
     """' [1.41-1.66]': the row's 95% QPS interval, where it has one."""
     interval = row.qps_interval()
@@ -116,9 +126,21 @@ DEVICE_COLUMNS = {
 }
 
 
+# How close each row came (core.run.roofline), shown when some row has it.
+ROOFLINE_COLUMNS = {"achieved_gflops": "GFLOP/s", "peak_share": "Peak %", "roof": "Roof"}
+
+
+def _roof_cell(row: PerfRow, name: str) -> str:
+    value = getattr(row, name)
+    if name == "peak_share" and value is not None:
+        return f"{value:.1%}"
+    return value if isinstance(value, str) else fmt(value)
+
+
 def performance_table(title: str, rows: list[PerfRow]) -> TextTable:
     """The end-of-run table: every number whole, whatever the width of the terminal or log."""
     device = [name for name in DEVICE_COLUMNS if any(getattr(row, name) is not None for row in rows)]
+    roof = [name for name in ROOFLINE_COLUMNS if any(getattr(row, name) is not None for row in rows)]
     table = TextTable(
         title,
         [
@@ -133,11 +155,13 @@ def performance_table(title: str, rows: list[PerfRow]) -> TextTable:
             "Iters",
             "RSS MB",
             *(DEVICE_COLUMNS[name] for name in device),
+            *(ROOFLINE_COLUMNS[name] for name in roof),
         ],
         text_columns=0,
     )
     for row in rows:
         measured = [Cell(fmt(getattr(row, name))) for name in device]
+        measured += [Cell(_roof_cell(row, name)) for name in roof]
         if not row.ok:
             table.rows.append(
                 [Cell(str(row.bs)), Cell(row.status, bad=True), *(Cell("—") for _ in range(8)), *measured]

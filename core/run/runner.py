@@ -20,12 +20,14 @@ from core.reporting.report import RunReport
 from core.reporting.sections import HostInfo, Weights
 from core.reporting.tables import print_table
 from core.reporting.writer import write_report
+from core.run import roofline
 from core.run.accuracy import check_accuracy
 from core.run.assets import prepare_assets
 from core.run.compile import compile_model
 from core.run.context import RunContext, RunOptions, make_loader, model_inputs
 from core.run.performance import measure_batch_sizes, performance_table
 from core.run.plan import ACCURACY, LOADGEN, plan_run, replan_after_accuracy, timed_rate
+from core.run.profile import profile_batch_size, profile_run
 
 __all__ = ["RunOptions", "run_task"]
 
@@ -89,6 +91,7 @@ def _stages(run: RunContext, overrides: dict) -> None:
     if run.workload.compile_only:
         _compile_only(run)
         return
+    profiled = profile_batch_size(run)  # a wrong --profile-batch-size is refused before any measuring
     runtime = run.spec.runtime_backend(compiled, run.config)
     had_rate = timed_rate(run)[0] is not None
     progress = plan_run(run)
@@ -99,7 +102,10 @@ def _stages(run: RunContext, overrides: dict) -> None:
                     check_accuracy(run, runtime, on_batch=tick)
                 replan_after_accuracy(run, progress, had_rate)
             if run.workload.test_perf:
+                run.roofline = roofline.prepare(run, runtime)
                 measure_batch_sizes(run, runtime, progress)
+                if profiled is not None:
+                    profile_run(run, runtime, profiled)
             else:
                 run.report.notes.append("test_perf is false: performance not measured")
                 console.info("test_perf is false: skipping the performance section")
