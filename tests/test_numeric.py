@@ -97,7 +97,14 @@ def test_stacked_logits_identical_agree_fully():
     lengths = np.array([2, 8])
     ref = stacked_logits(lengths, seed=1)
     stats = agreement_statistics({"logits": ref}, {"logits": ref.copy()}, lengths)
-    assert stats == {"Normalized Drift": 0.0, "Top-1 Agreement": 1.0, "Non-finite": 0}
+    assert stats == {
+        "Normalized Drift": 0.0,
+        "Top-1 Agreement": 1.0,
+        "Near Ties": 0,
+        "Decisive Rows": 4,
+        "Decisive Agreement": 1.0,
+        "Non-finite": 0,
+    }
 
 
 def test_token_mask_covers_trailing_axes():

@@ -322,3 +322,39 @@ def test_a_peak_is_measured_once_per_host_and_versions(monkeypatch, tmp_path):
     assert second["GFLOP/s"] == first["GFLOP/s"] > 0
     broken = peak.gemm_peak({"engine": "y"}, lambda: (_ for _ in ()).throw(RuntimeError("no int8 here")))
     assert broken["GFLOP/s"] is None and "no int8 here" in broken["Reason"]
+
+
+def test_the_gpu_runtime_measures_its_peak_and_profiles_on_the_device(tmp_path, monkeypatch):
+    """Through the fakes: the matmul probe and the copy end by synchronizing the device; the profile is torch's."""
+    from dataclasses import replace
+
+    from backends import load_backend
+    from backends.base import CompileRequest
+    from backends.GPU.compile import GpuCompileBackend
+    from backends.GPU.nvml import Nvml
+    from backends.GPU.runtime import GpuRuntime, Shared
+    from core.common.paths import state_dir
+    from core.config.registry import load_task
+    from core.model.source import resolve_source
+    from core.run.context import model_inputs
+    from datasets.fake_dataset import fake_inputs
+    from tests.gpu_fakes import FakeCuda, FakeDevice, FakeNvml
+
+    monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path / "home"))
+    task = load_task("tiny-bert-squad")
+    source = resolve_source(task.model, model_file=task.model_file)
+    inputs = model_inputs(task, source)
+    request = CompileRequest(task.model, source, "FP16", [1], state_dir(), lambda bs: fake_inputs(inputs, bs))
+    config = load_backend("GPU").make_config("eager", {"device": "cpu"}, source="test")
+    compiled = GpuCompileBackend(config).compile(replace(request, precision="FP16"))
+    cuda = FakeCuda()
+    runtime = GpuRuntime(compiled, config, shared=Shared.open(FakeDevice(cuda), nvml=Nvml.open(FakeNvml())))
+    runtime.load(1)
+    probe = runtime.peak_probe("FP16")
+    syncs = cuda.device_syncs
+    probe.run()
+    assert cuda.device_syncs == syncs + 1 and probe.flops == 2 * 512**3 and probe.precision == "FP16"
+    bandwidth = runtime.peak_bandwidth()
+    assert bandwidth["GB/s"] > 0 and "device copy" in bandwidth["Method"]
+    raw = runtime.profile(fake_inputs(inputs, 1), 3, tmp_path / "profile")
+    assert raw.calls == 3 and raw.trace.is_file() and any(op_type(e.op) == MATMUL for e in raw.events)

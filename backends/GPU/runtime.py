@@ -220,7 +220,8 @@ class GpuRuntime(RuntimeBackend):
 
         from core.measure.peak import PeakProbe
 
-        n = GPU_GEMM_SIZE if self.device.accelerator else 512
+        on_gpu = self.device.torch.type == "cuda"  # a test's fake device keeps its tensors on the host
+        n = GPU_GEMM_SIZE if on_gpu else 512
         a = torch.randn(n, n, device=self.device.torch).to(self.dtype)
         b = torch.randn(n, n, device=self.device.torch).to(self.dtype)
         set_math_mode(precision)
@@ -243,7 +244,7 @@ class GpuRuntime(RuntimeBackend):
         def measure() -> dict[str, Any]:
             import torch
 
-            elements = 1 << 28  # 1 GiB of float32
+            elements = 1 << 28 if self.device.torch.type == "cuda" else 1 << 20  # 1 GiB of float32 on a GPU
             source = torch.empty(elements, device=self.device.torch)
             target = torch.empty_like(source)
 
@@ -252,7 +253,8 @@ class GpuRuntime(RuntimeBackend):
                 self.device.synchronize()
 
             rate, calls = time_probe(copy, 2 * elements * 4)
-            return {"GB/s": round(rate / 1e9, 1), "Method": f"device copy of 1 GiB, median of {calls} calls"}
+            size = f"{elements * 4 >> 20} MiB"
+            return {"GB/s": round(rate / 1e9, 1), "Method": f"device copy of {size}, median of {calls} calls"}
 
         return cached(
             {"what": "device copy", "device": self.device.name, "gpu": str(self.device.properties())}, measure
@@ -262,9 +264,9 @@ class GpuRuntime(RuntimeBackend):
         """torch.profiler with CUDA activities on a device (kernels' device time), CPU ones on the host."""
         from backends.torch_profiler import torch_profile
 
-        call = self.bind(feeds)
+        on_gpu = self.device.torch.type == "cuda"
         return torch_profile(
-            self.compiled.engine, call, calls, folder, cuda=self.device.accelerator, sync=self.device.synchronize
+            self.compiled.engine, self.bind(feeds), calls, folder, cuda=on_gpu, sync=self.device.synchronize
         )
 
     def close(self) -> None:

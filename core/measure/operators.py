@@ -149,17 +149,3 @@ def normalize(raw: RawProfile, *, batch_size: int, timed_ms: float | None, work_
     if raw.note:
         section["Note"] = raw.note
     return section
-
-
-def type_times(profile: dict[str, Any]) -> dict[str, float]:
-    """Type -> ms per call from a report's Profile section (untrusted: anything malformed is skipped)."""
-    from core.reporting.schema import as_number
-
-    found: dict[str, float] = {}
-    types = profile.get("Types") if isinstance(profile, dict) else None
-    for row in types if isinstance(types, list) else []:
-        if isinstance(row, dict) and isinstance(row.get("Type"), str):
-            value = as_number(row.get("ms per Call"))
-            if value is not None:
-                found[row["Type"]] = value
-    return found

@@ -114,6 +114,13 @@ def compare_outputs(
     return result
 
 
+# A row is a near-tie when the reference's top two lie within TIE_MEDIANS x the median |reference - candidate|
+# at that output. Two positions swap only when their gap is below the sum of their two errors; three medians
+# of |error| is a normal error's 95th percentile, so two of them (6) cover the sum 95% of the time. The median,
+# not a high percentile: a broken candidate's few large errors must not widen their own tolerance.
+TIE_MEDIANS = 6.0
+
+
 def agreement_statistics(
     reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], lengths: np.ndarray | None
 ) -> dict[str, Any]:
@@ -122,11 +129,16 @@ def agreement_statistics(
     "Normalized Drift": mean |reference - candidate| over valid positions divided by the reference's
     standard deviation there. "Top-1 Agreement": the share of rows whose argmax (over valid positions
     for per-token outputs, over classes otherwise) is the same, over every output.
+
+    Flat logits (synthetic weights) put many rows' top two closer together than any precision's rounding:
+    their argmax is noise. "Near Ties" counts rows whose reference top two lie within TIE_MEDIANS x the
+    median difference actually observed at that output; "Decisive Agreement" is the
+    agreement over the other rows ("Decisive Rows"), the ones the reference itself can tell apart.
     """
     ref, cand, nonfinite = _valid_pairs(reference, candidate, lengths, None)
     scale = float(ref.std()) if ref.size else 0.0
     drift = float(np.abs(ref - cand).mean()) / scale if ref.size and scale > 0 else (0.0 if ref.size else None)
-    same = rows = 0
+    same = rows = ties = decisive = decisive_same = 0
     for name in reference:
         r, c = np.asarray(reference[name], dtype=np.float64), np.asarray(candidate[name], dtype=np.float64)
         if r.ndim < 2:
@@ -137,14 +149,48 @@ def agreement_statistics(
             # end position each, never one argmax over both.
             r, c = common_prefix(r, c)
             valid = token_mask(lengths, r.shape)
+            tolerance = _tie_tolerance(r[valid], c[valid])
             r, c = np.where(valid, r, -np.inf), np.where(valid, c, -np.inf)
             r, c = r.reshape(len(r), r.shape[1], -1), c.reshape(len(c), c.shape[1], -1)
             picks_r, picks_c = r.argmax(1), c.argmax(1)
+            gaps = _top_gap(np.moveaxis(r, 1, -1))
         else:
-            picks_r, picks_c = r.reshape(len(r), -1).argmax(1), c.reshape(len(c), -1).argmax(1)
-        same += int(np.count_nonzero(picks_r == picks_c))
+            tolerance = _tie_tolerance(r.ravel(), c.ravel())
+            r, c = r.reshape(len(r), -1), c.reshape(len(c), -1)
+            picks_r, picks_c = r.argmax(1), c.argmax(1)
+            gaps = _top_gap(r)
+        agree = picks_r == picks_c
+        tied = gaps <= tolerance
+        same += int(np.count_nonzero(agree))
         rows += picks_r.size
-    return {"Normalized Drift": drift, "Top-1 Agreement": same / rows if rows else None, "Non-finite": nonfinite}
+        ties += int(np.count_nonzero(tied))
+        decisive += int(np.count_nonzero(~tied))
+        decisive_same += int(np.count_nonzero(agree & ~tied))
+    return {
+        "Normalized Drift": drift,
+        "Top-1 Agreement": same / rows if rows else None,
+        "Near Ties": ties,
+        "Decisive Rows": decisive,
+        "Decisive Agreement": decisive_same / decisive if decisive else None,
+        "Non-finite": nonfinite,
+    }
+
+
+def _tie_tolerance(ref: np.ndarray, cand: np.ndarray) -> float:
+    """TIE_MEDIANS x the median |reference - candidate| at one output (finite pairs only)."""
+    diff = np.abs(ref - cand)
+    diff = diff[np.isfinite(diff)]
+    return TIE_MEDIANS * float(np.median(diff)) if diff.size else 0.0
+
+
+def _top_gap(values: np.ndarray) -> np.ndarray:
+    """Per row (the last axis holds the choices), the reference's best minus its second best; inf with one choice."""
+    finite = np.where(np.isfinite(values), values, -np.inf)
+    if finite.shape[-1] < 2:
+        return np.full(finite.shape[:-1], np.inf)
+    top2 = -np.partition(-finite, 1, axis=-1)[..., :2]
+    gap = top2[..., 0] - top2[..., 1]
+    return np.where(np.isfinite(gap), gap, np.inf)
 
 
 def save_diff_histogram(diffs: np.ndarray, path: Path) -> Path:

@@ -24,6 +24,9 @@ GATE_MAX_FEATURES = 48
 GATE_MAX_FEATURES_METRIC = 256
 DRIFT_BOUND = 0.25
 AGREEMENT_BOUND = 0.80
+# Fewer decisive rows than this and agreement is not judged (drift alone decides): below 10 rows one
+# disagreement moves agreement by more than the 20 points the bound allows.
+MIN_DECISIVE_ROWS = 10
 METRIC_RATIO = 0.99
 
 
@@ -48,7 +51,8 @@ class Gate:
             rule["Reference Metrics"] = {k: round(v, 4) for k, v in self.reference_metrics.items()}
         else:
             rule["Rule"] = (
-                f"normalized drift <= {DRIFT_BOUND}, top-1 agreement >= {AGREEMENT_BOUND:.0%}, no NaN/Inf "
+                f"normalized drift <= {DRIFT_BOUND}, top-1 agreement >= {AGREEMENT_BOUND:.0%} over the decisive "
+                f"rows (near-ties left out; drift alone below {MIN_DECISIVE_ROWS} decisive rows), no NaN/Inf "
                 "(synthetic weights or unlabelled data: the task metric means nothing)"
             )
         return rule
@@ -58,7 +62,8 @@ class Gate:
 
         stats = agreement_statistics(self.reference, outputs, self.features.lengths)
         drift, agreement = stats["Normalized Drift"], stats["Top-1 Agreement"]
-        verdict = Verdict(rounded(drift), rounded(agreement))
+        decisive, rows = stats["Decisive Agreement"], stats["Decisive Rows"]
+        verdict = Verdict(rounded(drift), rounded(agreement), stats["Near Ties"], rows, rounded(decisive))
         problems = []
         if stats["Non-finite"]:
             problems.append(f"{stats['Non-finite']} NaN/Inf outputs")
@@ -73,8 +78,15 @@ class Gate:
         else:
             if drift is None or drift > DRIFT_BOUND:
                 problems.append(f"drift {drift:.3g} > {DRIFT_BOUND}" if drift is not None else "nothing to compare")
-            if agreement is not None and agreement < AGREEMENT_BOUND:
-                problems.append(f"top-1 agreement {agreement:.0%} < {AGREEMENT_BOUND:.0%}")
+            if decisive is not None and rows >= MIN_DECISIVE_ROWS and decisive < AGREEMENT_BOUND:
+                problems.append(
+                    f"top-1 agreement {decisive:.0%} < {AGREEMENT_BOUND:.0%} over {rows} decisive rows"
+                    f" ({stats['Near Ties']} near-ties left out)"
+                )
+            elif agreement is not None and rows < MIN_DECISIVE_ROWS:
+                verdict.note = (
+                    f"only {rows} decisive rows ({stats['Near Ties']} near-ties): agreement not judged, drift alone"
+                )
         verdict.gate = "fail" if problems else "pass"
         verdict.why = "; ".join(problems) or None
         return verdict
@@ -86,9 +98,13 @@ class Verdict:
 
     normalized_drift: float | None
     top1_agreement: float | None
+    near_ties: int | None = None  # rows whose reference top two lie within the observed rounding
+    decisive_rows: int | None = None
+    decisive_agreement: float | None = None  # agreement over the rows the reference can tell apart
     metrics: dict[str, float] | None = None  # the task metrics, when the gate judges by them
     gate: str = "pass"
     why: str | None = None
+    note: str | None = None  # how the verdict was reached, when not by the full rule
 
     @property
     def passed(self) -> bool:

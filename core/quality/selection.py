@@ -172,7 +172,9 @@ def _try(
         outputs, _ = run_features(runtime, gate.features, DATASET_BATCH_SIZE, length_aware=True)
         verdict = gate.judge(outputs)
         row.normalized_drift, row.top1_agreement = verdict.normalized_drift, verdict.top1_agreement
-        row.metrics, row.gate, row.why = verdict.metrics, verdict.gate, verdict.why
+        row.near_ties, row.decisive_rows = verdict.near_ties, verdict.decisive_rows
+        row.decisive_agreement = verdict.decisive_agreement
+        row.metrics, row.gate, row.why = verdict.metrics, verdict.gate, verdict.why or verdict.note
     except (KeyboardInterrupt, Interrupted):
         raise
     except Exception as err:  # a candidate this model or host cannot run must not end the run
@@ -184,7 +186,14 @@ def _try(
             runtime.close()
     shown = f"{row.qps:.4g} QPS" if row.qps is not None else "no timing"
     drift = (
-        f", drift {row.normalized_drift}, agreement {row.top1_agreement}" if row.normalized_drift is not None else ""
+        f", drift {row.normalized_drift}, agreement {row.top1_agreement}"
+        + (
+            f" ({row.decisive_agreement} over {row.decisive_rows} decisive rows, {row.near_ties} near-ties)"
+            if row.near_ties
+            else ""
+        )
+        if row.normalized_drift is not None
+        else ""
     )
     console.info(f"  {candidate.label}: {shown}{drift} -> {row.gate}" + (f" ({row.why})" if row.why else ""))
     return row, compiled

@@ -376,7 +376,15 @@ def _loadgen_table(report: RunReport) -> str:
     return "<h2>LoadGen scenarios</h2>" + table_html(table)
 
 
-SELECTION_COLUMNS = ("QPS", "P50 Latency", "Normalized Drift", "Top-1 Agreement", "Compile Seconds")
+SELECTION_COLUMNS = (
+    "QPS",
+    "P50 Latency",
+    "Normalized Drift",
+    "Top-1 Agreement",
+    "Near Ties",
+    "Decisive Agreement",
+    "Compile Seconds",
+)
 
 
 def _selection_table(graph_compile: GraphCompile | None) -> str:

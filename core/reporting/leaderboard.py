@@ -36,6 +36,7 @@ class Entry:
     accuracy: dict[str, float]
     loadgen: dict[str, LoadGenResult] = field(default_factory=dict)  # scenario -> its LoadGen result
     host: str | None = None  # the processor (or device) it ran on
+    peak_share: dict[int, float] = field(default_factory=dict)  # batch size -> share of the roof (derived)
     report: RunReport | None = field(default=None, repr=False, compare=False)  # the run itself, for the dashboard
 
     @property
@@ -75,6 +76,14 @@ def loadgen_text(loadgen: dict[str, LoadGenResult]) -> str:
     return "; ".join(parts) or "—"
 
 
+def share_text(shares: dict[int, float]) -> str:
+    """'84% at BS 1': the best share of the roof a run reached (derived from its QPS), or a dash."""
+    if not shares:
+        return "—"
+    bs, share = max(shares.items(), key=lambda item: item[1])
+    return f"{share:.0%} at BS {bs}"
+
+
 def _entry(path: Path, report: RunReport) -> Entry:
     # ByteMLPerf reports carry `Execution Date`; the file's time is only the last resort (copies reset it).
     date = (
@@ -96,7 +105,12 @@ def _entry(path: Path, report: RunReport) -> Entry:
         report.quality,
         report.loadgen_by_scenario,
         report.host_device or report.host_cpu,
-        report,
+        report=report,
+        peak_share={
+            bs: share
+            for bs, row in report.perf_by_bs.items()
+            if row.ok and (share := row.number("Peak Share")) is not None
+        },
     )
 
 
@@ -134,6 +148,7 @@ def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
     tables = []
     for group in groups:
         with_loadgen = any(e.loadgen for e in group.entries)  # the column only where some run has scenarios
+        with_share = any(e.peak_share for e in group.entries)
         table = TextTable(
             f"{group.model}: QPS per batch size",
             [
@@ -144,6 +159,7 @@ def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
                 "weights",
                 *(f"BS {bs}" for bs in group.batch_sizes),
                 *(["LoadGen"] if with_loadgen else []),
+                *(["peak share"] if with_share else []),
                 "accuracy",
                 "date",
                 "run",
@@ -175,6 +191,7 @@ def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
                         if with_loadgen
                         else []
                     ),
+                    *([Cell(share_text(e.peak_share))] if with_share else []),
                     Cell(accuracy_text(e.accuracy, e.report.published_differences if e.report else None)),
                     Cell((e.date or "—")[:16].replace("T", " ")),
                     Cell((e.run_id or Path(e.source).name) + status),

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.measure.operators import type_times
 from core.reporting.report import RunReport
 from core.reporting.schema import as_number
 from core.reporting.tables import Cell, TextTable, fmt
@@ -31,6 +30,18 @@ class OperatorComparison:
     rows: list[OperatorRow]
     totals: list[float]
     note: str | None = None
+
+
+def type_times(profile: dict) -> dict[str, float]:
+    """Type -> ms per call from a report's Profile section (untrusted: anything malformed is skipped)."""
+    found: dict[str, float] = {}
+    types = profile.get("Types") if isinstance(profile, dict) else None
+    for row in types if isinstance(types, list) else []:
+        if isinstance(row, dict) and isinstance(row.get("Type"), str):
+            value = as_number(row.get("ms per Call"))
+            if value is not None:
+                found[row["Type"]] = value
+    return found
 
 
 def profiles(reports: Sequence[RunReport]) -> list[dict]:

@@ -78,6 +78,9 @@ class CandidateRow(Section):
         "iterations": "Iterations",
         "normalized_drift": "Normalized Drift",
         "top1_agreement": "Top-1 Agreement",
+        "near_ties": "Near Ties",
+        "decisive_rows": "Decisive Rows",
+        "decisive_agreement": "Decisive Agreement",
         "metrics": "Metrics",
         "gate": "Gate",
         "why": "Why",
@@ -92,6 +95,9 @@ class CandidateRow(Section):
     iterations: int | None = None
     normalized_drift: float | None = None
     top1_agreement: float | None = None
+    near_ties: int | None = None  # rows whose reference top two lie within the candidate's observed rounding
+    decisive_rows: int | None = None
+    decisive_agreement: float | None = None  # top-1 agreement over the other rows: what the gate judges
     metrics: dict[str, float] | None = None
     gate: str | None = None  # "pass", "fail" or "error"
     why: str | None = None
