@@ -36,6 +36,16 @@ def _minutes(text: str) -> float:
     return minutes
 
 
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not (seconds >= 0 and seconds != float("inf")):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds, e.g. 30")
+    return seconds
+
+
 def _precision(text: str) -> str:
     return "auto" if text.lower() == "auto" else text.upper()
 
@@ -135,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
         "'Stop Reason: time budget' (every client still gets one timed call)",
     )
     parser.add_argument(
+        "--min-seconds",
+        "--min_seconds",
+        dest="min_seconds",
+        type=_seconds,
+        metavar="S",
+        help="measure each batch size at least this long (more blocks: a tighter QPS interval on a drifting host)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        "--max_seconds",
+        dest="max_seconds",
+        type=_seconds,
+        metavar="S",
+        help="stop measuring a batch size after this long",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         default=None,
@@ -197,6 +223,8 @@ def _main(args: argparse.Namespace) -> int:
         debug=args.debug,
         scenario=args.scenario,
         time_budget_minutes=args.time_budget_minutes,
+        min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds,
         profile=args.profile,
         profile_batch_size=args.profile_batch_size,
     )

@@ -183,8 +183,19 @@ def test_static_int8_run_calibrates_on_the_dataset(tmp_path):
     report = json.loads(path.read_text())
     assert path.name == "result-int8.json"
     assert report["Graph Compile"]["Compile Precision"] == "INT8"
-    assert "int8 static quantization" in report["Graph Compile"]["Optimizations"]
+    assert any(
+        o.startswith("int8 static QDQ quantization, per channel (calibrated on the dataset")
+        for o in report["Graph Compile"]["Optimizations"]
+    )
     assert report["Performance"][0]["Status"] == "ok"
+
+
+@pytest.mark.parametrize("model, recipe", [("tiny-resnet-imagenet", "static QDQ"), ("tiny-bert-squad", "dynamic")])
+def test_int8_auto_quantizes_convolutions_statically_and_transformers_dynamically(model, recipe):
+    compiled, runtime, inputs = compile_and_load(registry.load_task(model), "onnxruntime", precision="INT8")
+    assert any(o.startswith(f"int8 {recipe} quantization") for o in compiled.optimizations), compiled.optimizations
+    out = runtime.predict(fake_inputs(inputs, 1, seed=3))
+    assert all(np.isfinite(v).all() for v in out.values())
 
 
 def test_bf16_compiles_a_copy_and_leaves_the_reference_module_fp32(task):

@@ -29,7 +29,11 @@ class _Options(BaseModel):
 class OnnxRuntimeOptions(_Options):
     simplify: bool = Field(True, description="simplify the graph with onnxslim when no transformer fusion ran")
     optimize: bool = Field(True, description="onnxruntime transformer optimizer (attention/LayerNorm/Gelu fusion)")
-    int8_mode: Literal["dynamic", "static"] = Field("dynamic", description="how INT8 precision quantizes")
+    int8_mode: Literal["auto", "dynamic", "static"] = Field(
+        "auto",
+        description="how INT8 precision quantizes: auto is static QDQ (calibrated) for convolutional graphs, "
+        "dynamic otherwise, as onnxruntime's quantization guide recommends",
+    )
     io_binding: bool = Field(True, description="bind inputs once, outside the timed call")
     # Off by default: on a shared machine spinning threads fight other load (docs/MEASUREMENTS.md).
     spin: bool = Field(

@@ -53,8 +53,30 @@ def rate_interval(
     calls per concurrent caller: `callers` clients finish calls close together, and a block of two such
     calls would span almost no time and claim an absurd rate.
     """
-    import numpy as np
     from scipy.stats import t
+
+    blocks = _block_rates(completions_ns, items_per_call, max_blocks, callers)
+    if blocks is None:
+        return None
+    rates, mean, variance, drift = blocks
+    spread = math.sqrt(variance / len(rates) + drift * mean**2)
+    half = float(t.ppf((1 + confidence) / 2, len(rates) - 1)) * spread
+    return max(0.0, mean - half), mean + half
+
+
+def rate_drift(
+    completions_ns: Sequence[int], items_per_call: int, max_blocks: int = 10, callers: int = 1
+) -> float | None:
+    """How far the machine's speed moved during the window: the standard deviation the drift adds to a
+    block's rate, relative to the mean rate (0 on a quiet machine; 0.1: blocks scattered ±10% beyond what
+    their own calls explain). None with too few calls to cut blocks."""
+    blocks = _block_rates(completions_ns, items_per_call, max_blocks, callers)
+    return None if blocks is None else math.sqrt(blocks[3])
+
+
+def _block_rates(completions_ns, items_per_call: int, max_blocks: int, callers: int):
+    """(block rates, their mean, their variance, the drift's relative variance), or None (too few calls)."""
+    import numpy as np
 
     # Concurrent clients record completions nearly, not exactly, in order.
     completions = np.sort(np.asarray(completions_ns, dtype=np.float64))
@@ -75,10 +97,7 @@ def rate_interval(
         return None
     rates = np.array(rates)
     mean, variance = float(rates.mean()), float(rates.var(ddof=1))
-    drift = drift_variance(variance / mean**2, float(np.mean(scatter)), len(rates), n)
-    spread = math.sqrt(variance / len(rates) + drift * mean**2)
-    half = float(t.ppf((1 + confidence) / 2, len(rates) - 1)) * spread
-    return max(0.0, mean - half), mean + half
+    return rates, mean, variance, drift_variance(variance / mean**2, float(np.mean(scatter)), len(rates), n)
 
 
 def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:

@@ -32,6 +32,9 @@ def apply_overrides(task: Task, overrides: Overrides) -> Task:
     if not overrides.values:
         return task
     merged = {**task.workload.model_dump(exclude_unset=True), **overrides.values}
+    if "min_seconds" in overrides.values and "max_seconds" not in overrides.values:
+        # "measure at least this long" outranks the file's cap
+        merged["max_seconds"] = max(overrides.values["min_seconds"], task.workload.max_seconds)
     blame = overrides.source or task.workload_file
     try:
         workload = validate(Workload, merged, blame)

@@ -240,7 +240,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise UserError("file is not UTF-8 text", file=path) from None
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
         except json.JSONDecodeError as err:
             raise UserError(f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}", file=path) from None
         except RecursionError:
@@ -250,6 +250,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"expected a mapping of fields at the top level, got {type(data).__name__}", file=path)
     return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:
+    """A JSON object whose keys are unique (json keeps the last of a repeated key, silently)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            shown = printable(key)
+            raise UserError(f"'{shown}' appears twice", file=path, field=shown, fix="keep one of them")
+        found[key] = value
+    return found
 
 
 def _load_yaml(text: str, path: Path) -> Any:
@@ -266,6 +277,23 @@ def _load_yaml(text: str, path: Path) -> Any:
                         f"more than {MAX_YAML_ALIASES} YAML aliases; refusing a possible expansion bomb", file=path
                     )
             return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
+            # YAML says keys are unique, PyYAML keeps the last: a field written twice is a mistake, not a choice.
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise UserError(
+                        f"'{printable(str(key))}' appears twice (lines {seen[key]} and {line})",
+                        file=path,
+                        field=printable(str(key)),
+                        fix="keep one of them",
+                    )
+                if isinstance(key, (str, int, float, bool)):
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
 
     try:
         return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 - a SafeLoader subclass

@@ -124,6 +124,95 @@ def cpu_model() -> str:
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
+# (vendor, family, model) -> microarchitecture, where cloud machines name only the vendor's family ("AMD EPYC").
+MICROARCHITECTURES = {
+    ("AuthenticAMD", 23, 1): "Zen",
+    ("AuthenticAMD", 23, 8): "Zen+",
+    ("AuthenticAMD", 23, 49): "Zen 2",
+    ("AuthenticAMD", 23, 113): "Zen 2",
+    ("AuthenticAMD", 25, 1): "Zen 3",
+    ("AuthenticAMD", 25, 33): "Zen 3",
+    ("AuthenticAMD", 25, 48): "Zen 3",
+    ("AuthenticAMD", 25, 17): "Zen 4",
+    ("AuthenticAMD", 25, 16): "Zen 4",
+    ("AuthenticAMD", 25, 97): "Zen 4",
+    ("AuthenticAMD", 25, 160): "Zen 4c",
+    ("AuthenticAMD", 26, 2): "Zen 5",
+    ("AuthenticAMD", 26, 17): "Zen 5",
+    ("GenuineIntel", 6, 85): "Skylake-SP/Cascade Lake",
+    ("GenuineIntel", 6, 106): "Ice Lake-SP",
+    ("GenuineIntel", 6, 143): "Sapphire Rapids",
+    ("GenuineIntel", 6, 207): "Emerald Rapids",
+    ("GenuineIntel", 6, 173): "Granite Rapids",
+}
+
+
+def _int_field(name: str) -> int | None:
+    value = _cpuinfo_field(name)
+    try:
+        return int(value, 0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _caches() -> dict[str, str]:
+    """L2 and L3 sizes of cpu0 as the kernel reports them (e.g. {"l2": "1024K", "l3": "32768K"})."""
+    found: dict[str, str] = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text(encoding="utf-8").strip()
+            size = (index / "size").read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if level in ("2", "3"):
+            found[f"l{level}"] = size
+    return found
+
+
+def processor_facts() -> dict:
+    """What tells processors apart where the model name does not: vendor, family/model/stepping, microcode,
+    caches, cores and threads, and the frequency where readable (not part of the fingerprint: it moves)."""
+    import psutil
+
+    vendor = _cpuinfo_field("vendor_id")
+    family, model = _int_field("cpu family"), _model_number()
+    facts = {
+        "vendor": vendor,
+        "family": family,
+        "model_number": model,
+        "stepping": _int_field("stepping"),
+        "microcode": _cpuinfo_field("microcode"),
+        **_caches(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "threads": psutil.cpu_count(logical=True),
+        "mhz": round(float(_cpuinfo_field("cpu MHz") or 0)) or None,
+        "microarchitecture": MICROARCHITECTURES.get((vendor, family, model)),
+    }
+    return facts
+
+
+def _model_number() -> int | None:
+    """cpuinfo's 'model' line (not 'model name')."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model":
+                return int(value.strip())
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def processor_line(name: str, facts: dict) -> str:
+    """'AMD EPYC (family 25 model 17, Zen 4)': the model name with what tells same-named processors apart."""
+    if facts.get("family") is None:
+        return name
+    detail = f"family {facts['family']} model {facts.get('model_number')}"
+    if facts.get("microarchitecture"):
+        detail += f", {facts['microarchitecture']}"
+    return f"{name} ({detail})"
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -142,8 +231,12 @@ def memory_gib() -> float | None:
 
 
 def host_info() -> dict:
+    facts = processor_facts()
     return {
         "cpu": cpu_model(),
+        "processor": processor_line(cpu_model(), facts),
+        **facts,
+        "fingerprint": fingerprint_digest(host_fingerprint()),
         **cpu_isa().report_entry(),
         "cores": os.cpu_count(),
         "usable_cores": usable_cores(),
@@ -156,12 +249,22 @@ def host_info() -> dict:
 
 
 def host_fingerprint() -> dict:
-    """What makes a tuning decision valid only on this kind of host: processor, ISA, cores."""
+    """What makes a measurement or a tuning decision valid only on this kind of host: the processor (name,
+    vendor, family/model/stepping, microcode, caches), its ISA and the cores this process may use."""
+    facts = processor_facts()
     return {
         "cpu": cpu_model(),
+        **{key: facts.get(key) for key in ("vendor", "family", "model_number", "stepping", "microcode", "l2", "l3")},
         "flags": sorted(f for f in cpu_isa().flags if f in ISA_FLAGS),
         "usable_cores": usable_cores(),
     }
+
+
+def fingerprint_digest(fingerprint: dict) -> str:
+    """A short digest of a host fingerprint: equal on the same kind of host, different across processors."""
+    from core.common.digest import json_digest
+
+    return json_digest(fingerprint, 12)
 
 
 def software_versions() -> dict[str, str]:

@@ -103,6 +103,12 @@ class Measurement:
 
         return rate_interval(self.completions_ns, self.batch_size, callers=self.clients)
 
+    def drift(self) -> float | None:
+        """How far the machine's speed moved during the window, relative (core.common.statistics.rate_drift)."""
+        from core.common.statistics import rate_drift
+
+        return rate_drift(self.completions_ns, self.batch_size, callers=self.clients)
+
     @property
     def qps(self) -> float:
         return self.batch_size * self.latency.count / self.measured_seconds if self.measured_seconds > 0 else math.nan
@@ -118,6 +124,7 @@ class Measurement:
 
         lat = self.latency
         interval = self.qps_interval()
+        drift = self.drift()
         return PerfRow(
             bs=self.batch_size,
             qps=round(self.qps, 4),
@@ -139,6 +146,7 @@ class Measurement:
             tail_backing=tail_backing(lat.count),
             qps_low=None if interval is None else round(interval[0], 4),
             qps_high=None if interval is None else round(interval[1], 4),
+            drift=None if drift is None else round(drift, 4),
         )
 
 

@@ -104,21 +104,19 @@ _TORCH_FAMILY = {
 
 
 def count_torch(module, feeds: dict[str, np.ndarray]) -> WorkCount:
-    """One forward of `module` on `feeds` (batch size 1) under torch's FLOP counter."""
+    """One forward of `module` on `feeds` (batch size 1), every op counted by torch's own flop formulas."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     _register_cpu_attention()
     tensors = [torch.from_numpy(np.ascontiguousarray(array)) for array in feeds.values()]
-    counter = FlopCounterMode(display=False)
+    counter = _FormulaCounter()
     with torch.inference_mode(), counter:
         module(*tensors)
     by_type: dict[str, float] = {}
-    for op, flops in counter.get_flop_counts().get("Global", {}).items():
-        name = str(getattr(op, "__name__", op)).split(".")[0]
+    for name, flops in counter.counts.items():
         family = _TORCH_FAMILY.get(name, ATTENTION if "attention" in name else MATMUL)
         by_type[family] = by_type.get(family, 0.0) + flops / 1e9
-    total = counter.get_total_flops() / 1e9
+    total = sum(counter.counts.values()) / 1e9
     params = sum(p.numel() * p.element_size() for p in _unique_parameters(module))
     return WorkCount(
         gflop_per_sample=round(total, 4) if total > 0 else None,
@@ -129,6 +127,41 @@ def count_torch(module, feeds: dict[str, np.ndarray]) -> WorkCount:
         parameter_mb=round(params / 1e6, 2) if params else None,
         reason=None if total > 0 else "the counter saw no matrix multiply, convolution or attention",
     )
+
+
+def _counter_class():
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class FormulaCounter(TorchDispatchMode):
+        """FlopCounterMode's formulas without its module tracker, whose autograd hooks fail on modules that
+        build tensors without a gradient function under inference mode (DeBERTa's attention)."""
+
+        def __init__(self):
+            super().__init__()
+            self.counts: dict[str, float] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is None and not isinstance(func, torch._ops.HigherOrderOperator):
+                # A composite op (aten.linear, aten.matmul) counts through the ops it decomposes into.
+                with self:
+                    result = func.decompose(*args, **kwargs)
+                if result is not NotImplemented:
+                    return result
+            out = func(*args, **kwargs)
+            if formula is not None:
+                name = func._overloadpacket.__name__
+                self.counts[name] = self.counts.get(name, 0.0) + float(formula(*args, **kwargs, out_val=out))
+            return out
+
+    return FormulaCounter
+
+
+def _FormulaCounter():  # noqa: N802 - built on first use: torch is imported lazily
+    return _counter_class()()
 
 
 def _unique_parameters(module):

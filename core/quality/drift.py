@@ -115,10 +115,11 @@ def compare_outputs(
 
 
 # A row is a near-tie when the reference's top two lie within TIE_MEDIANS x the median |reference - candidate|
-# at that output. Two positions swap only when their gap is below the sum of their two errors; three medians
-# of |error| is a normal error's 95th percentile, so two of them (6) cover the sum 95% of the time. The median,
-# not a high percentile: a broken candidate's few large errors must not widen their own tolerance.
-TIE_MEDIANS = 6.0
+# at that output. Two positions swap only when their gap is below the difference of their two errors, which
+# for errors of spread s is N(0, 2 s^2): within 1.96 * sqrt(2) * s 95% of the time, and s is the median
+# |error| / 0.6745 (a normal's). About 4.1 medians. The median, not a high percentile: a broken candidate's
+# few large errors must not widen their own tolerance.
+TIE_MEDIANS = 1.96 * 2**0.5 / 0.6745
 
 
 def agreement_statistics(

@@ -19,7 +19,7 @@ IDENTITY_FIELDS = (
     ("dataset", "dataset"),
     ("precision_ran", "precision"),
     ("weights_kind", "weights"),
-    ("host_cpu", "host cpu"),
+    ("host_identity", "host"),
     ("host_device", "device"),
     ("data_percent", "data percent"),
 )
@@ -118,6 +118,15 @@ def _warnings(labels: Sequence[str], reports: Sequence[RunReport]) -> list[str]:
                 f"{label}={fmt(v) if isinstance(v, float) else v or 'unknown'}" for label, v in zip(labels, values)
             )
             warnings.append(f"{name} differs: {shown}")
+    differing = config_differences(reports)
+    if differing:
+        warnings.append(
+            "configuration differs: "
+            + "; ".join(
+                f"{key} (" + ", ".join(f"{label}={_shown_config(v)}" for label, v in zip(labels, values)) + ")"
+                for key, values in differing.items()
+            )
+        )
     for label, r in zip(labels, reports):
         if r.status and r.status != "complete":
             warnings.append(f"{label}: run is {r.status}; its numbers may be partial")
@@ -139,6 +148,38 @@ def _warnings(labels: Sequence[str], reports: Sequence[RunReport]) -> list[str]:
         if missing:
             warnings.append(f"batch size {bs} is missing from {', '.join(missing)}")
     return warnings
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(_flat(inner, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+# Config keys that name or describe a run rather than configure it.
+_NOT_CONFIG = ("workload.description", "model.description", "workload_file", "model.assets", "model.published")
+
+
+def config_differences(reports: Sequence[RunReport]) -> dict[str, list[Any]]:
+    """Every field of the effective configuration (the report's Config: workload, model entry, backend options,
+    command-line overrides) whose value differs between reports that record one."""
+    configs = [r.sections.get("Config") for r in reports]
+    if sum(isinstance(c, dict) for c in configs) < 2:
+        return {}
+    flat = [_flat({k: v for k, v in c.items() if k != "overrides"}) if isinstance(c, dict) else {} for c in configs]
+    keys = list(dict.fromkeys(key for f in flat for key in f))
+    return {
+        key: [f.get(key) for f in flat]
+        for key in keys
+        if not key.startswith(_NOT_CONFIG) and any(not same_value(f.get(key), flat[0].get(key)) for f in flat[1:])
+    }
+
+
+def _shown_config(value: Any) -> str:
+    return "unset" if value is None else str(value)[:40]
 
 
 def _metric_rows(reports: Sequence[RunReport], section: str) -> list[MetricRow]:

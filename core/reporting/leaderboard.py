@@ -104,7 +104,7 @@ def _entry(path: Path, report: RunReport) -> Entry:
         {bs: row.number(QPS) for bs, row in report.perf_by_bs.items() if row.ok and row.number(QPS) is not None},
         report.quality,
         report.loadgen_by_scenario,
-        report.host_device or report.host_cpu,
+        report.host_device or report.host_identity,
         report=report,
         peak_share={
             bs: share

@@ -150,6 +150,18 @@ class RunReport:
         return (as_text(self.host.cpu) if self.host else None) or self.host_info
 
     @property
+    def host_processor(self) -> str | None:
+        """The readable processor line ('AMD EPYC (family 25 model 17, Zen 4)'), else the model name."""
+        return (as_text(self.host.processor) if self.host else None) or self.host_cpu
+
+    @property
+    def host_identity(self) -> str | None:
+        """What makes two runs' hosts the same kind: the fingerprint where the report has one (processors that
+        share a name differ in it), else the processor's name (older reports, ByteMLPerf's)."""
+        fingerprint = as_text(self.host.fingerprint) if self.host else None
+        return f"{self.host_processor} [{fingerprint}]" if fingerprint else self.host_cpu
+
+    @property
     def host_device(self) -> str | None:
         """The accelerator that ran, where one did (its one-line summary)."""
         return as_text(self.host.accelerator) if self.host else None
@@ -207,7 +219,7 @@ class RunReport:
             data["Graph Compile"] = self.graph_compile.to_dict()
         if self.accuracy is not None:
             data["Accuracy"] = self.accuracy.to_dict()
-        data["Performance"] = [row.to_dict() for row in self.performance]
+        data["Performance"] = uniform_rows([row.to_dict() for row in self.performance])
         if self.host is not None:
             data["Host"] = self.host.to_dict()
         if self.weights is not None:
@@ -268,6 +280,14 @@ class RunReport:
 
     def folder(self, out_dir: Path) -> Path:
         return out_dir / self.backend / self.model
+
+
+def uniform_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row with the same keys, in the same order: a value a row could not have is null, and the row says
+    why (`Error` for a failed row, `Tail Backing` for an unbacked bound, `Energy Note`). ByteMLPerf's
+    build_pdf.py takes its table header from the first row's keys."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    return [{key: row.get(key) for key in keys} for row in rows]
 
 
 def _count(value: Any) -> int:

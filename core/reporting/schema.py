@@ -51,6 +51,7 @@ ROW_KEYS = {
     "energy_note": "Energy Note",
     "qps_low": "QPS Low 95%",
     "qps_high": "QPS High 95%",
+    "drift": "Drift",
     "p90_upper": "P90 Upper 95%",
     "p99_upper": "P99 Upper 95%",
     "tail_backing": "Tail Backing",
@@ -162,6 +163,8 @@ class PerfRow:
     energy_note: str | None = None  # why there is no energy figure, on a device that could have one
     qps_low: float | None = None  # 95% interval of the QPS: batch means over the timed window, plus its drift
     qps_high: float | None = None
+    # How far the machine's speed moved during the window beyond the calls' own scatter (relative; 0: quiet)
+    drift: float | None = None
     p90_upper: float | None = None  # the true P90 lies below this with 95% confidence; None: too few samples
     p99_upper: float | None = None
     tail_backing: str | None = None  # how many samples a backed P90/P99 would need, when the row has fewer

@@ -408,6 +408,19 @@ class HostInfo(Section):
 
     KEYS: ClassVar[dict[str, str]] = {
         "cpu": "cpu",
+        "processor": "processor",
+        "vendor": "vendor",
+        "family": "family",
+        "model_number": "model_number",
+        "stepping": "stepping",
+        "microcode": "microcode",
+        "l2": "l2",
+        "l3": "l3",
+        "physical_cores": "physical_cores",
+        "threads": "threads",
+        "mhz": "mhz",
+        "microarchitecture": "microarchitecture",
+        "fingerprint": "fingerprint",
         "isa": "isa",
         "summary": "summary",
         "bf16": "bf16",
@@ -425,6 +438,19 @@ class HostInfo(Section):
         "peak": "Peak",
     }
     cpu: str | None = None
+    processor: str | None = None  # the model name with family/model and microarchitecture: "AMD EPYC (family 25 …)"
+    vendor: str | None = None
+    family: int | None = None
+    model_number: int | None = None
+    stepping: int | None = None
+    microcode: str | None = None
+    l2: str | None = None
+    l3: str | None = None
+    physical_cores: int | None = None
+    threads: int | None = None
+    mhz: int | None = None
+    microarchitecture: str | None = None
+    fingerprint: str | None = None  # digest of what makes two hosts the same kind (core.measure.host)
     isa: str | None = None
     summary: str | None = None
     bf16: bool | None = None

@@ -129,11 +129,13 @@ def _select(run: RunContext, candidates, request: CompileRequest):
 
 def gate_loader(task, inputs, loader, limit: int):
     """The accuracy gate's sample: the dataset when small, else a deterministic share of it;
-    generated inputs without one."""
+    generated inputs without one. It does not depend on the accuracy switches: a run that checks no
+    accuracy still chooses among candidates by the gate."""
     if not task.model.dataset_name:  # generated inputs: the numeric check's own loader when there is one
         from datasets.fake_dataset import FakeDataset
 
         return loader or FakeDataset(DatasetRequest(model=inputs, seed=task.workload.seed))
+    loader = loader or make_loader(task, inputs)
     count = len(loader.load())
     if count <= limit:
         return loader

@@ -24,6 +24,8 @@ FLAGS = {
     "precision": "--precision",
     "scenario": "--scenario",
     "time_budget_minutes": "--time-budget",
+    "min_seconds": "--min-seconds",
+    "max_seconds": "--max-seconds",
     "profile": "--profile",
     "profile_batch_size": "--profile-batch-size",
 }
@@ -42,6 +44,8 @@ class RunOptions:
     debug: bool = False
     scenario: list[str] | None = None  # LoadGen scenarios (overrides the workload's)
     time_budget_minutes: float | None = None  # measuring time shared among the batch sizes (overrides the workload)
+    min_seconds: float | None = None  # each batch size's window at least / at most this long (override the workload)
+    max_seconds: float | None = None
     profile: bool | None = None  # profile a few calls after the timed windows (overrides the workload)
     profile_batch_size: int | None = None
 

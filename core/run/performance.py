@@ -50,6 +50,7 @@ def measure_batch_sizes(run: RunContext, runtime, progress: RunProgress) -> None
                 + (f" (p99 unbacked: a 95% bound needs {samples_needed(0.99)})" if row.unbacked("P99 Latency") else "")
                 + _device_text(row)
                 + roofline_text(row)
+                + drift_text(row)
                 + (f"; stopped by the {row.stop_reason}" if row.stop_reason == "time budget" else "")
                 + f"; {duration(progress.left())} left"
             )
@@ -101,6 +102,20 @@ def _device_text(row: PerfRow) -> str:
     if row.energy_j_per_sample is not None:
         parts.append(f"{fmt(row.energy_j_per_sample)} J/sample at {fmt(row.avg_power_w)} W")
     return "; " + ", ".join(parts) if parts else ""
+
+
+# Below this the drift is reported in the row but not announced: a few percent is an ordinary shared host.
+DRIFT_NOTICE = 0.05
+
+
+def drift_text(row: PerfRow) -> str:
+    """Why an interval is wide: the machine's speed moved during the window (another process, a throttle)."""
+    if row.drift is None or row.drift < DRIFT_NOTICE:
+        return ""
+    return (
+        f"; the machine's speed moved ±{row.drift:.0%} during this window beyond the calls' own scatter "
+        "(another process?), which widens the interval: rerun on a quiet machine, or --min-seconds for more blocks"
+    )
 
 
 def roofline_text(row: PerfRow) -> str:
