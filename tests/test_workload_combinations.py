@@ -54,7 +54,9 @@ def cases(draw):
     return hardware, workload, flags, draw(st.sampled_from(HOSTS))
 
 
-@settings(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(case=cases())
 def test_every_workload_runs_or_is_refused_in_one_line(case, capsys, tmp_path_factory):
     hardware, workload, flags, cpu_flags = case
