@@ -61,19 +61,19 @@ def labels(engine: str, precision: str, flags: str, monkeypatch) -> list[str]:
     return [c.label for c in compiler.candidates(request_for("tiny-bert-squad", precision))]
 
 
-def test_candidates_follow_the_host(monkeypatch):
-    assert labels("auto", "auto", AVX2, monkeypatch) == ["onnxruntime FP32", "openvino FP32", "pytorch FP32"]
+def test_candidates_follow_the_host_likely_fastest_first(monkeypatch):
+    assert labels("auto", "auto", AVX2, monkeypatch) == ["openvino FP32", "onnxruntime FP32", "pytorch FP32"]
     assert labels("auto", "auto", AMX, monkeypatch) == [
-        "onnxruntime FP32",
-        "onnxruntime INT8",
-        "openvino FP32",
-        "openvino BF16",
         "openvino INT8",
-        "pytorch FP32",
+        "onnxruntime INT8",
+        "openvino BF16",
         "pytorch BF16",
+        "openvino FP32",
+        "onnxruntime FP32",
+        "pytorch FP32",
     ]
-    assert labels("openvino", "auto", AVX512, monkeypatch) == ["openvino FP32", "openvino BF16", "openvino INT8"]
-    assert labels("auto", "FP32", AMX, monkeypatch) == ["onnxruntime FP32", "openvino FP32", "pytorch FP32"]
+    assert labels("openvino", "auto", AVX512, monkeypatch) == ["openvino INT8", "openvino BF16", "openvino FP32"]
+    assert labels("auto", "FP32", AMX, monkeypatch) == ["openvino FP32", "onnxruntime FP32", "pytorch FP32"]
     assert labels("pytorch", "BF16", AMX, monkeypatch) == ["pytorch BF16"]
     # INT8 without VNNI still runs when pinned (AVX2 has int8 kernels); auto just does not try it.
     assert labels("onnxruntime", "INT8", AVX2, monkeypatch) == ["onnxruntime INT8"]
@@ -156,14 +156,14 @@ def fast_tuning(monkeypatch, tmp_path):
     monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path))
 
 
-def run_select(candidates, compiled, gates: list, compiles: list | None = None):
+def run_select(candidates, compiled, gates: list, compiles: list | None = None, budget_seconds=None):
     rng = np.random.default_rng(1)
     lengths = rng.integers(4, SEQ, size=12)
     ids = np.where(np.arange(SEQ)[None, :] < lengths[:, None], rng.integers(1, 100, size=(12, SEQ)), 0)
     features = Features(inputs={"ids": ids}, lengths=lengths)
 
-    def make_gate():
-        gates.append(1)
+    def make_gate(seconds_per_sample):
+        gates.append(seconds_per_sample)
         return accuracy_gate.make_gate(
             features, true_outputs(features.inputs), "fake reference", evaluate=None, synthetic=True
         )
@@ -177,6 +177,7 @@ def run_select(candidates, compiled, gates: list, compiles: list | None = None):
         feeds={"ids": ids[:1]},
         make_gate=make_gate,
         cache_payload={"source": "s"},
+        budget_seconds=budget_seconds,
     )
 
 
@@ -189,8 +190,10 @@ def test_the_gate_rejects_a_fast_corrupted_candidate(fast_tuning):
     assert selection.candidate.label == "slow FP32"
     assert rows["fast INT8"].gate == "fail" and rows["fast INT8"].qps > rows["slow FP32"].qps
     assert "drift" in rows["fast INT8"].why and rows["slow FP32"].chosen and not rows["fast INT8"].chosen
-    assert rows["slower BF16"].gate == "pass" and rows["slow FP32"].normalized_drift == 0
-    assert "fastest of 2 candidates that passed" in selection.section.reason
+    assert rows["slower BF16"].gate == "dropped" and rows["slow FP32"].normalized_drift == 0
+    assert rows["slower BF16"].why.startswith("slower than slow FP32 after ")
+    assert rows["slower BF16"].normalized_drift is None  # dropped before its gate sample ran
+    assert "fastest of 1 candidates that passed the accuracy gate (3 tried)" in selection.section.reason
 
 
 def test_each_candidate_is_compiled_once_and_the_winner_is_not_compiled_again(fast_tuning):
@@ -282,3 +285,49 @@ def test_the_gate_of_a_model_without_a_dataset_uses_generated_inputs():
     assert gate_loader(task, inputs, numeric_loader, accuracy_gate.GATE_MAX_FEATURES) is numeric_loader
     generated = gate_loader(task, inputs, None, accuracy_gate.GATE_MAX_FEATURES)
     assert generated.name == "fake_dataset" and len(generated.load()) > 0
+
+
+def test_dropping_slow_candidates_early_chooses_what_full_timing_chooses(fast_tuning, monkeypatch):
+    specs = {"a INT8": (0.004, False), "b BF16": (0.002, False), "c FP32": (0.02, False), "d FP32": (0.03, False)}
+    candidates, compiled = fake_candidates(specs)
+    gates: list = []
+    early = run_select(candidates, compiled, gates)
+    rows = {r.label: r for r in early.section.candidates}
+    assert [rows[label].gate for label in specs] == ["pass", "pass", "dropped", "dropped"]
+    assert "slower than b BF16" in rows["c FP32"].why
+    monkeypatch.setattr(tuning, "DROP_RATIO", float("inf"))  # full timing and a gate for every candidate
+    monkeypatch.setenv("PERFBENCH_HOME", str(state_dir() / "full"))
+    full = run_select(candidates, compiled, gates)
+    assert full.candidate.label == early.candidate.label == "b BF16"
+    assert all(r.gate == "pass" for r in full.section.candidates)
+    # the gate was sized once per tuning, from the first candidate's seconds per sample
+    assert len(gates) == 2 and all(0 < seconds < 0.1 for seconds in gates)
+
+
+def test_the_estimate_is_said_after_the_first_candidate(fast_tuning, monkeypatch):
+    said: list[str] = []
+    monkeypatch.setattr(tuning.console, "info", said.append)
+    candidates, compiled = fake_candidates({"a FP32": (0.0, False), "b BF16": (0.0, False), "c INT8": (0.0, False)})
+    run_select(candidates, compiled, [])
+    first = next(i for i, line in enumerate(said) if line.startswith("  a FP32:"))
+    assert said[first + 1].startswith("tuning: ~") and said[first + 1].endswith("left for 2 more candidates")
+    assert not any(line.startswith("  b BF16:") for line in said[: first + 1])
+
+
+def test_a_tuning_budget_skips_the_rest_once_one_passed(fast_tuning):
+    candidates, compiled = fake_candidates({"a FP32": (0.01, False), "b BF16": (0.0, False), "c INT8": (0.0, False)})
+    selection = run_select(candidates, compiled, [], budget_seconds=1e-6)
+    rows = {r.label: r for r in selection.section.candidates}
+    assert rows["a FP32"].gate == "pass" and selection.candidate.label == "a FP32"
+    assert rows["b BF16"].gate == rows["c INT8"].gate == "skipped" and "tuning budget" in rows["b BF16"].why
+    # nothing passed yet: the budget does not stop the search
+    candidates, compiled = fake_candidates({"x FP32": (0.0, True), "y FP32": (0.0, False)})
+    assert run_select(candidates, compiled, [], budget_seconds=1e-6).candidate.label == "y FP32"
+
+
+@pytest.mark.parametrize(
+    "seconds, count", [(0.001, accuracy_gate.GATE_MAX_FEATURES), (5.0, accuracy_gate.GATE_MIN_FEATURES), (1.0, 20)]
+)
+def test_the_synthetic_gate_sample_fits_its_time(seconds, count):
+    assert accuracy_gate.gate_features(True, seconds)[0] == count
+    assert accuracy_gate.gate_features(False, seconds)[0] == accuracy_gate.GATE_MAX_FEATURES_METRIC

@@ -82,6 +82,11 @@ class Workload(_Strict):
         gt=0,
         description="share this many minutes of measuring among the batch sizes (each still gets one call per client)",
     )
+    tuning_budget_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="at most this many minutes choosing the engine (default: half of time_budget_minutes, else none)",
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and torch take 32-bit seeds")
     precision: RunPrecision | None = Field(
         None, description="compile precision, or auto (the default): the fastest that passes the accuracy gate"

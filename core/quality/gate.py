@@ -22,6 +22,11 @@ from datasets.base import Features
 # bound is not one flipped answer (256 features ~ 240 SQuAD questions: one flip is 0.4%).
 GATE_MAX_FEATURES = 48
 GATE_MAX_FEATURES_METRIC = 256
+# The synthetic rule's sample is sized by time: GATE_SECONDS of the candidate's calls, between these. The drift
+# is a mean over every value of the sample (thousands per feature), steady on a few features; agreement needs
+# MIN_DECISIVE_ROWS rows, which 8 QA features give with a start and an end pick each.
+GATE_MIN_FEATURES = 8
+GATE_SECONDS = 20.0
 DRIFT_BOUND = 0.25
 AGREEMENT_BOUND = 0.80
 # Fewer decisive rows than this and agreement is not judged (drift alone decides): below 10 rows one
@@ -39,6 +44,7 @@ class Gate:
     reference_label: str
     evaluate: Callable[[dict[str, np.ndarray]], dict[str, Any]] | None = None
     reference_metrics: dict[str, float] = field(default_factory=dict)
+    sample_note: str | None = None  # why the sample has the features it has (sized by time)
 
     @property
     def by_metric(self) -> bool:
@@ -46,6 +52,8 @@ class Gate:
 
     def rule(self) -> dict[str, Any]:
         rule: dict[str, Any] = {"Reference": self.reference_label, "Features": len(self.features)}
+        if self.sample_note:
+            rule["Sample"] = self.sample_note
         if self.by_metric:
             rule["Rule"] = f"every task metric >= {METRIC_RATIO:.0%} of the reference's (MLPerf's 99% rule)"
             rule["Reference Metrics"] = {k: round(v, 4) for k, v in self.reference_metrics.items()}
@@ -116,6 +124,19 @@ def quality_of(evaluation: dict[str, Any]) -> dict[str, float]:
     from core.reporting.sections import Accuracy
 
     return Accuracy.from_dict(evaluation).quality()
+
+
+def gate_features(synthetic: bool, seconds_per_sample: float) -> tuple[int, str]:
+    """How many features the gate judges, and why: the task metric's sample is fixed (its 1% bound must not be
+    one flipped answer); the synthetic rule's fits GATE_SECONDS of the first candidate's speed."""
+    if not synthetic:
+        return GATE_MAX_FEATURES_METRIC, f"up to {GATE_MAX_FEATURES_METRIC}: the task metric's 1% bound"
+    fits = int(GATE_SECONDS / seconds_per_sample) if seconds_per_sample > 0 else GATE_MAX_FEATURES
+    count = max(GATE_MIN_FEATURES, min(GATE_MAX_FEATURES, fits))
+    return count, (
+        f"{count}: what {GATE_SECONDS:g} s of the first candidate's calls run "
+        f"({seconds_per_sample:.3g} s a sample), between {GATE_MIN_FEATURES} and {GATE_MAX_FEATURES}"
+    )
 
 
 def make_gate(

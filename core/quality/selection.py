@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 TUNING_POLICY = MeasurePolicy(
     warmup_iterations=2, warmup_seconds=3.0, min_iterations=5, min_seconds=1.0, max_seconds=3.0
 )
+# A candidate whose brief timing is this much slower than the fastest one that already passed is dropped
+# before its gate sample runs (successive halving): the ranking it would lose is clear beyond the timing's noise
+# (brief windows on a shared host scatter by up to ~20%, docs/MEASUREMENTS.md).
+DROP_RATIO = 1.25
 
 
 @dataclass
@@ -83,10 +87,16 @@ def select(
     make_runtime: Callable[[CompiledModel, Any], RuntimeBackend],
     batch_size: int,
     feeds: Feeds,
-    make_gate: Callable[[], Gate],
+    make_gate: Callable[[float], Gate],
     cache_payload: dict[str, Any],
+    budget_seconds: float | None = None,
 ) -> Selection:
-    """The fastest candidate that passes the gate, from the decision cache when this host decided before."""
+    """The fastest candidate that passes the gate, from the decision cache when this host decided before.
+
+    Candidates come in the order the backend expects fastest first. One clearly slower than the fastest
+    that already passed (DROP_RATIO) is dropped before its gate sample; past `budget_seconds` the rest are
+    skipped once one has passed. `make_gate(seconds per sample)` builds the gate when the first candidate's
+    speed is known, so the sample fits the time. The estimate of what is left is said after each candidate."""
     from core.reporting.report import now_iso
 
     by_label = {c.label: c for c in candidates}
@@ -109,16 +119,42 @@ def select(
         f"choosing among {len(candidates)} candidates at batch size {batch_size}: "
         + ", ".join(by_label)
         + " (timing each briefly, then the accuracy gate)"
+        + (f"; tuning budget {budget_seconds / 60:.3g} min" if budget_seconds else "")
     )
     started = time.perf_counter()
-    gate = make_gate()
+    gate: Gate | None = None
+    reference_seconds = 0.0
+
+    def gate_for(seconds_per_sample: float) -> Gate:
+        nonlocal gate, reference_seconds
+        if gate is None:  # sized by the first candidate's speed: the gate sample is what costs on heavy models
+            t0 = time.perf_counter()
+            gate = make_gate(seconds_per_sample)
+            reference_seconds = time.perf_counter() - t0  # once: not part of what a candidate costs
+        return gate
+
     rows: list[CandidateRow] = []
-    fastest: tuple[float, CompiledModel] | None = None  # kept, so the winner is not compiled twice
-    for candidate in candidates:
-        row, compiled = _try(candidate, compile_candidate, make_runtime, batch_size, feeds, gate)
+    spent: list[float] = []  # each tried candidate's seconds, for the estimate of the rest
+    fastest: tuple[float, str, CompiledModel] | None = None  # kept, so the winner is not compiled twice
+    for i, candidate in enumerate(candidates):
+        elapsed = time.perf_counter() - started
+        if budget_seconds and elapsed > budget_seconds and fastest is not None:
+            rows.append(_skipped(candidate, f"tuning budget of {budget_seconds / 60:.3g} min spent"))
+            continue
+        t0 = time.perf_counter()
+        best = (fastest[0], fastest[1]) if fastest else None
+        before = reference_seconds
+        row, compiled = _try(candidate, compile_candidate, make_runtime, batch_size, feeds, gate_for, best)
+        spent.append(time.perf_counter() - t0 - (reference_seconds - before))
         rows.append(row)
         if row.passed and (fastest is None or row.qps > fastest[0]):
-            fastest = (row.qps, compiled)  # the previous fastest is released
+            fastest = (row.qps, row.label, compiled)  # the previous fastest is released
+        left = len(candidates) - i - 1
+        if left:
+            estimate = sum(spent) / len(spent) * left
+            if budget_seconds:
+                estimate = min(estimate, max(0.0, budget_seconds - (time.perf_counter() - started)))
+            console.info(f"tuning: ~{_minutes(estimate)} left for {left} more candidates")
     passing = [row for row in rows if row.passed]
     if not passing:
         reasons = "; ".join(f"{row.label}: {row.why or row.gate}" for row in rows)
@@ -131,7 +167,8 @@ def select(
     chosen = by_label[best.label]
     runner_up = max((row for row in passing if row is not best), key=lambda row: row.qps, default=None)
     reason = (
-        f"fastest of {len(passing)} candidates that passed the accuracy gate ({len(rows)} tried) at batch size "
+        f"fastest of {len(passing)} candidates that passed the accuracy gate "
+        f"({sum(row.gate != 'skipped' for row in rows)} tried) at batch size "
         f"{batch_size}: {best.qps:.4g} QPS" + (f", next {runner_up.label} {runner_up.qps:.4g} QPS" if runner_up else "")
     )
     for row in rows:
@@ -142,21 +179,38 @@ def select(
         reason=reason,
         batch_size=batch_size,
         tuning_seconds=round(time.perf_counter() - started, 1),
-        timing="brief: warm-up, then at least 5 calls and 1 s (at most 3 s) per candidate",
+        timing="brief: warm-up, then at least 5 calls and 1 s (at most 3 s) per candidate; dropped before the gate "
+        f"when {DROP_RATIO:g}x slower than the fastest that passed",
         gate=gate.rule(),
         candidates=rows,
     )
     _write_decision(path, decision)
     console.info(f"engine: {chosen.label}, {reason}")
     decision.decision = "tuned in this run"
-    return Selection(chosen, fastest[1], decision)
+    return Selection(chosen, fastest[2], decision)
+
+
+def _skipped(candidate: Candidate, why: str) -> CandidateRow:
+    row = CandidateRow(engine=candidate.engine, precision=candidate.precision, gate="skipped", why=why)
+    console.info(f"  {candidate.label}: skipped ({why})")
+    return row
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _try(
-    candidate: Candidate, compile_candidate, make_runtime, batch_size: int, feeds: Feeds, gate: Gate
+    candidate: Candidate,
+    compile_candidate,
+    make_runtime,
+    batch_size: int,
+    feeds: Feeds,
+    gate_for: Callable[[float], Gate],
+    best: tuple[float, str] | None,
 ) -> tuple[CandidateRow, CompiledModel | None]:
-    """One candidate's row and what it compiled: compile, brief timing, gate. A failing candidate is
-    recorded, not fatal."""
+    """One candidate's row and what it compiled: compile, brief timing, then the gate unless it is clearly
+    slower than `best` (the fastest that passed: QPS and label). A failing candidate is recorded, not fatal."""
     row = CandidateRow(engine=candidate.engine, precision=candidate.precision)
     runtime = compiled = None
     try:
@@ -169,12 +223,17 @@ def _try(
         result = measure(runtime.bind(feeds), TUNING_POLICY, batch_size)
         row.qps, row.p50_latency = round(result.qps, 4), round(result.latency.p50, 4)
         row.iterations = result.latency.count
-        outputs, _ = run_features(runtime, gate.features, DATASET_BATCH_SIZE, length_aware=True)
-        verdict = gate.judge(outputs)
-        row.normalized_drift, row.top1_agreement = verdict.normalized_drift, verdict.top1_agreement
-        row.near_ties, row.decisive_rows = verdict.near_ties, verdict.decisive_rows
-        row.decisive_agreement = verdict.decisive_agreement
-        row.metrics, row.gate, row.why = verdict.metrics, verdict.gate, verdict.why or verdict.note
+        if best is not None and result.qps * DROP_RATIO < best[0]:
+            row.gate = "dropped"
+            row.why = f"slower than {best[1]} after {result.latency.count} calls ({row.qps:.4g} vs {best[0]:.4g} QPS)"
+        else:
+            gate = gate_for(1.0 / result.qps if result.qps > 0 else float("inf"))
+            outputs, _ = run_features(runtime, gate.features, DATASET_BATCH_SIZE, length_aware=True)
+            verdict = gate.judge(outputs)
+            row.normalized_drift, row.top1_agreement = verdict.normalized_drift, verdict.top1_agreement
+            row.near_ties, row.decisive_rows = verdict.near_ties, verdict.decisive_rows
+            row.decisive_agreement = verdict.decisive_agreement
+            row.metrics, row.gate, row.why = verdict.metrics, verdict.gate, verdict.why or verdict.note
     except (KeyboardInterrupt, Interrupted):
         raise
     except Exception as err:  # a candidate this model or host cannot run must not end the run

@@ -92,15 +92,21 @@ def _select(run: RunContext, candidates, request: CompileRequest):
 
     task, source = run.task, run.source
 
-    def make_gate() -> gate.Gate:
-        limit = gate.GATE_MAX_FEATURES if source.synthetic else gate.GATE_MAX_FEATURES_METRIC
+    def make_gate(seconds_per_sample: float) -> gate.Gate:
+        limit, why = gate.gate_features(source.synthetic, seconds_per_sample)
         gate_sample = gate_loader(task, run.inputs, run.loader, limit)
         features = gate_sample.load()
+        if not task.model.dataset_name and len(features) > limit:  # generated inputs: what the time allows
+            features = replace(
+                features, inputs={k: v[:limit] for k, v in features.inputs.items()}, lengths=features.lengths[:limit]
+            )
         reference = reference_outputs(task.model, source, features, request.sample_feeds)
         tokenizer = (features.provenance or gate_sample.provenance()).get("tokenizer") or {}
         evaluate = gate_sample.evaluate if task.model.dataset_name else None
         synthetic = not accuracy_meaningful(source, tokenizer)
-        return gate.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=synthetic)
+        made = gate.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=synthetic)
+        made.sample_note = why
+        return made
 
     workload = task.workload
     data = {
@@ -124,7 +130,22 @@ def _select(run: RunContext, candidates, request: CompileRequest):
             # A GPU's decision holds for its model, driver and runtime (the host's CPU is keyed anyway).
             "device": run.spec.device_fingerprint(run.device_facts) if run.device_facts else None,
         },
+        budget_seconds=tuning_budget(workload),
     )
+
+
+# Under --time-budget without a tuning budget of its own, choosing the engine may take up to this share of it.
+TUNING_SHARE = 0.5
+
+
+def tuning_budget(workload) -> float | None:
+    """Seconds choosing the engine may take: the workload's tuning_budget_minutes, else a share of its
+    time budget, else no limit."""
+    if workload.tuning_budget_minutes:
+        return workload.tuning_budget_minutes * 60
+    if workload.time_budget_minutes:
+        return workload.time_budget_minutes * 60 * TUNING_SHARE
+    return None
 
 
 def gate_loader(task, inputs, loader, limit: int):

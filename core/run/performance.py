@@ -15,7 +15,7 @@ from core.measure.timing import MeasurePolicy, measure_clients
 from core.reporting.schema import PerfRow
 from core.reporting.tables import Cell, TextTable, fmt
 from core.run.context import RunContext
-from core.run.plan import batch_stage, performance_estimates, timed_rate
+from core.run.plan import batch_stage, measuring_budget, performance_estimates, timed_rate
 from core.run.progress import RunProgress, duration
 
 
@@ -23,7 +23,7 @@ def measure_batch_sizes(run: RunContext, runtime, progress: RunProgress) -> None
     """Every batch size in turn; under a time budget each gets an equal share of what is left of it."""
     policy = MeasurePolicy.from_workload(run.workload)
     clients = run.workload.clients
-    budget = (run.workload.time_budget_minutes or 0) * 60
+    budget = measuring_budget(run)
     rate = timed_rate(run)[0]
     started = time.monotonic()
     for i, batch_size in enumerate(run.batch_sizes):

@@ -29,6 +29,22 @@ def timed_rate(run: RunContext) -> tuple[float | None, str]:
     return None, "nothing timed yet, so the workload's caps"
 
 
+def tuning_seconds(run: RunContext) -> float:
+    """What choosing the engine took in this run (0 when the decision came from the cache)."""
+    compiled = run.report.graph_compile
+    selection = compiled.engine_selection if compiled else None
+    if selection is None or selection.decision != "tuned in this run" or not selection.tuning_seconds:
+        return 0.0
+    return float(selection.tuning_seconds)
+
+
+def measuring_budget(run: RunContext) -> float:
+    """Seconds of --time-budget left for measuring once the engine is chosen (0: no budget). The budget covers
+    tuning too; measuring keeps at least a tenth of it, so every batch size still gets its calls."""
+    budget = (run.workload.time_budget_minutes or 0) * 60
+    return max(budget * 0.1, budget - tuning_seconds(run)) if budget else 0.0
+
+
 def batch_stage(batch_size: int) -> str:
     return f"batch size {batch_size}"
 
@@ -54,8 +70,11 @@ def plan_run(run: RunContext) -> RunProgress:
     total = sum(estimates.values())
     if estimates:
         bound = "at most " if rate is None else ""
+        tuned = tuning_seconds(run)
         budget = (
-            f"; --time-budget caps measuring at {workload.time_budget_minutes:g} min"
+            f"; --time-budget {workload.time_budget_minutes:g} min: "
+            + (f"choosing the engine took {duration(tuned)} of it, " if tuned else "")
+            + f"measuring gets {duration(measuring_budget(run))}"
             if workload.time_budget_minutes
             else ""
         )
@@ -82,7 +101,7 @@ def performance_estimates(
     policy = MeasurePolicy.from_workload(run.workload)
     sizes = run.batch_sizes if batch_sizes is None else batch_sizes
     estimates = {batch_stage(bs): batch_estimate(rate, bs, run.workload.clients, policy) for bs in sizes}
-    budget = (run.workload.time_budget_minutes or 0) * 60
+    budget = measuring_budget(run)
     if budget_left is None:
         budget_left = budget
     if budget and estimates and sum(estimates.values()) > budget_left:
