@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TASK ?= albert-torch-fp32
 HARDWARE ?= CPU
 
-.PHONY: run test lint format venv clean-venv mutation gpu-wheels
+.PHONY: run test lint docs format venv clean-venv mutation gpu-wheels
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,11 @@ venv: $(STAMP)
 run: $(STAMP)  ## the main job: ALBERT-base on SQuAD, fastest correct engine on this CPU, every batch size
 	$(BIN)/python -m core.perf_engine --hardware_type $(HARDWARE) --task $(TASK)
 
-test: $(STAMP) lint  ## lint, format check, then the test suite
+test: $(STAMP) lint docs  ## lint, format check, the docs site (strict: a broken link fails), then the test suite
 	$(BIN)/python -m pytest -q
+
+docs: $(STAMP)  ## the user guide as a site, offline, into build/site (open build/site/index.html)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.common.cli import EXIT_INTERRUPTED, run_command, setup_logging
+from core.common.cli import EXIT_INTERRUPTED, prog, run_command, setup_logging
 from core.common.errors import Interrupted, UserError
 
 EXIT_BATCH_FAILED = 1  # the report is written; some batch sizes have no numbers
@@ -61,7 +61,7 @@ def _scenarios(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m core.perf_engine",
+        prog=prog("core.perf_engine", "run"),
         description="Run an inference workload: compile, check accuracy and numeric drift, measure "
         "throughput and latency per batch size, and write a JSON report.",
     )
@@ -195,8 +195,11 @@ def _main(args: argparse.Namespace) -> int:
     from core.config import registry
 
     if args.show_task_list:
-        for name in registry.task_names():
-            print(name)
+        for group, tasks in registry.task_listing().items():
+            print(f"{group}:")
+            width = max(len(name) for name, _ in tasks)
+            for name, line in tasks:
+                print(f"  {name:<{width}}  {line}")
         return 0
     if args.show_hardware_list:
         for name in backends.hardware_types():

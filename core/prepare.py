@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.common.cli import run_command, setup_logging
+from core.common.cli import prog, run_command, setup_logging
 from core.common.errors import UserError
 from core.common.paths import REPO_ROOT
 
@@ -24,7 +24,7 @@ EXIT_MISSING = 1
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m core.prepare",
+        prog=prog("core.prepare", "prepare"),
         description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Environment: PERFBENCH_BASE_URL replaces the archive host; "

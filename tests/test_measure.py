@@ -168,6 +168,7 @@ def test_the_row_holds_every_figure_rounded_to_four_decimals():
         tail_backing=tail_backing(40),
         qps_low=round(low_high[0], 4),
         qps_high=round(low_high[1], 4),
+        drift=0.0,  # blocks alike: the machine held its speed
     )
     assert tail_backing(40) == "40 samples: P99 needs 299 for a 95% upper bound"
     assert tail_backing(299) is None

@@ -271,6 +271,7 @@ def test_stacked_qa_logits_pass_the_auto_engine_gate(private_zoo, tmp_path):
     assert perf_engine.main(["--task", str(workload), "--output-dir", str(out)]) == 0
     report = json.loads((out / "CPU" / "tiny-bert-tf" / "result-fp32.json").read_text())
     rows = report["Graph Compile"]["Engine Selection"]["Candidates"]
-    assert rows and all(row["Gate"] == "pass" for row in rows), rows
-    assert all(row["Top-1 Agreement"] > 0.9 for row in rows)
+    judged = [row for row in rows if row["Gate"] != "dropped"]  # dropped: slower, never judged
+    assert judged and all(row["Gate"] == "pass" for row in judged), rows
+    assert all(row["Top-1 Agreement"] > 0.9 for row in judged)
     assert report["Accuracy"]["Compared Values"] > 0 and report["Performance"][0]["QPS"] > 0

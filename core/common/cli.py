@@ -11,6 +11,13 @@ from core.common.errors import EXIT_USAGE, UserError
 EXIT_INTERRUPTED = 130
 
 
+def prog(module: str, subcommand: str) -> str:
+    """How help names a command: `perfbench <subcommand>` when run as perfbench, else `python -m <module>`."""
+    from pathlib import Path
+
+    return f"perfbench {subcommand}" if Path(sys.argv[0]).name == "perfbench" else f"python -m {module}"
+
+
 class OncePerRun(logging.Filter):
     """Lets each distinct log message through once: a run loads its dataset several times (gate, accuracy)."""
 

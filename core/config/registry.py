@@ -57,6 +57,36 @@ def task_names() -> list[str]:
     return TASKS.names()
 
 
+# --show_task_list's groups, in the order they are listed.
+TASK_GROUPS = ("ByteMLPerf general_perf", "GLUE (DeBERTa base and large)", "tiny (tests and smoke checks)", "other")
+
+
+def task_group(name: str) -> str:
+    if name in BYTEMLPERF_TASKS:
+        return TASK_GROUPS[0]
+    if "-glue-" in name:
+        return TASK_GROUPS[1]
+    if name.startswith("tiny-"):
+        return TASK_GROUPS[2]
+    return TASK_GROUPS[3]
+
+
+def task_listing() -> dict[str, list[tuple[str, str]]]:
+    """Group -> [(task, one line of what it runs)], for --show_task_list; a task that does not load says why."""
+    groups: dict[str, list[tuple[str, str]]] = {group: [] for group in TASK_GROUPS}
+    for name in task_names():
+        try:
+            task = load_task(name)
+            model, workload = task.model, task.workload
+            data = model.dataset_name or "generated inputs"
+            what = f"({data}; batch sizes {','.join(map(str, workload.batch_sizes))})"
+            line = f"{(model.description or model.model).split(';')[0]} {what}"
+        except UserError as err:
+            line = f"does not load: {err.message}"
+        groups[task_group(name)].append((name, line))
+    return {group: tasks for group, tasks in groups.items() if tasks}
+
+
 def resolve_task_file(task: str) -> Path:
     """A task is a name from workloads/ or an explicit path to a .json/.yaml/.yml file."""
     path = Path(task)

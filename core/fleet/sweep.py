@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import Field
 
 from core.common.atomic import atomic_write_bytes
-from core.common.cli import EXIT_INTERRUPTED, run_command
+from core.common.cli import EXIT_INTERRUPTED, prog, run_command
 from core.common.errors import UserError
 from core.config.schema import CONFIG_SUFFIXES, Workload, _Strict, read_config_file, validate
 from core.reporting.report import now_iso, write_json_atomic
@@ -398,7 +398,7 @@ def _fail_stranded(sweep: Sweep, ray, running: dict) -> None:
 # ---------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m core.sweep",
+        prog=prog("core.sweep", "sweep"),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sweep file: tasks: [...], hardware_types: [...], optional job_timeout_seconds and workload overrides",

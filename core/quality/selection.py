@@ -236,10 +236,14 @@ def _try(
             row.metrics, row.gate, row.why = verdict.metrics, verdict.gate, verdict.why or verdict.note
     except (KeyboardInterrupt, Interrupted):
         raise
+    except UserError as err:
+        if err.field == "model_path":  # the model file itself is bad: no candidate can run it, say so once
+            raise
+        row.gate, row.why = "error", err.message
     except Exception as err:  # a candidate this model or host cannot run must not end the run
         log.debug("candidate %s failed", candidate.label, exc_info=True)
         row.gate = "error"
-        row.why = err.message if isinstance(err, UserError) else f"{type(err).__name__}: {one_line(err)}"
+        row.why = f"{type(err).__name__}: {one_line(err)}"
     finally:
         if runtime is not None:
             runtime.close()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.common.atomic import atomic_write_text
-from core.common.cli import run_command
+from core.common.cli import prog, run_command
 from core.common.errors import UserError
 from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
 from core.reporting.pooled import pool_runs
@@ -80,7 +80,7 @@ def render(cmp: Comparison, fmt_name: str, color: bool) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m core.compare",
+        prog=prog("core.compare", "compare"),
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

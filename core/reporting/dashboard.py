@@ -85,11 +85,26 @@ def _qps_over_time(plots: Plots, group: ModelGroup) -> str:
         ax.set_ylabel("QPS (samples/s)")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.tick_params(axis="x", labelrotation=30)
+        time_axis(ax, [x for _, _, points in lines for x, _ in points])
         legend(ax)
         ax.set_title(plain(f"{group.model}: QPS over time, one line per host and batch size"))
 
     return img_html(plots.render(draw, size=(9, 4.6)), f"{group.model}: QPS over time")
+
+
+def time_axis(ax, times: list[datetime | None]) -> None:
+    """Dates on the x axis; a single point in time shows its own day (matplotlib would span years around it)."""
+    known = {t for t in times if t is not None}
+    if len(known) == 1:
+        from datetime import timedelta
+
+        from matplotlib.dates import DateFormatter
+
+        (when,) = known
+        ax.set_xlim(when - timedelta(hours=12), when + timedelta(hours=12))
+        ax.set_xticks([when])
+        ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d %H:%M"))
+    ax.tick_params(axis="x", labelrotation=30)
 
 
 def _runs_table(group: ModelGroup, links: dict[str, str]) -> str:

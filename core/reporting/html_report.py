@@ -499,10 +499,15 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
         "Backend": typed.backend,
         "Engine": typed.engine,
         "Dataset": typed.dataset,
-        "Precision": typed.precision_ran,
+        "Precision that ran": typed.precision_ran,
         "Weights": typed.weights_kind,
         "Report format": typed.schema or "ByteMLPerf",
-        **{f"Run {k}": v for k, v in run.items() if k != "command"},
+        **{
+            # ByteMLPerf names the file by the model's precision unless one was pinned: say which is which.
+            ("Report named for precision" if k == "precision" else f"Run {k}"): v
+            for k, v in run.items()
+            if k != "command"
+        },
         "Run command": command_line(run.get("command"), base_dir),
     }
     accuracy = report.get("Accuracy") if isinstance(report.get("Accuracy"), dict) else {}

@@ -9,14 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.common.cli import run_command
+from core.common.cli import prog, run_command
 from core.common.errors import UserError
 from core.reporting.leaderboard import collect, leaderboard_tables, to_json
 from core.reporting.tables import render_text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.summary", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("core.summary", "summary"), description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "dir", nargs="?", type=Path, default=Path("reports"), metavar="DIR", help="reports folder (default: reports)"
     )
