@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TASK ?= albert-torch-fp32
 HARDWARE ?= CPU
 
-.PHONY: run test lint docs format venv clean-venv mutation gpu-wheels
+.PHONY: run test lint docs format venv clean-venv mutation gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ gpu-wheels: $(STAMP)  ## wheels (cp312, manylinux x86_64) for the GPU device che
 	$(BIN)/pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
 		--python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
 		-c constraints.txt -d build/gpu-wheels $(GPU_WHEELS)
+
+# On a GPU host, from a copy of the repository with build/gpu-wheels beside it (made here by make gpu-wheels):
+# the probe (~3 min), then the device check (~7 min by its --plan); the check keeps what it measured.
+gpu-check:  ## on a GPU host: the device probe, then the device check, with the host's own python3
+	python3 benchmarks/gpu_probe.py --wheels build/gpu-wheels
+	python3 benchmarks/gpu_check.py --wheels build/gpu-wheels --out build/gpu-check --resume
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

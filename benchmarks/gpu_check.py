@@ -1,7 +1,9 @@
 """GPU device check, one prepared call on a GPU host: our default (`--hardware_type GPU`, engine auto)
 against what a GPU user would run instead, side by side in one process, on the same model and inputs.
 
-    python3 benchmarks/gpu_check.py --wheels build/gpu-wheels   # on the GPU host: at most ~8 minutes on one H200
+    python3 benchmarks/gpu_check.py --plan                      # anywhere, no device: what it will run, how long
+    python3 benchmarks/gpu_check.py --wheels build/gpu-wheels   # on the GPU host: about 7 minutes on one H200
+    python3 benchmarks/gpu_check.py --wheels build/gpu-wheels --out build/gpu-check --resume   # after a kill
     python3 benchmarks/gpu_check.py --device cpu --tiny --no-compile   # seconds, anywhere: checks the script itself
 
 Runs under the GPU host's own python3 and packages (torch with CUDA, transformers, numpy, rich, pyyaml,
@@ -10,10 +12,12 @@ made beforehand on a machine that reaches the registry (`make gpu-wheels`), into
 never into the host's interpreter. Nothing else of our CPU stack (OpenVINO, LoadGen, Ray) is imported.
 
 For albert, bert, roberta and deberta (SQuAD, seq 384) and resnet50, synthetic weights (same compute
-as the real models), at batch size 1 and a large one:
-  - ours: the product's run (engine and precision chosen by timing and the accuracy gate);
-  - PyTorch eager FP16 (`.half()`), torch.compile FP16, and the ByteMLPerf CUDA method (TorchScript,
-    `.half()`, `torch.tensor(...).cuda()` per call, `.cpu()` back);
+as the real models), at batch size 1 and a large one (within each model's max_batch_size):
+  - ours: the product's run, engine auto over eager and cuda-graph at FP16 (compile cannot win at batch
+    size 1, where the engine is chosen; --with-compile adds it);
+  - PyTorch eager FP16 (`.half()`), torch.compile FP16 (static shapes, compiled per batch size: on the
+    models in --compile-peer, bert by default, as each compile costs 20-60 s), and the ByteMLPerf CUDA
+    method (TorchScript traced per batch size, `.half()`, `torch.tensor(...).cuda()` per call, `.cpu()` back);
   - the fp16/bf16/tf32 matrix-multiply rate measured in this run, for the roofline share;
   - energy per sample from NVML's counter where readable.
 The GPU, driver and library versions come first, the ratios and targets last.
@@ -23,6 +27,7 @@ Targets: ours >= 1.0x the fastest peer for every model; >= 50% of the matrix rat
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import subprocess
@@ -34,13 +39,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MODELS = {  # name -> (task, large batch size)
+MODELS = {  # name -> (task, large batch size; capped at the model's max_batch_size)
     "albert": ("albert-torch-fp32", 32),
     "bert": ("bert-torch-fp32", 32),
     "roberta": ("roberta-torch-fp32", 32),
     "deberta": ("deberta-torch-fp32", 32),
-    "resnet50": ("resnet50-torch-fp32", 256),
+    "resnet50": ("resnet50-torch-fp32", 64),
 }
+# The plan's estimate, in seconds, until a device has measured them: the issue's report of BERT-base
+# (torch.compile 20-60 s a shape), a few seconds per timed window and candidate.
+COMPILE_SECONDS = 40.0
+WINDOW_SECONDS = 5.0
+MODEL_SETUP_SECONDS = 15.0  # building the module, the CPU reference on the gate's sample
 TINY = {"tiny-bert": ("tiny-bert-squad", 2), "tiny-resnet": ("tiny-resnet-imagenet", 2)}
 # Ours beyond the GPU host's packages; versions from constraints.txt (make gpu-wheels downloads these).
 WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions")
@@ -56,11 +66,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--minutes", type=float, default=8.0, help="the whole check's budget; models past it are skipped"
     )
     parser.add_argument(
-        "--precisions", default="FP16,BF16", help="what engine auto tries (the product default adds TF32)"
+        "--precisions", default="FP16", help="what engine auto tries (the product default: FP16,BF16,TF32)"
     )
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out, ours and the peer's")
+    parser.add_argument("--with-compile", action="store_true", help="add the compile engine to ours' candidates")
+    parser.add_argument(
+        "--compile-peer", default="bert", help="models that get the torch.compile peer (comma-separated, or all)"
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny models, short windows: a check of the script")
     parser.add_argument("--out", type=Path, default=None, help="folder for the reports and the JSON summary")
+    parser.add_argument("--resume", action="store_true", help="keep the models --out's gpu_check.json already has")
+    parser.add_argument("--plan", action="store_true", help="print what would run and an estimate, then stop")
     return parser.parse_args(argv)
 
 
@@ -117,15 +133,67 @@ def matmul_rates(device: str, tiny: bool) -> dict[str, float]:
         torch.set_float32_matmul_precision("high" if tf32 else "highest")
         a = torch.randn(size, size, device=device, dtype=dtype)
         b = torch.randn(size, size, device=device, dtype=dtype)
-        times = []
-        for i in range(3 if tiny else 12):
-            start = time.perf_counter()
-            (a @ b).sum().item()  # .item() waits for the device
-            if i >= 2:
-                times.append(time.perf_counter() - start)
+        times = [_timed(functools.partial(torch.matmul, a, b), device) for _ in range(3 if tiny else 12)]
+        times = times[2:]  # the first calls pick kernels
         rates[label] = 2 * size**3 / sorted(times)[len(times) // 2] / 1e12
     torch.set_float32_matmul_precision("highest")
     return rates
+
+
+def _timed(work, device: str) -> float:
+    """Seconds of `work` on the device: CUDA events around it (no host clock, no .item() in the timed span)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    work()
+    end.record()
+    end.synchronize()
+    return begin.elapsed_time(end) / 1e3
+
+
+def large_batch(task_name: str, large: int) -> int:
+    """The check's large batch size within the model's max_batch_size (resnet50's entry allows 64)."""
+    from core.config import registry
+
+    return min(large, registry.load_task(task_name).model.max_batch_size)
+
+
+def our_engines(args) -> list[str]:
+    engines = ["eager"] if args.device == "cpu" else ["eager", "cuda-graph"]
+    return engines + (["compile"] if args.with_compile and not args.no_compile else [])
+
+
+def compile_peer(name: str, args) -> bool:
+    return not args.no_compile and (args.compile_peer == "all" or name in args.compile_peer.split(","))
+
+
+def plan(names: list[str], chosen: dict, args) -> dict[str, dict]:
+    """What each model will run and how long it should take (no device needed)."""
+    out = {}
+    for name in names:
+        task_name, large = chosen[name]
+        sizes = [1, large_batch(task_name, large)]
+        candidates = [f"{e} {p}" for e in our_engines(args) for p in args.precisions.split(",")]
+        peer_names = ["PyTorch eager FP16", "ByteMLPerf CUDA method"] + (
+            ["torch.compile FP16"] if compile_peer(name, args) else []
+        )
+        seconds = MODEL_SETUP_SECONDS + len(candidates) * 2 * WINDOW_SECONDS  # each: brief timing and the gate
+        seconds += len(sizes) * WINDOW_SECONDS * (1 + len(peer_names))  # ours and every peer at each size
+        seconds += COMPILE_SECONDS * len(sizes) * (1 if compile_peer(name, args) else 0)
+        seconds += COMPILE_SECONDS * len(sizes) * sum(c.startswith("compile") for c in candidates)
+        out[name] = {
+            "task": task_name,
+            "batch_sizes": sizes,
+            "ours": candidates,
+            "peers": peer_names,
+            "estimate_s": round(seconds),
+        }
+    return out
 
 
 def our_run(task_name: str, batch_sizes: list[int], args, out: Path) -> dict:
@@ -146,8 +214,12 @@ def our_run(task_name: str, batch_sizes: list[int], args, out: Path) -> dict:
         "warmup_seconds": measure.warmup_seconds,
         "min_seconds": measure.min_seconds,
         "max_seconds": measure.max_seconds,
-        "engine": "eager" if args.no_compile else "auto",
-        "engine_options": {"device": args.device, "auto_precisions": args.precisions.split(",")},
+        "engine": "auto",
+        "engine_options": {
+            "device": args.device,
+            "auto_precisions": args.precisions.split(","),
+            "auto_engines": our_engines(args),
+        },
     }
     path = out / f"{task_name}-gpu-check.json"
     path.write_text(json.dumps(workload), encoding="utf-8")
@@ -160,20 +232,24 @@ def our_run(task_name: str, batch_sizes: list[int], args, out: Path) -> dict:
     }
 
 
-def peers(task_name: str, device: str, no_compile: bool):
+def peers(task_name: str, device: str, with_compile: bool):
     """label -> make(feeds) -> zero-argument call; each set up the way its users run it."""
     import copy
 
     import torch
 
-    from backends.GPU.runtime import as_tuple
+    from backends.GPU.device import as_tuple
     from core.config import registry
     from core.model.source import resolve_source
 
     task = registry.load_task(task_name)
     source = resolve_source(task.model, model_file=task.model_file, seed=0)
     half = copy.deepcopy(source.torch_module()).eval().half().to(device)
-    compiled = None if no_compile else torch.compile(half)
+    if device.startswith("cuda"):  # GPU users run SDPA attention, ours does too
+        from core.model.builder import use_attention
+
+        use_attention(half, "sdpa")
+    compiled = torch.compile(half, dynamic=False) if with_compile else None  # static shapes, like ours
     traced = {}
 
     def synchronized(module):
@@ -191,10 +267,11 @@ def peers(task_name: str, device: str, no_compile: bool):
         return make
 
     def bytemlperf(feeds):
-        if "module" not in traced:
+        bs = next(iter(feeds.values())).shape[0]
+        if bs not in traced:  # traced at the batch size it runs (a trace at 1 would freeze shapes)
             with torch.no_grad():
-                traced["module"] = torch.jit.trace(half, tuple(half_inputs(feeds, device)), strict=False)
-        module = traced["module"]
+                traced[bs] = torch.jit.trace(half, tuple(half_inputs(feeds, device)), strict=False)
+        module = traced[bs]
 
         def call():
             with torch.no_grad():
@@ -240,7 +317,9 @@ def energy_meters(device: str) -> list:
     from backends.GPU.nvml import Nvml
 
     nvml = Nvml.open()
-    handle = nvml.handle(Device(device).index)
+    gpu = Device(device)
+    uuid = getattr(gpu.properties(), "uuid", None)  # by UUID: CUDA_VISIBLE_DEVICES renumbers the indices
+    handle = nvml.handle(gpu.index, str(uuid) if uuid else None)
     return [EnergyMeter(nvml, handle)]
 
 
@@ -251,9 +330,9 @@ def check_model(name: str, task_name: str, large: int, args, out: Path, rates: d
     from core.run.context import model_inputs
     from datasets.fake_dataset import fake_inputs
 
-    batch_sizes = [1, large]
+    batch_sizes = [1, large_batch(task_name, large)]
     ours = our_run(task_name, batch_sizes, args, out)
-    task, source, half, made = peers(task_name, args.device, args.no_compile)
+    task, source, half, made = peers(task_name, args.device, compile_peer(name, args))
     inputs = model_inputs(task, source)
     flops = flops_per_sample(half, fake_inputs(inputs, 1, seed=0), args.device)
     meters = energy_meters(args.device)
@@ -316,6 +395,14 @@ def line(entry: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
+    chosen = TINY if args.tiny else MODELS
+    names = args.models.split(",") if args.models else list(chosen)
+    unknown = [n for n in names if n not in chosen]
+    if unknown:
+        print(f"gpu_check: unknown model(s) {', '.join(unknown)}; known: {', '.join(chosen)}", file=sys.stderr)
+        return 2
+    if args.plan:
+        return print_plan(plan(names, chosen, args), args)
     ensure_dependencies(args.wheels)
     import torch
 
@@ -340,14 +427,14 @@ def main(argv=None) -> int:
     )
     rates = matmul_rates(args.device, args.tiny)
     say("matrix multiply: " + ", ".join(f"{k} {v:.1f} TFLOP/s" for k, v in rates.items()))
-    chosen = TINY if args.tiny else MODELS
-    names = args.models.split(",") if args.models else list(chosen)
-    unknown = [n for n in names if n not in chosen]
-    if unknown:
-        print(f"gpu_check: unknown model(s) {', '.join(unknown)}; known: {', '.join(chosen)}", file=sys.stderr)
-        return 2
     results, skipped, took = [], [], []
+    done = resumed(out) if args.resume else []
+    if done:
+        results += done
+        say(f"resumed: {', '.join(sorted({r['model'] for r in done}))} already measured in {out / 'gpu_check.json'}")
     for name in names:
+        if any(r["model"] == name for r in done):
+            continue
         left = args.minutes * 60 - (time.monotonic() - started)
         if took and left < max(took):  # the next model would likely overrun the budget: say so instead
             skipped.append(name)
@@ -360,7 +447,37 @@ def main(argv=None) -> int:
             say(f"{name}: failed: {type(err).__name__}: {str(err)[:300]}")
             results.append({"model": name, "error": f"{type(err).__name__}: {err}"})
         took.append(time.monotonic() - begun)
+        write_json(out, facts, rates, results, skipped)  # after every model: a kill keeps what was measured
     summary(results, skipped, facts, rates, out, started, say)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def write_json(out: Path, facts, rates, results, skipped) -> None:
+    path = out / "gpu_check.json"
+    body = {"device": facts, "matmul_tflops": rates, "results": results, "skipped": skipped}
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
+    temporary.replace(path)
+
+
+def resumed(out: Path) -> list[dict]:
+    """The models an earlier (killed) check measured, from its JSON; failed ones are tried again."""
+    path = out / "gpu_check.json"
+    if not path.is_file():
+        return []
+    results = json.loads(path.read_text(encoding="utf-8")).get("results", [])
+    return [r for r in results if isinstance(r, dict) and "error" not in r and "model" in r]
+
+
+def print_plan(planned: dict[str, dict], args) -> int:
+    total = 0
+    for name, entry in planned.items():
+        total += entry["estimate_s"]
+        print(
+            f"{name:>9}: {entry['task']}, batch sizes {entry['batch_sizes']}; ours: {', '.join(entry['ours'])}; "
+            f"peers: {', '.join(entry['peers'])}; ~{entry['estimate_s'] / 60:.1f} min"
+        )
+    print(f"total ~{total / 60:.1f} min (budget {args.minutes:g} min; matrix rates add ~0.2 min)")
     return 0
 
 
@@ -391,12 +508,7 @@ def summary(results, skipped, facts, rates, out: Path, started: float, say) -> N
     say(f"target ours >= 1.0x the fastest peer: {verdict(behind, ratios)}")
     say(f"target >= 50% of the matrix rate at the large batch size: {verdict(low, roofs)}")
     say(f"check took {(time.monotonic() - started) / 60:.1f} min; device {facts['summary']}")
-    (out / "gpu_check.json").write_text(
-        json.dumps(
-            {"device": facts, "matmul_tflops": rates, "results": results, "skipped": skipped}, indent=2, default=str
-        ),
-        encoding="utf-8",
-    )
+    write_json(out, facts, rates, results, skipped)
     say(f"summary: {out / 'gpu_check.json'}")
 
 

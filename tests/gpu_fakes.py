@@ -1,10 +1,16 @@
 """Small fakes of the CUDA and NVML calls the GPU backend makes, so its device paths run on a machine
 without a GPU: tensors stay on the host, and every event, stream, graph, memory and energy call goes
-through these objects, which record what was asked of them."""
+through these objects, which record what was asked of them.
+
+They behave like CUDA where it decides correctness: each thread has its own current stream;
+`is_current_stream_capturing()` is true inside a capture; a replay runs the recorded kernels (a trace of the
+module), never the Python forward again; two captures at once raise; and, as inside a container, NVML lists
+processes by host PIDs, none of them this process's own unless asked."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from types import SimpleNamespace
 
@@ -44,16 +50,20 @@ class FakeStream:
 
 
 class FakeGraph:
-    def __init__(self):
-        self.forward = None
+    """A captured graph: the module traced at capture (its kernels, fixed), replayed on the static inputs."""
+
+    def __init__(self, traced, inputs: list, outputs: tuple):
+        self.traced, self.inputs, self.outputs = traced, inputs, outputs
         self.replays = 0
 
     def replay(self):
         import torch
 
+        from backends.GPU.device import as_tuple
+
         self.replays += 1
         with torch.inference_mode():
-            for static, new in zip(self.outputs, self.forward()):
+            for static, new in zip(self.outputs, as_tuple(self.traced(*self.inputs))):
                 static.copy_(new)  # a replay writes the captured output buffers, as CUDA's does
 
 
@@ -62,7 +72,9 @@ class FakeCuda:
 
     def __init__(self, allocated: int = 300 << 20, reserved: int = 512 << 20):
         self.default = FakeStream("default")
-        self.current = self.default
+        self._local = threading.local()  # CUDA's current stream is per thread
+        self.capturing = 0
+        self.devices_entered: list = []
         self.streams: list[FakeStream] = []
         self.recorded = self.event_syncs = self.device_syncs = self.peak_resets = 0
         self.allocated, self.reserved = allocated, reserved
@@ -77,16 +89,28 @@ class FakeCuda:
         self.streams.append(stream)
         return stream
 
+    @property
+    def current(self):
+        return getattr(self._local, "stream", self.default)
+
     @contextlib.contextmanager
     def stream(self, stream):
-        previous, self.current = self.current, stream
+        previous, self._local.stream = self.current, stream
         try:
             yield
         finally:
-            self.current = previous
+            self._local.stream = previous
+
+    @contextlib.contextmanager
+    def device(self, device):
+        self.devices_entered.append(str(device))
+        yield
 
     def current_stream(self, device=None):
         return self.current
+
+    def is_current_stream_capturing(self):
+        return bool(self.capturing) and getattr(self._local, "capturing", False)
 
     def synchronize(self, device=None):
         self.device_syncs += 1
@@ -118,19 +142,35 @@ class FakeCuda:
 
 
 class FakeDevice(Device):
-    """A device whose tensors live on the host and whose CUDA calls go to a FakeCuda; graphs are captured by
-    keeping the forward and rerunning it on replay."""
+    """A device whose tensors live on the host and whose CUDA calls go to a FakeCuda. A capture runs the
+    forward once with the stream capturing (as CUDA does) and traces the module: replay runs the trace."""
 
     def __init__(self, cuda: FakeCuda | None = None):
         super().__init__("cpu", cuda=cuda or FakeCuda(), accelerator=True)
 
-    def capture(self, forward, stream, pool):
-        graph = FakeGraph()
-        graph.forward = forward
-        graph.outputs = forward()
-        self.cuda.graphs.append(graph)
-        self.cuda.capture_streams.append((stream, pool))
-        return graph, graph.outputs
+    def capture(self, module, inputs, stream, pool):
+        import torch
+
+        from backends.GPU.device import as_tuple
+
+        cuda = self.cuda
+        if cuda.capturing:
+            raise RuntimeError("operation not permitted when stream is capturing (another capture is running)")
+        cuda.capturing += 1
+        cuda._local.capturing = True
+        try:
+            time.sleep(0.01)  # long enough for a racing capture to overlap
+            with torch.inference_mode():
+                outputs = as_tuple(module(*inputs))
+            with torch.no_grad():
+                traced = torch.jit.trace(module, tuple(inputs), check_trace=False, strict=False)
+        finally:
+            cuda.capturing -= 1
+            cuda._local.capturing = False
+        graph = FakeGraph(traced, inputs, outputs)
+        cuda.graphs.append(graph)
+        cuda.capture_streams.append((stream, pool))
+        return graph, outputs
 
 
 class FakeNvml:
@@ -138,8 +178,9 @@ class FakeNvml:
 
     NVML_CLOCK_SM, NVML_CLOCK_MEM = 1, 2
 
-    def __init__(self, watts: float = 250.0, process_bytes: int = 900 << 20, energy: bool = True):
-        self.watts, self.process_bytes, self.energy = watts, process_bytes, energy
+    def __init__(self, watts: float = 250.0, process_bytes: int = 900 << 20, energy: bool = True, own_pid: bool = True):
+        """own_pid False: NVML lists host PIDs only, as inside a container."""
+        self.watts, self.process_bytes, self.energy, self.own_pid = watts, process_bytes, energy, own_pid
         self.start_ns = time.perf_counter_ns()
         self.initialised = False
 
@@ -173,10 +214,11 @@ class FakeNvml:
     def nvmlDeviceGetComputeRunningProcesses(self, handle):  # noqa: N802
         import os
 
-        return [
-            SimpleNamespace(pid=1, usedGpuMemory=1),
-            SimpleNamespace(pid=os.getpid(), usedGpuMemory=self.process_bytes),
-        ]
+        pid = os.getpid() if self.own_pid else os.getpid() + 100_000  # a host PID
+        return [SimpleNamespace(pid=1, usedGpuMemory=1), SimpleNamespace(pid=pid, usedGpuMemory=self.process_bytes)]
+
+    def nvmlDeviceGetMemoryInfo(self, handle):  # noqa: N802
+        return SimpleNamespace(total=141 << 30, used=2 * self.process_bytes, free=(141 << 30) - 2 * self.process_bytes)
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle):  # noqa: N802
         return []

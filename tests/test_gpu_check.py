@@ -71,3 +71,59 @@ def test_the_wheels_asked_for_are_the_tested_versions():
     assert all(name in pins for name in gpu_check.WHEELS)  # each wheel has a pin in constraints.txt
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert " ".join(gpu_check.WHEELS) in makefile  # make gpu-wheels downloads exactly these
+
+
+def test_the_plan_needs_no_device_and_keeps_batch_sizes_within_each_model(tmp_path):
+    run = subprocess.run([sys.executable, str(CHECK), "--plan"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert "resnet50-torch-fp32, batch sizes [1, 64]" in lines[4]  # its entry allows 64, not 256
+    assert lines[1].count("torch.compile FP16") == 1 and "torch.compile" not in lines[0]  # bert only, by default
+    assert all("ours: eager FP16, cuda-graph FP16" in line for line in lines[:5])
+    total = float(lines[-1].split("~")[1].split()[0])
+    assert total <= 8.0  # the default plan fits the device's minutes
+
+
+def test_a_killed_check_resumes_and_a_failed_model_exits_1(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    done = {
+        "model": "tiny-bert",
+        "bs": 1,
+        "ours": "ours (eager FP16)",
+        "ours_qps": 1.0,
+        "ours_precision": "FP16",
+        "ours_energy_j": None,
+        "ours_device_ms": None,
+        "peers": {},
+        "roofline": 0.1,
+    }
+    (out / "gpu_check.json").write_text(json.dumps({"results": [done]}), encoding="utf-8")
+    run = run_as_gpu_host(tmp_path, "--device", "cpu", "--tiny", "--no-compile", "--out", str(out), "--resume")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "resumed: tiny-bert" in run.stdout
+    models = [r["model"] for r in json.loads((out / "gpu_check.json").read_text(encoding="utf-8"))["results"]]
+    assert models == ["tiny-bert", "tiny-resnet", "tiny-resnet"]  # tiny-bert kept, not measured again
+    failing = run_as_gpu_host(
+        tmp_path,
+        "--device",
+        "cpu",
+        "--tiny",
+        "--no-compile",
+        "--models",
+        "tiny-bert",
+        "--precisions",
+        "FP64",
+        "--out",
+        str(tmp_path / "bad"),
+    )
+    assert failing.returncode == 1 and "tiny-bert: failed" in failing.stdout
+
+
+def test_the_probe_lists_its_checks_without_a_device():
+    probe = ROOT / "benchmarks" / "gpu_probe.py"
+    run = subprocess.run([sys.executable, str(probe), "--list"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    checks = run.stdout.splitlines()
+    assert len(checks) == 14 and sum(line.startswith("capture ") for line in checks) == 8
+    assert any("DeBERTa-base forward at BF16" in line for line in checks)

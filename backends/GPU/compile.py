@@ -16,6 +16,7 @@ from backends.base import AUTO, Candidate, CompileBackend, CompiledModel, Compil
 from backends.GPU.config import ENGINES, GpuConfig
 from backends.GPU.device import Device, device_tensors, set_math_mode, shape_key, torch_dtype
 from core.common.errors import UserError
+from core.model.builder import use_attention
 
 PRECISIONS = ("FP32", "TF32", "FP16", "BF16")
 # Native on compute capability 8.0 (Ampere) and later; earlier devices emulate BF16 and ignore TF32.
@@ -63,7 +64,11 @@ class GpuCompileBackend(CompileBackend):
                 )
             engines = [self.config.engine]
         else:
-            engines = [name for name in ENGINES if device.accelerator or name != "cuda-graph"]
+            engines = [
+                name
+                for name in ENGINES
+                if name in self.config.auto_engines and (device.accelerator or name != "cuda-graph")
+            ]
         return [
             Candidate(engine, precision, self.config.pinned(engine)) for engine in engines for precision in precisions
         ]
@@ -79,6 +84,9 @@ class GpuCompileBackend(CompileBackend):
         set_math_mode(request.precision)
         module = copy.deepcopy(request.source.torch_module()).eval().to(device=device.torch, dtype=dtype)
         optimizations = [f"weights {str(dtype).removeprefix('torch.')} on {device.name}", "inference_mode"]
+        # GPU users run SDPA attention; the builder's eager attention is for the CPU reference.
+        if device.torch.type == "cuda" and use_attention(module, "sdpa"):
+            optimizations.append("attention: sdpa")
         if request.precision == "TF32":
             optimizations.append("TF32 matrix multiplies and convolutions")
         details = {"device": device.name}
@@ -106,13 +114,17 @@ class GpuCompileBackend(CompileBackend):
 
 
 def _first_call(module, request: CompileRequest, device: Device, dtype) -> tuple[str, float]:
-    """torch.compile compiles at the first call: make it here, at the first batch size; (shape, seconds)."""
+    """torch.compile compiles at the first call: make it here, at the first batch size; (shape, seconds).
+    The inputs are made outside inference_mode and the call runs inside it, exactly as the runtime does:
+    Dynamo guards on whether an input is an inference tensor, and a graph compiled for other inputs would
+    be compiled again at the runtime's first call (pytorch#134249)."""
     import torch
 
     start = time.perf_counter()
     feeds = request.sample_feeds(request.batch_sizes[0])
+    tensors = device_tensors(feeds, request.model.input_names, device, dtype)
     with torch.inference_mode():
-        module(*device_tensors(feeds, request.model.input_names, device, dtype))
+        module(*tensors)
     device.synchronize()
     return shape_key(feeds), round(time.perf_counter() - start, 3)
 

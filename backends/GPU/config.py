@@ -24,6 +24,9 @@ class GpuConfig(BaseModel):
         description="eager, cuda-graph or compile; auto times each and keeps the fastest that passes the accuracy gate",
     )
     device: str = Field("cuda", description="torch device to run on: cuda, cuda:<index> (ROCm builds too), or cpu")
+    auto_engines: tuple[Literal["eager", "cuda-graph", "compile"], ...] = Field(
+        ENGINES, min_length=1, description="engines engine auto tries (leave compile out where it cannot win)"
+    )
     auto_precisions: tuple[GpuPrecision, ...] = Field(
         ("FP16", "BF16", "TF32"),
         min_length=1,

@@ -44,8 +44,14 @@ class Device:
         return self.cuda.Stream(device=self.torch) if self.accelerator else None
 
     def on(self, stream: Any):
-        """Run what follows on `stream` (the default stream when None)."""
-        return self.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        """Run what follows on this device (cuda:N's events and synchronize otherwise go to the current device,
+        cuda:0) and on `stream` (the device's current stream when None)."""
+        scope = contextlib.ExitStack()
+        if self.accelerator:
+            scope.enter_context(self.cuda.device(self.torch))
+        if stream is not None:
+            scope.enter_context(self.cuda.stream(stream))
+        return scope
 
     def event(self) -> Any:
         """A timing event, or None on the host."""
@@ -64,26 +70,16 @@ class Device:
     def current_stream(self) -> Any:
         return self.cuda.current_stream(self.torch)
 
-    @contextlib.contextmanager
-    def no_host_sync(self):
-        """Make an operation that waits for the device (Tensor.item(), a copy to the host) raise: such a
-        module cannot be captured, and eager warm-up says so before capture would fail obscurely."""
-        if not self.accelerator:
-            yield
-            return
-        previous = self.cuda.get_sync_debug_mode()
-        self.cuda.set_sync_debug_mode("error")
-        try:
-            yield
-        finally:
-            self.cuda.set_sync_debug_mode(previous)
+    def capture(self, module, inputs: list, stream: Any, pool: Any) -> tuple[Any, tuple]:
+        """(graph, outputs): `module` on `inputs` recorded once as a CUDA graph on `stream`; graph.replay()
+        reruns its kernels on the same input buffers, writing the same output buffers. Capture errors are local
+        to this thread (other clients may run)."""
+        import torch
 
-    def capture(self, forward, stream: Any, pool: Any) -> tuple[Any, Any]:
-        """(graph, outputs): `forward` recorded once as a CUDA graph on `stream`; graph.replay() reruns it,
-        writing the same output buffers. Capture errors are local to this thread (other clients may run)."""
         graph = self.cuda.CUDAGraph()
         with self.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
-            outputs = forward()
+            with torch.inference_mode():
+                outputs = as_tuple(module(*inputs))
         return graph, outputs
 
     def capability(self) -> tuple[int, int] | None:
@@ -96,6 +92,12 @@ class Device:
     def graph_pool(self) -> Any:
         """One memory pool for every graph a runtime captures (each batch size's graph reuses it)."""
         return self.cuda.graph_pool_handle() if self.accelerator else None
+
+
+def as_tuple(outputs: Any) -> tuple:
+    if isinstance(outputs, dict):
+        return tuple(outputs.values())
+    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
 
 
 def torch_dtype(precision: str):

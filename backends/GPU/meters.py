@@ -57,24 +57,39 @@ class DeviceMemory:
     def __init__(self, device: Device, nvml: Nvml | None, handle: Any):
         self.device, self.nvml, self.handle = device, nvml, handle
         self._process: int | None = None
+        self._note: str | None = None
 
     def begin(self) -> None:
         pass
 
     def end(self) -> None:
         # Read with the model's buffers still held: after the window, before the next batch size frees them.
-        self._process = self.nvml.process_memory(self.handle) if self.nvml is not None else None
+        self._process, self._note = self._read()
+
+    def _read(self) -> tuple[int | None, str | None]:
+        """This process's device memory; inside a container NVML lists host PIDs, never ours: then the whole
+        device's used memory (NVML), and the note says so."""
+        if self.nvml is None:
+            return None, None
+        own = self.nvml.process_memory(self.handle)
+        if own is not None:
+            return own, None
+        used = self.nvml.device_memory_used(self.handle)
+        if used is not None:
+            return used, "whole device's used memory (nvmlDeviceGetMemoryInfo): NVML does not list this process's PID"
+        return None, "NVML lists neither this process nor the device's memory"
 
     def row_fields(self, measurement) -> dict[str, Any]:
         peak = self.device.peak_memory()
         if peak is None:
             return {}
-        if measurement is None and self.nvml is not None:  # a failed batch size never reached end()
-            self._process = self.nvml.process_memory(self.handle)
+        if measurement is None:  # a failed batch size never reached end()
+            self._process, self._note = self._read()
         return {
             "device_memory_mb": mb(peak[0]),
             "device_reserved_mb": mb(peak[1]),
             "device_process_mb": mb(self._process),
+            "device_process_note": self._note,
         }
 
 

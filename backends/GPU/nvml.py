@@ -67,6 +67,12 @@ class Nvml:
         """Millijoules since the driver loaded (Volta and later)."""
         return None if handle is None else self._read("nvmlDeviceGetTotalEnergyConsumption", handle)
 
+    def device_memory_used(self, handle: Any) -> int | None:
+        """Bytes in use on the whole device (every process), as the driver counts them."""
+        info = None if handle is None else self._read("nvmlDeviceGetMemoryInfo", handle)
+        used = getattr(info, "used", None)
+        return used if isinstance(used, int) else None
+
     def process_memory(self, handle: Any, pid: int | None = None) -> int | None:
         """Bytes of device memory this process holds, as the driver counts it (context included)."""
         if handle is None:

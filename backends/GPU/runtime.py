@@ -10,6 +10,7 @@ and replays it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,19 +20,13 @@ import numpy as np
 
 from backends.base import CompiledModel, Feeds, RuntimeBackend, declared_feeds
 from backends.GPU.config import GpuConfig
-from backends.GPU.device import Device, device_tensors, set_math_mode, shape_key, torch_dtype
+from backends.GPU.device import Device, as_tuple, device_tensors, set_math_mode, shape_key, torch_dtype
 from backends.GPU.meters import DeviceMemory, DeviceTimer, EnergyMeter
 from backends.GPU.nvml import Nvml
 from core.common.errors import UserError, one_line
 
 GPU_GEMM_SIZE = 8192  # 1.1 TFLOP a call: about 1.4 ms on an H200 at 800 TFLOP/s, long beside a launch
 WARMUP_BEFORE_CAPTURE = 3  # calls on the capture stream first: lazy initialisation must not be captured
-
-
-def as_tuple(outputs: Any) -> tuple:
-    if isinstance(outputs, dict):
-        return tuple(outputs.values())
-    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
 
 
 @dataclass
@@ -43,6 +38,11 @@ class Shared:
     meters: list
     pool: Any = None  # the CUDA graphs' memory pool
     recompiles: dict[str, float] = field(default_factory=dict)  # compile engine: shape -> first-call seconds
+    # Captures and compiles one at a time: two captures may not overlap, and Dynamo is not thread-safe
+    # (pytorch#118260); LoadGen's workers call predict from several threads.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    capture_stream: Any = None  # every graph captured on one stream: graphs share their pool only then
+    graphs_captured: int = 0  # by every client's instance, over the run (settings())
 
     @classmethod
     def open(cls, device: Device, nvml: Nvml | None = None) -> Shared:
@@ -94,10 +94,13 @@ class GpuRuntime(RuntimeBackend):
     def instances(self, count: int) -> list[RuntimeBackend]:
         """One instance per client, each on its own stream, sharing the module and the meters."""
         self.instance_count = count
-        return [
+        clients = [
             GpuRuntime(self.compiled, self.config, shared=self.shared, stream=self.device.new_stream())
             for _ in range(count)
         ]
+        for client in clients:
+            client.batch_size = self.batch_size  # static-shape engines pad to it
+        return clients
 
     def meters(self) -> list:
         return self.shared.meters
@@ -116,31 +119,37 @@ class GpuRuntime(RuntimeBackend):
         key = tuple((tuple(t.shape), str(t.dtype)) for t in tensors)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = self._capture([t.clone() for t in tensors])
+            with self.shared.lock:  # one capture at a time in the process
+                graph = self._capture([t.clone() for t in tensors])
+                self.shared.graphs_captured += 1
             self._graphs[key] = graph
         for static, tensor in zip(graph.inputs, tensors):
             static.copy_(tensor)
         return graph
 
     def _capture(self, static: list) -> _Graph:
-        device = self.device
-        side = self.stream or device.new_stream()  # capture needs a stream other than the default one
+        """Warm up on the capture stream, then capture. A model whose forward waits for the device (a
+        `.item()`, a copy to the host) cannot be captured: the capture fails, and that failure is the one-line
+        refusal. No pre-check under sync-debug mode: that mode is process-wide (it would make the other
+        clients' copies raise), and transformers' mask code skips its host check while a capture runs."""
+        device, shared = self.device, self.shared
+        if shared.capture_stream is None:
+            shared.capture_stream = device.new_stream()  # capture needs a stream other than the default one
+        side = shared.capture_stream
         side.wait_stream(device.current_stream())
         with device.on(side):
-            for _ in range(WARMUP_BEFORE_CAPTURE - 1):
+            for _ in range(WARMUP_BEFORE_CAPTURE):
                 self._forward(static)
-            try:
-                with device.no_host_sync():
-                    self._forward(static)
-            except RuntimeError as err:
-                raise UserError(
-                    f"the model waits for the device inside its forward ({one_line(err, 160)}), "
-                    "so it cannot be captured as a CUDA graph",
-                    field="engine",
-                    fix="use engine eager or compile for this model",
-                ) from None
         device.current_stream().wait_stream(side)
-        graph, outputs = device.capture(lambda: self._forward(static), side, self.shared.pool)
+        try:
+            graph, outputs = device.capture(self.compiled.module, static, side, shared.pool)
+        except RuntimeError as err:
+            raise UserError(
+                f"the model cannot be captured as a CUDA graph ({one_line(err, 160)}): its forward probably "
+                "waits for the device",
+                field="engine",
+                fix="use engine eager or compile for this model",
+            ) from None
         return _Graph(graph, static, outputs)
 
     def _run(self, tensors: list) -> tuple:
@@ -152,23 +161,37 @@ class GpuRuntime(RuntimeBackend):
         return graph.outputs
 
     def predict(self, feeds: Feeds) -> dict[str, np.ndarray]:
+        rows = len(next(iter(feeds.values())))
+        padded = self._padded(feeds, rows)
         with self.device.on(self.stream):
-            outputs = self._timing_a_recompile(feeds, lambda: self._run(self._inputs(feeds)))
-            host = [out.float().cpu().numpy() for out in outputs]  # .cpu() waits for the device
+            outputs = self._timing_a_recompile(padded, lambda: self._run(self._inputs(padded)))
+            host = [out.float().cpu().numpy()[:rows] for out in outputs]  # .cpu() waits for the device
         return dict(zip(self.compiled.output_names, host))
+
+    def _padded(self, feeds: Feeds, rows: int) -> Feeds:
+        """A static-shape engine runs the loaded batch size only: a smaller batch (LoadGen's dynamic batches,
+        a dataset's last) is padded with its last row, so no call captures or compiles a new shape."""
+        if not self.static_shapes or not self.batch_size or rows >= self.batch_size:
+            return feeds
+        extra = self.batch_size - rows
+        return {name: np.concatenate([array, np.repeat(array[-1:], extra, axis=0)]) for name, array in feeds.items()}
 
     def _recompiles(self, feeds: Feeds) -> bool:
         """Whether the next call compiles again: the compile engine at a shape it has not run."""
         return self.compiled.engine == "compile" and shape_key(feeds) not in self.shared.recompiles
 
     def _timing_a_recompile(self, feeds: Feeds, call: Callable[[], tuple]) -> tuple:
-        """`call`'s result; when it compiles again, how long that first call took is recorded."""
+        """`call`'s result; when it compiles again, how long that first call took is recorded. One thread
+        compiles at a time (Dynamo is not thread-safe); the others wait and then find the shape compiled."""
         if not self._recompiles(feeds):
             return call()
-        start = time.perf_counter()
-        result = call()
-        self.device.synchronize()
-        self.shared.recompiles[shape_key(feeds)] = round(time.perf_counter() - start, 3)
+        with self.shared.lock:
+            if not self._recompiles(feeds):  # another client compiled it while this one waited
+                return call()
+            start = time.perf_counter()
+            result = call()
+            self.device.synchronize()
+            self.shared.recompiles[shape_key(feeds)] = round(time.perf_counter() - start, 3)
         return result
 
     def bind(self, feeds: Feeds) -> Callable[[], object]:
@@ -209,7 +232,8 @@ class GpuRuntime(RuntimeBackend):
             + ("; ends when the device has finished (event synchronize)" if self.device.accelerator else ""),
             "device_time": "CUDA event pair around each timed call" if self.device.accelerator else None,
             "first_call_seconds_by_shape": dict(self.shared.recompiles) or None,
-            "cuda_graphs": len(self._graphs) if self.compiled.engine == "cuda-graph" else None,
+            # every client's graphs over the run: each captures its own at each shape
+            "cuda_graphs": self.shared.graphs_captured if self.compiled.engine == "cuda-graph" else None,
         }
         return {key: value for key, value in settings.items() if value is not None}
 

@@ -75,6 +75,21 @@ def build_module(
     return wrap(model, convention)
 
 
+def use_attention(module, implementation: str) -> bool:
+    """Switch a built transformers model (behind our wrapper) to another attention implementation ("sdpa" on
+    accelerators, where users run it; the builder builds "eager" for the CPU reference). False when the module
+    is not one (TorchScript, diffusers) or the architecture has no such kernel."""
+    model = getattr(module, "model", None)
+    switch = getattr(model, "set_attn_implementation", None)
+    if switch is None:
+        return False
+    try:
+        switch(implementation)
+    except (ValueError, ImportError):  # an architecture without that kernel keeps eager
+        return False
+    return True
+
+
 def wrap(model, convention: CallingConvention):
     """A built model behind the entry's calling convention: positional inputs in its order, a tuple out."""
     return _wrapper_class()(model, convention).eval()

@@ -43,6 +43,7 @@ ROW_KEYS = {
     "device_memory_mb": DEVICE_MEMORY,
     "device_reserved_mb": DEVICE_RESERVED,
     "device_process_mb": DEVICE_PROCESS,
+    "device_process_note": "Device Process Note",
     "device_avg_latency": "Device AVG Latency",
     "device_p50_latency": "Device P50 Latency",
     "device_p99_latency": "Device P99 Latency",
@@ -155,6 +156,7 @@ class PerfRow:
     device_memory_mb: float | None = None  # peak allocated by the framework while the batch size ran
     device_reserved_mb: float | None = None  # peak held by its caching allocator
     device_process_mb: float | None = None  # the process's device memory as the driver (NVML) reports it
+    device_process_note: str | None = None  # what Device Process MB is when it is not this process's own
     device_avg_latency: float | None = None  # per timed call, from device events (ms)
     device_p50_latency: float | None = None
     device_p99_latency: float | None = None
