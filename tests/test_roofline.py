@@ -358,3 +358,15 @@ def test_the_gpu_runtime_measures_its_peak_and_profiles_on_the_device(tmp_path, 
     assert bandwidth["GB/s"] > 0 and "device copy" in bandwidth["Method"]
     raw = runtime.profile(fake_inputs(inputs, 1), 3, tmp_path / "profile")
     assert raw.calls == 3 and raw.trace.is_file() and any(op_type(e.op) == MATMUL for e in raw.events)
+
+
+def test_the_leaderboard_shows_each_run_s_best_share_of_the_roof(tmp_path):
+    from core.reporting.leaderboard import collect, leaderboard_tables
+    from core.reporting.writer import write_report
+
+    report = RunReport(model="m", backend="CPU", precision="FP32", dataset=None)
+    report.performance = [PerfRow(bs=1, qps=2.0, peak_share=0.42), PerfRow(bs=8, qps=9.0, peak_share=0.84)]
+    write_report(report, tmp_path)
+    table = leaderboard_tables(collect(tmp_path)[0])[0]
+    column = table.headers.index("peak share")
+    assert table.rows[0][column].text == "84% at BS 8"
