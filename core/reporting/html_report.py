@@ -426,19 +426,17 @@ def _roofline_plot(plots: Plots, report: RunReport) -> str:
 
     def draw(ax):
         xs = [x for _, x, _ in points]
-        low, high = min(xs) / 4, max(xs) * 4
+        # The ridge: where the memory roof meets the compute roof. Both roofs are drawn up to and from it.
+        ridge = compute / memory if compute and memory else None
+        low = min(min(xs), ridge or min(xs)) / 4
+        high = max(max(xs), ridge or max(xs)) * 4
         if memory:
-            top = compute or memory * high
-            ridge = min(high, top / memory)
-            ax.plot([low, ridge], [memory * low, memory * ridge], color=PLOT_COLORS[1], label=f"memory {memory:g} GB/s")
+            end = ridge or high
+            ax.plot([low, end], [memory * low, memory * end], color=PLOT_COLORS[1], label=f"memory {memory:g} GB/s")
         if compute:
-            start = compute / memory if memory else low
-            ax.plot(
-                [max(low, start), high],
-                [compute, compute],
-                color=PLOT_COLORS[2],
-                label=plain(f"{report.precision_ran} peak {compute:g} GFLOP/s"),
-            )
+            start = ridge or low
+            label = plain(f"{report.precision_ran} peak {compute:g} GFLOP/s")
+            ax.plot([start, high], [compute, compute], color=PLOT_COLORS[2], label=label)
         ax.scatter(xs, [y for _, _, y in points], color=PLOT_COLORS[0], zorder=3, label="achieved")
         for bs, x, y in points:
             ax.annotate(f"bs {bs}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize="small")
