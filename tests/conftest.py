@@ -14,7 +14,7 @@ from hypothesis import settings
 # Property tests that run whole workloads draw a few cases in the suite; `--hypothesis-profile long` draws
 # hundreds (tests that set their own max_examples keep it).
 settings.register_profile("suite", max_examples=8)
-settings.register_profile("long", max_examples=60)
+settings.register_profile("long", max_examples=40)
 settings.load_profile("suite")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
