@@ -370,3 +370,28 @@ def test_the_leaderboard_shows_each_run_s_best_share_of_the_roof(tmp_path):
     table = leaderboard_tables(collect(tmp_path)[0])[0]
     column = table.headers.index("peak share")
     assert table.rows[0][column].text == "84% at BS 8"
+
+
+def test_a_probe_that_fails_to_run_is_a_null_peak_with_its_reason(monkeypatch, tmp_path):
+    from core.measure import peak
+
+    monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path))
+
+    def boom():
+        raise RuntimeError("MatMulInteger not implemented")
+
+    figure = peak.gemm_peak({"engine": "z"}, lambda: peak.PeakProbe("fake", "INT8", 1e9, boom))
+    assert figure["GFLOP/s"] is None and "MatMulInteger not implemented" in figure["Reason"]
+
+
+def test_a_failing_roofline_is_a_note_not_a_failed_run(monkeypatch):
+    from core.run import roofline
+
+    def broken(run, runtime):
+        raise RuntimeError("no counter today")
+
+    monkeypatch.setattr(roofline, "prepare", broken)
+    report = RunReport(model="m", backend="CPU", precision="FP32", dataset=None)
+    run = type("Run", (), {"report": report})()
+    assert roofline.prepare_or_note(run, None) is None
+    assert report.notes == ["work and peak not measured: RuntimeError: no counter today"]

@@ -126,11 +126,11 @@ def gemm_peak(key: dict[str, Any], make_probe: Callable[[], PeakProbe | None]) -
         started = time.perf_counter()
         try:
             probe = make_probe()
-        except Exception as err:  # an engine that cannot build the probe says so in the report
+            if probe is None:
+                return {"GFLOP/s": None, "Reason": f"no matrix-multiply probe for {key.get('precision')}"}
+            rate, calls = time_probe(probe.run, probe.flops)
+        except Exception as err:  # an engine that cannot build or run the probe says so in the report
             return {"GFLOP/s": None, "Reason": f"{type(err).__name__}: {err}"[:300]}
-        if probe is None:
-            return {"GFLOP/s": None, "Reason": f"no matrix-multiply probe for {key.get('precision')}"}
-        rate, calls = time_probe(probe.run, probe.flops)
         return {
             "GFLOP/s": round(rate / 1e9, 1),
             "Method": f"{probe.library}, {probe.precision}, median of {calls} calls",

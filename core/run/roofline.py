@@ -105,6 +105,22 @@ def prepare(run: RunContext, runtime) -> Roofline | None:
     return roofline
 
 
+def prepare_or_note(run: RunContext, runtime) -> Roofline | None:
+    """prepare(), or a note in the report when counting or measuring the peak fails: the derived numbers are
+    extras, never a reason to lose the measurement."""
+    from core.common.errors import Interrupted, UserError
+
+    try:
+        return prepare(run, runtime)
+    except (KeyboardInterrupt, Interrupted, UserError):
+        raise
+    except Exception as err:  # a library's own error types
+        note = f"work and peak not measured: {type(err).__name__}: {err}"[:300]
+        run.report.notes.append(note)
+        console.warn(note)
+        return None
+
+
 def _work(run: RunContext) -> WorkCount:
     from core.common.artifact_cache import cache_key, code_digest
     from core.measure import work as counting

@@ -102,7 +102,7 @@ def _stages(run: RunContext, overrides: dict) -> None:
                     check_accuracy(run, runtime, on_batch=tick)
                 replan_after_accuracy(run, progress, had_rate)
             if run.workload.test_perf:
-                run.roofline = roofline.prepare(run, runtime)
+                run.roofline = roofline.prepare_or_note(run, runtime)
                 measure_batch_sizes(run, runtime, progress)
                 if profiled is not None:
                     profile_run(run, runtime, profiled)
