@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backends.base import CompiledModel, CompileRequest, RuntimeBackend
+from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend
 from backends.CPU.config import CpuConfig, engine_listing
 from core.common.errors import UserError
 from core.common.registry import Registry
@@ -39,6 +39,17 @@ def engine(name: str) -> Engine:
 def native(precision: str, isa: CpuIsa) -> bool:
     """Whether this host runs `precision` in hardware (FP32 always; BF16 and INT8 need their ISA)."""
     return {"FP32": True, "BF16": isa.bf16, "INT8": isa.int8}.get(precision, False)
+
+
+def calibration_batches(request: CompileRequest, samples: int) -> tuple[list[Feeds], str]:
+    """What INT8 calibrates on, one sample a batch: the task's data when it has some, else generated inputs;
+    and which it was (the engines record it in Optimizations)."""
+    if request.calibration_feeds is not None:
+        feeds = request.calibration_feeds()[:samples]
+        if feeds:
+            return feeds, "calibrated on the dataset"
+    batch = request.sample_feeds(samples)
+    return [{k: v[i : i + 1] for k, v in batch.items()} for i in range(samples)], "calibrated on generated inputs"
 
 
 def pin_process(config: CpuConfig) -> None:

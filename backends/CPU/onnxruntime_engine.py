@@ -15,7 +15,7 @@ import numpy as np
 
 from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend, declared_feeds
 from backends.CPU.config import CpuConfig
-from backends.CPU.engines import Engine, pin_process, unsupported_precision
+from backends.CPU.engines import Engine, calibration_batches, pin_process, unsupported_precision
 from backends.CPU.export import architecture, exported_onnx, graph_io, library_versions, stage_record
 from core.common.artifact_cache import cached_folder, code_digest
 from core.common.errors import UserError, one_line
@@ -114,7 +114,7 @@ def _run_stages(request: CompileRequest, options, exported: Path, export_stage, 
         optimizations.append("onnxslim simplification")
     if request.precision == "INT8":
         if options.int8_mode == "static":
-            feeds, source = _calibration(request)
+            feeds, source = calibration_batches(request, CALIBRATION_SAMPLES)
             advance("int8", lambda src, dst: onnx_stages.quantize_int8_static(src, dst, feeds, per_channel=True))
             optimizations.append(f"int8 static QDQ quantization, per channel ({source}, {len(feeds)} samples)")
         else:
@@ -148,18 +148,6 @@ def _int8_recipe(mode: str, exported: Path) -> str:
 
     graph = onnx.load(str(exported), load_external_data=False).graph
     return "static" if any(node.op_type == "Conv" for node in graph.node) else "dynamic"
-
-
-def _calibration(request: CompileRequest) -> tuple[list[Feeds], str]:
-    """The task's data when it has some, else generated inputs, one sample a batch."""
-    if request.calibration_feeds is not None:
-        feeds = request.calibration_feeds()[:CALIBRATION_SAMPLES]
-        if feeds:
-            return feeds, "calibrated on the dataset"
-    batch = request.sample_feeds(CALIBRATION_SAMPLES)
-    return [{k: v[i : i + 1] for k, v in batch.items()} for i in range(CALIBRATION_SAMPLES)], (
-        "calibrated on generated inputs"
-    )
 
 
 class OnnxRuntimeBackend(RuntimeBackend):

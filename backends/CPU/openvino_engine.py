@@ -20,7 +20,7 @@ import numpy as np
 
 from backends.base import CompiledModel, CompileRequest, Feeds, RuntimeBackend, declared_feeds
 from backends.CPU.config import CpuConfig
-from backends.CPU.engines import Engine, pin_process, unsupported_precision
+from backends.CPU.engines import Engine, calibration_batches, pin_process, unsupported_precision
 from backends.CPU.export import exported_onnx, library_versions
 from core.common.artifact_cache import cached_folder, code_digest
 from core.common.errors import UserError, one_line
@@ -117,13 +117,7 @@ def _quantize(model, request: CompileRequest, samples: int):
     import nncf
 
     names = [port.get_any_name() for port in model.inputs]
-    if request.calibration_feeds is not None:
-        batches, source = request.calibration_feeds()[:samples], "calibrated on the dataset"
-    else:
-        batches, source = [], "calibrated on generated inputs"
-    if not batches:
-        one = request.sample_feeds(samples)
-        batches = [{name: array[i : i + 1] for name, array in one.items()} for i in range(samples)]
+    batches, source = calibration_batches(request, samples)
     dataset = nncf.Dataset(batches, lambda feeds: {name: feeds[name] for name in names})
     try:
         quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches))
