@@ -103,20 +103,27 @@ _TORCH_FAMILY = {
 }
 
 
+def op_flops(module, tensors: list) -> dict[str, float]:
+    """FLOPs per aten op of one forward of `module` on `tensors` (on any device), by torch's own formulas."""
+    import torch
+
+    _register_cpu_attention()
+    counter = _counter_class()()
+    with torch.inference_mode(), counter:
+        module(*tensors)
+    return counter.counts
+
+
 def count_torch(module, feeds: dict[str, np.ndarray]) -> WorkCount:
     """One forward of `module` on `feeds` (batch size 1), every op counted by torch's own flop formulas."""
     import torch
 
-    _register_cpu_attention()
-    tensors = [torch.from_numpy(np.ascontiguousarray(array)) for array in feeds.values()]
-    counter = _FormulaCounter()
-    with torch.inference_mode(), counter:
-        module(*tensors)
+    counts = op_flops(module, [torch.from_numpy(np.ascontiguousarray(array)) for array in feeds.values()])
     by_type: dict[str, float] = {}
-    for name, flops in counter.counts.items():
+    for name, flops in counts.items():
         family = _TORCH_FAMILY.get(name, ATTENTION if "attention" in name else MATMUL)
         by_type[family] = by_type.get(family, 0.0) + flops / 1e9
-    total = sum(counter.counts.values()) / 1e9
+    total = sum(counts.values()) / 1e9
     params = sum(p.numel() * p.element_size() for p in _unique_parameters(module))
     return WorkCount(
         gflop_per_sample=round(total, 4) if total > 0 else None,
@@ -158,10 +165,6 @@ def _counter_class():
             return out
 
     return FormulaCounter
-
-
-def _FormulaCounter():  # noqa: N802 - built on first use: torch is imported lazily
-    return _counter_class()()
 
 
 def _unique_parameters(module):
