@@ -1,17 +1,19 @@
 # Two commands do everything on a fresh clone: `make run` and `make test`.
-# Each (re)creates .venv from constraints.txt when it is missing or older than pyproject.toml/constraints.txt.
+# Each readies .venv (tools/venv.sh) when it lacks the stamp or pyproject.toml/constraints.txt changed: a working
+# .venv, made by hand or by make, is installed into, never made again; torch comes from PyTorch's CPU index where
+# it can be reached (TORCH_INDEX= empty: the default index).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TASK ?= albert-torch-fp32
 HARDWARE ?= CPU
 
 .PHONY: run test lint docs format venv clean-venv mutation gpu-wheels gpu-check
 
-$(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]" -c constraints.txt
+$(STAMP): pyproject.toml constraints.txt tools/venv.sh
+	PYTHON="$(PYTHON)" VENV="$(VENV)" TORCH_INDEX="$(TORCH_INDEX)" tools/venv.sh
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -195,6 +195,11 @@ class BackendSpec:
     device_facts: Callable[[BaseModel], dict[str, Any]] | None = None
     # The part of those facts that makes a tuning decision valid only on this kind of device.
     device_fingerprint: Callable[[dict[str, Any]], dict[str, Any]] = lambda facts: facts
+    # The torch device LLM tasks run on (backends.llm_transformers), or None: this backend runs none.
+    llm_device: Callable[[BaseModel], str] | None = None
+    # The engines whose matrix-multiply probes (RuntimeBackend.peak_probe) make this hardware's roof at a
+    # precision, besides the one that ran: the fastest of them is what every engine's share is held against.
+    roof_engines: Callable[[str], list[str]] = lambda precision: []
 
     def make_config(self, engine: str | None, engine_options: dict[str, Any], *, source: Path | str) -> BaseModel:
         """Validate the workload's engine choice and options against this backend's config."""

@@ -26,13 +26,15 @@ def _batch_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
-def _minutes(text: str) -> float:
+def _minutes(text: str) -> float | str:
+    if text.strip().lower() == "off":
+        return "off"
     try:
         minutes = float(text)
     except ValueError:
         minutes = -1.0
     if not (minutes > 0 and minutes != float("inf")):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of minutes, e.g. 5 or 0.5")
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of minutes or 'off', e.g. 5 or 0.5")
     return minutes
 
 
@@ -44,6 +46,40 @@ def _seconds(text: str) -> float:
     if not (seconds >= 0 and seconds != float("inf")):
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds, e.g. 30")
     return seconds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
+    return value
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        rates = []
+    if not rates or not all(0 < rate < float("inf") for rate in rates):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of positive rates, e.g. 0.5,1,2")
+    return rates
+
+
+def _slo(text: str) -> dict[str, float] | str:
+    """`ttft_p99=2000,tpot_p99=100` (ms), or a preset's name; the workload's checks judge the names."""
+    if "=" not in text:
+        return text.strip()
+    limits = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        try:
+            limits[key.strip().lower()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{part}' is not KEY=MS, e.g. ttft_p99=2000") from None
+    return limits
 
 
 def _precision(text: str) -> str:
@@ -141,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="time_budget_minutes",
         type=_minutes,
         metavar="MINUTES",
-        help="share this many minutes of measuring among the batch sizes; a window it cuts says "
-        "'Stop Reason: time budget' (every client still gets one timed call)",
+        help="the whole run (tuning, accuracy, measuring) within this many minutes, or 'off' for no budget; "
+        "default: 10 when the workload sets no durations. A window it cuts says 'Stop Reason: time budget' "
+        "(every client still gets one timed call)",
     )
     parser.add_argument(
         "--min-seconds",
@@ -174,6 +211,80 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="BS",
         help="the batch size --profile profiles (default: the first measured)",
+    )
+    llm = parser.add_argument_group("LLM tasks (ByteMLPerf llm_perf's format)")
+    llm.add_argument(
+        "--input-tokens",
+        "--input_tokens",
+        dest="input_tokens",
+        type=_batch_sizes,
+        metavar="N[,N...]",
+        help="override perf_config.input_tokens: prompt lengths in tokens, e.g. 128 or 128,512",
+    )
+    llm.add_argument(
+        "--output-tokens",
+        "--output_tokens",
+        dest="output_tokens",
+        type=_positive_int,
+        metavar="N",
+        help="override perf_config.output_tokens: new tokens per request",
+    )
+    llm.add_argument(
+        "--layers",
+        type=_positive_int,
+        metavar="N",
+        help="build N of the model's decoder layers, every shape unchanged (a model larger than this host); "
+        "every figure is then marked as coming from the scaled model",
+    )
+    llm.add_argument(
+        "--concurrency",
+        type=_batch_sizes,
+        metavar="C[,C...]",
+        help="closed loop: sweep these concurrencies (llm_perf's batch sizes: the same thing)",
+    )
+    llm.add_argument(
+        "--request-rate",
+        "--request_rate",
+        dest="request_rate",
+        type=_rates,
+        metavar="R[,R...]",
+        help="open loop: sweep these request rates (per second, Poisson arrivals kept to whatever the engine does)",
+    )
+    llm.add_argument(
+        "--burstiness",
+        type=float,
+        metavar="G",
+        help="open loop: gamma shape of the inter-arrival times (1 Poisson, below 1 burstier)",
+    )
+    llm.add_argument(
+        "--max-concurrency",
+        "--max_concurrency",
+        dest="max_concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="open loop: requests in flight at most (the engine's slots); the rest queue",
+    )
+    llm.add_argument(
+        "--slo",
+        type=_slo,
+        metavar="ttft_p99=MS,tpot_p99=MS|PRESET",
+        help="latency objectives (ttft/tpot/e2e _p50/_p90/_p99 in ms) or a preset: llama2-70b, "
+        "llama2-70b-interactive, llama3.1-8b, llama3.1-8b-interactive (MLPerf's limits); adds goodput per point",
+    )
+    llm.add_argument(
+        "--find-max-rate",
+        "--find_max_rate",
+        dest="find_max_rate",
+        action="store_true",
+        default=None,
+        help="search the highest request rate whose P99s meet --slo, and report it with its evidence",
+    )
+    llm.add_argument(
+        "--trust-remote-code",
+        "--trust_remote_code",
+        dest="trust_remote_code",
+        action="store_true",
+        help="run the modeling code in a local model folder (architectures transformers does not ship)",
     )
     parser.add_argument(
         "--offline",
@@ -230,9 +341,39 @@ def _main(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         profile=args.profile,
         profile_batch_size=args.profile_batch_size,
+        input_tokens=args.input_tokens,
+        output_tokens=args.output_tokens,
+        layers=args.layers,
+        trust_remote_code=args.trust_remote_code,
+        concurrency=args.concurrency,
+        request_rate=args.request_rate,
+        burstiness=args.burstiness,
+        max_concurrency=args.max_concurrency,
+        slo=args.slo,
+        find_max_rate=args.find_max_rate,
     )
+    if not task.is_llm:
+        for flag, value in (
+            ("--input-tokens", args.input_tokens),
+            ("--output-tokens", args.output_tokens),
+            ("--layers", args.layers),
+            ("--trust-remote-code", args.trust_remote_code or None),
+            ("--concurrency", args.concurrency),
+            ("--request-rate", args.request_rate),
+            ("--burstiness", args.burstiness),
+            ("--max-concurrency", args.max_concurrency),
+            ("--slo", args.slo),
+            ("--find-max-rate", args.find_max_rate),
+        ):
+            if value is not None:
+                raise UserError("applies to LLM tasks only", field=flag, fix="drop it")
     try:
-        report = run_task(task, options)
+        if task.is_llm:
+            from core.run.llm import run_llm_task
+
+            report = run_llm_task(task, options)
+        else:
+            report = run_task(task, options)
     except Interrupted:
         print("terminated: partial report written", file=sys.stderr)
         return EXIT_INTERRUPTED

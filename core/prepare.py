@@ -22,7 +22,7 @@ from core.common.paths import REPO_ROOT
 EXIT_MISSING = 1
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog("core.prepare", "prepare"),
         description=__doc__.split("\n")[0],
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
 
 def main(argv: list[str] | None = None, *, root: Path = REPO_ROOT) -> int:
     """`root`: the repository the assets install into (tests pass a temporary one)."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     setup_logging(args.debug)
     return run_command(
         lambda: run(args, root), debug=args.debug, interrupted="interrupted; a partial download resumes on the next run"

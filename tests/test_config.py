@@ -268,7 +268,9 @@ def test_validation_errors_name_the_field_and_what_it_expects():
         "batch size 0 must be at least 1",
         "batch_sizes",
     )
-    assert _validation(Workload, {"model": "m", "batch_sizes": [0]})[2] == "expected list[int]"
+    assert _validation(Workload, {"model": "m", "batch_sizes": [0]})[2] == (
+        "expected list[int]: " + Workload.model_fields["batch_sizes"].description
+    )
     assert _validation(Workload, {"model": "m", "precision": "FP8"})[2].startswith(
         "expected Literal['FP32', 'TF32', 'FP16', 'BF16', 'INT8', 'auto'] | None: compile precision"
     )

@@ -151,12 +151,12 @@ def fast_tuning(monkeypatch, tmp_path):
     monkeypatch.setattr(
         tuning,
         "TUNING_POLICY",
-        MeasurePolicy(warmup_iterations=1, warmup_seconds=0.1, min_iterations=3, min_seconds=0.0, max_seconds=0.5),
+        MeasurePolicy(warmup_iterations=1, warmup_seconds=0.1, min_iterations=5, min_seconds=0.0, max_seconds=0.5),
     )
     monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path))
 
 
-def run_select(candidates, compiled, gates: list, compiles: list | None = None, budget_seconds=None):
+def run_select(candidates, compiled, gates: list, compiles: list | None = None, budget_seconds=None, runtime=None):
     rng = np.random.default_rng(1)
     lengths = rng.integers(4, SEQ, size=12)
     ids = np.where(np.arange(SEQ)[None, :] < lengths[:, None], rng.integers(1, 100, size=(12, SEQ)), 0)
@@ -172,7 +172,7 @@ def run_select(candidates, compiled, gates: list, compiles: list | None = None, 
         candidates,
         model="fake",
         compile_candidate=lambda c: (compiles.append(c.label) if compiles is not None else None) or compiled[c.label],
-        make_runtime=lambda comp, config: FakeRuntime(comp, config),
+        make_runtime=lambda comp, config: (runtime or FakeRuntime)(comp, config),
         batch_size=1,
         feeds={"ids": ids[:1]},
         make_gate=make_gate,
@@ -193,7 +193,7 @@ def test_the_gate_rejects_a_fast_corrupted_candidate(fast_tuning):
     assert rows["slower BF16"].gate == "dropped" and rows["slow FP32"].normalized_drift == 0
     assert rows["slower BF16"].why.startswith("slower than slow FP32 after ")
     assert rows["slower BF16"].normalized_drift is None  # dropped before its gate sample ran
-    assert "fastest of 1 candidates that passed the accuracy gate (3 tried)" in selection.section.reason
+    assert "the only candidate that passed the accuracy gate (3 tried)" in selection.section.reason
 
 
 def test_each_candidate_is_compiled_once_and_the_winner_is_not_compiled_again(fast_tuning):
@@ -323,10 +323,19 @@ def test_a_tuning_budget_skips_the_rest_once_one_passed(fast_tuning):
     # nothing passed yet: the budget does not stop the search
     candidates, compiled = fake_candidates({"x FP32": (0.0, True), "y FP32": (0.0, False)})
     assert run_select(candidates, compiled, [], budget_seconds=1e-6).candidate.label == "y FP32"
+    # ... but with time spent and none passed, the FP32 candidates come next, the slow INT8/BF16 builds skipped
+    specs = {"p INT8": (0.0, True), "q INT8": (0.0, False), "r BF16": (0.0, False), "s FP32": (0.0, False)}
+    candidates, compiled = fake_candidates(specs)
+    compiles = []
+    selection = run_select(candidates, compiled, [], compiles, budget_seconds=1e-6)
+    rows = {r.label: r for r in selection.section.candidates}
+    assert compiles == ["s FP32"] and selection.candidate.label == "s FP32"
+    assert {rows[label].gate for label in ("p INT8", "q INT8", "r BF16")} == {"skipped"}
+    assert "none passed: FP32 next" in rows["r BF16"].why
 
 
 @pytest.mark.parametrize(
-    "seconds, count", [(0.001, accuracy_gate.GATE_MAX_FEATURES), (5.0, accuracy_gate.GATE_MIN_FEATURES), (1.0, 20)]
+    "seconds, count", [(0.001, accuracy_gate.GATE_MAX_FEATURES), (5.0, accuracy_gate.GATE_MIN_FEATURES), (0.5, 40)]
 )
 def test_the_synthetic_gate_sample_fits_its_time(seconds, count):
     assert accuracy_gate.gate_features(True, seconds)[0] == count

@@ -226,7 +226,8 @@ def test_an_onnx_image_model_runs_every_batch_size(image_task, tmp_path):
 
 
 def test_a_torchscript_image_model_runs_and_its_numeric_check_uses_fake_data(image_task, tmp_path):
-    task = image_task(conv_torchscript(tmp_path / "conv.pt"), "pt", test_numeric=True)
+    # FP32 pinned: the check below expects the reference's own arithmetic (auto may pick BF16 or INT8)
+    task = image_task(conv_torchscript(tmp_path / "conv.pt"), "pt", test_numeric=True, precision="FP32")
     report = run_cli(task, tmp_path / "reports")
     assert [row["Status"] for row in report["Performance"]] == ["ok", "ok"]
     accuracy = report["Accuracy"]

@@ -85,26 +85,21 @@ def test_stacked_start_end_logits_are_masked_and_judged_per_channel():
     cand = ref.copy()
     end = int(ref[0, :5, 1].argmax())  # row 0's end position moves to another valid position
     cand[0, (end + 1) % 5, 1] = ref[0, end, 1] + 1.0
-    stats = agreement_statistics({"logits": ref}, {"logits": cand}, lengths)
+    (stats,) = agreement_statistics({"logits": ref}, {"logits": cand}, lengths)
     # Six picks (3 rows x start, end); one differs. A flattened argmax would count rows, not picks.
-    assert stats["Top-1 Agreement"] == pytest.approx(5 / 6)
+    assert (stats.picks, stats.agree) == (6, 5)
     valid = np.concatenate([ref[row, :n].ravel() for row, n in enumerate(lengths)])
     expected_drift = np.abs(ref - cand).sum() / valid.size / valid.std()  # padding (100s) never counts
-    assert stats["Normalized Drift"] == pytest.approx(expected_drift)
+    assert stats.drift == pytest.approx(expected_drift)
 
 
 def test_stacked_logits_identical_agree_fully():
     lengths = np.array([2, 8])
     ref = stacked_logits(lengths, seed=1)
-    stats = agreement_statistics({"logits": ref}, {"logits": ref.copy()}, lengths)
-    assert stats == {
-        "Normalized Drift": 0.0,
-        "Top-1 Agreement": 1.0,
-        "Near Ties": 0,
-        "Decisive Rows": 4,
-        "Decisive Agreement": 1.0,
-        "Non-finite": 0,
-    }
+    (stats,) = agreement_statistics({"logits": ref}, {"logits": ref.copy()}, lengths)
+    assert (stats.values, stats.nonfinite, stats.drift, stats.worst_row_drift) == (20, 0, 0.0, 0.0)  # 2x(2+8)
+    assert (stats.picks, stats.agree, stats.far_picks) == (4, 4, 0)
+    assert stats.near_ties + stats.decisive == 4 and stats.decisive_agree == stats.decisive
 
 
 def test_token_mask_covers_trailing_axes():

@@ -264,7 +264,7 @@ def test_a_broken_reference_cache_is_recomputed(plugin, tmp_path, monkeypatch):
     """A reference left half-written (a concurrent run, a crash) or corrupted must not end the run."""
     monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path / "home"))
     first = run(tmp_path, test_numeric=True)
-    cached = list((tmp_path / "home" / "reference" / "tiny-bert-squad").glob("*.npz"))
+    cached = list((tmp_path / "home" / "reference" / "tiny-bert-squad").rglob("*.npz"))
     assert len(cached) == 1
     cached[0].with_suffix(".json").unlink()  # the npz is there, its sidecar not (yet)
     assert run(tmp_path, test_numeric=True)["Accuracy"]["Max Diff"] == first["Accuracy"]["Max Diff"]

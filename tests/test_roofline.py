@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.measure.operators import OUTSIDE, OpEvent, RawProfile, normalize, op_type
-from core.measure.work import ATTENTION, CONVOLUTION, MATMUL, WorkCount, count_onnx, count_torch
+from core.measure.operators import ATTENTION, CONVOLUTION, MATMUL, OUTSIDE, OpEvent, RawProfile, normalize, op_type
+from core.measure.work import WorkCount, count_onnx, count_torch
 from core.reporting.report import RunReport
 from core.reporting.schema import PerfRow
 from core.run.roofline import Roofline
@@ -153,6 +153,9 @@ def test_a_failed_row_or_an_uncounted_model_gets_no_derived_numbers():
         ("MatMul", MATMUL),
         ("FullyConnected", MATMUL),
         ("aten::addmm", MATMUL),
+        ("aten::_scaled_mm", MATMUL),
+        ("aten::bmm", ATTENTION),  # attention's QK^T and AV, as the work counter files them
+        ("baddbmm", ATTENTION),
         ("Attention", ATTENTION),
         ("aten::_scaled_dot_product_flash_attention_for_cpu", ATTENTION),
         ("SkipLayerNormalization", "layer norm"),
@@ -240,12 +243,17 @@ def test_each_cpu_engine_profiles_and_every_row_says_how_close_it_came(engine, t
     data = json.loads(report.written.read_text(encoding="utf-8"))
     assert data["Work"]["GFLOP per Sample"] == pytest.approx(0.0084, abs=2e-4)
     peak = data["Host"]["Peak"]
-    library = {"onnxruntime": "onnxruntime", "openvino": "openvino", "pytorch": "torch"}[engine]
-    assert peak["FP32"]["GFLOP/s"] > 0 and peak["FP32"]["Method"].startswith(library)
+    # The roof is the host's: every engine's probe ran, and the fastest of them is the roof, whichever engine ran.
+    roof = peak["FP32"]
+    assert set(roof["Engines"]) == {"onnxruntime", "openvino", "pytorch"}
+    assert roof["GFLOP/s"] == max(rate for rate in roof["Engines"].values() if isinstance(rate, float))
+    library = {"onnxruntime": "onnxruntime", "openvino": "openvino", "pytorch": "torch"}[roof["Engine"]]
+    assert roof["Method"].startswith(library)
     assert peak["Memory"]["GB/s"] > 0
     for row in data["Performance"]:
         assert row["Achieved GFLOP/s"] == pytest.approx(0.0084 * row["QPS"], rel=0.03)
         assert 0 < row["Peak Share"] < 1 and row["Roof"] in ("compute", "memory")
+        assert row["Roof"] == "memory" or row["Roof Engine"] == roof["Engine"]
     profile = data["Profile"]
     assert profile["Batch Size"] == 1 and profile["Engine"] == engine
     assert sum(row["Share"] for row in profile["Types"]) == pytest.approx(1, abs=0.01)
@@ -312,13 +320,13 @@ def test_a_peak_is_measured_once_per_host_and_versions(monkeypatch, tmp_path):
     monkeypatch.setenv("PERFBENCH_HOME", str(tmp_path))
     calls = []
 
-    def probe():
-        calls.append(1)
-        return peak.PeakProbe("fake", "FP32", 1e9, lambda: None)
+    def probe():  # built each time (its code is part of the key), run only when measured
+        return peak.PeakProbe("fake", "FP32", 1e9, lambda: calls.append(1))
 
     first = peak.gemm_peak({"engine": "x"}, probe)
+    timed = len(calls)
     second = peak.gemm_peak({"engine": "x"}, probe)
-    assert len(calls) == 1 and first["Cached"] is False and second["Cached"] is True
+    assert timed > 0 and len(calls) == timed and first["Cached"] is False and second["Cached"] is True
     assert second["GFLOP/s"] == first["GFLOP/s"] > 0
     broken = peak.gemm_peak({"engine": "y"}, lambda: (_ for _ in ()).throw(RuntimeError("no int8 here")))
     assert broken["GFLOP/s"] is None and "no int8 here" in broken["Reason"]
@@ -395,3 +403,178 @@ def test_a_failing_roofline_is_a_note_not_a_failed_run(monkeypatch):
     run = type("Run", (), {"report": report})()
     assert roofline.prepare_or_note(run, None) is None
     assert report.notes == ["work and peak not measured: RuntimeError: no counter today"]
+
+
+def test_the_roof_is_the_fastest_engine_s_probe_and_each_row_names_it():
+    from core.run.roofline import host_roof
+
+    figures = {
+        "onnxruntime": {"GFLOP/s": 157.6, "Method": "onnxruntime MatMul"},
+        "openvino": {"GFLOP/s": 174.3, "Method": "openvino MatMul"},
+        "pytorch": {"GFLOP/s": None, "Reason": "no probe"},
+    }
+    theoretical = {"GFLOP/s": 160.0, "Assumes": "2 cores x 32 FP32 FLOP/cycle (Zen 3) x 2.5 GHz"}
+    roof = host_roof(figures, "onnxruntime", theoretical)
+    assert roof["GFLOP/s"] == 174.3 and roof["Engine"] == "openvino" and roof["Method"] == "openvino MatMul"
+    assert roof["Engines"] == {"onnxruntime": 157.6, "openvino": 174.3, "pytorch": "no probe"}
+    assert roof["Theoretical"]["GFLOP/s"] == 160.0 and "exceeds" in roof["Theoretical"]["Note"]
+    # Two engines doing the same work (159.7 and 157.6 GFLOP/s achieved) read shares against one roof.
+    work = WorkCount(70.7, "torch.utils.flop_counter", "")
+    shares = []
+    for achieved in (159.7, 157.6):
+        roofline = Roofline(work, "FP32", roof["GFLOP/s"], None, roof_engine=roof["Engine"])
+        fields = roofline.row_fields(_row(1, achieved / 70.7))
+        assert fields["roof_engine"] == "openvino" and fields["roof_gflops"] == 174.3
+        shares.append(fields["peak_share"])
+    assert shares == pytest.approx([159.7 / 174.3, 157.6 / 174.3], abs=1e-4)
+    nothing = host_roof({"pytorch": {"GFLOP/s": None, "Reason": "no probe"}}, "pytorch", None)
+    assert nothing["GFLOP/s"] is None and nothing["Engine"] is None and "Theoretical" not in nothing
+
+
+@pytest.mark.parametrize("remeasured, above", [(180.0, False), (110.0, True)])
+def test_a_row_above_its_roof_remeasures_it_once_and_says_why(remeasured, above):
+    work = WorkCount(1.0, "c", "")
+    calls = []
+
+    def remeasure():
+        calls.append(1)
+        return remeasured, "openvino", None
+
+    roofline = Roofline(work, "FP32", 100.0, None, roof_engine="onnxruntime", remeasure=remeasure)
+    fine = roofline.row_fields(_row(1, 90.0))
+    assert not calls and "roof_note" not in fine and fine["roof_engine"] == "onnxruntime"
+    fields = roofline.row_fields(_row(2, 120.0))
+    assert calls == [1] and fields["roof_gflops"] == remeasured and fields["roof_engine"] == "openvino"
+    assert (fields["peak_share"] > 1.0) == above and fields["roof_note"]
+    assert ("above its compute roof (every probe re-measured" in fields["roof_note"]) == above
+    again = roofline.row_fields(_row(4, 130.0))  # re-measured once a run: a later row keeps the new roof
+    assert calls == [1] and again["roof_gflops"] == remeasured
+    assert (again["peak_share"] > 1.0) == (130.0 > remeasured) and ("roof_note" in again) == (130.0 > remeasured)
+    unmeasurable = Roofline(work, "FP32", 100.0, None).row_fields(_row(1, 120.0))
+    assert unmeasurable["peak_share"] == 1.2 and "not re-measured" in unmeasurable["roof_note"]
+
+
+def test_the_work_counter_and_the_profile_share_one_vocabulary():
+    import torch
+
+    class EagerAttention(torch.nn.Module):
+        def forward(self, q):
+            return torch.bmm(torch.softmax(torch.bmm(q, q.transpose(1, 2)), -1), q)
+
+    work = count_torch(EagerAttention().eval(), {"q": np.ones((2, 8, 4), np.float32)})
+    assert set(work.by_type) == {op_type("aten::bmm")} == {ATTENTION}
+
+
+def test_a_fusion_is_typed_by_what_it_fuses():
+    from core.measure.operators import fused_type
+
+    assert fused_type(["Multiply", "Softmax", "MatMul", "Add"]) == ATTENTION
+    assert fused_type(["MatMul", "Add"]) == MATMUL
+    assert fused_type(["Multiply", "Add", "Convert"]) == "elementwise"
+    assert fused_type(["Power", "Tanh", "Multiply"]) == "elementwise"
+    assert fused_type(["Range"]) == "other"
+
+
+def test_openvino_s_fused_attention_subgraph_is_attention(tmp_path):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from backends.base import CompiledModel
+    from backends.CPU.config import CpuConfig
+    from backends.CPU.openvino_engine import OpenVinoBackend
+
+    names = ("q", "k", "v")
+    q, k, v = (ops.parameter([1, 4, 64, 32], np.float32, name=name) for name in names)
+    scores = ops.multiply(ops.matmul(q, k, False, True), ops.constant(np.float32(0.17)))
+    context = ops.matmul(ops.softmax(scores, -1), v, False, False)
+    path = tmp_path / "attention.xml"
+    ov.save_model(ov.Model([ops.add(context, ops.constant(np.float32(1.0)))], [q, k, v], "attention"), path)
+    compiled = CompiledModel("openvino", "FP32", path, list(names), ["out"], 0.0, False)
+    compiled.details["inference_precision"] = "f32"
+    runtime = OpenVinoBackend(compiled, CpuConfig(intra_op_threads=1))
+    runtime.load(1)
+    feeds = {name: np.ones((1, 4, 64, 32), np.float32) for name in names}
+    raw = runtime.profile(feeds, 2, tmp_path / "profile")
+    subgraphs = [event for event in raw.events if event.op == "Subgraph"]
+    if not subgraphs:
+        pytest.skip("this OpenVINO did not fuse the attention into a Snippets subgraph")
+    assert ATTENTION in {event.type for event in subgraphs}
+    section = normalize(raw, batch_size=1, timed_ms=None, work_gflop=None)
+    assert ATTENTION in {row["Type"] for row in section["Types"]}
+
+
+def test_a_profiled_call_much_slower_than_the_timed_one_is_unrepresentative():
+    events = [OpEvent("mm0", "MatMul", 6000.0, 4, 4e9)]
+    raw = RawProfile("pytorch", "test", calls=4, wall_seconds=0.008, events=events)  # 2 ms a call
+    assert normalize(raw, batch_size=1, timed_ms=1.9, work_gflop=1.0)["Representative"] is True
+    slow = normalize(raw, batch_size=1, timed_ms=1.5, work_gflop=1.0)  # 1.33x
+    assert slow["Representative"] is False and "1.33x" in slow["Warning"]
+    assert "Representative" not in normalize(raw, batch_size=1, timed_ms=None, work_gflop=1.0)
+
+
+def test_matrix_rate_leaves_out_work_whose_time_is_filed_under_another_type():
+    # Attention's FLOPs were counted, but the profile shows its time as softmax/elementwise (a fused subgraph):
+    # counting them over the matmul time alone would inflate the rate.
+    events = [OpEvent("mm", "MatMul", 4000.0, 4), OpEvent("fused", "Subgraph", 4000.0, 4)]
+    raw = RawProfile("openvino", "test", calls=4, wall_seconds=0.008, events=events)
+    by_type = {MATMUL: 0.8, ATTENTION: 0.2}
+    section = normalize(raw, batch_size=1, timed_ms=2.0, work_gflop=1.0, work_by_type=by_type)
+    assert section["Matrix GFLOP/s"] == pytest.approx(0.8 / 1e-3, rel=1e-3) and "attention" in section["Matrix Note"]
+    events[1].kind = ATTENTION  # typed by what it fuses: all the work over all the matrix time
+    section = normalize(raw, batch_size=1, timed_ms=2.0, work_gflop=1.0, work_by_type=by_type)
+    assert section["Matrix GFLOP/s"] == pytest.approx(1.0 / 2e-3, rel=1e-3) and "Matrix Note" not in section
+
+
+def test_with_several_clients_the_profile_runs_as_the_timed_rows_did(tmp_path):
+    from core.config import registry
+    from core.run.runner import RunOptions, run_task
+
+    workload = tmp_path / "w.yaml"
+    workload.write_text(f"model: tiny-bert-squad\nbatch_sizes: [1]\nclients: 2\n{SHORT}", encoding="utf-8")
+    report = run_task(
+        registry.load_task(str(workload)),
+        RunOptions(hardware_type="CPU", output_dir=tmp_path, engine="pytorch", precision="FP32", profile=True),
+    )
+    data = json.loads(report.written.read_text(encoding="utf-8"))
+    profiled = data["Profile"]["Runtime"]
+    assert profiled["instances"] == data["Runtime"]["instances"] == 2 and profiled["torch_threads"] >= 1
+    assert profiled["torch_threads"] == max(1, profiled["intra_op_threads"] // 2)
+    assert data["Profile"]["Timed ms per Call"] == data["Performance"][0]["P50 Latency"]
+
+
+def test_the_theoretical_peak_names_every_factor_and_the_clock(monkeypatch):
+    from core.measure import host, peak
+
+    facts = {"microarchitecture": "Zen 4", "mhz": 2600, "physical_cores": 2, "threads": 4}
+    monkeypatch.setattr(host, "processor_facts", lambda: facts)
+    monkeypatch.setattr(host, "usable_cores", lambda: 4)  # two cores, two hyperthreads each: two cores' pipes
+    monkeypatch.setattr(peak, "_max_clock_ghz", lambda: None)
+    figure = peak.theoretical_peak("FP32")
+    assert (
+        figure["GFLOP/s"] == pytest.approx(2 * 32 * 2.6) and "2 cores x 32 FP32 FLOP/cycle (Zen 4)" in figure["Assumes"]
+    )
+    assert "2.6 GHz" in figure["Assumes"] and "/proc/cpuinfo" in figure["Assumes"]
+    monkeypatch.setattr(peak, "_max_clock_ghz", lambda: 3.7)
+    assert peak.theoretical_peak("BF16")["GFLOP/s"] == pytest.approx(2 * 64 * 3.7)
+    assert peak.theoretical_peak("FP16") is None  # no native kernel counted for it
+    facts["microarchitecture"] = None
+    assert peak.theoretical_peak("FP32") is None
+
+
+def test_compare_sets_achieved_rates_against_each_other_never_shares():
+    from core.reporting.comparison import build_comparison, comparison_notes
+
+    reports = []
+    for qps, roof in ((2.0, 157.6), (2.0, 184.0)):  # the same work; the roof re-measured between the runs
+        report = RunReport(model="m", backend="CPU", precision="FP32", dataset=None)
+        achieved = 70.7 * qps
+        report.performance = [
+            PerfRow(bs=1, qps=qps, achieved_gflops=achieved, roof_gflops=roof, peak_share=round(achieved / roof, 4))
+        ]
+        reports.append(report)
+    cmp = build_comparison(reports, ["a", "b"], threshold=0.05)
+    rows = {row.metric: row for row in cmp.perf}
+    assert rows["Achieved GFLOP/s"].ratios == [1.0, 1.0]
+    assert rows["Peak Share"].ratios == [None, None] and rows["Roof GFLOP/s"].ratios == [None, None]
+    assert rows["Peak Share"].values[0] != rows["Peak Share"].values[1] and not cmp.regressions
+    assert any("a peak share has no ratio" in text for _, text in comparison_notes(cmp))

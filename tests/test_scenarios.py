@@ -187,6 +187,36 @@ def test_an_impossible_server_target_is_judged_invalid(plugin, tmp_path):
     (entry,) = report["LoadGen"]
     assert entry["Result"] == "INVALID" and "latency bound" in entry["Unmet"]
     assert entry["P99 Latency"] > entry["Target Latency"]
+    assert "First Attempt" not in entry  # a latency bound is the result, not a sizing error: never re-run
+
+
+def test_a_run_short_of_min_duration_is_run_again_as_loadgen_recommends(plugin, tmp_path, monkeypatch):
+    from core.scenarios import loadgen
+
+    plugin.STATE["delay"] = 0.002
+    # An expectation far below the machine: Offline's one query ends well before min_duration (INVALID).
+    monkeypatch.setattr(loadgen, "estimate_speed", lambda *args: loadgen.Estimate(0.1, 10.0))
+    report, folder = run(tmp_path, scenario="Offline", min_duration_s=0.3, min_query_count=1)
+    (entry,) = report["LoadGen"]
+    first = entry["First Attempt"]
+    assert first["Result"] == "INVALID" and first["Unmet"] == ["min duration"]
+    assert "increase the expected QPS" in first["Recommendation"]
+    assert entry["Result"] == "VALID" and entry["Target QPS"] >= loadgen.EXPECTATION_MARGIN * first["QPS"] * 0.99
+    assert (folder / first["Log Summary"]).is_file() and (folder / entry["Log Summary"]).is_file()
+    assert first["Log Summary"] != entry["Log Summary"]
+
+
+def test_the_expected_speed_has_headroom_above_the_measured_one():
+    import mlperf_loadgen as lg
+
+    from core.scenarios.loadgen import Estimate, ScenarioSpec, _settings
+
+    estimate = Estimate(single_latency_s=0.01, throughput_qps=400.0)
+    spec = ScenarioSpec("Offline", min_duration_s=1.0, min_query_count=1, max_batch=4)
+    settings = _settings(lg, spec, estimate, "PerformanceOnly")
+    # 1.69x is what Offline's batching beat the rows by on a Zen 3 host: the headroom must cover it.
+    assert settings.offline_expected_qps >= 1.7 * estimate.throughput_qps
+    assert settings.single_stream_expected_latency_ns <= estimate.single_latency_s * 1e9 / 1.7
 
 
 def test_find_peak_reports_the_peak_loadgen_found(plugin, tmp_path):

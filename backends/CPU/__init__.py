@@ -3,6 +3,7 @@
 from backends.base import BackendSpec
 from backends.CPU.compile import CpuCompileBackend, runtime_for
 from backends.CPU.config import CpuConfig
+from backends.CPU.engines import native_engines
 
 BACKEND = BackendSpec(
     name="CPU",
@@ -11,4 +12,6 @@ BACKEND = BackendSpec(
     config_class=CpuConfig,
     compile_backend=CpuCompileBackend,
     runtime_backend=runtime_for,
+    roof_engines=native_engines,
+    llm_device=lambda config: "cpu",
 )

@@ -74,9 +74,9 @@ class CpuConfig(BaseModel):
     inter_op_threads: int = Field(1, ge=1, description="operators run in parallel")
     cpu_affinity: list[int] | None = Field(None, description="pin the run to these CPU ids (default: no pinning)")
     opset: int = Field(17, ge=13, le=23, description="ONNX opset of the export (onnxruntime and openvino)")
-    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
-    openvino: OpenVinoOptions = Field(default_factory=OpenVinoOptions)
-    pytorch: PyTorchOptions = Field(default_factory=PyTorchOptions)
+    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions, description="onnxruntime's options")
+    openvino: OpenVinoOptions = Field(default_factory=OpenVinoOptions, description="OpenVINO's options")
+    pytorch: PyTorchOptions = Field(default_factory=PyTorchOptions, description="PyTorch's options")
 
     @field_validator("engine")
     @classmethod

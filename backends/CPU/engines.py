@@ -41,6 +41,15 @@ def native(precision: str, isa: CpuIsa) -> bool:
     return {"FP32": True, "BF16": isa.bf16, "INT8": isa.int8}.get(precision, False)
 
 
+def native_engines(precision: str) -> list[str]:
+    """The engines that run `precision` natively on this host: their probes make the host's roof."""
+    from core.measure.host import cpu_isa
+
+    if not native(precision, cpu_isa()):
+        return []
+    return [name for name in engine_names() if precision in engine(name).precisions]
+
+
 def calibration_batches(request: CompileRequest, samples: int) -> tuple[list[Feeds], str]:
     """What INT8 calibrates on, one sample a batch: the task's data when it has some, else generated inputs;
     and which it was (the engines record it in Optimizations)."""

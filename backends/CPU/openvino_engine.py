@@ -246,7 +246,9 @@ class OpenVinoBackend(RuntimeBackend):
         from core.measure.operators import OpEvent, RawProfile
 
         folder.mkdir(parents=True, exist_ok=True)
-        request = self._compiled(1, PERF_COUNT=True).create_infer_request()
+        compiled = self._compiled(max(1, self.streams), PERF_COUNT=True)  # one stream's threads, as timed
+        fused = self._fused_types(compiled)
+        request = compiled.create_infer_request()
         declared = declared_feeds(feeds, self.compiled.input_names)
         request.infer(declared, share_inputs=True)  # warm-up: first-call allocations
         events: dict[str, OpEvent] = {}
@@ -261,7 +263,9 @@ class OpenVinoBackend(RuntimeBackend):
                 if str(info.status).split(".")[-1] != "EXECUTED":
                     continue
                 micros = info.real_time.total_seconds() * 1e6
-                found = events.setdefault(info.node_name, OpEvent(info.node_name, info.node_type, 0.0, 0))
+                found = events.setdefault(
+                    info.node_name, OpEvent(info.node_name, info.node_type, 0.0, 0, kind=fused.get(info.node_name))
+                )
                 found.microseconds += micros
                 found.count += 1
                 trace.append(
@@ -288,6 +292,25 @@ class OpenVinoBackend(RuntimeBackend):
             path,
             note="node times are laid end to end in the trace: OpenVINO reports durations, not start times",
         )
+
+    def _fused_types(self, compiled) -> dict[str, str]:
+        """Each Snippets `Subgraph` node's common type, from the original layers it fuses (the runtime model's
+        originalLayersNames, looked up in the model as read): Snippets fuses attention's MatMul-Softmax-MatMul
+        into one, which its node type alone would file as elementwise."""
+        import openvino as ov
+
+        from core.measure.operators import fused_type
+
+        original = {
+            op.get_friendly_name(): op.get_type_name() for op in ov.Core().read_model(self.compiled.artifact).get_ops()
+        }
+        kinds = {}
+        for node in compiled.get_runtime_model().get_ops():
+            info = node.get_rt_info()
+            if info["layerType"].astype(str) == "Subgraph":
+                names = [name for name in info["originalLayersNames"].astype(str).split(",") if name]
+                kinds[node.get_friendly_name()] = fused_type([original.get(name, name) for name in names])
+        return kinds
 
     def close(self) -> None:
         self.request = None

@@ -28,4 +28,5 @@ BACKEND = BackendSpec(
     listing_note=listing_note,
     device_facts=lambda config: device_facts(config.device),
     device_fingerprint=fingerprint,
+    llm_device=lambda config: config.device,
 )

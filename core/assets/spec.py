@@ -26,18 +26,24 @@ class AssetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    kind: Literal["archive", "file", "hf_snapshot"]
-    url: str | None = None  # may contain {base_url}
-    sha256: str | None = None  # of the downloaded file; None: the first download is recorded in the lock file
-    size: int | None = Field(default=None, gt=0)
-    dest: str | None = None  # folder the archive extracts into / the file goes into (archive, file)
-    provides: list[str] = Field(default_factory=list)  # repo-relative paths (hf_snapshot: relative to the snapshot)
-    strip_components: int = Field(default=0, ge=0)  # like `tar --strip-components`
-    include: list[str] | None = None  # fnmatch patterns of archive member names to extract (None: all)
-    hf_repo_id: str | None = None
-    hf_revision: str | None = None
-    allow_patterns: list[str] | None = None
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", description="the asset's name in prepare --list")
+    kind: Literal["archive", "file", "hf_snapshot"] = Field(
+        description="a tar/zip archive, a single file, or a Hugging Face snapshot"
+    )
+    url: str | None = Field(None, description="where to download it; may contain {base_url}")
+    sha256: str | None = Field(
+        None, description="digest of the downloaded file; none: the first download is recorded in the lock file"
+    )
+    size: int | None = Field(default=None, gt=0, description="expected size in bytes")
+    dest: str | None = Field(None, description="folder the archive extracts into or the file goes into")
+    provides: list[str] = Field(
+        default_factory=list, description="repository-relative paths it installs (hf_snapshot: in the snapshot)"
+    )
+    strip_components: int = Field(default=0, ge=0, description="leading path parts dropped, like tar's")
+    include: list[str] | None = Field(None, description="fnmatch patterns of archive members to extract; none: all")
+    hf_repo_id: str | None = Field(None, description="hf_snapshot: the Hugging Face repository id")
+    hf_revision: str | None = Field(None, description="hf_snapshot: the revision (commit) to fetch")
+    allow_patterns: list[str] | None = Field(None, description="hf_snapshot: the files to fetch; none: all")
 
     @field_validator("sha256")
     @classmethod

@@ -13,7 +13,8 @@ from typing import Any
 from core.common.errors import UserError
 from core.common.paths import REPO_ROOT
 from core.common.registry import NAME, Registry, file_listing, package_listing
-from core.config.schema import CONFIG_SUFFIXES, ModelEntry, Workload, load_model_entry, load_workload, read_config_file
+from core.config.llm import LlmModelEntry, LlmWorkload, is_llm_workload
+from core.config.schema import CONFIG_SUFFIXES, ModelEntry, Workload, load_model_entry, read_config_file, validate
 
 # ByteMLPerf general_perf's workloads, all bundled (the zoo benchmark runs them; a test checks each).
 BYTEMLPERF_TASKS = (
@@ -58,32 +59,53 @@ def task_names() -> list[str]:
 
 
 # --show_task_list's groups, in the order they are listed.
-TASK_GROUPS = ("ByteMLPerf general_perf", "GLUE (DeBERTa base and large)", "tiny (tests and smoke checks)", "other")
+TASK_GROUPS = (
+    "ByteMLPerf general_perf",
+    "LLMs (ByteMLPerf llm_perf's format)",
+    "GLUE (DeBERTa base and large)",
+    "tiny (tests and smoke checks)",
+    "other",
+)
+# ByteMLPerf llm_perf's task files, bundled unchanged.
+BYTEMLPERF_LLM_TASKS = (
+    "chatglm2-torch-fp16-6b",
+    "falcon-torch-bf16-180b",
+    "llama3-torch-bf16-70b",
+    "mixtral-torch-bf16-8x22b",
+)
 
 
-def task_group(name: str) -> str:
+def task_group(name: str, *, llm: bool = False) -> str:
     if name in BYTEMLPERF_TASKS:
         return TASK_GROUPS[0]
-    if "-glue-" in name:
-        return TASK_GROUPS[1]
     if name.startswith("tiny-"):
+        return TASK_GROUPS[3]
+    if llm or name in BYTEMLPERF_LLM_TASKS:
+        return TASK_GROUPS[1]
+    if "-glue-" in name:
         return TASK_GROUPS[2]
-    return TASK_GROUPS[3]
+    return TASK_GROUPS[4]
 
 
 def task_listing() -> dict[str, list[tuple[str, str]]]:
     """Group -> [(task, one line of what it runs)], for --show_task_list; a task that does not load says why."""
     groups: dict[str, list[tuple[str, str]]] = {group: [] for group in TASK_GROUPS}
     for name in task_names():
+        llm = False
         try:
             task = load_task(name)
-            model, workload = task.model, task.workload
-            data = model.dataset_name or "generated inputs"
-            what = f"({data}; batch sizes {','.join(map(str, workload.batch_sizes))})"
+            model, workload, llm = task.model, task.workload, task.is_llm
+            if llm:
+                perf = workload.perf_config
+                lengths = ",".join(map(str, perf.input_tokens))
+                what = f"(input tokens {lengths}, {perf.output_tokens} out; batch sizes "
+            else:
+                what = f"({model.dataset_name or 'generated inputs'}; batch sizes "
+            what += f"{','.join(map(str, workload.batch_sizes))})"
             line = f"{(model.description or model.model).split(';')[0]} {what}"
         except UserError as err:
             line = f"does not load: {err.message}"
-        groups[task_group(name)].append((name, line))
+        groups[task_group(name, llm=llm)].append((name, line))
     return {group: tasks for group, tasks in groups.items() if tasks}
 
 
@@ -106,16 +128,39 @@ def resolve_task_file(task: str) -> Path:
 
 @dataclass(frozen=True)
 class Task:
-    workload: Workload
+    workload: Workload | LlmWorkload
     workload_file: Path
-    model: ModelEntry
+    model: ModelEntry | LlmModelEntry
     model_file: Path
+
+    @property
+    def is_llm(self) -> bool:
+        return isinstance(self.workload, LlmWorkload)
 
 
 def load_task(task: str) -> Task:
     """Load a workload and the model-zoo entry it names, and check that they fit together."""
     workload_file = resolve_task_file(task)
-    return task_from(load_workload(workload_file), workload_file)
+    data = read_config_file(workload_file)
+    if is_llm_workload(data):
+        return llm_task_from(validate(LlmWorkload, data, workload_file), workload_file)
+    return task_from(validate(Workload, data, workload_file), workload_file)
+
+
+def llm_task_from(workload: LlmWorkload, workload_file: Path, *, source: Path | str | None = None) -> Task:
+    """An LLM task: llm_perf finds the model-zoo entry by the task's name; ours may also name it in `model`."""
+    blame = source or workload_file
+    stem = workload_file.stem
+    name = stem if stem in MODELS.names() else workload.model
+    model_file = MODELS.get(name, file=blame, field="model", fix_extra=f"; or add model_zoo/{stem}.json")
+    data = read_config_file(model_file)
+    if not isinstance(data.get("network"), dict):
+        raise UserError(
+            "not an LLM model-zoo entry (it has no `network` block)",
+            file=model_file,
+            fix="an llm_perf entry inlines the model's Hugging Face config.json as `network`",
+        )
+    return Task(workload, workload_file, validate(LlmModelEntry, data, model_file), model_file)
 
 
 def task_from(workload: Workload, workload_file: Path, *, source: Path | str | None = None) -> Task:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -55,9 +55,11 @@ class Workload(_Strict):
 
     # ByteMLPerf fields, same meaning.
     model: str = Field(min_length=1, description="model-zoo entry name")
-    test_perf: bool = True
-    test_accuracy: bool = False
-    test_numeric: bool = False
+    test_perf: bool = Field(True, description="measure throughput and latency per batch size")
+    test_accuracy: bool = Field(False, description="score the dataset with the task's metric (EM/F1, accuracy)")
+    test_numeric: bool = Field(
+        False, description="compare the outputs with the CPU FP32 reference (numeric drift: Mean/Max Diff)"
+    )
     clients: int = Field(
         1,
         ge=1,
@@ -67,32 +69,41 @@ class Workload(_Strict):
     iterations: int = Field(
         100, ge=1, description="minimum timed iterations per batch size, unless max_seconds ends it first"
     )
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    batch_sizes: list[int] = Field(
+        default_factory=lambda: [1], min_length=1, description="batch sizes to measure, each up to max_batch_size"
+    )
     data_percent: float = Field(100, gt=0, le=100, description="share of the dataset's questions used for accuracy")
-    compile_only: bool = False
+    compile_only: bool = Field(False, description="compile (export, optimize, cache) and stop before measuring")
 
     # Our fields.
-    description: str = ""
+    description: str = Field("", description="one line shown by --show_task_list")
     warmup_iterations: int = Field(3, ge=1, description="warm-up iterations before timing (at least one)")
     warmup_seconds: float = Field(5.0, gt=0, description="warm-up stops after this long, even before warmup_iterations")
     min_seconds: float = Field(2.0, ge=0, description="keep measuring at least this long")
     max_seconds: float = Field(15.0, gt=0, description="stop measuring a batch size after this long")
-    time_budget_minutes: float | None = Field(
+    time_budget_minutes: Annotated[float, Field(gt=0)] | Literal["off"] | None = Field(
         None,
-        gt=0,
-        description="share this many minutes of measuring among the batch sizes (each still gets one call per client)",
+        description="the whole run (tuning, accuracy, measuring) within this many minutes; 'off' for none; "
+        "default: 10 for a workload that sets no durations (core.run.plan.run_budget)",
     )
     tuning_budget_minutes: float | None = Field(
         None,
         gt=0,
-        description="at most this many minutes choosing the engine (default: half of time_budget_minutes, else none)",
+        description="at most this many minutes choosing the engine (default: half of the run's budget, else none)",
     )
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy and torch take 32-bit seeds")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="seed of the synthetic weights and generated inputs (32-bit, as numpy and torch take)",
+    )
     precision: RunPrecision | None = Field(
         None, description="compile precision, or auto (the default): the fastest that passes the accuracy gate"
     )
     engine: str | None = Field(None, description="backend engine, e.g. auto, onnxruntime, openvino or pytorch")
-    engine_options: dict[str, Any] = Field(default_factory=dict)
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="the backend's own options (CPU and GPU engine_options below)"
+    )
     data_path: str | None = Field(None, description="dataset file or folder; default: the loader's")
     length_aware: bool = Field(True, description="dataset runs group features by length and trim padding")
     spec_peak_gflops: dict[Precision, float] | None = Field(
@@ -165,23 +176,25 @@ class ModelEntry(_Strict):
     """A model-zoo entry: the model file and how to feed it."""
 
     # ByteMLPerf fields, same meaning.
-    model: str = Field(min_length=1)
-    model_path: str | None = None
-    framework: str = "Pytorch"
-    framework_version: str | None = None
-    model_format: str = "pt"
-    model_precision: Precision = "FP32"
+    model: str = Field(min_length=1, description="the entry's name, as workloads name it")
+    model_path: str | None = Field(
+        None, description="the model file: TorchScript .pt or ONNX (relative: the repository)"
+    )
+    framework: str = Field("Pytorch", description="the framework that made the model file")
+    framework_version: str | None = Field(None, description="its version, as recorded (not checked)")
+    model_format: str = Field("pt", description="pt (TorchScript), onnx, or saved_model (refused: convert it)")
+    model_precision: Precision = Field("FP32", description="the precision of the weights in the file")
     inputs: str = Field(min_length=1, description="comma-separated input names")
     outputs: str = Field(min_length=1, description="comma-separated output names")
-    input_shape: dict[str, list[int]]
+    input_shape: dict[str, list[int]] = Field(description="input name -> shape at batch size 1, e.g. [1, 384]")
     input_type: str = Field(min_length=1, description="comma-separated types, e.g. LONG,LONG,LONG")
-    dataset_name: str | None = None
-    max_batch_size: int = Field(64, ge=1)
-    is_quantized: bool = False
-    layout: str | None = None
+    dataset_name: str | None = Field(None, description="the dataset loader (a package under datasets/)")
+    max_batch_size: int = Field(64, ge=1, description="the largest batch size a workload may ask for")
+    is_quantized: bool = Field(False, description="the file holds quantized weights (recorded)")
+    layout: str | None = Field(None, description="image layout of vision models, e.g. NCHW (recorded)")
 
     # Our fields.
-    description: str = ""
+    description: str = Field("", description="one line about the model")
     architecture: str | None = Field(
         None, description="bundled config under model_zoo/architectures/, for synthetic weights"
     )
@@ -193,7 +206,9 @@ class ModelEntry(_Strict):
     )
     published: Published | None = Field(None, description="a published accuracy figure to show beside ours")
     sha256: str | None = Field(None, description="expected digest of model_path")
-    assets: list[AssetSpec] = Field(default_factory=list)
+    assets: list[AssetSpec] = Field(
+        default_factory=list, description="real files perfbench prepare downloads and verifies (AssetSpec below)"
+    )
 
     @property
     def input_names(self) -> list[str]:

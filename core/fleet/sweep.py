@@ -403,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sweep file: tasks: [...], hardware_types: [...], optional job_timeout_seconds and workload overrides",
     )
-    parser.add_argument("sweep_file", type=Path, metavar="SWEEP.yaml")
+    parser.add_argument(
+        "sweep_file", type=Path, metavar="SWEEP.yaml", help="the sweep: tasks, hardware types, workload overrides"
+    )
     parser.add_argument(
         "--output-dir",
         "--output_dir",

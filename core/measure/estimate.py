@@ -32,11 +32,13 @@ def warmup_estimate(call: float, policy: MeasurePolicy) -> float:
 
 def window_estimate(seconds_per_item: float, batch_size: int, clients: int, policy: MeasurePolicy) -> float:
     """The timed window's length: until `min_iterations` calls of all clients together and `min_seconds`,
-    or the first call past `max_seconds`; never shorter than one call per client."""
+    or the first call past `max_seconds`; never shorter than one call per client. With several clients the
+    window closes only once the calls in flight when the rule was met have returned: one call more."""
     step = seconds_per_item * batch_size  # between two completions, all clients together
     enough = max(policy.min_iterations, _calls_until(policy.min_seconds, step)) * step
     capped = _calls_until(policy.max_seconds, step) * step
-    return max(call_seconds(seconds_per_item, batch_size, clients), min(enough, capped))
+    call = call_seconds(seconds_per_item, batch_size, clients)
+    return max(call, min(enough, capped)) + (call if clients > 1 else 0.0)
 
 
 def batch_estimate(seconds_per_item: float | None, batch_size: int, clients: int, policy: MeasurePolicy) -> float:

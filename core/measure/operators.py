@@ -14,23 +14,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.measure.work import ATTENTION, CONVOLUTION, MATMUL
-
+# The one vocabulary of operator families: the profile's types, and the work counter's (core.measure.work).
+MATMUL, ATTENTION, CONVOLUTION = "MatMul/linear", "attention", "convolution"
 SOFTMAX, LAYER_NORM, GELU = "softmax", "layer norm", "GELU"
 ELEMENTWISE, DATA_MOVEMENT, OTHER = "elementwise", "data movement", "other"
 OUTSIDE = "outside operators"
 TYPES = (MATMUL, ATTENTION, SOFTMAX, LAYER_NORM, GELU, CONVOLUTION, ELEMENTWISE, DATA_MOVEMENT, OTHER)
 MATRIX_TYPES = (MATMUL, ATTENTION, CONVOLUTION)
 TOP_NODES = 20
+# A profiled call this much slower than the timed one describes another run than the one measured.
+UNREPRESENTATIVE = 1.3
 
 # First match wins, on the engine's op name lower-cased without its namespace ("aten::", "com.microsoft.").
+# Batched products are attention's QK^T and AV (eager attention, in every transformer here; linear layers run
+# as mm/addmm), in the profile as in the work count.
 _RULES: tuple[tuple[str, str], ...] = (
-    (ATTENTION, r"attention|sdpa|scaled_dot_product"),
+    (ATTENTION, r"attention|sdpa|scaled_dot_product|^bmm$|^baddbmm$"),
     (LAYER_NORM, r"layernorm|layer_norm|mvn|rmsnorm|rms_norm|groupnorm|group_norm|batchnorm|batch_norm|normaliz"),
     (GELU, r"gelu"),
     (SOFTMAX, r"softmax"),
     (CONVOLUTION, r"conv(?!ert)"),
-    (MATMUL, r"matmul|gemm|^linear$|^addmm$|^mm$|^bmm$|^baddbmm$|fullyconnected|innerproduct|^einsum$"),
+    (MATMUL, r"matmul|gemm|^linear$|^addmm$|(^|_)mm$|fullyconnected|innerproduct|^einsum$"),
     (
         DATA_MOVEMENT,
         r"reshape|transpose|permute|^view|copy|concat|^cat$|gather|slice|split|squeeze|expand|^cast$|^to$|"
@@ -65,6 +69,11 @@ class OpEvent:
     microseconds: float
     count: int = 1
     flops: float | None = None  # over all profiled calls, where the profiler counts them
+    kind: str | None = None  # the common type where the engine knows better than its op name (a fused subgraph)
+
+    @property
+    def type(self) -> str:
+        return self.kind or op_type(self.op)
 
 
 @dataclass
@@ -80,15 +89,33 @@ class RawProfile:
     note: str | None = None
 
 
-def normalize(raw: RawProfile, *, batch_size: int, timed_ms: float | None, work_gflop: float | None) -> dict[str, Any]:
-    """The report's Profile section: time per call by type and by node, shares, and the profiler's cost."""
+def fused_type(op_types: list[str]) -> str:
+    """The common type of a fusion of ops (OpenVINO's Snippets `Subgraph`): attention where it multiplies matrices
+    around a softmax, else the weightiest type among its ops."""
+    kinds = {op_type(op) for op in op_types}
+    if ATTENTION in kinds or (MATMUL in kinds and SOFTMAX in kinds):
+        return ATTENTION
+    weightiest = (MATMUL, CONVOLUTION, LAYER_NORM, GELU, SOFTMAX, ELEMENTWISE, DATA_MOVEMENT)
+    return next((kind for kind in weightiest if kind in kinds), OTHER)
+
+
+def normalize(
+    raw: RawProfile,
+    *,
+    batch_size: int,
+    timed_ms: float | None,
+    work_gflop: float | None,
+    work_by_type: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The report's Profile section: time per call by type and by node, shares, and the profiler's cost.
+    `work_by_type` (GFLOP per sample by family) keeps Matrix GFLOP/s to the families the profile saw time in."""
     calls = max(1, raw.calls)
     op_total_us = sum(event.microseconds for event in raw.events)
     total_us = max(raw.wall_seconds * 1e6, op_total_us)
     per_call_ms = total_us / calls / 1e3
     by_type: dict[str, dict[str, Any]] = {}
     for event in raw.events:
-        kind = op_type(event.op)
+        kind = event.type
         entry = by_type.setdefault(kind, {"us": 0.0, "count": 0, "ops": set(), "flops": 0.0, "all_flops": True})
         entry["us"] += event.microseconds
         entry["count"] += event.count
@@ -133,19 +160,48 @@ def normalize(raw: RawProfile, *, batch_size: int, timed_ms: float | None, work_
             {
                 "Node": event.name[:160],
                 "Op": event.op,
-                "Type": op_type(event.op),
+                "Type": event.type,
                 "ms per Call": round(event.microseconds / calls / 1e3, 4),
                 "Share": round(event.microseconds / total_us, 4) if total_us else None,
             }
             for event in nodes
         ],
     }
-    matrix_us = sum(by_type.get(kind, {}).get("us", 0.0) for kind in MATRIX_TYPES)
-    if work_gflop and matrix_us:
-        # The counted work is all matrix work (matmul, attention, convolution): over the time in those types.
-        section["Matrix GFLOP/s"] = round(work_gflop * batch_size / (matrix_us / calls / 1e6), 1)
+    if timed_ms and per_call_ms > UNREPRESENTATIVE * timed_ms:
+        section["Representative"] = False
+        section["Warning"] = (
+            f"unrepresentative: the profiled call took {per_call_ms / timed_ms:.2f}x the timed one (more than "
+            f"{UNREPRESENTATIVE:g}x), so its shares describe another run than the one measured"
+        )
+    elif timed_ms:
+        section["Representative"] = True
+    section.update(_matrix_rate(by_type, calls, batch_size, work_gflop, work_by_type))
     if raw.trace is not None:
         section["Trace"] = str(raw.trace)
     if raw.note:
         section["Note"] = raw.note
     return section
+
+
+def _matrix_rate(
+    by_type: dict[str, dict[str, Any]],
+    calls: int,
+    batch_size: int,
+    work_gflop: float | None,
+    work_by_type: dict[str, float] | None,
+) -> dict[str, Any]:
+    """The counted work (all matrix work: matmul, attention, convolution) over the time in those types. A family
+    the count has but the profile shows no time in (its time filed under another type) is left out of the work,
+    and named, so that its FLOPs do not inflate the rate of the others."""
+    matrix_us = sum(by_type.get(kind, {}).get("us", 0.0) for kind in MATRIX_TYPES)
+    if not work_gflop or not matrix_us:
+        return {}
+    unseen = [kind for kind, gflop in (work_by_type or {}).items() if gflop and kind not in by_type]
+    work = work_gflop - sum((work_by_type or {})[kind] for kind in unseen)
+    fields: dict[str, Any] = {"Matrix GFLOP/s": round(work * batch_size / (matrix_us / calls / 1e6), 1)}
+    if unseen:
+        fields["Matrix Note"] = (
+            f"{', '.join(unseen)} work left out: the profile shows no time in that type, so the time its "
+            "operators took is filed under another"
+        )
+    return fields

@@ -1,5 +1,6 @@
 """What the hardware can do, measured: the matrix-multiply rate of the precision that ran, in the engine
-that ran it, and the memory bandwidth (a STREAM-style triad), once per host and library versions.
+that ran it, and the memory bandwidth (a STREAM-style triad), cached per host, library versions, probe code,
+precision and threads.
 
 A row's share of the peak is only as good as the peak: a spec sheet's number is not what a library
 reaches on a shared 2-core slice, and engines differ by 2x on one host (GUIDE §4: onnxruntime's MatMul
@@ -11,18 +12,27 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.common.paths import state_dir
+from core.reporting.sections import PEAK_CACHED, PEAK_MEASURED
 
 log = logging.getLogger(__name__)
 
 GEMM_SIZE = 2048  # 17 GFLOP a call: long enough to reach the steady rate, short on a 2-core host
 PROBE_SECONDS = 1.0  # timed per figure, after one warm-up call; 2-3 figures a run: well under 10 s
 TRIAD_ELEMENTS = 1 << 25  # 128 MB a float32 array: far beyond any L3 cache
+RATES = ("GFLOP/s", "GB/s")  # what a figure measured; a figure without one is a failure
+
+
+def _maker_file() -> str:
+    # Called by PeakProbe's generated __init__: frame 1 is __init__, frame 2 the code that built the probe.
+    return sys._getframe(2).f_code.co_filename
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ class PeakProbe:
     precision: str
     flops: float
     run: Callable[[], object]
+    # The source file that built the probe (the engine's module): its code is part of the peak's cache key.
+    made_in: str = field(default_factory=_maker_file, compare=False)
 
 
 def time_probe(run: Callable[[], object], work: float, seconds: float = PROBE_SECONDS) -> tuple[float, int]:
@@ -94,43 +106,78 @@ def triad_bandwidth(seconds: float = PROBE_SECONDS) -> dict[str, Any]:
     }
 
 
-def _cache_path(payload: dict[str, Any]):
-    from core.common.artifact_cache import cache_key
+def _cache_path(payload: dict[str, Any], code: Sequence[str | Path]):
+    from core.common.artifact_cache import cache_key, code_digest
     from core.measure.host import host_fingerprint, software_versions
 
-    keyed = {**payload, "host": host_fingerprint(), "versions": software_versions()}
+    files = sorted({Path(__file__).resolve(), *(Path(f).resolve() for f in code)})
+    # Code without a file (typed at a prompt) is keyed by its name: it cannot be told apart anyway.
+    digest = code_digest(*(f for f in files if f.is_file())) + "".join(f"+{f.name}" for f in files if not f.is_file())
+    keyed = {**payload, "host": host_fingerprint(), "versions": software_versions(), "code": digest}
     return state_dir() / "peak" / f"{cache_key(keyed)}.json"
 
 
-def cached(payload: dict[str, Any], measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A peak figure from `.perfbench/peak/` when this host and these libraries measured it, else measured
-    now and stored (`Cached: true` on a figure read back)."""
-    from core.common.atomic import atomic_write_text
+def _rate(figure: dict[str, Any] | None) -> float | None:
+    rate = next((figure.get(key) for key in RATES if figure and figure.get(key) is not None), None)
+    return float(rate) if isinstance(rate, int | float) and rate > 0 else None
 
-    path = _cache_path(payload)
+
+def cached(
+    payload: dict[str, Any],
+    measure: Callable[[], dict[str, Any]],
+    *,
+    code: Sequence[str | Path] = (),
+    refresh: bool = False,
+) -> dict[str, Any]:
+    """A peak figure from `.perfbench/peak/` when this host measured it with these libraries and this code (this
+    module, `measure`'s own file and `code`), else measured now (`refresh`: measured even so). A failure is never
+    stored, so one transient error does not remove the figure for good; a new figure replaces the stored one only
+    when faster, since a peak is the fastest call. PEAK_CACHED says whether the figure returned was stored by an
+    earlier run, PEAK_MEASURED when it was measured."""
+    from core.common.atomic import atomic_write_text
+    from core.reporting.report import now_iso
+
+    own = getattr(measure, "__code__", None)  # a plain function: its module is part of the probe's code
+    path = _cache_path(payload, [*code, *([own.co_filename] if own else [])])
+    stored = None
     if path.is_file():
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(stored, dict):
-                return {**stored, "Cached": True}
         except (OSError, ValueError):
             log.debug("peak figure %s unreadable; measuring again", path)
-    figure = measure()
+        stored = stored if _rate(stored) is not None else None
+    if stored is not None and not refresh:
+        return {**stored, PEAK_CACHED: True}
+    figure = {**measure(), PEAK_MEASURED: now_iso()}
+    rate = _rate(figure)
+    if rate is None or (stored is not None and _rate(stored) >= rate):
+        return {**stored, PEAK_CACHED: True} if stored is not None else {**figure, PEAK_CACHED: False}
     atomic_write_text(path, json.dumps(figure, indent=2) + "\n")
-    return {**figure, "Cached": False}
+    return {**figure, PEAK_CACHED: False}
 
 
-def gemm_peak(key: dict[str, Any], make_probe: Callable[[], PeakProbe | None]) -> dict[str, Any]:
-    """The matrix-multiply rate of one engine and precision (cached), or null with why."""
+def gemm_peak(
+    key: dict[str, Any],
+    make_probe: Callable[[], PeakProbe | None],
+    *,
+    seconds: float = PROBE_SECONDS,
+    refresh: bool = False,
+) -> dict[str, Any]:
+    """The matrix-multiply rate of one engine and precision, or null with why. Cached by `key`, the probe's
+    description (library version, operation, size, threads), its precision and the code that built it; the
+    probe is built first (cheap next to timing it) so that its code is known."""
+    started = time.perf_counter()
+    try:
+        probe = make_probe()
+    except Exception as err:  # an engine that cannot build the probe says so in the report
+        return {"GFLOP/s": None, "Reason": f"{type(err).__name__}: {err}"[:300], PEAK_CACHED: False}
+    if probe is None:
+        return {"GFLOP/s": None, "Reason": f"no matrix-multiply probe for {key.get('precision')}", PEAK_CACHED: False}
 
     def measure() -> dict[str, Any]:
-        started = time.perf_counter()
         try:
-            probe = make_probe()
-            if probe is None:
-                return {"GFLOP/s": None, "Reason": f"no matrix-multiply probe for {key.get('precision')}"}
-            rate, calls = time_probe(probe.run, probe.flops)
-        except Exception as err:  # an engine that cannot build or run the probe says so in the report
+            rate, calls = time_probe(probe.run, probe.flops, seconds)
+        except Exception as err:  # an engine that cannot run the probe says so in the report
             return {"GFLOP/s": None, "Reason": f"{type(err).__name__}: {err}"[:300]}
         return {
             "GFLOP/s": round(rate / 1e9, 1),
@@ -138,12 +185,73 @@ def gemm_peak(key: dict[str, Any], make_probe: Callable[[], PeakProbe | None]) -
             "Seconds": round(time.perf_counter() - started, 2),
         }
 
-    return cached({"what": "gemm", **key}, measure)
+    payload = {"what": "gemm", **key, "probe": probe.library, "probe precision": probe.precision}
+    return cached(payload, measure, code=[probe.made_in], refresh=refresh)
 
 
-def bandwidth_peak() -> dict[str, Any]:
+def bandwidth_peak(
+    threads: int | None = None, *, seconds: float = PROBE_SECONDS, refresh: bool = False
+) -> dict[str, Any]:
+    """The triad's bandwidth with `threads` torch threads (default: torch's current count), cached per count."""
+    import torch
+
+    count = threads or torch.get_num_threads()
+
     def measure() -> dict[str, Any]:
         started = time.perf_counter()
-        return {**triad_bandwidth(), "Seconds": round(time.perf_counter() - started, 2)}
+        before = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            return {**triad_bandwidth(seconds), "Seconds": round(time.perf_counter() - started, 2)}
+        finally:
+            torch.set_num_threads(before)
 
-    return cached({"what": "triad"}, measure)
+    return cached({"what": "triad", "threads": count}, measure, refresh=refresh)
+
+
+# FLOP per cycle per core at each precision where the microarchitecture's datapath is documented: FP32 FMA pipes
+# x lanes x 2, BF16 dot products (AVX512-BF16, AMX tiles), INT8 dot products (VNNI, AMX) counting a
+# multiply-add as 2. Absent: a precision that microarchitecture has no native kernel for.
+FLOP_PER_CYCLE: dict[str, dict[str, int]] = {
+    "Zen": {"FP32": 16},  # two 128-bit FMA pipes
+    "Zen+": {"FP32": 16},
+    "Zen 2": {"FP32": 32},  # two 256-bit FMA pipes
+    "Zen 3": {"FP32": 32},
+    "Zen 4": {"FP32": 32, "BF16": 64, "INT8": 128},  # AVX-512 over two 256-bit pipes
+    "Zen 4c": {"FP32": 32, "BF16": 64, "INT8": 128},
+    "Zen 5": {"FP32": 64, "BF16": 128, "INT8": 256},  # a full 512-bit datapath (EPYC 9005)
+    "Skylake-SP/Cascade Lake": {"FP32": 64, "INT8": 256},  # two AVX-512 FMA units; INT8 with Cascade Lake's VNNI
+    "Ice Lake-SP": {"FP32": 64, "INT8": 256},
+    "Sapphire Rapids": {"FP32": 64, "BF16": 1024, "INT8": 2048},  # AMX tiles
+    "Emerald Rapids": {"FP32": 64, "BF16": 1024, "INT8": 2048},
+    "Granite Rapids": {"FP32": 64, "BF16": 1024, "INT8": 2048},
+}
+
+
+def _max_clock_ghz() -> float | None:
+    try:
+        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text().strip()) / 1e6
+    except (OSError, ValueError):
+        return None
+
+
+def theoretical_peak(precision: str) -> dict[str, Any] | None:
+    """cores x FLOP per cycle x clock, where the microarchitecture is known, naming the clock it assumes: the
+    maximum cpufreq reports, else /proc/cpuinfo's current one (a VM's is often the base clock, which turbo
+    exceeds: a measured rate above this figure says so, not that the measurement is wrong). None: unknown."""
+    from core.measure.host import processor_facts, usable_cores
+
+    facts = processor_facts()
+    per_cycle = FLOP_PER_CYCLE.get(facts.get("microarchitecture") or "", {}).get(precision)
+    clock, source = _max_clock_ghz(), "the maximum clock cpufreq reports"
+    if clock is None and facts.get("mhz"):
+        clock, source = facts["mhz"] / 1e3, "the clock /proc/cpuinfo reports (on a VM often the base clock)"
+    if not per_cycle or not clock:
+        return None
+    physical, logical = facts.get("physical_cores") or 1, facts.get("threads") or 1
+    cores = max(1, usable_cores() * physical // max(logical, physical))  # hyperthreads share a core's pipes
+    return {
+        "GFLOP/s": round(cores * per_cycle * clock, 1),
+        "Assumes": f"{cores} cores x {per_cycle} {precision} FLOP/cycle ({facts['microarchitecture']}) x "
+        f"{clock:.3g} GHz, {source}",
+    }

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from core.measure.operators import CONVOLUTION, MATMUL, MATRIX_TYPES, op_type
 
-# Operator families the counts are broken down by (the profile's vocabulary uses the same names).
-MATMUL, ATTENTION, CONVOLUTION = "MatMul/linear", "attention", "convolution"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,22 +86,6 @@ def _register_cpu_attention() -> None:
         return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-_TORCH_FAMILY = {
-    "mm": MATMUL,
-    "addmm": MATMUL,
-    # Batched products: attention's QK^T and AV under eager attention (the builder's), as in every
-    # transformer here; linear layers reach the counter as mm/addmm.
-    "bmm": ATTENTION,
-    "baddbmm": ATTENTION,
-    "_scaled_mm": MATMUL,
-    "convolution": CONVOLUTION,
-    "_convolution": CONVOLUTION,
-    "cudnn_convolution": CONVOLUTION,
-    "convolution_overrideable": CONVOLUTION,
-    "_slow_conv2d_forward": CONVOLUTION,
-}
-
-
 def op_flops(module, tensors: list) -> dict[str, float]:
     """FLOPs per aten op of one forward of `module` on `tensors` (on any device), by torch's own formulas."""
     import torch
@@ -121,7 +104,8 @@ def count_torch(module, feeds: dict[str, np.ndarray]) -> WorkCount:
     counts = op_flops(module, [torch.from_numpy(np.ascontiguousarray(array)) for array in feeds.values()])
     by_type: dict[str, float] = {}
     for name, flops in counts.items():
-        family = _TORCH_FAMILY.get(name, ATTENTION if "attention" in name else MATMUL)
+        family = op_type(name)  # the profile's vocabulary; the counter only counts matrix work
+        family = family if family in MATRIX_TYPES else MATMUL
         by_type[family] = by_type.get(family, 0.0) + flops / 1e9
     total = sum(counts.values()) / 1e9
     params = sum(p.numel() * p.element_size() for p in _unique_parameters(module))

@@ -1,11 +1,14 @@
 """Choosing how to run: time every candidate briefly, check each with the accuracy gate, keep the
-fastest that passes. The decision is cached per model, host and library versions.
+fastest that passes. The decision is cached per model, host, library versions and the code that decides
+(this package's modules: selection, gate, drift); a partial one (candidates skipped or dropped early) only
+for a run with the same tuning budget, since a run with more time would have tried more.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +32,26 @@ log = logging.getLogger(__name__)
 TUNING_POLICY = MeasurePolicy(
     warmup_iterations=2, warmup_seconds=3.0, min_iterations=5, min_seconds=1.0, max_seconds=3.0
 )
-# A candidate whose brief timing is this much slower than the fastest one that already passed is dropped
-# before its gate sample runs (successive halving): the ranking it would lose is clear beyond the timing's noise
-# (brief windows on a shared host scatter by up to ~20%, docs/MEASUREMENTS.md).
+# A candidate this much slower than the leader (the fastest that already passed) is dropped before its gate
+# sample runs (successive halving). Never on a mean or on fewer than MIN_DROP_CALLS calls (brief means scatter
+# by ~20% on a 2-core shared host, docs/MEASUREMENTS.md): first by its fastest calls, since a shared host only
+# slows calls down, so a slow first call cannot cause a drop; then confirmed by timing it and the leader in
+# turns, so a neighbour that slowed its whole window slows the leader's calls as much.
 DROP_RATIO = 1.25
+MIN_DROP_CALLS = 5
+FASTEST_CALLS = 3  # the figure: QPS over the mean of this many fastest calls
+# The code whose rules the decision follows: every module of this package, read at run time.
+DECISION_CODE = Path(__file__).parent
+
+
+@dataclass
+class Leader:
+    """The fastest candidate that passed so far: what a later one is dropped against."""
+
+    label: str
+    fastest_calls_qps: float
+    compiled: CompiledModel
+    config: Any  # its backend settings, to open its runtime again for the re-time
 
 
 @dataclass
@@ -42,15 +61,25 @@ class Selection:
     section: EngineSelection  # the report's Graph Compile "Engine Selection"
 
 
-def _decision_path(model: str, payload: dict[str, Any]) -> Path:
-    from core.common.artifact_cache import cache_key, code_digest
+def decision_code() -> str:
+    """Digest of the sources that decide: selection, gate, drift (and any module beside them)."""
+    from core.common.artifact_cache import code_digest
+
+    return code_digest(*sorted(DECISION_CODE.glob("*.py")))
+
+
+def _decision_path(model: str, payload: dict[str, Any], code: str, budget: float | None, partial: bool) -> Path:
+    """Where a decision is kept: a complete one for any budget (it tried everything); a partial one for the
+    budget it was taken under, so a run without a budget or with a larger one tunes again."""
+    from core.common.artifact_cache import cache_key
     from core.measure.host import host_fingerprint, software_versions
 
     keyed = {
         **payload,
         "host": host_fingerprint(),
         "versions": software_versions(),
-        "code": code_digest(Path(__file__)),
+        "code": code,
+        "scope": {"partial": True, "budget": budget} if partial else "complete",
     }
     return state_dir() / "tuning" / model / f"{cache_key(keyed)}.json"
 
@@ -90,30 +119,37 @@ def select(
     make_gate: Callable[[float], Gate],
     cache_payload: dict[str, Any],
     budget_seconds: float | None = None,
+    before_next: Callable[[Candidate, list[CandidateRow], int, float], str | None] | None = None,
 ) -> Selection:
     """The fastest candidate that passes the gate, from the decision cache when this host decided before.
 
     Candidates come in the order the backend expects fastest first. One clearly slower than the fastest
     that already passed (DROP_RATIO) is dropped before its gate sample; past `budget_seconds` the rest are
     skipped once one has passed. `make_gate(seconds per sample)` builds the gate when the first candidate's
-    speed is known, so the sample fits the time. The estimate of what is left is said after each candidate."""
+    speed is known, so the sample fits the time. The estimate of what is left is said after each candidate.
+    `before_next(candidate, rows, candidates left, seconds a candidate took)` may give a reason to skip a later
+    candidate (the run's budget, a candidate that cannot win); it is honoured once one has passed."""
     from core.reporting.report import now_iso
 
     by_label = {c.label: c for c in candidates}
-    path = _decision_path(
-        model,
-        {
-            **cache_payload,
-            "candidates": [[c.label, c.config.model_dump(mode="json")] for c in candidates],
-            "batch_size": batch_size,
-        },
-    )
-    decision = _read_decision(path)
-    if decision is not None and decision.chosen in by_label:
-        chosen = by_label[decision.chosen]
-        console.info(f"engine: {chosen.label} (decided {decision.decided} on this host; cached: {path.name})")
-        decision.decision = f"cached from {decision.decided}"
-        return Selection(chosen, compile_candidate(chosen), decision)
+    keyed = {
+        **cache_payload,
+        "candidates": [[c.label, c.config.model_dump(mode="json")] for c in candidates],
+        "batch_size": batch_size,
+    }
+    code = decision_code()
+    for partial in (False, True):
+        path = _decision_path(model, keyed, code, budget_seconds, partial)
+        decision = _read_decision(path)
+        if decision is not None and decision.chosen in by_label:
+            chosen = by_label[decision.chosen]
+            console.info(
+                f"engine: {chosen.label} (decided {decision.decided} on this host"
+                + (f", partial: {decision.partial}" if decision.partial else "")
+                + f"; cached: {path.name})"
+            )
+            decision.decision = f"cached from {decision.decided}"
+            return Selection(chosen, compile_candidate(chosen), decision)
 
     console.info(
         f"choosing among {len(candidates)} candidates at batch size {batch_size}: "
@@ -136,19 +172,34 @@ def select(
     rows: list[CandidateRow] = []
     spent: list[float] = []  # each tried candidate's seconds, for the estimate of the rest
     fastest: tuple[float, str, CompiledModel] | None = None  # kept, so the winner is not compiled twice
+    leader: Leader | None = None
     for i, candidate in enumerate(candidates):
         elapsed = time.perf_counter() - started
+        why = (  # asked first: it also says the whole run's estimate, once, after the first candidate
+            before_next(candidate, rows, len(candidates) - i, sum(spent) / len(spent))
+            if before_next and spent
+            else None
+        )
         if budget_seconds and elapsed > budget_seconds and fastest is not None:
             rows.append(_skipped(candidate, f"tuning budget of {budget_seconds / 60:.3g} min spent"))
             continue
+        if budget_seconds and elapsed > budget_seconds and _fp32_later(candidate, candidates[i + 1 :]):
+            # Out of time with nothing passed: the FP32 candidates next, the likeliest to pass and cheapest to build.
+            rows.append(
+                _skipped(candidate, f"tuning budget of {budget_seconds / 60:.3g} min spent, none passed: FP32 next")
+            )
+            continue
+        if why and fastest is not None:
+            rows.append(_skipped(candidate, why))
+            continue
         t0 = time.perf_counter()
-        best = (fastest[0], fastest[1]) if fastest else None
         before = reference_seconds
-        row, compiled = _try(candidate, compile_candidate, make_runtime, batch_size, feeds, gate_for, best)
+        row, compiled = _try(candidate, compile_candidate, make_runtime, batch_size, feeds, gate_for, leader)
         spent.append(time.perf_counter() - t0 - (reference_seconds - before))
         rows.append(row)
         if row.passed and (fastest is None or row.qps > fastest[0]):
             fastest = (row.qps, row.label, compiled)  # the previous fastest is released
+            leader = Leader(row.label, row.fastest_calls_qps or row.qps, compiled, candidate.config)
         left = len(candidates) - i - 1
         if left:
             estimate = sum(spent) / len(spent) * left
@@ -166,13 +217,22 @@ def select(
     best = max(passing, key=lambda row: row.qps)
     chosen = by_label[best.label]
     runner_up = max((row for row in passing if row is not best), key=lambda row: row.qps, default=None)
+    passed = f"fastest of {len(passing)} candidates" if len(passing) > 1 else "the only candidate"
     reason = (
-        f"fastest of {len(passing)} candidates that passed the accuracy gate "
+        f"{passed} that passed the accuracy gate "
         f"({sum(row.gate != 'skipped' for row in rows)} tried) at batch size "
         f"{batch_size}: {best.qps:.4g} QPS" + (f", next {runner_up.label} {runner_up.qps:.4g} QPS" if runner_up else "")
     )
     for row in rows:
         row.chosen = row is best
+    partial = ", ".join(
+        f"{count} {what}"
+        for what, count in (
+            ("skipped", sum(row.gate == "skipped" for row in rows)),
+            ("dropped early", sum(row.gate == "dropped" for row in rows)),
+        )
+        if count
+    )
     decision = EngineSelection(
         chosen=chosen.label,
         decided=now_iso(),
@@ -180,14 +240,79 @@ def select(
         batch_size=batch_size,
         tuning_seconds=round(time.perf_counter() - started, 1),
         timing="brief: warm-up, then at least 5 calls and 1 s (at most 3 s) per candidate; dropped before the gate "
-        f"when {DROP_RATIO:g}x slower than the fastest that passed",
+        f"when, after at least {MIN_DROP_CALLS} calls, its {FASTEST_CALLS} fastest calls are {DROP_RATIO:g}x "
+        "slower than those of the fastest that passed, and again when the two are timed in turns",
         gate=gate.rule(),
         candidates=rows,
+        code=code,
+        budget_seconds=budget_seconds if partial else None,
+        partial=partial or None,
     )
-    _write_decision(path, decision)
+    _write_decision(_decision_path(model, keyed, code, budget_seconds, bool(partial)), decision)
     console.info(f"engine: {chosen.label}, {reason}")
     decision.decision = "tuned in this run"
     return Selection(chosen, fastest[2], decision)
+
+
+def fastest_calls_qps(samples_ns: tuple[int, ...], batch_size: int) -> float:
+    """QPS over the mean of the FASTEST_CALLS fastest calls: what the candidate does when nothing slows it."""
+    fastest = sorted(samples_ns)[:FASTEST_CALLS]
+    return batch_size * len(fastest) * 1e9 / sum(fastest) if fastest and sum(fastest) > 0 else 0.0
+
+
+def _clearly_slower(row: CandidateRow, leader: Leader | None, make_runtime, call, batch_size: int, feeds) -> bool:
+    """Whether to drop `row`: after at least MIN_DROP_CALLS calls its fastest calls are DROP_RATIO slower than the
+    leader's, and so are they when `call` and the leader's runtime (opened again) are timed in turns. Marks the
+    row dropped with the evidence; a re-time that ran and did not confirm is kept in Drop Check."""
+    if leader is None or not row.fastest_calls_qps or (row.iterations or 0) < MIN_DROP_CALLS:
+        return False
+    ratio = leader.fastest_calls_qps / row.fastest_calls_qps
+    if ratio <= DROP_RATIO:
+        return False
+    first = (
+        f"after {row.iterations} calls: its {FASTEST_CALLS} fastest calls {row.fastest_calls_qps:.4g} QPS vs "
+        f"{leader.fastest_calls_qps:.4g} ({ratio:.2f}x)"
+    )
+    try:
+        lead_qps, own_qps = _in_turns(make_runtime(leader.compiled, leader.config), call, batch_size, feeds)
+    except (KeyboardInterrupt, Interrupted):
+        raise
+    except Exception as err:  # the leader cannot run beside it (memory): the gate judges it instead
+        row.drop_check = f"{first}; not re-timed beside {leader.label} ({type(err).__name__}): not dropped"
+        return False
+    again = lead_qps / own_qps if own_qps > 0 else math.inf
+    row.drop_ratio = round(again, 3)
+    row.drop_check = (
+        f"{first}; timed in turns with {leader.label}, {MIN_DROP_CALLS} turns each: {own_qps:.4g} vs "
+        f"{lead_qps:.4g} QPS ({row.drop_ratio:g}x); drops at {DROP_RATIO:g}x"
+    )
+    if again <= DROP_RATIO:
+        return False
+    row.gate, row.why = "dropped", f"slower than {leader.label} {row.drop_check}"
+    return True
+
+
+def _in_turns(leader_runtime: RuntimeBackend, call, batch_size: int, feeds: Feeds) -> tuple[float, float]:
+    """The leader's and the candidate's fastest-calls QPS over MIN_DROP_CALLS timed calls each, taken in turns.
+    Each turn times a side's second call: the first pays for the switch (caches, and the other engine's threads
+    still spinning after its call, which slowed the next call by up to 50x on a 2-core host)."""
+    try:
+        leader_runtime.load(batch_size)
+        lead = leader_runtime.bind(feeds)
+        times: tuple[list[int], list[int]] = ([], [])
+        for _ in range(MIN_DROP_CALLS):
+            for run, out in zip((lead, call), times, strict=True):
+                run()
+                t0 = time.perf_counter_ns()
+                run()
+                out.append(time.perf_counter_ns() - t0)
+    finally:
+        leader_runtime.close()
+    return fastest_calls_qps(tuple(times[0]), batch_size), fastest_calls_qps(tuple(times[1]), batch_size)
+
+
+def _fp32_later(candidate: Candidate, later: list[Candidate]) -> bool:
+    return candidate.precision != "FP32" and any(other.precision == "FP32" for other in later)
 
 
 def _skipped(candidate: Candidate, why: str) -> CandidateRow:
@@ -207,10 +332,10 @@ def _try(
     batch_size: int,
     feeds: Feeds,
     gate_for: Callable[[float], Gate],
-    best: tuple[float, str] | None,
+    leader: Leader | None,
 ) -> tuple[CandidateRow, CompiledModel | None]:
     """One candidate's row and what it compiled: compile, brief timing, then the gate unless it is clearly
-    slower than `best` (the fastest that passed: QPS and label). A failing candidate is recorded, not fatal."""
+    slower than `leader` (the fastest that passed). A failing candidate is recorded, not fatal."""
     row = CandidateRow(engine=candidate.engine, precision=candidate.precision)
     runtime = compiled = None
     try:
@@ -220,13 +345,12 @@ def _try(
         row.cache = "hit" if compiled.cache_hit else "miss"
         runtime = make_runtime(compiled, candidate.config)
         runtime.load(batch_size)
-        result = measure(runtime.bind(feeds), TUNING_POLICY, batch_size)
+        call = runtime.bind(feeds)
+        result = measure(call, TUNING_POLICY, batch_size)
         row.qps, row.p50_latency = round(result.qps, 4), round(result.latency.p50, 4)
         row.iterations = result.latency.count
-        if best is not None and result.qps * DROP_RATIO < best[0]:
-            row.gate = "dropped"
-            row.why = f"slower than {best[1]} after {result.latency.count} calls ({row.qps:.4g} vs {best[0]:.4g} QPS)"
-        else:
+        row.fastest_calls_qps = round(fastest_calls_qps(result.samples_ns, batch_size), 4)
+        if not _clearly_slower(row, leader, make_runtime, call, batch_size, feeds):
             gate = gate_for(1.0 / result.qps if result.qps > 0 else float("inf"))
             outputs, _ = run_features(runtime, gate.features, DATASET_BATCH_SIZE, length_aware=True)
             verdict = gate.judge(outputs)

@@ -94,11 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=str,
         default=None,
-        help="mark QPS drops / latency rises beyond this (e.g. 5%%) and exit 1 if any",
+        help="exit 1 on a QPS drop or latency rise beyond this (e.g. 5%%) that the test of noise also calls "
+        "slower (or that no samples can test), or a batch size that failed where the baseline ran",
     )
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="table", help="table (the terminal), markdown, json or html"
+    )
     parser.add_argument("--output", type=Path, default=None, help="write here instead of standard output")
-    parser.add_argument("--reports-dir", type=Path, default=Path("reports"), help="where run ids are looked up")
+    parser.add_argument(
+        "--reports-dir", type=Path, default=Path("reports"), help="where run ids are looked up (default reports/)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 

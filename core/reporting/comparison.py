@@ -6,12 +6,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from core.common.errors import UserError
+from core.reporting.llm_rows import JUDGED, LlmRow
 from core.reporting.profile_compare import OperatorComparison, compare_operators, operator_table
 from core.reporting.report import RunReport
-from core.reporting.schema import LATENCY_KEYS, QPS, ROOFLINE_KEYS, UNJUDGED_KEYS
+from core.reporting.schema import LATENCY_KEYS, QPS, ROOFLINE_KEYS, ROW_KEYS, UNJUDGED_KEYS
 from core.reporting.sections import LoadGenResult
-from core.reporting.significance import ALPHA, Verdict, judge_change
+from core.reporting.significance import ALPHA, Verdict, judge_change, judge_llm_change
 from core.reporting.tables import Cell, TextTable, fmt
+
+# Held against a roof that may have been re-measured between the runs: shown, never set against each other.
+# What is compared is the achieved rate (Achieved GFLOP/s), whose ratio is the work done per second.
+SHARE_KEYS = tuple(ROW_KEYS[k] for k in ("peak_share", "roof_gflops", "spec_peak_share"))
 
 # What a mismatch warning checks, as (RunReport attribute, what users call it).
 IDENTITY_FIELDS = (
@@ -36,6 +42,7 @@ class ComparedRow:
     unbacked: list[bool] = field(default_factory=list)  # a tail percentile on too few samples: shown, never judged
     intervals: list[tuple[float, float] | None] = field(default_factory=list)  # QPS rows: each run's 95% interval
     verdicts: list[Verdict | None] = field(default_factory=list)  # each change against the baseline, tested
+    point: str | None = None  # an LLM row's load point ("bs 4, 128 in, 32 out"); bs is its batch size
 
 
 @dataclass
@@ -147,6 +154,16 @@ def _warnings(labels: Sequence[str], reports: Sequence[RunReport]) -> list[str]:
         missing = [label for label, r in zip(labels, reports) if bs not in r.perf_by_bs]
         if missing:
             warnings.append(f"batch size {bs} is missing from {', '.join(missing)}")
+    unsaid = [label for label, r in zip(labels, reports) if any(row.output_tokens is None for row in r.llm_rows)]
+    if unsaid and len(unsaid) < len(reports):
+        warnings.append(
+            f"no output tokens in the rows of {', '.join(unsaid)} (llm_perf's): load points are matched by TP "
+            "size, batch size and input tokens"
+        )
+    for point, rows in llm_points(reports):
+        missing = [label for label, row in zip(labels, rows) if row is None]
+        if missing:
+            warnings.append(f"load point {point} is missing from {', '.join(missing)}")
     return warnings
 
 
@@ -195,28 +212,26 @@ def _metric_rows(reports: Sequence[RunReport], section: str) -> list[MetricRow]:
 
 
 def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], threshold: float | None = None) -> Comparison:
-    """Compare reports against the first, over the union of their batch sizes (gaps shown as such)."""
-    batch_sizes = sorted({bs for r in reports for bs in r.perf_by_bs})
+    """Compare reports against the first, over the union of their batch sizes (an LLM report's: load
+    points), gaps shown as such."""
+    llm = [label for label, r in zip(labels, reports) if r.is_llm]
+    if llm and len(llm) < len(reports):
+        others = [label for label, r in zip(labels, reports) if not r.is_llm]
+        raise UserError(
+            f"{', '.join(llm)} is an LLM report and {', '.join(others)} is not: they share no figure to compare",
+            field="REPORT",
+            fix="compare LLM runs with LLM runs",
+        )
+    batch_sizes = sorted(
+        {bs for r in reports for bs in r.perf_by_bs} | {row.batch_size for r in reports for row in r.llm_rows}
+    )
     perf: list[ComparedRow] = []
     regressions: list[Regression] = []
-    for bs in batch_sizes:
+    for bs in sorted({bs for r in reports for bs in r.perf_by_bs}):
         rows = [r.perf_by_bs.get(bs) for r in reports]
         statuses = [row.status if row else None for row in rows]
-        if threshold is not None and statuses[0] == "ok":
-            for label, row in zip(labels[1:], rows[1:]):
-                if row and not row.ok:
-                    regressions.append(
-                        Regression(
-                            label,
-                            bs,
-                            "Status",
-                            None,
-                            None,
-                            None,
-                            f"{label}: batch size {bs} {row.status} "
-                            f"({row.error or 'no error recorded'}); the baseline ran",
-                        )
-                    )
+        if threshold is not None:
+            _status_regressions(labels, rows, bs, f"batch size {bs}", regressions)
         for metric in (QPS, *LATENCY_KEYS, *UNJUDGED_KEYS):
             values = [row.number(metric) if row else None for row in rows]
             if all(v is None for v in values):
@@ -238,8 +253,11 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
                 regressions=regressions,
                 verdicts=verdicts,
             )
+            if metric in SHARE_KEYS:
+                ratios = [None] * len(ratios)
             intervals = [row.qps_interval() if row and metric == QPS else None for row in rows]
             perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags, unbacked, intervals, verdicts))
+    perf += _llm_perf(reports, labels, threshold, regressions)
     loadgen = _loadgen_rows(reports, labels, threshold, regressions)
     return Comparison(
         list(labels),
@@ -256,6 +274,84 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
         _metric_rows(reports, "against_published"),
         compare_operators(reports),
     )
+
+
+def _status_regressions(labels: Sequence[str], rows: list, bs: int, what: str, regressions: list[Regression]) -> None:
+    """A row that failed where the baseline's ran is a regression."""
+    if rows[0] is None or not rows[0].ok:
+        return
+    for label, row in zip(labels[1:], rows[1:]):
+        if row and not row.ok:
+            message = f"{label}: {what} {row.status} ({row.error or 'no error recorded'}); the baseline ran"
+            regressions.append(Regression(label, bs, "Status", None, None, None, message))
+
+
+def llm_points(reports: Sequence[RunReport]) -> list[tuple[str, list[LlmRow | None]]]:
+    """Each load point (TP size, batch size, input and output tokens) and every report's row there. Where a
+    report does not record output tokens (llm_perf's), points are matched without them."""
+    loose = any(row.output_tokens is None for r in reports for row in r.llm_rows)
+    by_point = [{row.point[:3] if loose else row.point: row for row in r.llm_rows} for r in reports]
+    points = sorted({point for found in by_point for point in found})
+    return [
+        (next(found[p] for found in by_point if p in found).label, [found.get(p) for found in by_point]) for p in points
+    ]
+
+
+# Shown beside an LLM row's judged figures, never judged: what explains them (how many requests a test had).
+LLM_SHOWN = ("ITL.P99", "E2E.AVG", "Request Number")
+
+
+def _llm_perf(
+    reports: Sequence[RunReport], labels: Sequence[str], threshold: float | None, regressions: list[Regression]
+) -> list[ComparedRow]:
+    """LLM rows by load point: TTFT and TPOT (avg, P99) and token throughput, tested as QPS and latency are."""
+    perf = []
+    for point, rows in llm_points(reports):
+        statuses = [row.status if row else None for row in rows]
+        bs = next(row.batch_size for row in rows if row is not None)
+        if threshold is not None:
+            _status_regressions(labels, rows, bs, f"load point {point}", regressions)
+        for metric in (*JUDGED, *LLM_SHOWN):
+            values = [row.figure(metric) if row else None for row in rows]
+            if all(v is None for v in values):
+                continue
+            unbacked = [bool(row and row.unbacked(metric)) for row in rows]
+            judged = metric in JUDGED and not any(unbacked)
+            higher = JUDGED.get(metric) == "higher"
+            verdicts = _llm_verdicts(metric, reports, rows, higher) if judged else [None] * len(rows)
+            ratios, flags = _judge(
+                values,
+                labels,
+                threshold if judged else None,
+                higher_is_better=higher,
+                bs=bs,
+                what=f"load point {point} {metric}",
+                metric=metric,
+                regressions=regressions,
+                verdicts=verdicts,
+            )
+            throughput = metric == "Token Throughput"
+            intervals = [row.token_throughput_interval() if row and throughput else None for row in rows]
+            perf.append(ComparedRow(bs, metric, values, ratios, statuses, flags, unbacked, intervals, verdicts, point))
+    return perf
+
+
+def _llm_verdicts(metric: str, reports: Sequence[RunReport], rows: list, higher: bool) -> list[Verdict | None]:
+    """Each ok row's change against an ok baseline row, tested on the runs' kept per-request samples (over
+    the runs, where a side pools several)."""
+    base = rows[0]
+    verdicts: list[Verdict | None] = [None]
+    for report, row in zip(reports[1:], rows[1:]):
+        if base is None or row is None or not (base.ok and row.ok):
+            verdicts.append(None)
+            continue
+        base_samples, samples = reports[0].llm_samples.get(base.key), report.llm_samples.get(row.key)
+        runs = {
+            "base_runs": reports[0].llm_run_values(base.point, metric),
+            "other_runs": report.llm_run_values(row.point, metric),
+        }
+        verdicts.append(judge_llm_change(metric, base, row, base_samples, samples, higher_is_better=higher, **runs))
+    return verdicts
 
 
 def _verdicts(metric: str, reports: Sequence[RunReport], rows: list, bs: int) -> list[Verdict | None]:
@@ -374,13 +470,16 @@ def _loadgen_rows(
 
 def comparison_tables(cmp: Comparison) -> list[TextTable]:
     """Performance (value and ratio to the baseline), accuracy and numeric-diff (value and delta)."""
+    llm = any(row.point for row in cmp.perf)
     perf = TextTable(
-        "Performance (latency in ms, memory in MB; ratio to the first report)",
-        ["BS", "metric", *cmp.labels],
+        "Performance (TTFT, TPOT in ms, token throughput in tokens/s; ratio to the first report)"
+        if llm
+        else "Performance (latency in ms, memory in MB; ratio to the first report)",
+        ["load point" if llm else "BS", "metric", *cmp.labels],
         text_columns=2,
     )
     for row in cmp.perf:
-        cells = [Cell(str(row.bs)), Cell(row.metric)]
+        cells = [Cell(row.point or str(row.bs)), Cell(row.metric)]
         for i, (value, ratio, status) in enumerate(zip(row.values, row.ratios, row.statuses)):
             if status not in (None, "ok"):
                 cells.append(Cell(status, bad=True))
@@ -446,13 +545,25 @@ def comparison_notes(cmp: Comparison) -> list[tuple[str, str]]:
                 f"faster / slower / within noise: two-sided tests at p < {ALPHA:g} on the runs' kept samples "
                 "(Mann-Whitney U over consecutive blocks of calls, and the change against the runs' drift; "
                 "Welch t over the runs where a side pools several), else on the rows' spread; rows without "
-                "samples are judged by the threshold alone",
+                "samples are judged by the threshold alone"
+                + (
+                    "; LLM rows: blocks of requests (TTFT, TPOT) and of the gaps between tokens (token throughput)"
+                    if any(row.point for row in cmp.perf)
+                    else ""
+                ),
             )
         )
     if cmp.operators is not None and cmp.operators.note:
         notes.append(("", cmp.operators.note))
     if any(row.number(key) is not None for r in cmp.reports for row in r.performance for key in ROOFLINE_KEYS):
-        notes.append(("", "GFLOP/s, peak share, intensity and roof are derived from QPS: shown, never a regression"))
+        notes.append(
+            (
+                "",
+                "achieved GFLOP/s, intensity and roof are derived from QPS: shown, never a regression; the achieved "
+                "rate is what is compared, a peak share has no ratio (its roof may have been re-measured between "
+                "the runs)",
+            )
+        )
     if cmp.threshold is not None and not cmp.regressions:
         notes.append(("", f"no regression beyond {cmp.threshold:.1%} against {cmp.labels[0]}"))
     return notes

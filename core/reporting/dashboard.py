@@ -1,7 +1,7 @@
-"""One self-contained page over every report under a folder: the leaderboard, each model's QPS over
-time per host, regressions between consecutive runs (compare's rule), LoadGen verdicts, and a link to
-each run's own page. No network: CSS inline, plots as PNG data, the same Content-Security-Policy as
-the run pages.
+"""One self-contained page over every report under a folder: the leaderboard, each model's QPS (an LLM's
+token throughput) over time per host, regressions between consecutive runs (compare's rule), LoadGen
+verdicts, and a link to each run's own page. No network: CSS inline, plots as PNG data, the same
+Content-Security-Policy as the run pages.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from pathlib import Path
 
 from core.reporting.comparison import build_comparison
 from core.reporting.html_report import PLOT_COLORS, Plots, escape, img_html, legend, page_html, plain, table_html
-from core.reporting.leaderboard import Entry, ModelGroup, accuracy_text, leaderboard_tables, loadgen_text
+from core.reporting.leaderboard import (
+    Entry,
+    ModelGroup,
+    accuracy_text,
+    leaderboard_tables,
+    llm_accuracy_text,
+    loadgen_text,
+)
 from core.reporting.tables import Cell, TextTable, fmt
 
 DEFAULT_THRESHOLD = 0.05
@@ -62,17 +69,20 @@ def regressions(group: ModelGroup, threshold: float) -> list[tuple[Entry, Entry,
 
 
 def _qps_over_time(plots: Plots, group: ModelGroup) -> str:
+    """QPS per batch size over time (an LLM model's: token throughput per load point), one line per host."""
+    names = list(dict.fromkeys(name for e in group.entries for name in e.series))
     lines = [
-        (key, bs, [(_when(e), e.qps[bs]) for e in runs if bs in e.qps])
+        (key, name, [(_when(e), e.series[name]) for e in runs if name in e.series])
         for key, runs in histories(group).items()
-        for bs in group.batch_sizes
+        for name in names
     ]
-    lines = [(key, bs, points) for key, bs, points in lines if points]
+    lines = [(key, name, points) for key, name, points in lines if points]
     if not lines:
         return ""
+    what, unit = ("token throughput", "tokens/s") if group.is_llm else ("QPS", "samples/s")
 
     def draw(ax):
-        for i, (key, bs, points) in enumerate(lines):
+        for i, (key, name, points) in enumerate(lines):
             hardware, host, engine, precision = key
             xs, ys = zip(*points)
             ax.plot(
@@ -80,16 +90,17 @@ def _qps_over_time(plots: Plots, group: ModelGroup) -> str:
                 ys,
                 marker="o",
                 color=PLOT_COLORS[i % len(PLOT_COLORS)],
-                label=plain(f"{hardware} {host} {engine} {precision} bs {bs}"),
+                label=plain(f"{hardware} {host} {engine} {precision} {name}"),
             )
-        ax.set_ylabel("QPS (samples/s)")
+        ax.set_ylabel(f"{what} ({unit})")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         time_axis(ax, [x for _, _, points in lines for x, _ in points])
         legend(ax)
-        ax.set_title(plain(f"{group.model}: QPS over time, one line per host and batch size"))
+        point = "load point" if group.is_llm else "batch size"
+        ax.set_title(plain(f"{group.model}: {what} over time, one line per host and {point}"))
 
-    return img_html(plots.render(draw, size=(9, 4.6)), f"{group.model}: QPS over time")
+    return img_html(plots.render(draw, size=(9, 4.6)), f"{group.model}: {what} over time")
 
 
 def time_axis(ax, times: list[datetime | None]) -> None:
@@ -108,9 +119,10 @@ def time_axis(ax, times: list[datetime | None]) -> None:
 
 
 def _runs_table(group: ModelGroup, links: dict[str, str]) -> str:
+    best = "best tokens/s" if group.is_llm else "best QPS"
     table = TextTable(
         f"{group.model}: every run",
-        ["date", "hardware", "host", "engine/precision", "weights", "LoadGen", "accuracy", "best QPS", "page"],
+        ["date", "hardware", "host", "engine/precision", "weights", "LoadGen", "accuracy", best, "page"],
         text_columns=7,
     )
     for entry in sorted(group.entries, key=lambda e: e.date or "", reverse=True):
@@ -122,8 +134,12 @@ def _runs_table(group: ModelGroup, links: dict[str, str]) -> str:
                 Cell(f"{entry.engine or entry.backend or '—'} {entry.precision or ''}".strip()),
                 Cell(entry.weights_kind or "—", bad=entry.weights_kind == "synthetic"),
                 Cell(loadgen_text(entry.loadgen), bad=any(v.result == "INVALID" for v in entry.loadgen.values())),
-                Cell(accuracy_text(entry.accuracy, entry.report.published_differences if entry.report else None)),
-                Cell(fmt(entry.best_qps) if entry.qps else "—"),
+                Cell(
+                    llm_accuracy_text(entry.report)
+                    if group.is_llm
+                    else accuracy_text(entry.accuracy, entry.report.published_differences if entry.report else None)
+                ),
+                Cell(fmt(entry.best_qps) if entry.qps else fmt(entry.best_tokens) if entry.tokens else "—"),
                 Cell(entry.run_id or Path(entry.source).name, href=links.get(entry.source)),
             ]
         )

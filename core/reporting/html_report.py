@@ -19,6 +19,8 @@ from typing import Any
 from core.common.atomic import atomic_write_text
 from core.common.paths import REPO_ROOT
 from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
+from core.reporting.llm_rows import LlmRow
+from core.reporting.llm_tables import llm_table
 from core.reporting.report import RunReport
 from core.reporting.schema import LATENCY_KEYS, PERF_KEYS, QPS, ROW_KEYS, as_number, as_text
 from core.reporting.sections import GraphCompile, LoadGenResult
@@ -479,7 +481,130 @@ def _profile_cell(name: str, value: Any) -> str:
     return fmt(number) if number is not None else (as_text(value) or "—")
 
 
+def _llm_lines(reports: Sequence[RunReport], labels: Sequence[str]) -> list[tuple[str, list[LlmRow]]]:
+    """Each report's ok rows, one line per TP size and input length, in batch-size order."""
+    lines = []
+    for r, label in zip(reports, labels):
+        groups: dict[tuple[int, int], list[LlmRow]] = {}
+        for row in sorted((row for row in r.llm_rows if row.ok), key=lambda row: row.point):
+            groups.setdefault((row.point[0], row.point[2]), []).append(row)
+        for (tp, tokens_in), rows in groups.items():
+            name = f"{tokens_in} in" + (f", tp {tp}" if tp > 1 else "")
+            lines.append((f"{label} {name}" if len(reports) > 1 else name, rows))
+    return lines
+
+
+def _llm_latency_plot(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str], what: str) -> str:
+    """TTFT or TPOT (avg solid, P99 dashed) against batch size, one line per input length."""
+    lines = _llm_lines(reports, labels)
+
+    def draw(ax):
+        for i, (name, rows) in enumerate(lines):
+            color = PLOT_COLORS[i % len(PLOT_COLORS)]
+            for stat, style in (("AVG", "-"), ("P99", "--")):
+                points = [(row.batch_size, row.figure(f"{what}.{stat}")) for row in rows]
+                points = [(x, y) for x, y in points if y is not None]
+                if points:
+                    xs, ys = zip(*points)
+                    ax.plot(xs, ys, marker="o", linestyle=style, color=color, label=plain(f"{name} {stat}"))
+        sizes = sorted({row.batch_size for _, rows in lines for row in rows})
+        if sizes and max(sizes) / min(sizes) >= 8:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.set_xlabel("batch size (concurrent requests)")
+        ax.set_ylabel(f"{what} (ms)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        legend(ax, ncol=2)
+        ax.set_title(f"{what} against batch size, one line per input length")
+
+    return img_html(plots.render(draw), f"{what} against batch size")
+
+
+def _llm_throughput_plot(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
+    """Token throughput against TPOT: what a batch size buys in throughput and costs each request."""
+    lines = _llm_lines(reports, labels)
+
+    series = []
+    for name, rows in lines:
+        points = [(row.figure("TPOT.AVG"), row.token_throughput, row.batch_size) for row in rows]
+        series.append((name, [p for p in points if p[0] is not None and p[1] is not None]))
+
+    def draw(ax):
+        for i, (name, points) in enumerate(series):
+            if not points:
+                continue
+            xs, ys, _ = zip(*points)
+            ax.plot(xs, ys, marker="o", color=PLOT_COLORS[i % len(PLOT_COLORS)], label=plain(name))
+            for x, y, bs in points:
+                ax.annotate(f"bs {bs}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize="small")
+        ax.set_xlabel("TPOT, average (ms per output token)")
+        ax.set_ylabel("token throughput (tokens/s)")
+        # From zero, with room beyond the furthest point for its label.
+        ax.set_xlim(0, max((x for _, points in series for x, _, _ in points), default=0) * 1.15 or 1)
+        ax.set_ylim(0, max((y for _, points in series for _, y, _ in points), default=0) * 1.12 or 1)
+        ax.grid(True, alpha=0.3)
+        legend(ax)
+        ax.set_title("Token throughput against TPOT")
+
+    return img_html(plots.render(draw), "Token throughput against TPOT")
+
+
+def _llm_load_plot(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str], what: str) -> str:
+    """An open-loop sweep: TTFT or TPOT P99 against the requests per second served, with the SLO's limit."""
+    series = []
+    for r, label in zip(reports, labels):
+        rows = sorted((row for row in r.llm_rows if row.ok and row.request_rate), key=lambda row: row.point)
+        points = [(row.qps, row.figure(f"{what}.P99"), row.request_rate) for row in rows]
+        limit = as_number((r.sections.get("Serving", {}).get("SLO") or {}).get(f"{what.lower()}_p99"))
+        series.append((label, [p for p in points if p[0] is not None and p[1] is not None], limit))
+    if not any(points for _, points, _ in series):
+        return ""
+
+    def draw(ax):
+        for i, (label, points, limit) in enumerate(series):
+            color = PLOT_COLORS[i % len(PLOT_COLORS)]
+            if points:
+                xs, ys, _ = zip(*points)
+                ax.plot(xs, ys, marker="o", color=color, label=plain(label))
+                for x, y, rate in points:
+                    ax.annotate(f"{rate:g}/s", (x, y), textcoords="offset points", xytext=(4, -10), fontsize="small")
+            if limit is not None:
+                ax.axhline(limit, color=color, linestyle="--", label=plain(f"{label} SLO {what} P99 {limit:g} ms"))
+        ax.set_xlabel("throughput (requests/s completed; labels: the offered rate)")
+        ax.set_ylabel(f"{what} P99 (ms)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        legend(ax)
+        ax.set_title(f"{what} P99 against throughput over the rate sweep")
+
+    return img_html(plots.render(draw), f"{what} P99 against throughput")
+
+
+def _llm_plots(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
+    return (
+        _llm_latency_plot(plots, reports, labels, "TTFT")
+        + _llm_latency_plot(plots, reports, labels, "TPOT")
+        + _llm_throughput_plot(plots, reports, labels)
+        + _llm_load_plot(plots, reports, labels, "TTFT")
+        + _llm_load_plot(plots, reports, labels, "TPOT")
+    )
+
+
+LLM_NOTE = (
+    "Latency in ms. TTFT counts from the request's arrival (queue and prefill); TPOT is llm_perf's (E2E - TTFT) "
+    "/ (output tokens - 1) per request; ITL is every gap between tokens. In LLM rows QPS means requests per "
+    "second, as in llm_perf."
+)
+
+
+def _llm_performance(report: RunReport) -> str:
+    return f"<p>{escape(LLM_NOTE)}</p>" + table_html(llm_table("Performance per load point", report.llm_rows))
+
+
 def _plots_section(plots: Plots, reports: Sequence[RunReport], labels: Sequence[str]) -> str:
+    if any(r.llm_rows for r in reports):
+        return _llm_plots(plots, reports, labels)
     if not any(r.performance for r in reports):
         return "<p>No performance rows in this report.</p>"
     return _qps_plot(plots, reports, labels) + _latency_plot(plots, reports, labels)
@@ -522,7 +647,11 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
         _banners(typed, label),
         _kv_table("Run", summary),
         "<h2>Performance</h2>",
-        table_html(_perf_table(typed)) if typed.performance else "<p>No performance rows.</p>",
+        table_html(_perf_table(typed))
+        if typed.performance
+        else _llm_performance(typed)
+        if typed.llm_rows
+        else "<p>No performance rows.</p>",
         _plots_section(plots, [typed], [label]),
         _roofline_plot(plots, typed),
         _kv_table("Work per sample", report.get("Work")),

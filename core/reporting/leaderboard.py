@@ -1,6 +1,7 @@
 """The leaderboard of every report under a folder (what `python -m core.summary` prints).
 
-Groups reports by model and ranks them by their best QPS; per batch size the best QPS is marked.
+Groups reports by model and ranks them by their best QPS; per batch size the best QPS is marked. An LLM
+model's runs are ranked by their best token throughput, with token throughput and TPOT per load point.
 Reads the latest `result*.json` files; --all adds every kept run (`runs/<id>.json`). Files that are
 not reports are skipped with a warning.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from core.common.errors import UserError
 from core.reporting.report import RunReport
 from core.reporting.report_io import find_report_files, hardware_of, read_report
-from core.reporting.schema import ACCURACY_ABBREV, QPS
+from core.reporting.schema import ACCURACY_ABBREV, QPS, as_number
 from core.reporting.sections import PROBLEM_KEYS, LoadGenResult
 from core.reporting.tables import Cell, TextTable, fmt
 
@@ -38,17 +39,33 @@ class Entry:
     host: str | None = None  # the processor (or device) it ran on
     peak_share: dict[int, float] = field(default_factory=dict)  # batch size -> share of the roof (derived)
     report: RunReport | None = field(default=None, repr=False, compare=False)  # the run itself, for the dashboard
+    # An LLM run: load point ("bs 4, 128 in, 32 out") -> (token throughput in tokens/s, TPOT average in ms).
+    tokens: dict[str, tuple[float, float | None]] = field(default_factory=dict)
 
     @property
     def best_qps(self) -> float:
         return max(self.qps.values(), default=0.0)
+
+    @property
+    def best_tokens(self) -> float:
+        return max((throughput for throughput, _ in self.tokens.values()), default=0.0)
+
+    @property
+    def series(self) -> dict[str, float]:
+        """What the dashboard draws over time: QPS per batch size, or an LLM run's token throughput per point."""
+        return {f"bs {bs}": qps for bs, qps in self.qps.items()} | {p: t for p, (t, _) in self.tokens.items()}
 
 
 @dataclass
 class ModelGroup:
     model: str
     batch_sizes: list[int]
-    entries: list[Entry]  # best QPS first
+    entries: list[Entry]  # best QPS (an LLM's: best token throughput) first
+    points: list[str] = field(default_factory=list)  # an LLM model's load points, in order
+
+    @property
+    def is_llm(self) -> bool:
+        return bool(self.points)
 
 
 def accuracy_text(accuracy: dict[str, float], published: dict[str, tuple[float, float]] | None = None) -> str:
@@ -84,6 +101,27 @@ def share_text(shares: dict[int, float]) -> str:
     return f"{share:.0%} at BS {bs}"
 
 
+# An LLM run's accuracy in one cell: llm_perf's first-token cosine, then ours and llm_perf's figures.
+LLM_ACCURACY = ("Greedy Agreement", "PPL")
+
+
+def llm_accuracy_text(report: RunReport | None) -> str:
+    """'cosine 0.999987 / Greedy Agreement 1.00': against the reference, without the counts beside them."""
+    data = report.accuracy.to_dict() if report is not None and report.accuracy is not None else {}
+    logits = data.get("Logits Diff") if isinstance(data.get("Logits Diff"), dict) else {}
+    cosine = as_number(logits.get("Cosine Similarity"))
+    parts = [f"cosine {cosine:.6f}"] if cosine is not None else []
+    parts += [f"{key} {fmt(value)}" for key in LLM_ACCURACY if (value := as_number(data.get(key))) is not None]
+    return " / ".join(parts) or "—"
+
+
+def tokens_text(throughput: float | None, tpot: float | None) -> str:
+    """'41.2 tok/s, TPOT 95.3 ms': an LLM load point in one cell."""
+    if throughput is None:
+        return "—"
+    return f"{fmt(throughput)} tok/s" + (f", TPOT {fmt(tpot)} ms" if tpot is not None else "")
+
+
 def _entry(path: Path, report: RunReport) -> Entry:
     # ByteMLPerf reports carry `Execution Date`; the file's time is only the last resort (copies reset it).
     date = (
@@ -110,6 +148,11 @@ def _entry(path: Path, report: RunReport) -> Entry:
             bs: share
             for bs, row in report.perf_by_bs.items()
             if row.ok and (share := row.number("Peak Share")) is not None
+        },
+        tokens={
+            row.label: (row.token_throughput, row.figure("TPOT.AVG"))
+            for row in sorted(report.llm_rows, key=lambda row: row.point)
+            if row.ok and row.token_throughput is not None
         },
     )
 
@@ -138,7 +181,12 @@ def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], l
         names.setdefault(model.lower(), model)
         entries.setdefault(model.lower(), []).append(entry)
     groups = [
-        ModelGroup(names[key], sorted({bs for e in group for bs in e.qps}), sorted(group, key=lambda e: -e.best_qps))
+        ModelGroup(
+            names[key],
+            sorted({bs for e in group for bs in e.qps}),
+            sorted(group, key=lambda e: -(e.best_qps or e.best_tokens)),
+            list(dict.fromkeys(point for e in group for point in e.tokens)),
+        )
         for key, group in sorted(entries.items())
     ]
     return groups, warnings
@@ -147,6 +195,9 @@ def collect(root: Path, include_runs: bool = False) -> tuple[list[ModelGroup], l
 def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
     tables = []
     for group in groups:
+        if group.is_llm:
+            tables.append(_llm_leaderboard(group))
+            continue
         with_loadgen = any(e.loadgen for e in group.entries)  # the column only where some run has scenarios
         with_share = any(e.peak_share for e in group.entries)
         table = TextTable(
@@ -201,6 +252,38 @@ def leaderboard_tables(groups: Sequence[ModelGroup]) -> list[TextTable]:
     return tables
 
 
+def _llm_leaderboard(group: ModelGroup) -> TextTable:
+    """An LLM model's runs: token throughput and TPOT at each load point, the best throughput marked."""
+    table = TextTable(
+        f"{group.model}: token throughput and TPOT per load point",
+        ["#", "hardware", "backend/engine", "precision", "weights", *group.points, "accuracy", "date", "run"],
+        text_columns=5,
+    )
+    best = {p: max((e.tokens[p][0] for e in group.entries if p in e.tokens), default=None) for p in group.points}
+    for rank, e in enumerate(group.entries, 1):
+        status = f" ({e.run_status})" if e.run_status and e.run_status != "complete" else ""
+        table.rows.append(
+            [
+                Cell(str(rank)),
+                Cell(e.hardware or "—"),
+                Cell("/".join(x for x in (e.backend, e.engine) if x) or "—"),
+                Cell(e.precision or "—"),
+                Cell(e.weights_kind or "unknown", bad=e.weights_kind == "synthetic"),
+                *(
+                    Cell(
+                        tokens_text(*e.tokens.get(p, (None, None))),
+                        strong=len(group.entries) > 1 and p in e.tokens and e.tokens[p][0] == best[p],
+                    )
+                    for p in group.points
+                ),
+                Cell(llm_accuracy_text(e.report)),
+                Cell((e.date or "—")[:16].replace("T", " ")),
+                Cell((e.run_id or Path(e.source).name) + status),
+            ]
+        )
+    return table
+
+
 def to_json(groups: Sequence[ModelGroup], warnings: Sequence[str]) -> dict[str, Any]:
     models = []
     for group in groups:
@@ -209,7 +292,10 @@ def to_json(groups: Sequence[ModelGroup], warnings: Sequence[str]) -> dict[str, 
             data = {f.name: getattr(e, f.name) for f in fields(e) if f.name not in ("report", "loadgen")}
             data["qps"] = {str(bs): v for bs, v in e.qps.items()}
             data["best_qps"] = e.best_qps
+            data["tokens"] = {point: {"Token Throughput": t, "TPOT AVG": tpot} for point, (t, tpot) in e.tokens.items()}
             data["loadgen"] = {scenario: result.to_dict() for scenario, result in e.loadgen.items()}
             entries.append(data)
-        models.append({"model": group.model, "batch_sizes": group.batch_sizes, "entries": entries})
+        models.append(
+            {"model": group.model, "batch_sizes": group.batch_sizes, "points": group.points, "entries": entries}
+        )
     return {"models": models, "warnings": list(warnings)}

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.common.atomic import atomic_write_text
 from core.common.errors import UserError
+from core.reporting.llm_rows import LlmRow, is_llm_row
 from core.reporting.schema import BS, QPS, SCHEMA, PerfRow, as_number, as_text
 from core.reporting.sections import (
     COMPILE_MEMORY,
@@ -85,6 +86,7 @@ class RunReport:
     graph_compile: GraphCompile | None = None
     accuracy: Accuracy | None = None
     performance: list[PerfRow] = field(default_factory=list)
+    llm_rows: list[LlmRow] = field(default_factory=list)  # an LLM run's Performance: one row per load point
     loadgen: list[LoadGenResult] = field(default_factory=list)
     host: HostInfo | None = None
     weights: Weights | None = None
@@ -105,12 +107,21 @@ class RunReport:
     read_notes: list[str] = field(default_factory=list)
     # Every timed call's latency (ns) per batch size, as measured: written beside the kept run, not into it.
     samples: dict[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    # An LLM run's per-request figures per load point ("tp1-bs4-in128-out32" -> {"ttft_ns": ..., "tpot_ns": ...,
+    # "e2e_ns": ..., "token_ns": every token's time from the window's start}): kept beside the run like `samples`.
+    llm_samples: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict, repr=False)
     # The runs this report stands for, as one side of a comparison (reporting.pooled); empty for one run.
     repeats: tuple[RunReport, ...] = field(default=(), repr=False)
 
     @property
     def failed_batch_sizes(self) -> list[int]:
-        return [row.bs for row in self.performance if not row.ok]
+        return [row.bs for row in self.performance if not row.ok] + [
+            row.batch_size for row in self.llm_rows if not row.ok
+        ]
+
+    @property
+    def is_llm(self) -> bool:
+        return bool(self.llm_rows) or self.sections.get("Kind") == "llm"
 
     @property
     def format(self) -> str:
@@ -128,6 +139,13 @@ class RunReport:
         rows = (r.perf_by_bs.get(bs) for r in self.repeats)
         values = (row.number(metric) for row in rows if row is not None and row.ok)
         return tuple(v for v in values if v is not None)
+
+    def llm_run_values(self, point: tuple, metric: str) -> tuple[float, ...] | None:
+        """As run_values, for an LLM load point (LlmRow.point) and figure (LlmRow.figure)."""
+        if not self.repeats:
+            return None
+        rows = (row for r in self.repeats for row in r.llm_rows if row.point == point and row.ok)
+        return tuple(v for row in rows if (v := row.figure(metric)) is not None)
 
     @property
     def loadgen_by_scenario(self) -> dict[str, LoadGenResult]:
@@ -219,7 +237,12 @@ class RunReport:
             data["Graph Compile"] = self.graph_compile.to_dict()
         if self.accuracy is not None:
             data["Accuracy"] = self.accuracy.to_dict()
-        data["Performance"] = uniform_rows([row.to_dict() for row in self.performance])
+        if self.is_llm:  # llm_perf's Version and Execution Date, and its rows
+            data["Version"] = self.sections.get("Software", {}).get("perfbench")
+            data["Execution Date"] = self.started
+            data["Performance"] = [row.to_dict() for row in self.llm_rows]
+        else:
+            data["Performance"] = uniform_rows([row.to_dict() for row in self.performance])
         if self.host is not None:
             data["Host"] = self.host.to_dict()
         if self.weights is not None:
@@ -247,6 +270,8 @@ class RunReport:
         run = data.get("Run") if isinstance(data.get("Run"), dict) else {}
         config = data.get("Config") if isinstance(data.get("Config"), dict) else {}
         read_notes: list[str] = []
+        rows = data.get("Performance")
+        llm = isinstance(rows, list) and any(is_llm_row(row) for row in rows)
         notes = run.get("notes")
         report = cls(
             model=as_text(data.get("Model")) or "",
@@ -263,7 +288,8 @@ class RunReport:
             device_count=_count(data.get("Device Count")),
             graph_compile=GraphCompile.from_dict(data["Graph Compile"]) if "Graph Compile" in data else None,
             accuracy=Accuracy.from_dict(data["Accuracy"]) if "Accuracy" in data else None,
-            performance=_perf_rows(data.get("Performance"), source, read_notes),
+            performance=[] if llm else _perf_rows(rows, source, read_notes),
+            llm_rows=_llm_rows(rows, source) if llm else [],
             loadgen=[LoadGenResult.from_dict(entry) for entry in data.get("LoadGen") or [] if isinstance(entry, dict)]
             if isinstance(data.get("LoadGen"), list)
             else [],
@@ -334,6 +360,27 @@ def _perf_rows(rows: Any, source: Path | None, notes: list[str]) -> list[PerfRow
         found.append(row)
     if ignored:
         notes.append(f"Performance rows hold keys not read here: {', '.join(sorted(ignored))}")
+    return found
+
+
+def _llm_rows(rows: list, source: Path | None) -> list[LlmRow]:
+    """LLM rows, each keyed by its load point; a repeated point is a UserError naming `source`."""
+    found: list[LlmRow] = []
+    seen: set[tuple] = set()
+    for i, raw in enumerate(rows):
+        if not isinstance(raw, dict):
+            raise UserError("expected an object", file=source, field=f"Performance[{i}]")
+        row = LlmRow.from_dict(raw)
+        row.status = (as_text(row.status) or "ok").lower()
+        for name in ("tp_size", "batch_size", "input_tokens", "output_tokens"):
+            number = as_number(getattr(row, name))
+            setattr(row, name, int(number) if number is not None and number == int(number) else None)
+        if row.batch_size is None or row.batch_size < 1:
+            raise UserError("an LLM row needs a positive integer Batch Size", file=source, field=f"Performance[{i}]")
+        if row.point in seen:
+            raise UserError(f"load point {row.label} appears twice", file=source, field=f"Performance[{i}]")
+        seen.add(row.point)
+        found.append(row)
     return found
 
 

@@ -107,6 +107,7 @@ def read_report(path: Path) -> tuple[dict[str, Any], RunReport]:
     data = read_report_file(path)
     report = RunReport.from_dict(data, source=Path(path))
     report.samples = read_samples(report)
+    report.llm_samples = read_llm_samples(report)
     return data, report
 
 
@@ -114,13 +115,18 @@ def read_report(path: Path) -> tuple[dict[str, Any], RunReport]:
 RUN_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{6}")
 
 
-def samples_file(report: RunReport) -> Path | None:
-    """Where the writer kept this run's per-call latencies: `runs/<run id>-samples/latency.npz` next to
-    the kept run, whether `report` was read from the kept run or from the latest result."""
+# The files of a run's samples folder: per-call latencies, and an LLM run's per-request figures.
+LATENCY_SAMPLES = "latency.npz"
+LLM_SAMPLES = "llm.npz"
+
+
+def samples_file(report: RunReport, name: str = LATENCY_SAMPLES) -> Path | None:
+    """Where the writer kept this run's samples: `runs/<run id>-samples/<name>` next to the kept run,
+    whether `report` was read from the kept run or from the latest result."""
     if report.source is None or not RUN_ID.fullmatch(report.run_id or ""):
         return None
     runs = report.source.parent if report.source.parent.name == "runs" else report.source.parent / "runs"
-    return runs / f"{report.run_id}-samples" / "latency.npz"
+    return runs / f"{report.run_id}-samples" / name
 
 
 def read_samples(report: RunReport) -> dict[int, tuple[int, ...]]:
@@ -148,6 +154,37 @@ def read_samples(report: RunReport) -> dict[int, tuple[int, ...]]:
             )
             continue
         samples[bs] = tuple(int(v) for v in array)
+    return samples
+
+
+def read_llm_samples(report: RunReport) -> dict[str, dict[str, tuple[int, ...]]]:
+    """An LLM run's per-request figures (ns) per load point, where kept and consistent with its rows (as many
+    TTFTs as the row's Request Number); anything else is noted and ignored."""
+    from core.common.arrays import load_arrays
+
+    path = samples_file(report, LLM_SAMPLES)
+    if not report.llm_rows or path is None or not path.is_file():
+        return {}
+    try:
+        arrays, _ = load_arrays(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        report.read_notes.append(f"LLM samples unreadable, ignored ({path}: {err})")
+        return {}
+    samples: dict[str, dict[str, tuple[int, ...]]] = {}
+    for row in report.llm_rows:
+        prefix = f"{row.key}/"
+        figures = {name[len(prefix) :]: array for name, array in arrays.items() if name.startswith(prefix)}
+        if not figures or not row.ok:
+            continue
+        ttft = figures.get("ttft_ns")
+        if (
+            ttft is None
+            or len(ttft) != row.request_number
+            or any(a.ndim != 1 or a.dtype.kind not in "iu" for a in figures.values())
+        ):
+            report.read_notes.append(f"LLM samples of {row.label} do not match its row ({path}), ignored")
+            continue
+        samples[row.key] = {name: tuple(int(v) for v in array) for name, array in figures.items()}
     return samples
 
 

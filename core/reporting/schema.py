@@ -61,6 +61,8 @@ ROW_KEYS = {
     "roof": "Roof",
     "roof_gflops": "Roof GFLOP/s",
     "peak_share": "Peak Share",
+    "roof_engine": "Roof Engine",
+    "roof_note": "Roof Note",
     "spec_peak_share": "Spec Peak Share",
 }
 BS, QPS = ROW_KEYS["bs"], ROW_KEYS["qps"]
@@ -175,6 +177,8 @@ class PerfRow:
     roof: str | None = None  # "compute" or "memory": the lower roof at this intensity
     roof_gflops: float | None = None  # that roof: the measured peak, or bandwidth x intensity
     peak_share: float | None = None  # achieved / roof, as a fraction
+    roof_engine: str | None = None  # the engine whose probe set the compute roof: the fastest on this host
+    roof_note: str | None = None  # why a share is (or was) above 1.0, and what re-measuring the roof found
     spec_peak_share: float | None = None  # achieved / the workload's spec-sheet peak of the precision that ran
     extra: dict[str, Any] = field(default_factory=dict)  # keys we do not model (a vendor's), kept as written
 

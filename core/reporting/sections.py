@@ -76,6 +76,9 @@ class CandidateRow(Section):
         "qps": "QPS",
         "p50_latency": "P50 Latency",
         "iterations": "Iterations",
+        "fastest_calls_qps": "Fastest Calls QPS",
+        "drop_ratio": "Drop Ratio",
+        "drop_check": "Drop Check",
         "normalized_drift": "Normalized Drift",
         "top1_agreement": "Top-1 Agreement",
         "near_ties": "Near Ties",
@@ -93,13 +96,16 @@ class CandidateRow(Section):
     qps: float | None = None
     p50_latency: float | None = None
     iterations: int | None = None
+    fastest_calls_qps: float | None = None  # from its fastest calls: the figure an early drop compares
+    drop_ratio: float | None = None  # the leader's fastest-calls QPS over its own when the two were timed in turns
+    drop_check: str | None = None  # the evidence of a drop check that ran: calls, both figures, both ratios
     normalized_drift: float | None = None
     top1_agreement: float | None = None
     near_ties: int | None = None  # rows whose reference top two lie within the candidate's observed rounding
     decisive_rows: int | None = None
     decisive_agreement: float | None = None  # top-1 agreement over the other rows: what the gate judges
     metrics: dict[str, float] | None = None
-    gate: str | None = None  # "pass", "fail" or "error"
+    gate: str | None = None  # "pass", "fail", "error", "dropped" or "skipped"
     why: str | None = None
     chosen: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +133,9 @@ class EngineSelection(Section):
         "gate": "Gate",
         "candidates": "Candidates",
         "decision": "Decision",
+        "code": "Code",
+        "budget_seconds": "Tuning Budget Seconds",
+        "partial": "Partial",
     }
     NESTED: ClassVar[dict[str, type[Section]]] = {"candidates": CandidateRow}
     chosen: str | None = None
@@ -137,7 +146,12 @@ class EngineSelection(Section):
     timing: str | None = None
     gate: dict[str, Any] | None = None  # the rule the candidates were judged by
     candidates: list[CandidateRow] = field(default_factory=list)
-    decision: str | None = None  # "tuned in this run" or "cached from <date>"
+    decision: str | None = None  # "tuned in this run" or "cached from <date>" (when the reused one was decided)
+    # What the decision cache keys it by, beside the model, host, versions and candidates: the digest of the
+    # selection, gate and drift code, and for a partial decision (candidates skipped or dropped early) the budget.
+    code: str | None = None
+    budget_seconds: float | None = None
+    partial: str | None = None  # what was skipped or dropped; None: every candidate was timed and judged
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -367,6 +381,7 @@ class LoadGenResult(Section):
         "log_detail": "Log Detail",
         "status": "Status",
         "error": "Error",
+        "first_attempt": "First Attempt",
     }
     NUMBERS: ClassVar[tuple[str, ...]] = (
         "QPS",
@@ -398,7 +413,15 @@ class LoadGenResult(Section):
     log_detail: str | None = None
     status: str | None = None
     error: str | None = None
+    # An attempt INVALID only for min duration or min queries, re-run once with LoadGen's recommendation:
+    # its Result, QPS, Target QPS, Unmet, Log Summary and the Recommendation followed
+    first_attempt: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# A Host.Peak figure's provenance: whether this run reused a figure an earlier run stored, and when it was measured.
+PEAK_CACHED = "Cached"
+PEAK_MEASURED = "Measured"
 
 
 @dataclass
@@ -465,7 +488,8 @@ class HostInfo(Section):
     hostname: str | None = None
     accelerator: str | None = None  # one line: the device that ran, its memory, capability, driver, runtime
     accelerators: dict[str, Any] | None = None  # every visible device, its clocks at start, and which one ran
-    # What the hardware can do, measured (core.measure.peak): {precision: {GFLOP/s, Method}, Memory: {GB/s}, ...}
+    # What the hardware can do, measured (core.measure.peak): {precision: {GFLOP/s, Method, Cached, Measured},
+    # Memory: {GB/s, ...}, ...}
     peak: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

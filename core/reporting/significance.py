@@ -22,6 +22,9 @@ Without samples (a ByteMLPerf report, or a run whose samples were deleted), from
 - anything else: "untested (no samples)", which compare judges by the threshold alone, as it always has.
 A p-value then says a difference is larger than the drift between blocks within the runs; how that holds
 between repeated runs on a given machine is what benchmarks/fidelity.py measures.
+An LLM load point is tested the same way on its kept per-request samples (TTFT, TPOT: blocks of requests
+in completion order) and on the gaps between consecutive tokens for its token throughput; without samples
+its token throughput is tested from the rows' 95% intervals.
 A side that pools several runs (reporting.pooled, `compare A1,A2,A3 B1,B2,B3`) is tested on its runs'
 values instead (runs_test): their spread is the run-to-run noise, measured, so no drift need be assumed.
 """
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.common.statistics import drift_variance
+from core.reporting.llm_rows import LlmRow
 from core.reporting.schema import QPS, ROW_KEYS, PerfRow
 
 # One compare tests up to five numbers per batch size over several batch sizes: 1% per test keeps the
@@ -99,16 +103,71 @@ def judge_change(
     """Whether `other`'s value of `metric` differs from `base`'s beyond noise, and which way. `*_runs`: the
     values of the runs a side pools (pooled.run_values), where it pools several; then the test is on runs."""
     if base_runs is not None or other_runs is not None:
-        p, method = runs_test(_one_run(base_runs, base, metric), _one_run(other_runs, other, metric))
+        p, method = runs_test(_one_run(base_runs, base.number(metric)), _one_run(other_runs, other.number(metric)))
     else:
         p, method = _p_value(metric, base, other, base_samples, other_samples)
+    return _verdict(p, method, base.number(metric), other.number(metric), higher_is_better)
+
+
+def _verdict(p: float | None, method: str, a: float | None, b: float | None, higher_is_better: bool) -> Verdict:
+    """The word for a change from `a` to `b` tested at p."""
     if p is None:
         return Verdict("untested", None, method)
-    a, b = base.number(metric), other.number(metric)
     if p >= ALPHA or a is None or b is None or a == b:
         return Verdict("within noise", p, method)
     better = (b > a) == higher_is_better
     return Verdict("faster" if better else "slower", p, method)
+
+
+# An LLM row's judged figure -> (the kept samples it is tested on, the block statistic, the fewest values a
+# block needs, what the values are). Token Throughput is tested on the gaps between consecutive tokens of
+# all requests: their mean is the inverse of the rate.
+LLM_BLOCK_STATISTIC: dict[str, tuple[str, str | int, int, str]] = {
+    "TTFT.AVG": ("ttft_ns", "mean", 1, "requests"),
+    "TTFT.P99": ("ttft_ns", 99, 100, "requests"),
+    "TPOT.AVG": ("tpot_ns", "mean", 1, "requests"),
+    "TPOT.P99": ("tpot_ns", 99, 100, "requests"),
+    "Token Throughput": ("token_gaps", "mean", 1, "tokens"),
+}
+
+
+def judge_llm_change(
+    metric: str,
+    base: LlmRow,
+    other: LlmRow,
+    base_samples: dict[str, Sequence[int]] | None,
+    other_samples: dict[str, Sequence[int]] | None,
+    *,
+    higher_is_better: bool,
+    base_runs: Sequence[float] | None = None,
+    other_runs: Sequence[float] | None = None,
+) -> Verdict:
+    """Whether an LLM load point's `metric` (llm_rows.JUDGED) moved beyond noise, tested as QPS and latency
+    are: over the runs where a side pools several, else on blocks of the runs' kept per-request samples (or
+    token gaps), else on the rows' token throughput intervals, else untested."""
+    a, b = base.figure(metric), other.figure(metric)
+    if base_runs is not None or other_runs is not None:
+        p, method = runs_test(_one_run(base_runs, a), _one_run(other_runs, b))
+        return _verdict(p, method, a, b, higher_is_better)
+    have_samples = base_samples is not None and other_samples is not None
+    if have_samples and metric in LLM_BLOCK_STATISTIC:
+        figure, statistic, min_values, what = LLM_BLOCK_STATISTIC[metric]
+        tested = blocks_test(
+            _llm_values(base_samples, figure), _llm_values(other_samples, figure), statistic, min_values, what
+        )
+        if tested is not None:
+            return _verdict(*tested, a, b, higher_is_better)
+    if metric == "Token Throughput":
+        p = interval_test(a, base.token_throughput_interval(), b, other.token_throughput_interval())
+        if p is not None:
+            return _verdict(p, "the rows' 95% token throughput intervals", a, b, higher_is_better)
+    return Verdict("untested", None, "too few requests to decide" if have_samples else NO_SAMPLES)
+
+
+def _llm_values(samples: dict[str, Sequence[int]], figure: str) -> Sequence[int]:
+    if figure == "token_gaps":
+        return np.diff(np.asarray(samples.get("token_ns", ()), dtype=np.int64), prepend=0).tolist()
+    return samples.get(figure, ())
 
 
 def _p_value(
@@ -120,14 +179,9 @@ def _p_value(
 ) -> tuple[float | None, str]:
     have_samples = base_samples is not None and other_samples is not None
     if have_samples and metric in BLOCK_STATISTIC:
-        statistic, min_calls = BLOCK_STATISTIC[metric]
-        a, b = block_values(base_samples, statistic, min_calls), block_values(other_samples, statistic, min_calls)
-        if rank_test_can_reject(len(a), len(b)):
-            # Both must reject (an intersection-union test, so the larger p): blocks that rank apart, and
-            # levels further apart than the machine's drift within the runs explains.
-            drift = speed_drift(base_samples), speed_drift(other_samples)
-            p = max(rank_test(a, b), beyond_drift(a, b, *drift))
-            return p, f"Mann-Whitney U on {len(a)} and {len(b)} blocks of calls, and the change against the drift"
+        tested = blocks_test(base_samples, other_samples, *BLOCK_STATISTIC[metric])
+        if tested is not None:
+            return tested
     if metric == ROW_KEYS["avg_latency"]:
         p = welch_from_rows(base, other)
         if p is not None:
@@ -139,11 +193,28 @@ def _p_value(
     return None, "too few calls to decide" if have_samples else NO_SAMPLES
 
 
-def _one_run(runs: Sequence[float] | None, row: PerfRow, metric: str) -> Sequence[float]:
+def blocks_test(
+    base_samples: Sequence[int],
+    other_samples: Sequence[int],
+    statistic: str | int,
+    min_values: int,
+    what: str = "calls",
+) -> tuple[float, str] | None:
+    """(p, method) of the block test on two runs' samples, or None where their blocks cannot reach ALPHA."""
+    a, b = block_values(base_samples, statistic, min_values), block_values(other_samples, statistic, min_values)
+    if not rank_test_can_reject(len(a), len(b)):
+        return None
+    # Both must reject (an intersection-union test, so the larger p): blocks that rank apart, and
+    # levels further apart than the machine's drift within the runs explains.
+    drift = speed_drift(base_samples), speed_drift(other_samples)
+    p = max(rank_test(a, b), beyond_drift(a, b, *drift))
+    return p, f"Mann-Whitney U on {len(a)} and {len(b)} blocks of {what}, and the change against the drift"
+
+
+def _one_run(runs: Sequence[float] | None, value: float | None) -> Sequence[float]:
     """A side's run values: those it pools, or its one run's value."""
     if runs is not None:
         return runs
-    value = row.number(metric)
     return () if value is None else (value,)
 
 

@@ -15,13 +15,23 @@ from core.reporting.leaderboard import collect, leaderboard_tables, to_json
 from core.reporting.tables import render_text
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("core.summary", "summary"), description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog("core.summary", "summary"),
+        description="The leaderboard of every report under a folder (the latest run of each model, hardware and\n"
+        "precision), in the terminal, as markdown or as JSON; with --html, a dashboard page over every kept run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "dir", nargs="?", type=Path, default=Path("reports"), metavar="DIR", help="reports folder (default: reports)"
     )
     parser.add_argument("--all", action="store_true", help="include every kept run, not only the latest")
-    parser.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    parser.add_argument(
+        "--format",
+        choices=("table", "markdown", "json"),
+        default="table",
+        help="table (the terminal), markdown or json",
+    )
     parser.add_argument(
         "--html", type=Path, metavar="FILE", help="also write a dashboard page over every kept run (implies --all)"
     )
@@ -29,7 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threshold", default="5%", help="the dashboard flags regressions between consecutive runs beyond this"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return run_command(lambda: _summary(args), debug=args.debug)
 
 

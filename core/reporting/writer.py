@@ -11,6 +11,7 @@ import numpy as np
 from core.common.arrays import save_arrays
 from core.common.atomic import atomic_write_text
 from core.reporting.report import RunReport, write_json_atomic
+from core.reporting.report_io import LATENCY_SAMPLES, LLM_SAMPLES
 
 
 def write_report(report: RunReport, out_dir: Path) -> Path:
@@ -28,9 +29,25 @@ def write_report(report: RunReport, out_dir: Path) -> Path:
         arrays = {f"bs{bs}": np.asarray(values, dtype=np.int64) for bs, values in report.samples.items()}
         # A folder of its own, like LoadGen's logs: runs/*.json stays one file per kept run.
         save_arrays(
-            kept.parent / f"{report.run_id}-samples" / "latency.npz",
+            kept.parent / f"{report.run_id}-samples" / LATENCY_SAMPLES,
             arrays,
             {"unit": "ns", "what": "latency of every timed call, in completion order", "run": report.run_id},
+        )
+    if report.llm_samples:  # per load point and figure: tp1-bs4-in128-out32/ttft_ns, ...
+        arrays = {
+            f"{point}/{name}": np.asarray(values, dtype=np.int64)
+            for point, figures in report.llm_samples.items()
+            for name, values in figures.items()
+        }
+        save_arrays(
+            kept.parent / f"{report.run_id}-samples" / LLM_SAMPLES,
+            arrays,
+            {
+                "unit": "ns",
+                "what": "per request in completion order: TTFT, TPOT, E2E; token_ns: every token's time from the "
+                "window's start",
+                "run": report.run_id,
+            },
         )
     try:
         from core.reporting.html_report import render_run_html

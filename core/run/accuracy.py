@@ -24,6 +24,16 @@ def check_accuracy(run: RunContext, runtime, on_batch=None) -> None:
         console.banner(f"{dataset}: {tokenizer.get('note', 'fallback tokenizer')}")
     batch_size = min(DATASET_BATCH_SIZE, model.max_batch_size)
     length_aware = workload.length_aware and features.sequence
+    compared = gate_compared(run) if workload.test_numeric else 0
+    if compared:
+        features = _after_gate(run, features, compared)
+        if not len(features):  # the gate's comparison is the numeric check: its row holds the drift
+            run.report.accuracy = Accuracy(
+                data_percent=workload.data_percent,
+                provenance=provenance,
+                note="compared by the engine selection's gate",
+            )
+            return
     console.info(
         f"running {len(features)} features (batch {batch_size}, {'length-grouped' if length_aware else 'padded'})"
     )
@@ -49,6 +59,40 @@ def check_accuracy(run: RunContext, runtime, on_batch=None) -> None:
     if workload.test_numeric:
         accuracy.drift = numeric_drift(run, features, outputs)
     _announce(run, accuracy)
+
+
+def reuses_gate(run: RunContext) -> bool:
+    """With synthetic weights on generated inputs the accuracy stage measures what the gate measured (drift against
+    the same reference), and the gate's sample is the first of the same generated inputs."""
+    return run.source.synthetic and not run.model.dataset_name and not run.workload.test_accuracy
+
+
+def gate_compared(run: RunContext) -> int:
+    """How many leading inputs of the accuracy stage the engine selection's gate compared in this run, with the
+    engine that runs now (0: none, or the decision came from the cache)."""
+    compiled = run.report.graph_compile
+    selection = compiled.engine_selection if compiled else None
+    if not reuses_gate(run) or selection is None or selection.decision != "tuned in this run":
+        return 0
+    return int((selection.gate or {}).get("Features") or 0)
+
+
+def _after_gate(run: RunContext, features: Features, compared: int) -> Features:
+    """The inputs the gate did not compare, said on the console and in the report's notes."""
+    from core.quality.reference import take
+
+    selection = run.report.graph_compile.engine_selection
+    chosen = next((row for row in selection.candidates if row.chosen), None)
+    drift = f" (drift {chosen.normalized_drift})" if chosen and chosen.normalized_drift is not None else ""
+    total, rest = len(features), max(0, len(features) - compared)
+    message = (
+        f"numeric check: the engine selection's gate already compared the first {min(compared, total)} of these "
+        f"{total} generated inputs with {selection.chosen} against the same reference{drift}; "
+        + (f"only the other {rest} are run and compared here" if rest else "nothing is run again")
+    )
+    console.info(message)
+    run.report.notes.append(message)
+    return take(features, slice(compared, None))
 
 
 def published_section(published, accuracy: Accuracy, *, meaningful: bool) -> dict:

@@ -87,12 +87,17 @@ def _compile(spec, candidate, request: CompileRequest) -> CompiledModel:
 
 def _select(run: RunContext, candidates, request: CompileRequest):
     """Time every candidate at the first batch size and keep the fastest that passes the accuracy gate."""
+    import time
+
     from core.quality import gate, selection
     from core.quality.reference import reference_label, reference_outputs
+    from core.run.plan import TuningPlan
 
     task, source = run.task, run.source
+    plan = TuningPlan(run, run.batch_sizes[0])
 
     def make_gate(seconds_per_sample: float) -> gate.Gate:
+        started = time.perf_counter()
         limit, why = gate.gate_features(source.synthetic, seconds_per_sample)
         gate_sample = gate_loader(task, run.inputs, run.loader, limit)
         features = gate_sample.load()
@@ -106,6 +111,7 @@ def _select(run: RunContext, candidates, request: CompileRequest):
         synthetic = not accuracy_meaningful(source, tokenizer)
         made = gate.make_gate(features, reference, reference_label(source), evaluate=evaluate, synthetic=synthetic)
         made.sample_note = why
+        plan.gate_made(len(features), time.perf_counter() - started)
         return made
 
     workload = task.workload
@@ -131,21 +137,23 @@ def _select(run: RunContext, candidates, request: CompileRequest):
             "device": run.spec.device_fingerprint(run.device_facts) if run.device_facts else None,
         },
         budget_seconds=tuning_budget(workload),
+        before_next=plan,
     )
 
 
-# Under --time-budget without a tuning budget of its own, choosing the engine may take up to this share of it.
+# Under a whole-run budget without a tuning budget of its own, choosing the engine may take up to this share of it
+# (the estimate after the first candidate may give it less: run.plan.TuningPlan).
 TUNING_SHARE = 0.5
 
 
 def tuning_budget(workload) -> float | None:
-    """Seconds choosing the engine may take: the workload's tuning_budget_minutes, else a share of its
-    time budget, else no limit."""
+    """Seconds choosing the engine may take: the workload's tuning_budget_minutes, else a share of the run's
+    budget (run.plan.run_budget), else no limit."""
+    from core.run.plan import run_budget
+
     if workload.tuning_budget_minutes:
         return workload.tuning_budget_minutes * 60
-    if workload.time_budget_minutes:
-        return workload.time_budget_minutes * 60 * TUNING_SHARE
-    return None
+    return run_budget(workload).seconds * TUNING_SHARE or None
 
 
 def gate_loader(task, inputs, loader, limit: int):

@@ -43,11 +43,22 @@ class RunOptions:
     offline: bool = False
     debug: bool = False
     scenario: list[str] | None = None  # LoadGen scenarios (overrides the workload's)
-    time_budget_minutes: float | None = None  # measuring time shared among the batch sizes (overrides the workload)
+    time_budget_minutes: float | str | None = None  # the whole run within this many minutes, or "off"
     min_seconds: float | None = None  # each batch size's window at least / at most this long (override the workload)
     max_seconds: float | None = None
     profile: bool | None = None  # profile a few calls after the timed windows (overrides the workload)
     profile_batch_size: int | None = None
+    # LLM tasks only
+    input_tokens: list[int] | None = None
+    output_tokens: int | None = None
+    layers: int | None = None
+    trust_remote_code: bool = False
+    concurrency: list[int] | None = None
+    request_rate: list[float] | None = None
+    burstiness: float | None = None
+    max_concurrency: int | None = None
+    slo: dict[str, float] | str | None = None
+    find_max_rate: bool | None = None
 
     def overrides(self) -> Overrides:
         """What the command line changes in the workload (applied by core.config.overrides)."""

@@ -1,6 +1,11 @@
-"""Before measuring: how long the rest of the run will take, said on the console and shown by one bar."""
+"""How long the run will take, and the whole-run budget it is held to: the estimate said after the first
+candidate (TuningPlan) and before measuring, each stage's share of the budget, and the one bar."""
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 from core.common import console
 from core.measure.estimate import batch_estimate
@@ -10,6 +15,54 @@ from core.run.progress import RunProgress, duration
 
 ACCURACY = "accuracy"
 LOADGEN = "LoadGen"
+TUNING = "tuning"
+MEASURING = "measuring"
+BUDGET_SECTION = "Run Budget"  # the report's section: the budget, the estimate, each stage's share and time
+
+# A workload whose file and flags set none of these durations runs within DEFAULT_BUDGET_MINUTES; one that sets
+# any is honoured as written (an explicit --time-budget still applies).
+DEFAULT_BUDGET_MINUTES = 10.0
+DURATION_FIELDS = frozenset(
+    {"warmup_seconds", "min_seconds", "max_seconds", "min_duration_s", "min_query_count", "tuning_budget_minutes"}
+)
+# Under a budget, measuring keeps at least this share of it, so every batch size still gets its calls.
+MEASURING_FLOOR = 0.1
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    seconds: float  # 0: no budget
+    said: str  # how the console names it
+    honoured: tuple[str, ...] = ()  # the duration fields the workload sets, which turn the default budget off
+
+    def __bool__(self) -> bool:
+        return self.seconds > 0
+
+
+def run_budget(workload) -> RunBudget:
+    """The whole run's budget: --time-budget (or the file's time_budget_minutes), 'off', else the default one
+    unless the workload sets durations of its own."""
+    minutes = workload.time_budget_minutes
+    if minutes == "off":
+        return RunBudget(0.0, "no budget (--time-budget off)")
+    if minutes:
+        return RunBudget(minutes * 60, f"the {minutes:g} min budget")
+    named = sorted(DURATION_FIELDS & workload.model_fields_set)
+    if named:
+        return RunBudget(0.0, f"no default budget: the workload sets {', '.join(named)}", tuple(named))
+    return RunBudget(
+        DEFAULT_BUDGET_MINUTES * 60, f"the default {DEFAULT_BUDGET_MINUTES:g} min budget (--time-budget MINUTES or off)"
+    )
+
+
+def run_elapsed(run: RunContext) -> float:
+    """Seconds since the run started (its report's start, to the second)."""
+    started = datetime.fromisoformat(run.report.started) if run.report.started else datetime.now(timezone.utc)
+    return max(0.0, (datetime.now(timezone.utc) - started).total_seconds())
+
+
+def loadgen_seconds(workload) -> float:
+    return workload.min_duration_s * len(workload.scenario) if workload.scenario else 0.0  # LoadGen's own minimum
 
 
 def timed_rate(run: RunContext) -> tuple[float | None, str]:
@@ -38,11 +91,14 @@ def tuning_seconds(run: RunContext) -> float:
     return float(selection.tuning_seconds)
 
 
-def measuring_budget(run: RunContext) -> float:
-    """Seconds of --time-budget left for measuring once the engine is chosen (0: no budget). The budget covers
-    tuning too; measuring keeps at least a tenth of it, so every batch size still gets its calls."""
-    budget = (run.workload.time_budget_minutes or 0) * 60
-    return max(budget * 0.1, budget - tuning_seconds(run)) if budget else 0.0
+def measuring_budget(run: RunContext, ahead: float = 0.0) -> float:
+    """Seconds of the run's budget left for measuring (0: no budget): what the run has not spent yet, less the
+    stages still to come (`ahead` before measuring, LoadGen after it); never below MEASURING_FLOOR of it."""
+    budget = run_budget(run.workload).seconds
+    if not budget:
+        return 0.0
+    left = budget - run_elapsed(run) - ahead - loadgen_seconds(run.workload)
+    return max(budget * MEASURING_FLOOR, left)
 
 
 def batch_stage(batch_size: int) -> str:
@@ -55,30 +111,34 @@ def plan_run(run: RunContext) -> RunProgress:
     rate, source = timed_rate(run)
     estimates: dict[str, float] = {}
     if run.loader is not None and (workload.test_accuracy or workload.test_numeric):
-        estimates[ACCURACY] = len(run.loader.load()) * rate if rate else 0.0  # unknown: none is counted
-    perf = performance_estimates(run, rate) if workload.test_perf else {}
+        estimates[ACCURACY] = accuracy_estimate(run, rate) if rate else 0.0  # unknown: none is counted
+    budget = run_budget(workload)
+    before = estimates.get(ACCURACY, 0.0)
+    perf = performance_estimates(run, rate, budget_left=measuring_budget(run, before)) if workload.test_perf else {}
     estimates.update(perf)
     if workload.scenario:
-        estimates[LOADGEN] = workload.min_duration_s * len(workload.scenario)  # LoadGen's own minimum
+        estimates[LOADGEN] = loadgen_seconds(workload)
     parts = []
     if ACCURACY in estimates:
         parts.append(f"accuracy {duration(estimates[ACCURACY])}" if rate else "accuracy not counted")
     if perf:
         parts.append(f"performance {duration(sum(perf.values()))} over {len(perf)} batch sizes")
     if workload.scenario:
-        parts.append(f"LoadGen at least {duration(workload.min_duration_s * len(workload.scenario))}")
+        parts.append(f"LoadGen at least {duration(estimates[LOADGEN])}")
     total = sum(estimates.values())
+    run.report.sections.setdefault(BUDGET_SECTION, {})["Budget"] = budget.said
     if estimates:
         bound = "at most " if rate is None else ""
         tuned = tuning_seconds(run)
-        budget = (
-            f"; --time-budget {workload.time_budget_minutes:g} min: "
+        over = "over " if budget and run_elapsed(run) + total > budget.seconds else ""
+        said = (
+            f"; {over}{budget.said}: "
             + (f"choosing the engine took {duration(tuned)} of it, " if tuned else "")
-            + f"measuring gets {duration(measuring_budget(run))}"
-            if workload.time_budget_minutes
-            else ""
+            + f"measuring gets {duration(measuring_budget(run, before))}"
+            if budget
+            else (f"; the workload's own {', '.join(budget.honoured)} honoured" if budget.honoured else "")
         )
-        console.info(f"estimated time left: {bound}{duration(total)} ({', '.join(parts)}; from {source}){budget}")
+        console.info(f"estimated time left: {bound}{duration(total)} ({', '.join(parts)}; from {source}){said}")
     return RunProgress(estimates)
 
 
@@ -106,5 +166,153 @@ def performance_estimates(
         budget_left = budget
     if budget and estimates and sum(estimates.values()) > budget_left:
         scale = max(0.0, budget_left) / sum(estimates.values())
-        estimates = {name: seconds * scale for name, seconds in estimates.items()}
+        # a cut batch size still warms up with one call and times one call per client
+        shortest = replace(policy, warmup_iterations=1, max_seconds=0.0)
+        least = {
+            batch_stage(bs): batch_estimate(rate, bs, run.workload.clients, shortest) if rate else 0.0 for bs in sizes
+        }
+        estimates = {name: max(seconds * scale, least[name]) for name, seconds in estimates.items()}
     return estimates
+
+
+def _gate_features(run: RunContext) -> int:
+    """Inputs the engine selection's gate ran (and so the reference computed) in this run."""
+    compiled = run.report.graph_compile
+    selection = compiled.engine_selection if compiled else None
+    if selection is None or selection.decision != "tuned in this run":
+        return 0
+    return int((selection.gate or {}).get("Features") or 0)
+
+
+def accuracy_estimate(
+    run: RunContext, rate: float, gate_features: int | None = None, count: int | None = None
+) -> float:
+    """The accuracy stage at `rate` seconds an input: the inputs it runs (with synthetic weights on generated
+    inputs, those the gate did not compare) and, for the numeric check, the reference of those the gate's did not
+    compute, at the rate the gate's reference ran. `gate_features`: the gate's sample while tuning; `count`: the
+    accuracy stage's inputs, where known (loading them again costs)."""
+    from core.run.accuracy import gate_compared, reuses_gate
+
+    workload = run.workload
+    count = len(run.loader.load()) if count is None else count
+    gate = _gate_features(run) if gate_features is None else gate_features
+    if gate_features is None:
+        compared = gate_compared(run) if workload.test_numeric else 0
+    else:
+        compared = gate_features if workload.test_numeric and reuses_gate(run) else 0
+    per_input = (run.report.sections.get(BUDGET_SECTION) or {}).get("Reference Seconds Per Input", 0.0)
+    reference = max(0, count - gate) * per_input if workload.test_numeric else 0.0
+    return max(0, count - compared) * rate + reference
+
+
+def fit(budget: float, elapsed: float, stages: dict[str, float]) -> dict[str, float]:
+    """Each stage's share of what is left of `budget`: accuracy and LoadGen as estimated (they are not cut);
+    measuring keeps what it needs up to half of the rest (or MEASURING_FLOOR of the budget, if more); tuning gets
+    what it needs of the remainder, and measuring what tuning leaves, up to what it needs."""
+    fixed = stages.get(ACCURACY, 0.0) + stages.get(LOADGEN, 0.0)
+    avail = max(0.0, budget - elapsed - fixed)
+    need = stages.get(MEASURING, 0.0)
+    keep = min(need, max(budget * MEASURING_FLOOR, avail / 2))
+    shares = {TUNING: min(stages.get(TUNING, 0.0), max(0.0, avail - keep))}
+    for name in (ACCURACY, MEASURING, LOADGEN):
+        if name in stages:
+            shares[name] = stages[name]
+    if MEASURING in stages:
+        shares[MEASURING] = min(need, max(budget * MEASURING_FLOOR, avail - shares[TUNING]))
+    return shares
+
+
+class TuningPlan:
+    """The engine selection's guide before each candidate after the first: says the whole run's estimate once
+    (from the first timed candidate), fits it into the run's budget (tuning then ends when its share is spent),
+    and skips a candidate that cannot win (core.quality.compile_cost)."""
+
+    def __init__(self, run: RunContext, batch_size: int):
+        self.run, self.batch_size = run, batch_size
+        self.gate_features = 0
+        self.tuning_ends: float | None = None  # time.monotonic() by which tuning must end, under the budget
+        self.tuning_share = 0.0
+        self.said = False
+        self.inputs: int | None = None  # the accuracy stage's, loaded once
+
+    def gate_made(self, features: int, seconds: float) -> None:
+        """The gate's sample and what building it (its reference, mostly) took: the accuracy stage's reference
+        is estimated at that rate."""
+        self.gate_features = features
+        section = self.run.report.sections.setdefault(BUDGET_SECTION, {})
+        section["Reference Seconds Per Input"] = round(seconds / features, 4) if features else 0.0
+
+    def stages(self, rate: float, left: int, seconds_each: float) -> dict[str, float]:
+        """The rest of the run at `rate` seconds an input: the candidates left, accuracy, measuring, LoadGen."""
+        run, workload = self.run, self.run.workload
+        stages = {TUNING: left * seconds_each}
+        if run.loader is not None and (workload.test_accuracy or workload.test_numeric):
+            self.inputs = len(run.loader.load()) if self.inputs is None else self.inputs
+            stages[ACCURACY] = accuracy_estimate(run, rate, self.gate_features, self.inputs)
+        if workload.test_perf:
+            stages[MEASURING] = sum(performance_estimates(run, rate, budget_left=float("inf")).values())
+        if workload.scenario:
+            stages[LOADGEN] = loadgen_seconds(workload)
+        return stages
+
+    def could_save(self, rate: float) -> float:
+        """The most a candidate could save over the rest of the run: what the rate-bound stages would lose if it
+        were instantly fast (windows held by min_seconds or LoadGen's minimum save nothing)."""
+        now, instant = self.stages(rate, 0, 0.0), self.stages(1e-12, 0, 0.0)
+        return max(0.0, sum(now.values()) - sum(instant.values()))
+
+    def __call__(self, candidate, rows, left: int, seconds_each: float) -> str | None:
+        """Before `candidate` (with `left` candidates still to try, each taking ~`seconds_each` so far): why it is
+        skipped, or None. The engine selection honours it once a candidate has passed."""
+        from core.quality.compile_cost import cannot_win
+
+        timed = [row for row in rows if row.qps]
+        if not timed:
+            return None
+        leader = max([row for row in timed if row.passed] or timed, key=lambda row: row.qps)
+        rate = 1 / leader.qps
+        if not self.said:
+            self.said = True
+            self._say(leader, rate, left, seconds_each)
+        if self.tuning_ends is not None and time.monotonic() + seconds_each > self.tuning_ends:
+            budget = run_budget(self.run.workload)
+            return (
+                f"{budget.said} leaves tuning {duration(self.tuning_share)} and a candidate takes "
+                f"{duration(seconds_each)}"
+            )
+        return cannot_win(candidate, rows, self.could_save(rate))
+
+    def _say(self, leader, rate: float, left: int, seconds_each: float) -> None:
+        run = self.run
+        stages = self.stages(rate, left, seconds_each)
+        elapsed = run_elapsed(run)
+        total = elapsed + sum(stages.values())
+        budget = run_budget(run.workload)
+        section = run.report.sections.setdefault(BUDGET_SECTION, {})
+        section.update(
+            {
+                "Budget": budget.said,
+                "Budget Seconds": budget.seconds or None,
+                "Estimate": {
+                    "From": f"{leader.label} at {leader.qps:.4g} QPS, batch size {self.batch_size}",
+                    "Elapsed Seconds": round(elapsed, 1),
+                    "Total Seconds": round(total, 1),
+                    **{f"{name.capitalize()} Seconds": round(seconds, 1) for name, seconds in stages.items()},
+                },
+            }
+        )
+        parts = ", ".join(f"{name} {duration(seconds)}" for name, seconds in stages.items())
+        line = (
+            f"whole run: {duration(total)} estimated ({duration(elapsed)} so far; then {parts}; "
+            f"from {leader.label}'s {leader.qps:.4g} QPS)"
+        )
+        if budget and total > budget.seconds:
+            shares = fit(budget.seconds, elapsed, stages)
+            self.tuning_share = shares[TUNING]
+            self.tuning_ends = time.monotonic() + shares[TUNING]
+            section["Shares"] = {f"{name.capitalize()} Seconds": round(seconds, 1) for name, seconds in shares.items()}
+            line += f"; over {budget.said}, so " + ", ".join(f"{n} gets {duration(s)}" for n, s in shares.items())
+        elif budget.honoured:
+            held = stages.get(MEASURING, 0.0) + stages.get(LOADGEN, 0.0)
+            line += f"; the workload's own {', '.join(budget.honoured)} honoured: measuring takes {duration(held)}"
+        console.info(line)

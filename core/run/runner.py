@@ -8,6 +8,8 @@ in one batch size never loses what was already measured.
 from __future__ import annotations
 
 import signal
+import time
+from contextlib import contextmanager
 
 from backends import load_backend
 from backends.base import AUTO
@@ -26,7 +28,16 @@ from core.run.assets import prepare_assets
 from core.run.compile import compile_model
 from core.run.context import RunContext, RunOptions, make_loader, model_inputs
 from core.run.performance import measure_batch_sizes, performance_table
-from core.run.plan import ACCURACY, LOADGEN, plan_run, replan_after_accuracy, timed_rate
+from core.run.plan import (
+    ACCURACY,
+    BUDGET_SECTION,
+    LOADGEN,
+    plan_run,
+    replan_after_accuracy,
+    run_elapsed,
+    timed_rate,
+    tuning_seconds,
+)
 from core.run.profile import profile_batch_size, profile_run
 
 __all__ = ["RunOptions", "run_task"]
@@ -57,9 +68,15 @@ def run_task(task: Task, options: RunOptions) -> RunReport:
         precision=model.model_precision if precision == AUTO else precision,
     )
     run = RunContext(task, options, spec, config, precision, report, batch_sizes=list(workload.batch_sizes))
+    return guarded(report, options, lambda: _stages(run, overrides.record()))
+
+
+def guarded(report: RunReport, options: RunOptions, stages) -> RunReport:
+    """Run `stages`, then write the report whatever happened: a failure or an interruption keeps what was
+    measured, and the report says how the run ended."""
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        _stages(run, overrides.record())
+        stages()
         report.status = "complete"
     except (KeyboardInterrupt, Interrupted):
         report.status = "incomplete"
@@ -74,7 +91,7 @@ def run_task(task: Task, options: RunOptions) -> RunReport:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
-        if report.status != "failed" or report.performance:
+        if report.status != "failed" or report.performance or report.llm_rows:
             console.path_line("report", write_report(report, options.output_dir))
     return report
 
@@ -84,7 +101,7 @@ def _raise_interrupted(signum, frame):  # noqa: ARG001 - signal handler signatur
 
 
 def _stages(run: RunContext, overrides: dict) -> None:
-    _describe(run, overrides)
+    describe(run, overrides)
     run.report.sections["Assets"] = prepare_assets(run)
     _weights_and_inputs(run)
     compiled = compile_model(run)
@@ -98,22 +115,27 @@ def _stages(run: RunContext, overrides: dict) -> None:
     try:
         with progress.showing():
             if run.loader is not None and (run.workload.test_accuracy or run.workload.test_numeric):
-                with progress.stage(ACCURACY) as tick:
+                with progress.stage(ACCURACY) as tick, _took(run, "Accuracy"):
                     check_accuracy(run, runtime, on_batch=tick)
                 replan_after_accuracy(run, progress, had_rate)
             if run.workload.test_perf:
-                run.roofline = roofline.prepare_or_note(run, runtime)
-                measure_batch_sizes(run, runtime, progress)
+                with _took(run, "Work And Peaks"):
+                    run.roofline = roofline.prepare_or_note(run, runtime)
+                with _took(run, "Measuring"):
+                    measure_batch_sizes(run, runtime, progress)
                 if profiled is not None:
                     profile_run(run, runtime, profiled)
             else:
                 run.report.notes.append("test_perf is false: performance not measured")
                 console.info("test_perf is false: skipping the performance section")
             if run.workload.scenario:
-                _scenarios(run, runtime, progress)
+                with _took(run, "LoadGen"):
+                    _scenarios(run, runtime, progress)
         run.report.sections["Runtime"] = runtime.settings()
     finally:
         runtime.close()
+        took = run.report.sections.setdefault(BUDGET_SECTION, {}).setdefault("Actual Seconds", {})
+        took.update({"Tuning": round(tuning_seconds(run), 1), "Total": round(run_elapsed(run), 1)})
     if run.report.performance:
         title = f"{run.model.model} on {run.spec.name} ({compiled.engine} {compiled.precision})"
         print_table(console.console, performance_table(title, run.report.performance))
@@ -124,7 +146,18 @@ def _stages(run: RunContext, overrides: dict) -> None:
             )
 
 
-def _describe(run: RunContext, overrides: dict) -> None:
+@contextmanager
+def _took(run: RunContext, stage: str):
+    """What a stage took, kept beside the run's estimate (Run Budget, Actual Seconds)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        took = run.report.sections.setdefault(BUDGET_SECTION, {}).setdefault("Actual Seconds", {})
+        took[stage] = round(time.monotonic() - started, 1)
+
+
+def describe(run: RunContext, overrides: dict) -> None:
     """Host, software and the effective configuration, first: a run that fails later still says what it was."""
     from core.measure.host import host_info, software_versions
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.common.cli import run_command
+from core.common.cli import prog, run_command
 from core.common.errors import UserError
 from datasets.glue.metrics import classification_scores, regression_scores
 from datasets.glue.tasks import GlueTask, read_dev_file, task
@@ -90,12 +90,18 @@ def evaluate(spec: GlueTask, dev_path: Path, predictions_path: Path) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datasets.glue.evaluate", description="GLUE's official metrics.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog("datasets.glue.evaluate", "evaluate glue"), description="GLUE's official metrics."
+    )
     parser.add_argument("task", help="CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI or RTE")
     parser.add_argument("dev_file", type=Path, help="the task's dev.tsv (MNLI: dev_matched.tsv or dev_mismatched.tsv)")
     parser.add_argument("prediction_file", type=Path, help="one prediction per line, or JSON keyed by position")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     def body() -> int:
         print(json.dumps(evaluate(task(args.task), args.dev_file, args.prediction_file), allow_nan=True))

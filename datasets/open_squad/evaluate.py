@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.common.cli import run_command
+from core.common.cli import prog, run_command
 from core.common.errors import UserError
 from datasets.open_squad.data import read_squad
 from datasets.open_squad.metric import squad_scores
@@ -41,13 +41,18 @@ def read_predictions(path: Path, known_ids: set[str]) -> dict[str, str]:
     return predictions
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m datasets.open_squad.evaluate", description="Official SQuAD v1.1 exact match and F1."
+        prog=prog("datasets.open_squad.evaluate", "evaluate squad"),
+        description="Official SQuAD v1.1 exact match and F1.",
     )
     parser.add_argument("dataset_file", type=Path, help="SQuAD v1.1 JSON, e.g. dev-v1.1.json")
     parser.add_argument("prediction_file", type=Path, help="JSON object: question id -> answer text")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return run_command(lambda: _evaluate(args))
 
 

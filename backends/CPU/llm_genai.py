@@ -1,0 +1,130 @@
+"""onnxruntime-genai as an LLM engine on the CPU: the run's weights converted by its model builder (FP32), one
+og.Generator per request.
+
+The builder reads a Hugging Face folder with a tokenizer, so the module is saved with `save_pretrained` beside
+a small BPE tokenizer (token ids are all the engine is given; the tokenizer only satisfies the builder). The
+converted folder is cached like every artifact, keyed by the weights' digest, the builder's version and this
+file. A request's generator holds its own KV cache; decode steps run request by request (no batching across
+requests), and the logits the gate judges come from the same model file through the same generator.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.common.errors import UserError
+from core.model.llm import kv_geometry
+
+NAME = "onnxruntime-genai"
+
+
+def missing() -> str | None:
+    """Why the engine cannot run here, or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime_genai") is None:
+        return "onnxruntime-genai is not installed (pip install onnxruntime-genai)"
+    return None
+
+
+def convert(module, digest: str, cache_parent: Path):
+    """The cached ONNX folder of `module`'s weights at FP32 (a CachedFolder: path, meta, hit)."""
+    import onnxruntime_genai as og
+
+    from core.common.artifact_cache import cached_folder, code_digest
+
+    def build(work: Path) -> dict:
+        with tempfile.TemporaryDirectory(prefix="hf-", dir=work.parent) as scratch:
+            folder = Path(scratch) / "hf"
+            module.save_pretrained(folder)
+            _tokenizer(int(module.config.vocab_size)).save_pretrained(folder)
+            command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(folder), "-o", str(work)]
+            command += ["-p", "fp32", "-e", "cpu", "-c", str(Path(scratch) / "cache")]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+                raise UserError(f"onnxruntime-genai's model builder failed: {tail[0][:200]}", field="engine")
+        return {"engine": NAME, "precision": "FP32", "builder": og.__version__}
+
+    payload = {"weights": digest, "engine": NAME, "version": og.__version__, "code": code_digest(Path(__file__))}
+    return cached_folder(cache_parent, payload, build)
+
+
+def _tokenizer(vocab: int):
+    """A small byte-level BPE (the builder wants a tokenizer; ids are what the engine is fed)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=min(vocab, 300), special_tokens=["<unk>", "<s>", "</s>"])
+    tokenizer.train_from_iterator(["a synthetic model has no text of its own"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def folder_mb(folder: Path) -> float:
+    return round(sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20, 1)
+
+
+class GenaiModel:
+    """A converted folder loaded once; `engine(slots, max_len)` makes the server's engines over it."""
+
+    batched_decode = False  # a generator a request: decode steps run one request after another
+
+    def __init__(self, folder: Path, config):
+        import onnxruntime_genai as og
+
+        self.folder = folder
+        self.config = config
+        self.model = og.Model(str(folder))
+
+    def engine(self, slots: int, max_len: int) -> GenaiEngine:
+        return GenaiEngine(self, slots, max_len)
+
+
+class GenaiEngine:
+    """The server's LlmEngine: greedy tokens by argmax of the logits each request's generator returns."""
+
+    def __init__(self, loaded: GenaiModel, slots: int, max_len: int):
+        import numpy as np
+        import onnxruntime_genai as og
+
+        self._og, self._np = og, np
+        self.model = loaded.model
+        self.slots = slots
+        self.max_len = max_len
+        self.generators: list = [None] * slots
+        layers, kv_heads, head_dim = kv_geometry(loaded.config)
+        self.cache_bytes = slots * 2 * layers * kv_heads * head_dim * max_len * 4  # FP32, allocated per request
+
+    def _generator(self, max_len: int):
+        params = self._og.GeneratorParams(self.model)
+        params.set_search_options(max_length=max_len, do_sample=False)
+        return self._og.Generator(self.model, params)
+
+    def _append(self, generator, ids: Sequence[int]):
+        generator.append_tokens(self._np.asarray(list(ids), dtype=self._np.int32))
+        return generator.get_output("logits")  # [1, tokens appended, vocab]
+
+    def prefill(self, slot: int, ids: Sequence[int]) -> int:
+        if len(ids) + 1 > self.max_len:
+            raise ValueError(f"a prompt of {len(ids)} tokens does not fit the cache's {self.max_len} positions")
+        self.generators[slot] = self._generator(self.max_len)
+        return int(self._append(self.generators[slot], ids)[0, -1].argmax())
+
+    def decode(self, slots: Sequence[int], tokens: Sequence[int]) -> list[int]:
+        return [int(self._append(self.generators[s], [t])[0, -1].argmax()) for s, t in zip(slots, tokens)]
+
+    def release(self, slot: int) -> None:
+        self.generators[slot] = None
+
+    def logits(self, ids: Sequence[int]):
+        """Teacher-forced logits [len(ids), vocab] in FP32 from the same model file."""
+        import torch
+
+        out = self._append(self._generator(len(ids) + 1), ids)
+        return torch.from_numpy(self._np.array(out[0], dtype=self._np.float32))
