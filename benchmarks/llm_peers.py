@@ -98,12 +98,12 @@ def ours_contender(model, prompt: list[int], new_tokens: int):
     return run
 
 
-def genai_contender(folder: Path, prompt: list[int], new_tokens: int):
-    """onnxruntime-genai as its users run it: og.Generator, the prompt appended, generate_next_token() a token."""
+def genai_contender(model, prompt: list[int], new_tokens: int):
+    """onnxruntime-genai as its users run it (an og.Model): og.Generator, the prompt appended,
+    generate_next_token() a token."""
     import numpy as np
     import onnxruntime_genai as og
 
-    model = og.Model(str(folder))
     ids = np.asarray(prompt, dtype=np.int32)
 
     def run() -> tuple[float, float]:
@@ -127,8 +127,6 @@ def _figures(started: float, times: list[float]) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    import copy
-
     import torch
 
     from core.config.registry import load_task
@@ -149,22 +147,24 @@ def main(argv=None) -> int:
         f"{args.input_tokens} in, {args.output_tokens} out"
     )
     fp32 = build_model(source, 0, "FP32")
-    models = {"FP32": fp32}
-    if isa.bf16:
-        models["BF16"] = copy.deepcopy(fp32).to(torch.bfloat16)
-    prompt = list(Prompts(int(source.config.vocab_size), args.input_tokens, seed=11).next())
-    contenders = {}
-    for precision, model in models.items():
-        contenders[f"transformers generate() {precision}"] = generate_contender(model, prompt, args.output_tokens)
-        contenders[f"perfbench transformers {precision}"] = ours_contender(model, prompt, args.output_tokens)
-    if importlib.util.find_spec("onnxruntime_genai") is not None:
+    folder = None
+    if importlib.util.find_spec("onnxruntime_genai") is not None:  # converted first: its builder needs memory
         from backends.CPU.llm_genai import GenaiModel, convert
         from core.common.paths import state_dir
 
         print("onnxruntime-genai: converting the FP32 weights (cached)")
         folder = convert(fp32, source.digest, state_dir() / "compiled" / "llm" / "onnxruntime-genai").path
-        contenders["onnxruntime-genai FP32"] = genai_contender(folder, prompt, args.output_tokens)
-        loaded = GenaiModel(folder, source.config)
+    models = {"FP32": fp32}
+    if isa.bf16:
+        models["BF16"] = build_model(source, 0, "BF16")  # the same seeded values, rounded
+    prompt = list(Prompts(int(source.config.vocab_size), args.input_tokens, seed=11).next())
+    contenders = {}
+    for precision, model in models.items():
+        contenders[f"transformers generate() {precision}"] = generate_contender(model, prompt, args.output_tokens)
+        contenders[f"perfbench transformers {precision}"] = ours_contender(model, prompt, args.output_tokens)
+    if folder is not None:
+        loaded = GenaiModel(folder, source.config)  # one copy of the weights for both
+        contenders["onnxruntime-genai FP32"] = genai_contender(loaded.model, prompt, args.output_tokens)
         contenders["perfbench onnxruntime-genai FP32"] = ours_contender(loaded, prompt, args.output_tokens)
     for contender in contenders.values():  # warm-up: first calls allocate and pick kernels
         contender()

@@ -26,7 +26,6 @@ ENGINE_NOTES = {
     "transformers": "static KV cache, one slot per request, each at its own position",
     "onnxruntime-genai": "its model builder's FP32 ONNX; one og.Generator per request, decode request by request",
 }
-ACCURACY_PROMPTS = 4  # prompts the reference and the candidate both answer
 
 
 @dataclass(frozen=True)
