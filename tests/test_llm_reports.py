@@ -300,3 +300,24 @@ def test_summary_and_dashboard_list_llm_runs_beside_general_ones(tmp_path, capsy
     page = render_dashboard(groups, warnings, tmp_path / "dash.html", root=tmp_path, threshold=0.05)
     assert "tiny-llama: token throughput over time" in page
     assert "TPOT.AVG rise" in page  # the later run's slower TPOT, by compare's rule
+
+
+def test_two_sweeps_say_which_side_carries_more_load_within_the_slo():
+    def sweep(run_id: str, met_up_to: float) -> RunReport:
+        report = llm_report(run_id, *(served(seed) for seed in range(3)))
+        for rate, row in zip((1.0, 2.0, 4.0), report.llm_rows):
+            row.request_rate = row.achieved_rate = rate
+            row.input_tokens = int(rate * 10)  # each rate its own load point
+            row.slo_met = rate <= met_up_to
+            row.slo_upper_met = row.slo_met
+        return report
+
+    cmp = build_comparison([sweep("a", 2.0), sweep("b", 4.0)], ["A", "B"])
+    assert cmp.capacity[0].startswith("A: within the SLO, 2 req/s") and cmp.capacity[1].startswith(
+        "B: within the SLO, 4"
+    )
+    assert cmp.capacity[-1] == "within the SLO: B carries the most load"
+    cmp = build_comparison([sweep("a", 0.5), sweep("b", 0.5)], ["A", "B"])
+    assert "no load point met the SLO" in cmp.capacity[0] and cmp.capacity[-1] == "within the SLO: no side carries more"
+    plain = build_comparison([llm_report("c", served(1)), llm_report("d", served(2))], ["C", "D"])
+    assert plain.capacity == []  # no SLO judged: nothing to say

@@ -183,10 +183,10 @@ def select(
         if budget_seconds and elapsed > budget_seconds and fastest is not None:
             rows.append(_skipped(candidate, f"tuning budget of {budget_seconds / 60:.3g} min spent"))
             continue
-        if budget_seconds and elapsed > budget_seconds and _fp32_later(candidate, candidates[i + 1 :]):
-            # Out of time with nothing passed: the FP32 candidates next, the likeliest to pass and cheapest to build.
+        if budget_seconds and elapsed > budget_seconds and _float_later(candidate, candidates[i + 1 :]):
+            # Out of time with nothing passed: no more INT8 calibrations (the slow builds); float ones next.
             rows.append(
-                _skipped(candidate, f"tuning budget of {budget_seconds / 60:.3g} min spent, none passed: FP32 next")
+                _skipped(candidate, f"tuning budget of {budget_seconds / 60:.3g} min spent, none passed: float next")
             )
             continue
         if why and fastest is not None:
@@ -311,8 +311,8 @@ def _in_turns(leader_runtime: RuntimeBackend, call, batch_size: int, feeds: Feed
     return fastest_calls_qps(tuple(times[0]), batch_size), fastest_calls_qps(tuple(times[1]), batch_size)
 
 
-def _fp32_later(candidate: Candidate, later: list[Candidate]) -> bool:
-    return candidate.precision != "FP32" and any(other.precision == "FP32" for other in later)
+def _float_later(candidate: Candidate, later: list[Candidate]) -> bool:
+    return candidate.precision == "INT8" and any(other.precision != "INT8" for other in later)
 
 
 def _skipped(candidate: Candidate, why: str) -> CandidateRow:

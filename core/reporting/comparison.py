@@ -87,6 +87,7 @@ class Comparison:
     loadgen: list[LoadGenRow] = field(default_factory=list)
     published: list[MetricRow] = field(default_factory=list)  # ours minus a published figure, real weights only
     operators: OperatorComparison | None = None  # both sides profiled (--profile): time by operator type
+    capacity: list[str] = field(default_factory=list)  # LLM sweeps: the load each side carried within its SLO
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(replace(self, reports=[]))
@@ -273,7 +274,41 @@ def build_comparison(reports: Sequence[RunReport], labels: Sequence[str], thresh
         loadgen,
         _metric_rows(reports, "against_published"),
         compare_operators(reports),
+        slo_capacity(reports, labels),
     )
+
+
+def _carried(report: RunReport) -> tuple[float, str] | None:
+    """The most load a report's rows carried within their SLO: the highest achieved rate (open loop) or
+    concurrency (closed loop) of a row whose every objective was met; None where no row was judged."""
+    judged = [row for row in report.llm_rows if row.slo_met is not None]
+    if not judged:
+        return None
+    met = [row for row in judged if row.slo_met]
+    if not met:
+        return 0.0, "no load point met the SLO"
+    if any(row.request_rate for row in met):
+        best = max((row for row in met if row.request_rate), key=lambda row: row.achieved_rate or row.request_rate)
+        rate = best.achieved_rate or best.request_rate
+        bound = "" if best.slo_upper_met else " (its P99s' upper bounds do not all meet it)"
+        return rate, f"{rate:.4g} req/s at {best.label}{bound}"
+    best = max(met, key=lambda row: row.batch_size or 0)
+    return float(best.batch_size or 0), f"{best.batch_size} concurrent requests at {best.label}"
+
+
+def slo_capacity(reports: Sequence[RunReport], labels: Sequence[str]) -> list[str]:
+    """Which side of two LLM sweeps carries more load within the SLO, and how much each carried."""
+    carried = [_carried(r) for r in reports]
+    if sum(c is not None for c in carried) < 2:
+        return []
+    lines = [f"{label}: within the SLO, {c[1]}" for label, c in zip(labels, carried) if c is not None]
+    sides = [(c[0], label) for label, c in zip(labels, carried) if c is not None]
+    most = max(value for value, _ in sides)
+    leaders = [label for value, label in sides if value == most]
+    lines.append(
+        "within the SLO: " + (f"{leaders[0]} carries the most load" if len(leaders) == 1 else "no side carries more")
+    )
+    return lines
 
 
 def _status_regressions(labels: Sequence[str], rows: list, bs: int, what: str, regressions: list[Regression]) -> None:
@@ -538,6 +573,7 @@ def comparison_tables(cmp: Comparison) -> list[TextTable]:
 
 def comparison_notes(cmp: Comparison) -> list[tuple[str, str]]:
     notes = [("warning", w) for w in cmp.warnings] + [("regression", r.message) for r in cmp.regressions]
+    notes += [("capacity", line) for line in cmp.capacity]
     if any(v is not None for row in cmp.perf for v in row.verdicts):
         notes.append(
             (

@@ -140,9 +140,7 @@ def _stages(run: RunContext, overrides: dict) -> None:
     )
     module.to(device)
     build_seconds = time.perf_counter() - started
-    console.info(
-        f"model: {source.architecture}, {fp.parameters / 1e9:.3f} B parameters, built in {build_seconds:.1f} s"
-    )
+    console.info(f"model: {source.architecture}, {_count(fp.parameters)} parameters, built in {build_seconds:.1f} s")
     selection, engine, artifact_mb = None, "transformers", None
     if workload.test_accuracy:
         from core.run.llm_select import candidates, select
