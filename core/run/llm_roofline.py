@@ -87,20 +87,12 @@ class LlmRoof:
 def prepare(run, source, precision: str, batched: bool = True) -> LlmRoof | None:
     """The work and the peaks, or None (with a note) where they cannot be had: the figures are extras, never a
     reason to lose the measurement."""
-    from core.common.errors import Interrupted, UserError
+    from core.run.roofline import or_note
 
     if run.spec.name != "CPU":
         run.report.notes.append("LLM roofline: measured on the CPU backend only (no peak probe here)")
         return None
-    try:
-        return _prepare(run, source, precision, batched)
-    except (KeyboardInterrupt, Interrupted, UserError):
-        raise
-    except Exception as err:  # a library's own error types
-        note = f"LLM roofline not measured: {type(err).__name__}: {err}"[:300]
-        run.report.notes.append(note)
-        console.warn(note)
-        return None
+    return or_note(run, "LLM roofline not measured", lambda: _prepare(run, source, precision, batched))
 
 
 def _prepare(run, source, precision: str, batched: bool) -> LlmRoof:

@@ -149,14 +149,20 @@ def prepare(run: RunContext, runtime) -> Roofline | None:
 def prepare_or_note(run: RunContext, runtime) -> Roofline | None:
     """prepare(), or a note in the report when counting or measuring the peak fails: the derived numbers are
     extras, never a reason to lose the measurement."""
+    return or_note(run, "work and peak not measured", lambda: prepare(run, runtime))
+
+
+def or_note(run: RunContext, what: str, derive):
+    """derive(), or None with a note in the report and on the console when a library fails inside it (the
+    user's errors and interruptions still stop the run)."""
     from core.common.errors import Interrupted, UserError
 
     try:
-        return prepare(run, runtime)
+        return derive()
     except (KeyboardInterrupt, Interrupted, UserError):
         raise
     except Exception as err:  # a library's own error types
-        note = f"work and peak not measured: {type(err).__name__}: {err}"[:300]
+        note = f"{what}: {type(err).__name__}: {err}"[:300]
         run.report.notes.append(note)
         console.warn(note)
         return None
