@@ -16,7 +16,6 @@ includes the queue; the queue and the prefill are also reported apart.
 from __future__ import annotations
 
 import heapq
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -305,8 +304,3 @@ def warm_up(engine: LlmEngine, load: Load, prompts: Prompts, requests: int) -> f
     warm = Load(load.concurrency, load.input_tokens, min(load.output_tokens, 4), 0.0, requests, 0.0)
     serve(engine, warm, prompts)
     return time.perf_counter() - began
-
-
-def token_rate(served: Served) -> float:
-    tokens = sum(len(r.tokens) for r in served.requests)
-    return tokens / served.seconds if served.seconds > 0 else math.nan

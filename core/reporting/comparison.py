@@ -374,41 +374,48 @@ def _llm_perf(
 def _llm_verdicts(metric: str, reports: Sequence[RunReport], rows: list, higher: bool) -> list[Verdict | None]:
     """Each ok row's change against an ok baseline row, tested on the runs' kept per-request samples (over
     the runs, where a side pools several)."""
-    base = rows[0]
-    verdicts: list[Verdict | None] = [None]
-    for report, row in zip(reports[1:], rows[1:]):
-        if base is None or row is None or not (base.ok and row.ok):
-            verdicts.append(None)
-            continue
-        base_samples, samples = reports[0].llm_samples.get(base.key), report.llm_samples.get(row.key)
-        runs = {
-            "base_runs": reports[0].llm_run_values(base.point, metric),
-            "other_runs": report.llm_run_values(row.point, metric),
-        }
-        verdicts.append(judge_llm_change(metric, base, row, base_samples, samples, higher_is_better=higher, **runs))
-    return verdicts
+    return _pairwise(
+        reports,
+        rows,
+        lambda base_report, base, report, row: judge_llm_change(
+            metric,
+            base,
+            row,
+            base_report.llm_samples.get(base.key),
+            report.llm_samples.get(row.key),
+            higher_is_better=higher,
+            base_runs=base_report.llm_run_values(base.point, metric),
+            other_runs=report.llm_run_values(row.point, metric),
+        ),
+    )
 
 
 def _verdicts(metric: str, reports: Sequence[RunReport], rows: list, bs: int) -> list[Verdict | None]:
     """Each ok row's change against an ok baseline row, tested on the runs' kept samples (None elsewhere)."""
+    return _pairwise(
+        reports,
+        rows,
+        lambda base_report, base, report, row: judge_change(
+            metric,
+            base,
+            row,
+            base_report.samples.get(bs),
+            report.samples.get(bs),
+            higher_is_better=metric == QPS,
+            base_runs=base_report.run_values(bs, metric),
+            other_runs=report.run_values(bs, metric),
+        ),
+    )
+
+
+def _pairwise(reports: Sequence[RunReport], rows: list, judge) -> list[Verdict | None]:
+    """judge(baseline report, its row, report, its row) for every report after the first whose row and the
+    baseline's both ran; None for the baseline and elsewhere."""
     base = rows[0]
     verdicts: list[Verdict | None] = [None]
     for report, row in zip(reports[1:], rows[1:]):
-        if base is None or row is None or not (base.ok and row.ok):
-            verdicts.append(None)
-            continue
-        verdicts.append(
-            judge_change(
-                metric,
-                base,
-                row,
-                reports[0].samples.get(bs),
-                report.samples.get(bs),
-                higher_is_better=metric == QPS,
-                base_runs=reports[0].run_values(bs, metric),
-                other_runs=report.run_values(bs, metric),
-            )
-        )
+        ran = base is not None and row is not None and base.ok and row.ok
+        verdicts.append(judge(reports[0], base, report, row) if ran else None)
     return verdicts
 
 
