@@ -95,6 +95,10 @@ def test_peak_rss_grows_with_batch_size_on_a_tiny_model(tmp_path):
                 "max_seconds": 0.5,
                 "test_accuracy": False,
                 "test_numeric": False,
+                # Pinned: after engine auto's tuning, freed allocator memory can absorb batch size 16's few
+                # extra MB of a model this small, and both rows read the same peak.
+                "engine": "onnxruntime",
+                "precision": "FP32",
             }
         ),
         encoding="utf-8",

@@ -34,8 +34,22 @@ def _read_hwm() -> int | None:
     return None
 
 
+def _release_free_heap() -> None:
+    """Hand the C heap's free pages back to the kernel (glibc's malloc_trim), so what a phase allocates raises
+    the resident set again instead of reusing pages an earlier phase freed (a peak probe's matrices, another
+    batch size's buffers) and hiding in them. A no-op where the C library has no malloc_trim."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_hwm() -> bool:
     """Start a new high-water mark ('5' resets only the peak, see proc(5)); False where refused."""
+    _release_free_heap()
     try:
         with open(_PROC / "clear_refs", "w", encoding="ascii") as fh:
             fh.write("5")
