@@ -197,6 +197,9 @@ class BackendSpec:
     device_fingerprint: Callable[[dict[str, Any]], dict[str, Any]] = lambda facts: facts
     # The torch device LLM tasks run on (backends.llm_transformers), or None: this backend runs none.
     llm_device: Callable[[BaseModel], str] | None = None
+    # The energy counter an LLM run reads around each load point: (meter with read() and joules(before,
+    # after), or None, and a line saying which counter or why none). Default: the host's RAPL.
+    llm_energy: Callable[[BaseModel], tuple[Any, str]] | None = None
     # The engines whose matrix-multiply probes (RuntimeBackend.peak_probe) make this hardware's roof at a
     # precision, besides the one that ran: the fastest of them is what every engine's share is held against.
     roof_engines: Callable[[str], list[str]] = lambda precision: []

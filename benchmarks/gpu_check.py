@@ -20,8 +20,13 @@ as the real models), at batch size 1 and a large one (within each model's max_ba
     method (TorchScript traced per batch size, `.half()`, `torch.tensor(...).cuda()` per call, `.cpu()` back);
   - the fp16/bf16/tf32 matrix-multiply rate measured in this run, for the roofline share;
   - energy per sample from NVML's counter where readable.
+And one LLM, Llama-3.2-1B's architecture (synthetic weights, 128 prompt tokens, 32 new), served as the product
+serves it (`--hardware_type GPU`, the transformers slot engine with its static KV cache, 1 and 4 concurrent
+requests), against plain transformers `generate()` on the same weights and batch: TTFT, TPOT, decode tokens/s
+(batch x 1000 / TPOT) and the prefill's share of the matrix rate.
 The GPU, driver and library versions come first, the ratios and targets last.
-Targets: ours >= 1.0x the fastest peer for every model; >= 50% of the matrix rate at the large batch size.
+Targets: ours >= 1.0x the fastest peer for every model (the LLM: in decode tokens/s); >= 50% of the matrix rate
+at the large batch size (the encoders).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MODELS = {  # name -> (task, large batch size; capped at the model's max_batch_size)
+    # An LLM task (served by core.run.llm; its batch is the concurrency), first: the budget never skips it.
+    "llama3.2": ("llama3.2-torch-bf16-1b", 4),
     "albert": ("albert-torch-fp32", 32),
     "bert": ("bert-torch-fp32", 32),
     "roberta": ("roberta-torch-fp32", 32),
@@ -51,7 +58,13 @@ MODELS = {  # name -> (task, large batch size; capped at the model's max_batch_s
 COMPILE_SECONDS = 40.0
 WINDOW_SECONDS = 5.0
 MODEL_SETUP_SECONDS = 15.0  # building the module, the CPU reference on the gate's sample
-TINY = {"tiny-bert": ("tiny-bert-squad", 2), "tiny-resnet": ("tiny-resnet-imagenet", 2)}
+TINY = {
+    "tiny-bert": ("tiny-bert-squad", 2),
+    "tiny-resnet": ("tiny-resnet-imagenet", 2),
+    "tiny-llama": ("tiny-llama-torch-fp32", 2),
+}
+LLM_WINDOW_SECONDS = 5.0  # each load point's perf_time; --tiny: 0.3
+LLM_PEER = "transformers generate()"
 # Ours beyond the GPU host's packages; versions from constraints.txt (make gpu-wheels downloads these).
 WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions")
 ROOFLINE_TARGET = 0.5
@@ -177,6 +190,9 @@ def plan(names: list[str], chosen: dict, args) -> dict[str, dict]:
     out = {}
     for name in names:
         task_name, large = chosen[name]
+        if is_llm(task_name):
+            out[name] = llm_plan(task_name, large, args)
+            continue
         sizes = [1, large_batch(task_name, large)]
         candidates = [f"{e} {p}" for e in our_engines(args) for p in args.precisions.split(",")]
         peer_names = ["PyTorch eager FP16", "ByteMLPerf CUDA method"] + (
@@ -194,6 +210,26 @@ def plan(names: list[str], chosen: dict, args) -> dict[str, dict]:
             "estimate_s": round(seconds),
         }
     return out
+
+
+def is_llm(task_name: str) -> bool:
+    from core.config import registry
+
+    return registry.load_task(task_name).is_llm
+
+
+def llm_plan(task_name: str, large: int, args) -> dict:
+    """An LLM's entry in the plan: both load points served for a window each, then generate() at each batch."""
+    sizes = [1, large]
+    window = 0.3 if args.tiny else LLM_WINDOW_SECONDS
+    seconds = MODEL_SETUP_SECONDS + len(sizes) * (window + 2 * WINDOW_SECONDS)  # ours (warm-up too), the peer
+    return {
+        "task": task_name,
+        "batch_sizes": sizes,
+        "ours": ["transformers BF16 (slot engine, static KV cache)"],
+        "peers": [f"{LLM_PEER} BF16"],
+        "estimate_s": round(seconds),
+    }
 
 
 def our_run(task_name: str, batch_sizes: list[int], args, out: Path) -> dict:
@@ -365,6 +401,103 @@ def check_model(name: str, task_name: str, large: int, args, out: Path, rates: d
     return results
 
 
+def check_llm(name: str, task_name: str, large: int, args, out: Path, rates: dict, say) -> list[dict]:
+    """The LLM: the product's serving run on the GPU backend (slot engine, no accuracy pass), then plain
+    generate() on the same synthetic weights at each batch size. Compared in decode tokens/s."""
+    import torch
+
+    from core.config import registry
+    from core.model.llm import build_model, resolve_llm_source
+    from core.model.llm_work import count
+    from core.run.context import RunOptions
+    from core.run.llm import run_llm_task
+
+    planned = llm_plan(task_name, large, args)
+    task = registry.load_task(task_name)
+    data = json.loads(task.workload_file.read_text(encoding="utf-8"))
+    data["perf_config"].update(batch_sizes=planned["batch_sizes"], perf_time=0.3 if args.tiny else LLM_WINDOW_SECONDS)
+    data.update(test_accuracy=False, engine_options={"device": args.device})  # no gate: the slot engine runs
+    path = out / f"{task_name}.json"  # the task's own name: an LLM task finds its model-zoo entry by it
+    path.write_text(json.dumps(data), encoding="utf-8")
+    report = run_llm_task(registry.load_task(str(path)), RunOptions(hardware_type="GPU", output_dir=out / "reports"))
+    precision = report.precision_ran or "BF16"
+    rows = {row.batch_size: row for row in report.llm_rows if row.ok}
+    seed = task.workload.seed
+    source = resolve_llm_source(
+        task.model, task.model_file, layers=task.workload.layers, seed=seed, trust_remote_code=False
+    )
+    model = build_model(source, seed, precision).to(args.device)
+    tokens_in, tokens_out = data["perf_config"]["input_tokens"][0], data["perf_config"]["output_tokens"]
+    prefill_flops = count(source.config).prefill_flops(tokens_in)
+    rate = rates.get(precision, rates.get("TF32"))
+    results = []
+    for bs in planned["batch_sizes"]:
+        row = rows.get(bs)
+        tpot = row.tpot.avg if row and row.tpot else None
+        prefill_ms = row.prefill.avg if row and row.prefill else None
+        entry = {
+            "model": name,
+            "bs": bs,
+            "kind": "llm",
+            "ours": f"ours (transformers {precision})",
+            "ours_qps": bs * 1e3 / tpot if tpot else None,  # decode tokens/s
+            "ours_precision": precision,
+            "ours_ttft_ms": row.ttft.avg if row and row.ttft else None,
+            "ours_tpot_ms": tpot,
+            "ours_energy_j": None,
+            "ours_device_ms": None,
+            "peers": {},
+            # the prefill's share of the matrix rate measured in this run
+            "roofline": prefill_flops / (prefill_ms / 1e3) / (rate * 1e12) if prefill_ms and rate else None,
+        }
+        peer = f"{LLM_PEER} {precision}"
+        try:
+            entry["peers"][peer] = generate_figures(
+                model, bs, tokens_in, tokens_out, args, int(source.config.vocab_size)
+            )
+        except Exception as err:  # a peer that cannot run is reported, not fatal
+            entry["peers"][peer] = {"error": f"{type(err).__name__}: {str(err)[:200]}"}
+        results.append(entry)
+        say(line(entry))
+    del model
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return results
+
+
+def generate_figures(model, bs: int, tokens_in: int, tokens_out: int, args, vocab: int) -> dict:
+    """Plain generate() on a static batch of `bs` prompts, greedy, exactly `tokens_out` new tokens: TTFT from a
+    one-token call, TPOT from the full call's rest (medians of whole calls; a streamer's per-token callback
+    would synchronize the device every token)."""
+    import statistics
+
+    import torch
+
+    ids = torch.randint(0, vocab, (bs, tokens_in), generator=torch.Generator().manual_seed(bs)).to(args.device)
+    mask = torch.ones_like(ids)
+
+    def seconds(new_tokens: int) -> float:
+        return _timed(
+            lambda: model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=False,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                pad_token_id=0,
+            ),
+            args.device,
+        )
+
+    repeats = 2 if args.tiny else 3
+    with torch.inference_mode():
+        seconds(tokens_out)  # warm-up
+        ttft = statistics.median(seconds(1) for _ in range(repeats))
+        full = statistics.median(seconds(tokens_out) for _ in range(repeats))
+    tpot = (full - ttft) / max(1, tokens_out - 1)
+    return {"qps": bs / tpot, "ttft_ms": ttft * 1e3, "tpot_ms": tpot * 1e3}
+
+
 def best_peer(entry: dict) -> tuple[str | None, float | None]:
     scored = [(p["qps"], label) for label, p in entry["peers"].items() if p.get("qps")]
     if not scored:
@@ -374,6 +507,8 @@ def best_peer(entry: dict) -> tuple[str | None, float | None]:
 
 
 def line(entry: dict) -> str:
+    if entry.get("kind") == "llm":
+        return llm_line(entry)
     label, qps = best_peer(entry)
     ratio = f"{entry['ours_qps'] / qps:.2f}x" if qps and entry["ours_qps"] else "—"
     peers = "; ".join(
@@ -386,6 +521,27 @@ def line(entry: dict) -> str:
     return (
         f"{entry['model']:>9} bs {entry['bs']:>3}: {entry['ours']} {ours} QPS{energy} | {peers} | "
         f"vs best ({label}) {ratio} | roofline {roof}"
+    )
+
+
+def llm_line(entry: dict) -> str:
+    """An LLM load point: ours and the peer in TTFT, TPOT and decode tokens/s, the ratio of those."""
+    label, rate = best_peer(entry)
+    ratio = f"{entry['ours_qps'] / rate:.2f}x" if rate and entry["ours_qps"] else "—"
+    peers = "; ".join(
+        f"{name} TTFT {fmt(p['ttft_ms'])} ms, TPOT {fmt(p['tpot_ms'])} ms, {fmt(p['qps'])} tokens/s"
+        if p.get("qps")
+        else f"{name} failed ({p.get('error')})"
+        for name, p in entry["peers"].items()
+    )
+    ours = (
+        f"TTFT {fmt(entry['ours_ttft_ms'])} ms, TPOT {fmt(entry['ours_tpot_ms'])} ms, {fmt(entry['ours_qps'])} tokens/s"
+        if entry["ours_qps"]
+        else "failed"
+    )
+    return (
+        f"{entry['model']:>9} bs {entry['bs']:>3}: {entry['ours']} {ours} | {peers} | vs best ({label}) {ratio} "
+        f"in decode tokens/s | prefill {pct(entry['roofline'])} of the matrix rate"
     )
 
 
@@ -438,8 +594,9 @@ def main(argv=None) -> int:
             continue
         task_name, large = chosen[name]
         begun = time.monotonic()
+        check = check_llm if is_llm(task_name) else check_model
         try:
-            results += check_model(name, task_name, large, args, out, rates, say)
+            results += check(name, task_name, large, args, out, rates, say)
         except Exception as err:  # one model failing must not hide the others' figures
             say(f"{name}: failed: {type(err).__name__}: {str(err)[:300]}")
             results.append({"model": name, "error": f"{type(err).__name__}: {err}"})
@@ -492,7 +649,7 @@ def summary(results, skipped, facts, rates, out: Path, started: float, say) -> N
         label, qps = best_peer(entry)
         ratio = entry["ours_qps"] / qps if qps and entry["ours_qps"] else None
         ratios.append((entry["model"], entry["bs"], ratio))
-        if entry["bs"] != 1:
+        if entry["bs"] != 1 and entry.get("kind") != "llm":  # an LLM's prefill share is shown, not targeted
             roofs.append((entry["model"], entry["roofline"]))
         say(
             f"{entry['model']:>9} {entry['bs']:>4} {entry['ours']:>26} {fmt(entry['ours_qps']):>9} {label or '—':>24} "

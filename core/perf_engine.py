@@ -83,7 +83,15 @@ def _slo(text: str) -> dict[str, float] | str:
 
 
 def _precision(text: str) -> str:
-    return "auto" if text.lower() == "auto" else text.upper()
+    """auto, FP32, TF32, BF16, INT8, FP16; or, for LLM tasks, weights and activations apart."""
+    from core.config.llm_precision import parse
+
+    if text.lower() == "auto" or text.upper() in ("FP32", "TF32", "BF16", "INT8", "FP16"):
+        return "auto" if text.lower() == "auto" else text.upper()
+    try:
+        return parse(text).label
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}; or TF32/INT8 for general_perf tasks") from None
 
 
 def _scenarios(text: str) -> list[str]:
@@ -161,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "FP32", "TF32", "BF16", "INT8", "FP16"),
         type=_precision,
-        help="pin the precision; default: the workload's, else auto (fastest that passes the accuracy gate)",
+        metavar="PRECISION",
+        help="pin the precision: auto, FP32, TF32, BF16, INT8, FP16; LLM tasks name weights and activations apart "
+        "('INT4 weights', 'Q8_0 weights, INT8 activations'); default: the workload's, else auto (fastest that "
+        "passes the accuracy gate)",
     )
     parser.add_argument(
         "--scenario",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -701,3 +702,18 @@ def test_deberta_runs_at_half_precisions_with_the_installed_transformers(precisi
     runtime.load(2)
     out = runtime.predict(fake_inputs(inputs, 2, seed=2))
     assert all(np.isfinite(v).all() for v in out.values())
+
+
+def test_llm_runs_on_the_gpu_read_nvml_energy_around_each_load_point():
+    from backends.GPU.meters import nvml_counter
+
+    fake = FakeNvml(watts=300.0)
+    meter, said = nvml_counter("cuda:0", Nvml.open(fake))
+    assert "NVML's total-energy counter (device 0)" in said
+    before = meter.read()
+    time.sleep(0.05)
+    joules = meter.joules(before, meter.read())
+    assert 300.0 * 0.05 * 0.9 <= joules <= 300.0 * 0.5  # the counter advanced by the fake's power over the wait
+    none, why = nvml_counter("cuda", Nvml.open(FakeNvml(energy=False)))
+    assert none is None and why.startswith("no energy counter: this device has no readable energy counter")
+    assert nvml_counter("cpu", Nvml.open(fake))[0] is None

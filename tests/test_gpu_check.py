@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "benchmarks" / "gpu_check.py"
 # What a GPU host's python3 lacks (GUIDE §7, and what the check must not need): hidden as absent.
@@ -45,14 +47,25 @@ def test_the_check_runs_with_only_the_gpu_hosts_packages(tmp_path):
         ("tiny-bert", 2),
         ("tiny-resnet", 1),
         ("tiny-resnet", 2),
+        ("tiny-llama", 1),
+        ("tiny-llama", 2),
     ]
     for result in results:
-        assert result["ours_qps"] > 0 and result["ours"].startswith("ours (eager ")
-        assert set(result["peers"]) == {"PyTorch eager FP16", "ByteMLPerf CUDA method"}
+        llm = result["model"] == "tiny-llama"
+        assert result["ours_qps"] > 0 and result["ours"].startswith("ours (transformers " if llm else "ours (eager ")
+        peers = {"transformers generate() BF16"} if llm else {"PyTorch eager FP16", "ByteMLPerf CUDA method"}
+        assert set(result["peers"]) == peers
         assert all(peer["qps"] > 0 for peer in result["peers"].values())
         assert result["roofline"] > 0
+    # The LLM is served and compared in decode tokens/s: batch x 1000 / TPOT, ours and generate()'s.
+    llm = results[-1]
+    assert llm["kind"] == "llm" and llm["ours_qps"] == pytest.approx(2e3 / llm["ours_tpot_ms"])
+    peer = llm["peers"]["transformers generate() BF16"]
+    assert peer["qps"] == pytest.approx(2e3 / peer["tpot_ms"]) and peer["ttft_ms"] > 0
+    assert any(line.startswith("tiny-llama bs   2: ours (transformers BF16) TTFT ") for line in lines)
     # The product's own report of each model was written on the GPU backend.
     assert (out / "reports" / "GPU" / "tiny-bert-squad" / "result-fp32.json").is_file()
+    assert (out / "reports" / "GPU" / "tiny-llama-torch-fp32" / "result-fp32.json").is_file()
 
 
 def test_without_pydantic_or_wheels_it_says_how_to_get_them(tmp_path):
@@ -77,9 +90,12 @@ def test_the_plan_needs_no_device_and_keeps_batch_sizes_within_each_model(tmp_pa
     run = subprocess.run([sys.executable, str(CHECK), "--plan"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
-    assert "resnet50-torch-fp32, batch sizes [1, 64]" in lines[4]  # its entry allows 64, not 256
-    assert lines[1].count("torch.compile FP16") == 1 and "torch.compile" not in lines[0]  # bert only, by default
-    assert all("ours: eager FP16, cuda-graph FP16" in line for line in lines[:5])
+    # One LLM, first (the budget never skips it), served on the GPU backend against plain generate().
+    assert lines[0].strip().startswith("llama3.2: llama3.2-torch-bf16-1b, batch sizes [1, 4]; ours: transformers BF16")
+    assert "peers: transformers generate() BF16;" in lines[0]
+    assert "resnet50-torch-fp32, batch sizes [1, 64]" in lines[5]  # its entry allows 64, not 256
+    assert lines[2].count("torch.compile FP16") == 1 and "torch.compile" not in lines[1]  # bert only, by default
+    assert all("ours: eager FP16, cuda-graph FP16" in line for line in lines[1:6])
     total = float(lines[-1].split("~")[1].split()[0])
     assert total <= 8.0  # the default plan fits the device's minutes
 
@@ -99,7 +115,8 @@ def test_a_killed_check_resumes_and_a_failed_model_exits_1(tmp_path):
         "roofline": 0.1,
     }
     (out / "gpu_check.json").write_text(json.dumps({"results": [done]}), encoding="utf-8")
-    run = run_as_gpu_host(tmp_path, "--device", "cpu", "--tiny", "--no-compile", "--out", str(out), "--resume")
+    models = ("--models", "tiny-bert,tiny-resnet")
+    run = run_as_gpu_host(tmp_path, "--device", "cpu", "--tiny", "--no-compile", *models, "--out", str(out), "--resume")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "resumed: tiny-bert" in run.stdout
     models = [r["model"] for r in json.loads((out / "gpu_check.json").read_text(encoding="utf-8"))["results"]]

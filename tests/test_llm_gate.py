@@ -131,25 +131,53 @@ def test_the_floor_keeps_an_fp32_reference_judging_itself():
     assert not judge([ref], [noise(ref, 0.01)], [ref]).passed
 
 
-def test_candidates_follow_the_pinned_engine_and_precision():
-    from core.run.llm_select import candidates
+def test_candidates_follow_the_pinned_engine_and_precision(monkeypatch):
+    from core.quality.llm_rounding import WeightRounding
+    from core.run import llm_select
+
+    lean = {"INT4 weights, INT8 activations": WeightRounding("INT4", 5, 32), "FP32": WeightRounding("FP32", 32)}
+    gguf = {"Q8_0 weights, INT8 activations": WeightRounding("Q8_0", 8.5, 32, gguf_type="Q8_0")}
+    engines = [SimpleNamespace(NAME="ort", RECIPES=lean), SimpleNamespace(NAME="cpp", RECIPES=gguf)]
+    monkeypatch.setattr(llm_select, "cpu_engines", lambda: engines)
 
     def labels(auto, engine=None, precision="auto", backend="CPU"):
         run = SimpleNamespace(
             workload=SimpleNamespace(engine=engine), precision=precision, spec=SimpleNamespace(name=backend)
         )
-        return [c.label for c in candidates(run, auto)]
+        return [c.label for c in llm_select.candidates(run, auto)]
 
-    assert labels("BF16") == ["transformers BF16", "onnxruntime-genai FP32", "transformers FP32"]
-    assert labels("FP32") == ["onnxruntime-genai FP32", "transformers FP32"]
+    # One of each engine first (its leanest recipe), then the rest by bytes per weight, then transformers.
+    every = ["ort INT4 weights, INT8 activations", "cpp Q8_0 weights, INT8 activations", "ort FP32"]
+    assert labels("BF16") == [*every, "transformers BF16", "transformers FP32"]
+    assert labels("FP32") == [*every, "transformers FP32"]
     assert labels("BF16", backend="GPU") == ["transformers BF16", "transformers FP32"]
     assert labels("BF16", precision="BF16") == ["transformers BF16"]
+    assert labels("FP32", precision="FP32") == ["ort FP32", "transformers FP32"]
+    assert labels("BF16", precision="INT4 weights") == ["ort INT4 weights, INT8 activations"]
+    assert labels("BF16", precision="q8_0 weights, int8 activations") == ["cpp Q8_0 weights, INT8 activations"]
     assert labels("BF16", engine="transformers") == ["transformers BF16", "transformers FP32"]
-    assert labels("BF16", engine="onnxruntime-genai") == ["onnxruntime-genai FP32"]
-    with pytest.raises(UserError, match="FP32 on the CPU backend only"):
-        labels("BF16", engine="onnxruntime-genai", precision="BF16")
-    with pytest.raises(UserError, match="FP32 on the CPU backend only"):
-        labels("BF16", engine="onnxruntime-genai", backend="GPU")
+    assert labels("BF16", engine="ort") == ["ort INT4 weights, INT8 activations", "ort FP32"]
+    with pytest.raises(UserError, match="no ort candidate runs BF16"):
+        labels("BF16", engine="ort", precision="BF16")
+    with pytest.raises(UserError, match="on the GPU backend"):
+        labels("BF16", engine="ort", backend="GPU")
+    with pytest.raises(UserError, match="no auto candidate runs INT4 weights, FP32 activations"):
+        labels("BF16", precision="INT4 weights, FP32 activations")
+
+
+def test_llm_precision_names_weights_and_activations_apart():
+    from core.config.llm_precision import file_name, parse
+
+    assert parse("bf16").label == "BF16"
+    assert parse("int4 Weights").label == "INT4 weights"
+    assert parse("INT4 weights, INT8 activations").label == "INT4 weights, INT8 activations"
+    assert parse("INT4 weights").matches(parse("INT4 weights, INT8 activations"))
+    assert not parse("INT4 weights, FP32 activations").matches(parse("INT4 weights, INT8 activations"))
+    assert not parse("INT8 weights").matches(parse("INT4 weights, INT8 activations"))
+    assert file_name("INT4 weights, INT8 activations") == "int4w-int8a" and file_name("BF16") == "bf16"
+    for bad in ("INT3 weights", "INT4 weights, INT2 activations", "fast", "weights"):
+        with pytest.raises(ValueError, match="not an LLM precision"):
+            parse(bad)
 
 
 def test_engine_auto_on_a_tiny_llm_times_and_gates_candidates_and_rows_carry_roofs(tmp_path):
@@ -166,13 +194,17 @@ def test_engine_auto_on_a_tiny_llm_times_and_gates_candidates_and_rows_carry_roo
     data = json.loads(written.read_text())
     selection = data["Graph Compile"]["Engine Selection"]
     rows = {(row["Engine"], row["Precision"]): row for row in selection["Candidates"]}
-    expected = {("transformers", "FP32"), ("onnxruntime-genai", "FP32")}
-    assert set(rows) == expected | ({("transformers", "BF16")} if cpu_isa().bf16 else set())
-    genai = rows["onnxruntime-genai", "FP32"]
+    assert {("transformers", "FP32")} | ({("transformers", "BF16")} if cpu_isa().bf16 else set()) <= set(rows)
+    assert len({engine for engine, _ in rows}) >= 3  # transformers and at least two converting engines
+    int4 = rows.get(("onnxruntime-genai", "INT4 weights, INT8 activations"))
     if importlib.util.find_spec("onnxruntime_genai") is None:
-        assert genai["Gate"] == "error" and "not installed" in genai["Why"]
-    else:  # converted from the same weights: FP32 logits within reordered sums of the reference's
-        assert genai["Gate"] == "pass" and genai["Normalized Drift"] < 1e-4 and genai["Artifact MB"] > 0
+        assert int4["Gate"] == "skipped" and "not installed" in int4["Why"]
+    else:  # the first recipe tried; the scale is the reference with INT4-rounded weights, and leaner wins
+        assert int4["Gate"] == "pass" and int4["Artifact MB"] > 0 and "INT4" in int4["Scale"]
+        assert 0 < int4["Scale Drift"] < int4["Normalized Drift"] <= int4["Drift Bound"]
+        for precision in ("INT8 weights, INT8 activations", "FP32"):
+            assert rows["onnxruntime-genai", precision]["Gate"] == "skipped"
+            assert "cannot be faster" in rows["onnxruntime-genai", precision]["Why"]
     chosen = [row for row in rows.values() if row["Chosen"]]
     assert len(chosen) == 1 and chosen[0]["Gate"] == "pass"
     passed = [row for row in rows.values() if row["Gate"] == "pass"]

@@ -109,7 +109,7 @@ def test_a_heavy_run_says_its_estimate_and_fits_the_default_budget(monkeypatch, 
     guide = plan.TuningPlan(run, 4)
     guide.gate_made(8, 30.0)  # the gate's reference: 3.75 s an input
     rows = [first_row(qps=0.28)]  # the decoder on a host at its FP32 roof: 14 s a call at batch size 4
-    assert guide(candidate("openvino FP32"), rows, 3, 120.0) is None  # tuning's share holds one more
+    assert guide(candidate("openvino FP32"), rows, [120.0] * 3) is None  # tuning's share holds one more
     (line,) = [line for line in said if line.startswith("whole run: ")]
     assert "over the default 10 min budget" in line and "tuning gets" in line and "measuring gets" in line
     section = run.report.sections[plan.BUDGET_SECTION]
@@ -119,7 +119,7 @@ def test_a_heavy_run_says_its_estimate_and_fits_the_default_budget(monkeypatch, 
     assert estimate["Tuning Seconds"] == 360 and estimate["Total Seconds"] > 600
     assert estimate["Elapsed Seconds"] + sum(shares.values()) <= 600 + 0.5
     now[0] += shares["Tuning Seconds"]  # its share spent: the next candidate is skipped, and says why
-    why = guide(candidate("onnxruntime FP32"), rows, 2, 120.0)
+    why = guide(candidate("onnxruntime FP32"), rows, [120.0] * 2)
     assert why.startswith("the default 10 min budget (--time-budget MINUTES or off) leaves tuning ~")
     assert len([line for line in said if line.startswith("whole run: ")]) == 1  # said once
 
@@ -135,7 +135,7 @@ def test_without_a_budget_the_estimate_says_how_long_the_workloads_own_durations
         said.clear()
         run = fake_run(workload)
         guide = plan.TuningPlan(run, 4)
-        assert guide(candidate("openvino FP32"), [first_row(qps=0.28)], 3, 120.0) is None
+        assert guide(candidate("openvino FP32"), [first_row(qps=0.28)], [120.0] * 3) is None
         (line,) = said
         assert expected in line and "over" not in line and "Shares" not in run.report.sections[plan.BUDGET_SECTION]
 
@@ -160,16 +160,16 @@ def test_a_candidate_whose_compile_outlasts_what_it_could_save_is_skipped(monkey
     rows = [first_row(qps=50.0, compile_seconds=40.0)]  # openvino INT8, its calibration included
     could_save = guide.could_save(1 / 50.0)
     assert 0 < could_save < 40.0
-    why = guide(candidate("onnxruntime INT8"), rows + [first_row(50.0, 45.0)], 2, 45.0)
+    why = guide(candidate("onnxruntime INT8"), rows + [first_row(50.0, 45.0)], [45.0] * 2)
     assert why is None  # another engine's compile says nothing of this one's
-    why = guide(candidate("openvino INT8"), rows, 2, 45.0)
+    why = guide(candidate("openvino INT8"), rows, [45.0] * 2)
     assert why.startswith("cannot win: compiling it is expected to take ~40 s (openvino's cheapest INT8 compile in")
-    assert guide(candidate("openvino FP32"), rows, 2, 45.0) is None  # no calibration: INT8's compile says nothing
+    assert guide(candidate("openvino FP32"), rows, [45.0] * 2) is None  # no calibration: INT8's compile says nothing
     cached = CandidateRow(engine="openvino", precision="BF16", qps=40.0, gate="pass", compile_seconds=0.2, cache="hit")
-    assert guide(candidate("openvino FP32"), rows + [cached], 2, 45.0) is None  # a cache hit is no compile's cost
+    assert guide(candidate("openvino FP32"), rows + [cached], [45.0] * 2) is None  # a cache hit is no compile's cost
     # a slow leader: the same compile is worth it, since a faster engine could save minutes
     slow = [first_row(qps=0.5, compile_seconds=40.0)]
-    assert guide.could_save(2.0) > 40.0 and guide(candidate("openvino INT8"), slow, 2, 45.0) is None
+    assert guide.could_save(2.0) > 40.0 and guide(candidate("openvino INT8"), slow, [45.0] * 2) is None
 
 
 # ---------------------------------------------------------------- reference outputs once per input
@@ -224,3 +224,29 @@ def test_the_accuracy_stage_compares_only_what_the_gate_did_not(monkeypatch, tmp
     budget = data[plan.BUDGET_SECTION]
     assert budget["Budget"].startswith("no default budget: the workload sets")
     assert {"Accuracy", "Tuning", "Total"} <= set(budget["Actual Seconds"])
+
+
+def test_the_rest_of_tuning_is_estimated_per_kind_so_an_int8_calibration_is_not_charged_to_float_compiles():
+    from core.quality.compile_cost import expected_costs
+
+    int8, fp32, bf16 = candidate("openvino INT8"), candidate("onnxruntime FP32"), candidate("openvino BF16")
+    tried = [(int8, 200.0, 150.0)]  # calibration made most of it: timing and the gate took 50 s
+    assert expected_costs([candidate("onnxruntime INT8"), fp32, bf16], tried) == [200.0, 50.0, 50.0]
+    tried.append((fp32, 40.0, 2.0))  # once a float candidate is timed, floats go by it
+    assert expected_costs([bf16, candidate("onnxruntime INT8")], tried) == [40.0, 200.0]
+    assert expected_costs([bf16], []) == [0.0]
+
+
+def test_the_estimate_leaves_out_the_candidates_the_tuning_budget_will_skip():
+    """The VAE decoder's case: 200 s in with a 300 s tuning budget, nothing passed; the next INT8 candidate
+    starts (the budget is not spent), then past it no INT8 one while a float one is later, the first float one
+    runs and is taken to pass, and nothing after it starts."""
+    from core.quality.selection import likely_costs
+
+    left = [candidate(label) for label in ("onnxruntime INT8", "openvino BF16", "pytorch BF16", "openvino FP32")]
+    costs = [190.0, 18.0, 18.0, 18.0]
+    assert likely_costs(left, costs, 200.0, 300.0, None) == [190.0, 18.0, 0.0, 0.0]
+    late = [candidate("onnxruntime INT8"), *left[1:]]
+    assert likely_costs(late, costs, 310.0, 300.0, None) == [0.0, 18.0, 0.0, 0.0]  # no INT8 with floats later
+    assert likely_costs(left, costs, 310.0, 300.0, "a row") == [0.0] * 4  # one passed: nothing starts
+    assert likely_costs(left, costs, 310.0, None, None) == costs  # no tuning budget: every one runs

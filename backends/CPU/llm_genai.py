@@ -1,4 +1,6 @@
-"""onnxruntime-genai as an LLM engine on the CPU: the run's weights converted by its model builder (FP32), one
+"""onnxruntime-genai as an LLM engine on the CPU: the run's weights converted by its model builder, at FP32 or
+with its weight-only INT8/INT4 recipes (MatMulNBits, blocks of 32, symmetric; on the CPU the builder's default
+accuracy level 4 quantizes the activations to INT8 inside those MatMuls, so the labels say so), one
 og.Generator per request.
 
 The builder reads a Hugging Face folder with a tokenizer, so the module is saved with `save_pretrained` beside
@@ -18,8 +20,17 @@ from pathlib import Path
 
 from core.common.errors import UserError
 from core.model.llm import kv_geometry
+from core.quality.llm_rounding import WeightRounding
 
 NAME = "onnxruntime-genai"
+# Label -> the weights' rounding. The builder quantizes every MatMul (LM head included) and keeps the embedding's
+# Gather table in FP32; a block of 32 weights shares one FP32 scale (+1 bit a weight).
+RECIPES = {
+    "INT4 weights, INT8 activations": WeightRounding("INT4", 5.0, block=32),
+    "INT8 weights, INT8 activations": WeightRounding("INT8", 9.0, block=32),
+    "FP32": WeightRounding("FP32", 32),
+}
+_BUILDER = {"FP32": "fp32", "INT8": "int8", "INT4": "int4"}
 
 
 def missing() -> str | None:
@@ -31,8 +42,9 @@ def missing() -> str | None:
     return None
 
 
-def convert(module, digest: str, cache_parent: Path):
-    """The cached ONNX folder of `module`'s weights at FP32 (a CachedFolder: path, meta, hit)."""
+def convert(module, digest: str, cache_parent: Path, precision: str):
+    """The cached ONNX folder of `module`'s FP32 weights converted at `precision` (a CachedFolder: path, meta,
+    hit)."""
     import onnxruntime_genai as og
 
     from core.common.artifact_cache import cached_folder, code_digest
@@ -43,14 +55,16 @@ def convert(module, digest: str, cache_parent: Path):
             module.save_pretrained(folder)
             _tokenizer(int(module.config.vocab_size)).save_pretrained(folder)
             command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(folder), "-o", str(work)]
-            command += ["-p", "fp32", "-e", "cpu", "-c", str(Path(scratch) / "cache")]
+            command += ["-p", builder, "-e", "cpu", "-c", str(Path(scratch) / "cache")]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
                 raise UserError(f"onnxruntime-genai's model builder failed: {tail[0][:200]}", field="engine")
-        return {"engine": NAME, "precision": "FP32", "builder": og.__version__}
+        return {"engine": NAME, "precision": precision, "builder": og.__version__}
 
-    payload = {"weights": digest, "engine": NAME, "version": og.__version__, "code": code_digest(Path(__file__))}
+    builder = _BUILDER[RECIPES[precision].name]
+    payload = {"weights": digest, "engine": NAME, "version": og.__version__, "precision": precision}
+    payload["code"] = code_digest(Path(__file__))
     return cached_folder(cache_parent, payload, build)
 
 
@@ -66,14 +80,15 @@ def _tokenizer(vocab: int):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
-def folder_mb(folder: Path) -> float:
-    return round(sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20, 1)
+def load(folder: Path, config) -> GenaiModel:
+    return GenaiModel(folder, config)
 
 
 class GenaiModel:
     """A converted folder loaded once; `engine(slots, max_len)` makes the server's engines over it."""
 
     batched_decode = False  # a generator a request: decode steps run one request after another
+    kv_width = 4  # its CPU KV cache is FP32 whatever the weights
 
     def __init__(self, folder: Path, config):
         import onnxruntime_genai as og

@@ -8,6 +8,12 @@ from backends.GPU.config import GpuConfig
 from backends.GPU.device import device_facts, fingerprint, listing_note, unavailable_reason
 
 
+def _nvml_counter(device: str):
+    from backends.GPU.meters import nvml_counter
+
+    return nvml_counter(device)
+
+
 def _runtime(compiled, config: GpuConfig):
     from backends.GPU.runtime import GpuRuntime
 
@@ -29,4 +35,5 @@ BACKEND = BackendSpec(
     device_facts=lambda config: device_facts(config.device),
     device_fingerprint=fingerprint,
     llm_device=lambda config: config.device,
+    llm_energy=lambda config: _nvml_counter(config.device),
 )

@@ -133,3 +133,29 @@ class EnergyMeter:
             "energy_j_per_sample": round(self._joules / samples, 6),
             "avg_power_w": round(self._joules / seconds, 2) if seconds > 0 else None,
         }
+
+
+class NvmlCounter:
+    """NVML's total-energy counter read around an LLM load point, as core.measure.energy's RAPL meter is."""
+
+    def __init__(self, nvml: Nvml, handle: Any):
+        self.nvml, self.handle = nvml, handle
+
+    def read(self) -> list[int]:
+        return [self.nvml.energy_mj(self.handle) or 0]
+
+    def joules(self, before: list[int], after: list[int]) -> float:
+        return max(0, after[0] - before[0]) / 1000
+
+
+def nvml_counter(device: str, nvml: Nvml | None = None) -> tuple[NvmlCounter | None, str]:
+    """The counter of `device` ("cuda", "cuda:1"), or None and why not."""
+    if not device.startswith("cuda"):
+        return None, f"no energy counter: the GPU backend runs on {device}"
+    nvml = nvml or Nvml.open()
+    index = int(device.partition(":")[2] or 0)
+    handle = nvml.handle(index)
+    if nvml.energy_mj(handle) is None:
+        why = nvml.reason or "this device has no readable energy counter (NVML, Volta or later)"
+        return None, f"no energy counter: {why}"
+    return NvmlCounter(nvml, handle), f"energy from NVML's total-energy counter (device {index}): the whole GPU"

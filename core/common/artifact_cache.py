@@ -86,3 +86,8 @@ def cached_folder(parent: Path, payload: dict[str, Any], build: Callable[[Path],
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return CachedFolder(target, json.loads((target / META).read_text(encoding="utf-8")), hit=False)
+
+
+def folder_mb(folder: Path) -> float:
+    """The size of a cached artifact's files (a converted model's copy of the weights), in MiB."""
+    return round(sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20, 1)

@@ -17,9 +17,6 @@ from core.config.schema import _Strict
 # Keys only an llm_perf workload has: how a workload file is told apart from general_perf's.
 LLM_WORKLOAD_KEYS = ("perf_config", "accuracy_config", "min_tp_size")
 
-# Weights and activations are named apart: CPU LLM engines quantize weights only.
-LlmPrecision = Literal["FP32", "BF16", "FP16", "auto"]
-
 
 # MLPerf Inference's LLM Server limits (ms): TTFT and TPOT P99, standard and interactive. GPU-class figures.
 SLO_PRESETS = {
@@ -110,7 +107,11 @@ class LlmWorkload(_Strict):
     # Our fields.
     description: str = Field("", description="one line shown by --show_task_list")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the synthetic weights and the prompts")
-    precision: LlmPrecision | None = Field(None, description="activation precision; default auto (fastest correct)")
+    precision: str | None = Field(
+        None,
+        description="FP32, BF16, FP16, or weights and activations apart ('INT4 weights', 'INT4 weights, INT8 "
+        "activations'); default auto (the fastest candidate the gate passes)",
+    )
     engine: str | None = Field(None, description="backend engine, e.g. auto or transformers")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="the LLM engine's own options")
     layers: int | None = Field(
@@ -152,6 +153,16 @@ class LlmWorkload(_Strict):
         None, description="MLPerf LoadGen LLM scenarios run after the load points"
     )
     loadgen: LoadGenLlmConfig = Field(default_factory=LoadGenLlmConfig, description="LoadGen's LLM run sizes")
+    profile: bool = Field(
+        False, description="after the timed windows, profile a prefill and decode steps of the first load point"
+    )
+
+    @field_validator("precision")
+    @classmethod
+    def _precision_name(cls, value: str | None) -> str | None:
+        from core.config.llm_precision import parse
+
+        return value if value in (None, "auto") else parse(value).label
 
     @field_validator("concurrency")
     @classmethod

@@ -63,6 +63,7 @@ LLM_FLAGS = {
     "slo": ("--slo", None),
     "find_max_rate": ("--find-max-rate", None),
     "loadgen_scenarios": ("--scenario", None),
+    "profile": ("--profile", None),
 }
 
 

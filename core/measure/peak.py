@@ -69,24 +69,35 @@ def time_probe(run: Callable[[], object], work: float, seconds: float = PROBE_SE
 
 
 def torch_gemm_probe(precision: str, threads: int | None = None) -> PeakProbe | None:
-    """torch.matmul on the CPU: what the PyTorch engine runs, and the stand-in for engines without a probe."""
+    """torch.matmul on the CPU: what the PyTorch engine runs, and the stand-in for engines without a probe
+    (INT8: torch's int8 x int8 -> int32 matrix multiply, the class of kernel INT8-activation LLM engines run)."""
     import torch
 
-    dtype = {"FP32": torch.float32, "BF16": torch.bfloat16}.get(precision)
+    dtype = {"FP32": torch.float32, "BF16": torch.bfloat16, "INT8": torch.int8}.get(precision)
     if dtype is None:
         return None
     if threads:
         torch.set_num_threads(threads)
     n = GEMM_SIZE
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    out = torch.empty(n, n, dtype=dtype)
+    if dtype is torch.int8:
+        a, b = (torch.randint(-128, 128, (n, n), dtype=dtype) for _ in range(2))
+        op = "_int_mm int8"
 
-    def run() -> None:
-        with torch.inference_mode():
-            torch.matmul(a, b, out=out)
+        def run() -> None:
+            with torch.inference_mode():
+                torch._int_mm(a, b)
+
+    else:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        out = torch.empty(n, n, dtype=dtype)
+        op = "matmul"
+
+        def run() -> None:
+            with torch.inference_mode():
+                torch.matmul(a, b, out=out)
 
     return PeakProbe(
-        f"torch {torch.__version__} matmul {n}x{n}x{n}, {torch.get_num_threads()} threads", precision, 2.0 * n**3, run
+        f"torch {torch.__version__} {op} {n}x{n}x{n}, {torch.get_num_threads()} threads", precision, 2.0 * n**3, run
     )
 
 

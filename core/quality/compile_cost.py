@@ -33,6 +33,22 @@ def expected_compile(candidate: Candidate, rows: list[CandidateRow]) -> tuple[fl
     return min(same), f"{candidate.engine}'s cheapest {kind} compile in this run"
 
 
+def expected_costs(remaining: list[Candidate], tried: list[tuple[Candidate, float, float | None]]) -> list[float]:
+    """Seconds each of `remaining` is expected to take, from `tried` (candidate, seconds it took, its compile
+    seconds): the mean of those of its kind (INT8 or float) where one was tried; else what tried candidates
+    spent beyond compiling (timing and the gate) plus the cheapest compile of its kind seen, none when none
+    was: an INT8 calibration says nothing of a float compile, which is seconds where calibration is minutes."""
+    if not tried:
+        return [0.0 for _ in remaining]
+    beyond = sum(spent - (compiled or 0.0) for _, spent, compiled in tried) / len(tried)
+    out = []
+    for candidate in remaining:
+        kind = _calibrated(candidate.precision)
+        same = [spent for c, spent, _ in tried if _calibrated(c.precision) == kind]
+        out.append(sum(same) / len(same) if same else max(0.0, beyond))
+    return out
+
+
 def cannot_win(candidate: Candidate, rows: list[CandidateRow], could_save: float) -> str | None:
     """Why `candidate` is not worth compiling, or None: its compile alone outlasts `could_save`, the seconds an
     instantly fast candidate would save over the rest of the run."""

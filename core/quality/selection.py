@@ -119,7 +119,7 @@ def select(
     make_gate: Callable[[float], Gate],
     cache_payload: dict[str, Any],
     budget_seconds: float | None = None,
-    before_next: Callable[[Candidate, list[CandidateRow], int, float], str | None] | None = None,
+    before_next: Callable[[Candidate, list[CandidateRow], list[float]], str | None] | None = None,
 ) -> Selection:
     """The fastest candidate that passes the gate, from the decision cache when this host decided before.
 
@@ -127,8 +127,10 @@ def select(
     that already passed (DROP_RATIO) is dropped before its gate sample; past `budget_seconds` the rest are
     skipped once one has passed. `make_gate(seconds per sample)` builds the gate when the first candidate's
     speed is known, so the sample fits the time. The estimate of what is left is said after each candidate.
-    `before_next(candidate, rows, candidates left, seconds a candidate took)` may give a reason to skip a later
-    candidate (the run's budget, a candidate that cannot win); it is honoured once one has passed."""
+    `before_next(candidate, rows, seconds each candidate left is expected to take, this one first)` may give a
+    reason to skip a later candidate (the run's budget, a candidate that cannot win); it is honoured once one
+    has passed."""
+    from core.quality.compile_cost import expected_costs
     from core.reporting.report import now_iso
 
     by_label = {c.label: c for c in candidates}
@@ -170,13 +172,17 @@ def select(
         return gate
 
     rows: list[CandidateRow] = []
-    spent: list[float] = []  # each tried candidate's seconds, for the estimate of the rest
+    spent: list[tuple[Candidate, float, float | None]] = []  # tried: seconds, compile seconds (the estimate)
     fastest: tuple[float, str, CompiledModel] | None = None  # kept, so the winner is not compiled twice
     leader: Leader | None = None
     for i, candidate in enumerate(candidates):
         elapsed = time.perf_counter() - started
         why = (  # asked first: it also says the whole run's estimate, once, after the first candidate
-            before_next(candidate, rows, len(candidates) - i, sum(spent) / len(spent))
+            before_next(
+                candidate,
+                rows,
+                likely_costs(candidates[i:], expected_costs(candidates[i:], spent), elapsed, budget_seconds, fastest),
+            )
             if before_next and spent
             else None
         )
@@ -195,14 +201,14 @@ def select(
         t0 = time.perf_counter()
         before = reference_seconds
         row, compiled = _try(candidate, compile_candidate, make_runtime, batch_size, feeds, gate_for, leader)
-        spent.append(time.perf_counter() - t0 - (reference_seconds - before))
+        spent.append((candidate, time.perf_counter() - t0 - (reference_seconds - before), row.compile_seconds))
         rows.append(row)
         if row.passed and (fastest is None or row.qps > fastest[0]):
             fastest = (row.qps, row.label, compiled)  # the previous fastest is released
             leader = Leader(row.label, row.fastest_calls_qps or row.qps, compiled, candidate.config)
         left = len(candidates) - i - 1
         if left:
-            estimate = sum(spent) / len(spent) * left
+            estimate = sum(expected_costs(candidates[i + 1 :], spent))
             if budget_seconds:
                 estimate = min(estimate, max(0.0, budget_seconds - (time.perf_counter() - started)))
             console.info(f"tuning: ~{_minutes(estimate)} left for {left} more candidates")
@@ -309,6 +315,24 @@ def _in_turns(leader_runtime: RuntimeBackend, call, batch_size: int, feeds: Feed
     finally:
         leader_runtime.close()
     return fastest_calls_qps(tuple(times[0]), batch_size), fastest_calls_qps(tuple(times[1]), batch_size)
+
+
+def likely_costs(
+    left: list[Candidate], costs: list[float], elapsed: float, budget_seconds: float | None, passed: object
+) -> list[float]:
+    """`costs` of the candidates `left`, 0 for those the tuning budget will likely skip, by the loop's own
+    rules: past the budget nothing starts once one has passed, and no INT8 one while a float one is later; a
+    candidate tried past the budget is taken to pass (so the rest are skipped). `passed`: one has, so far."""
+    out, clock = [], elapsed
+    for i, (candidate, cost) in enumerate(zip(left, costs)):
+        over = bool(budget_seconds) and clock > budget_seconds
+        if over and (passed or _float_later(candidate, left[i + 1 :])):
+            out.append(0.0)
+            continue
+        out.append(cost)
+        clock += cost
+        passed = passed or over
+    return out
 
 
 def _float_later(candidate: Candidate, later: list[Candidate]) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 from core.common.atomic import atomic_write_text
 from core.common.paths import REPO_ROOT
 from core.reporting.comparison import Comparison, build_comparison, comparison_notes, comparison_tables
+from core.reporting.llm_profile import PHASES, agreement_table, is_llm_profile, phases, timed_note, types_table
 from core.reporting.llm_rows import LlmRow
 from core.reporting.llm_tables import llm_table
 from core.reporting.report import RunReport
@@ -453,12 +454,108 @@ def _roofline_plot(plots: Plots, report: RunReport) -> str:
     return img_html(plots.render(draw), "Roofline")
 
 
+def _llm_roofline(plots: Plots, report: RunReport) -> str:
+    """Per load point, prefill's achieved GFLOP/s against the compute roof and decode's GB/s against the memory
+    bandwidth: a table of both, and bars of their shares with the roof at 1.0 (the achieved figures on the bars).
+    A row's note (the weights fit in the last-level cache: the DRAM roof does not bind) is a warning above them."""
+    rows = [row for row in report.llm_rows if row.ok and row.roofline is not None]
+    if not rows:
+        return ""
+    table = TextTable(
+        "Roofline per phase",
+        ["load point", "prefill GFLOP/s", "compute roof", "prefill share", "decode GB/s", "bandwidth", "MBU"]
+        + ["ceiling tokens/s"],
+    )
+    # A report is untrusted: every figure through as_number (None where it is not one).
+    figures = [(row.label, {k: as_number(v) for k, v in row.roofline.to_dict().items()}) for row in rows]
+    for label, roof in figures:
+        table.rows.append(
+            [
+                Cell(label),
+                Cell(fmt(roof.get("Prefill GFLOP/s"))),
+                Cell(fmt(roof.get("Compute Peak GFLOP/s"))),
+                _share_cell(roof.get("Prefill Peak Share")),
+                Cell(fmt(roof.get("Decode GB/s"))),
+                Cell(fmt(roof.get("Bandwidth GB/s"))),
+                _share_cell(roof.get("Decode MBU")),
+                Cell(fmt(roof.get("Decode Ceiling Tokens/s"))),
+            ]
+        )
+    notes = sorted({as_text(row.roofline.note) for row in rows if as_text(row.roofline.note)})
+    warnings = "".join(f'<div class="banner warn">⚠ {escape(note)}</div>' for note in notes)
+    # (label, prefill share, its label, decode MBU, its label) per row; a phase: (share index, label index, name)
+    bars = [
+        (label, roof.get("Prefill Peak Share"), _of(roof.get("Prefill GFLOP/s"), roof.get("Compute Peak GFLOP/s")))
+        + (roof.get("Decode MBU"), _of(roof.get("Decode GB/s"), roof.get("Bandwidth GB/s"), "GB/s"))
+        for label, roof in figures
+    ]
+    phases_drawn = ((1, 2, "prefill: GFLOP/s over the compute roof"), (3, 4, "decode: GB/s over the bandwidth (MBU)"))
+    plot = ""
+    if any(b[1] is not None or b[3] is not None for b in bars):
+
+        def draw(ax):
+            width = 0.38
+            for offset, (share, text, name) in enumerate(phases_drawn):
+                shown = [(i, b) for i, b in enumerate(bars) if b[share] is not None]
+                drawn = ax.bar(
+                    [i + (offset - 0.5) * width for i, _ in shown],
+                    [b[share] for _, b in shown],
+                    width=width,
+                    color=PLOT_COLORS[offset],
+                    label=name,
+                )
+                ax.bar_label(drawn, labels=[b[text] for _, b in shown], fontsize="small", padding=2)
+            ax.axhline(1.0, color="#555", linestyle="--", label="the roof (measured peak)")
+            ax.set_xticks(range(len(bars)), [plain(b[0]) for b in bars])
+            ax.set_xlim(-0.7, len(bars) - 0.3)
+            top = max([1.0] + [b[i] for b in bars for i in (1, 3) if b[i] is not None])
+            ax.set_ylim(0, top * 1.2)
+            ax.set_ylabel("share of the roof")
+            ax.grid(True, axis="y", alpha=0.3)
+            legend(ax)
+            ax.set_title("LLM roofline: prefill against the compute roof, decode against the bandwidth")
+
+        caveat = " (the weights fit in the last-level cache: see the warning above)" if notes else ""
+        plot = img_html(plots.render(draw), "LLM roofline per load point" + caveat)
+    return "<h2>Roofline per phase</h2>" + warnings + table_html(table) + plot
+
+
+def _of(achieved: float | None, roof: float | None, unit: str = "GFLOP/s") -> str:
+    """A bar's achieved figure and its roof: 1.64 of 65.4 GFLOP/s."""
+    return f"{fmt(achieved)} of {fmt(roof)} {unit}" if roof else f"{fmt(achieved)} {unit}"
+
+
+def _share_cell(share: float | None) -> Cell:
+    """A share of a roof; above 1 marked (the row's note says why)."""
+    return Cell("—" if share is None else f"{share:.1%}", bad=share is not None and share > 1.0)
+
+
 def _profile_tables(profile: Any) -> str:
-    """The Profile section: time by operator type, then the top nodes."""
+    """The Profile section: time by operator type, then the top nodes; an LLM run's per phase, first held against
+    its timed run."""
     if not isinstance(profile, dict):
         return ""
+    if is_llm_profile(profile):
+        found = phases(profile)
+        out = [
+            "<h2>Where the time went</h2>",
+            _kv_table("Profile", {k: v for k, v in profile.items() if k not in PHASES}),
+        ]
+        if found:
+            out += [table_html(agreement_table(profile)), f"<p>{escape(timed_note(profile))}</p>"]
+            out.append(table_html(types_table(profile)))
+        for phase in PHASES:
+            out += _operator_tables(profile.get(phase), f"{phase} profile")
+        return "".join(out)
+    return "<h2>Where the time went</h2>" + "".join(_operator_tables(profile, "Profile"))
+
+
+def _operator_tables(profile: Any, title: str) -> list[str]:
+    """One profile's facts, its time by operator type and its top nodes."""
+    if not isinstance(profile, dict):
+        return []
     head = {k: v for k, v in profile.items() if k not in ("Types", "Top Nodes")}
-    out = ["<h2>Where the time went</h2>", _kv_table("Profile", head)]
+    out = [_kv_table(title, head)]
     for key, columns in (
         ("Types", ("Type", "ms per Call", "Share", "Ops per Call", "GFLOP/s", "Engine Ops")),
         ("Top Nodes", ("Node", "Op", "Type", "ms per Call", "Share")),
@@ -466,12 +563,13 @@ def _profile_tables(profile: Any) -> str:
         rows = profile.get(key)
         if not isinstance(rows, list) or not rows:
             continue
-        table = TextTable(f"{key} (shares of the profiled call)", list(columns), text_columns=1)
+        prefix = "" if title == "Profile" else f"{title}: "
+        table = TextTable(f"{prefix}{key} (shares of the profiled call)", list(columns), text_columns=1)
         for row in rows:
             if isinstance(row, dict):
                 table.rows.append([Cell(_profile_cell(name, row.get(name))) for name in columns])
         out.append(table_html(table))
-    return "".join(out)
+    return out
 
 
 def _profile_cell(name: str, value: Any) -> str:
@@ -654,6 +752,7 @@ def render_run_html(report: dict, *, base_dir: Path | None = None) -> str:
         else "<p>No performance rows.</p>",
         _plots_section(plots, [typed], [label]),
         _roofline_plot(plots, typed),
+        _llm_roofline(plots, typed),
         _kv_table("Work per sample", report.get("Work")),
         _profile_tables(report.get("Profile")),
         _loadgen_table(typed),

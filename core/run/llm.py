@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from backends import load_backend
 from core.common import console
 from core.common.errors import UserError
+from core.config import llm_precision
+from core.config.llm_precision import file_name
 from core.config.overrides import LLM_FLAGS, apply_llm_overrides
 from core.config.registry import Task
 from core.model.llm import BYTES, SYNTHETIC_NOTE, LlmSource, build_model, check_fits, footprint, resolve_llm_source
@@ -21,11 +23,7 @@ from core.reporting.sections import Accuracy, GraphCompile, Weights
 from core.run.context import RunContext, RunOptions
 from core.run.runner import describe, guarded
 
-LLM_ENGINES = ("auto", "transformers", "onnxruntime-genai")
-ENGINE_NOTES = {
-    "transformers": "static KV cache, one slot per request, each at its own position",
-    "onnxruntime-genai": "its model builder's FP32 ONNX; one og.Generator per request, decode request by request",
-}
+TRANSFORMERS_NOTE = "static KV cache, one slot per request, each at its own position"
 
 
 @dataclass(frozen=True)
@@ -35,6 +33,13 @@ class Point:
     input_tokens: int
     output_tokens: int
     rate: float | None = None  # requests per second, open loop; None: a closed loop of batch_size clients
+
+
+def llm_engines() -> list[str]:
+    """auto, transformers and the CPU backend's converting engines."""
+    from core.run.llm_select import cpu_engines
+
+    return ["auto", "transformers", *(backend.NAME for backend in cpu_engines())]
 
 
 def llm_overrides(options: RunOptions) -> dict:
@@ -55,13 +60,13 @@ def llm_overrides(options: RunOptions) -> dict:
         "slo": options.slo,
         "find_max_rate": options.find_max_rate,
         "loadgen_scenarios": options.scenario,
+        "profile": options.profile,
     }
     if options.batch_sizes and options.concurrency:
         raise UserError("--batch-sizes and --concurrency are one thing", field="--concurrency", fix="give one")
     if options.scenario and not set(options.scenario) <= {"Server", "Offline"}:
         raise UserError("LLM tasks run LoadGen's Server and Offline", field="--scenario", fix="use Server, Offline")
     for name, flag in (
-        ("profile", "--profile"),
         ("data_path", "--data-path"),
         ("min_seconds", "--min-seconds"),
         ("max_seconds", "--max-seconds"),
@@ -81,12 +86,10 @@ def run_llm_task(task: Task, options: RunOptions) -> RunReport:
     if spec.llm_device is None:
         raise UserError(f"the {spec.name} backend runs no LLM tasks", field="--hardware_type", fix="use CPU or GPU")
     engine = workload.engine or "auto"
-    if engine not in LLM_ENGINES:
+    engines = llm_engines()
+    if engine not in engines:
         raise UserError(
-            f"unknown LLM engine '{engine}'",
-            file=task.workload_file,
-            field="engine",
-            fix=f"use {', '.join(LLM_ENGINES)}",
+            f"unknown LLM engine '{engine}'", file=task.workload_file, field="engine", fix=f"use {', '.join(engines)}"
         )
     if engine not in ("auto", "transformers") and not workload.test_accuracy:
         raise UserError(f"engine {engine} needs test_accuracy (its gate)", file=task.workload_file, field="engine")
@@ -99,7 +102,7 @@ def run_llm_task(task: Task, options: RunOptions) -> RunReport:
         model=task.workload_file.stem,
         backend=spec.name,
         dataset=workload.accuracy_config.dataset if workload.test_accuracy else None,
-        precision=_model_precision(task.model) if precision == "auto" else precision,
+        precision=_model_precision(task.model) if precision == "auto" else file_name(precision),
     )
     report.sections["Kind"] = "llm"
     run = RunContext(task, options, spec, config, precision, report, batch_sizes=list(workload.batch_sizes))
@@ -129,10 +132,17 @@ def _stages(run: RunContext, overrides: dict) -> None:
     points = _points(run, source)
     slots = max(p.batch_size for p in points)
     max_len = max(p.input_tokens + p.output_tokens for p in points)
+    plain = precision in BYTES  # else a weight-only label: an engine converts the FP32 weights
+    if not plain and not workload.test_accuracy:
+        raise UserError(
+            f"--precision {precision} is run by a converted engine, chosen behind the accuracy gate",
+            field="test_accuracy",
+            fix="set test_accuracy to true in the workload, or pin FP32/BF16",
+        )
     reference = workload.test_accuracy and precision != "FP32"
     device = run.spec.llm_device(run.config)
     _threads(run)
-    fp = footprint(source, precision, reference, slots, max_len)
+    fp = footprint(source, precision if plain else "FP32", reference, slots, max_len)
     check_fits(fp, _available_bytes(device), run.task.model_file, source.scaled, source.full_layers)
     started = time.perf_counter()
     module = build_model(
@@ -142,6 +152,7 @@ def _stages(run: RunContext, overrides: dict) -> None:
     build_seconds = time.perf_counter() - started
     console.info(f"model: {source.architecture}, {_count(fp.parameters)} parameters, built in {build_seconds:.1f} s")
     selection, engine, artifact_mb = None, "transformers", None
+    weight_bytes, optimizations = BYTES.get(precision, 4), TRANSFORMERS_NOTE
     if workload.test_accuracy:
         from core.run.llm_select import candidates, select
 
@@ -151,9 +162,10 @@ def _stages(run: RunContext, overrides: dict) -> None:
         tried = candidates(run, precision)
         choice = select(module, tried, points[0], run, source, rebuild)
         module, engine, precision, selection = choice.model, choice.engine, choice.precision, choice.selection
-        artifact_mb = choice.artifact_mb
+        artifact_mb, weight_bytes = choice.artifact_mb, choice.rounding.bytes_per_weight
+        optimizations = choice.optimizations or TRANSFORMERS_NOTE
         report.accuracy = Accuracy.from_dict(choice.accuracy)
-        report.precision = precision.lower()
+        report.precision = file_name(precision)
         if len(tried) > 1:
             report.notes.append(f"engine auto: {selection.chosen}: {selection.reason}")
             console.info(f"engine: {selection.chosen} ({selection.reason})")
@@ -164,9 +176,9 @@ def _stages(run: RunContext, overrides: dict) -> None:
             "Compile Duration": round(build_seconds, 3),
             "Compile Precision": precision,
             "Engine": engine,
-            "Optimizations": [ENGINE_NOTES[engine]],
+            "Optimizations": [optimizations],
             "Parameters": fp.parameters,
-            "Weights MB": round(fp.parameters * BYTES[precision] / 2**20, 1),
+            "Weights MB": round(fp.parameters * weight_bytes / 2**20, 1),
             **({"Artifact Size MB": artifact_mb} if artifact_mb is not None else {}),
         }
     )
@@ -174,8 +186,12 @@ def _stages(run: RunContext, overrides: dict) -> None:
     if workload.test_perf:
         from core.run.llm_roofline import prepare
 
-        roof = prepare(run, source, precision, batched=getattr(module, "batched_decode", True))
+        roof = prepare(run, source, precision, weight_bytes, module)
         _measure(run, module, points, source, roof)
+        if workload.profile:
+            from core.run.llm_profile import profile_llm
+
+            profile_llm(run, module, engine, points, roof)
     else:
         report.notes.append("test_perf is false: performance not measured")
     if report.llm_rows:
@@ -204,7 +220,7 @@ def _model_precision(model) -> str:
 def _precision(run: RunContext) -> str:
     """The activation precision: pinned, or auto (BF16 where the hardware runs it natively, else FP32)."""
     if run.precision != "auto":
-        return run.precision
+        return llm_precision.parse(run.precision).label
     if run.spec.name == "CPU":
         from core.measure.host import cpu_isa
 
@@ -281,7 +297,7 @@ def _measure(run: RunContext, module, points: list[Point], source: LlmSource, ro
     from core.run.llm_load import ServingPlan, run_loadgen, search_max_rate
 
     workload = run.workload
-    plan = ServingPlan(run, int(source.config.vocab_size), len(points))
+    plan = ServingPlan(run, int(source.config.vocab_size), len(points), getattr(module, "batched_decode", True))
 
     def measure(point: Point, index: int):
         load = plan.load(point, index)

@@ -13,8 +13,11 @@ from core.common import console
 from core.common.errors import UserError
 from core.run.context import RunContext
 
-# What our server does (core.measure.llm_serving): the report names it.
-BATCHING = "continuous: prefill-first, decode batched across requests in flight"
+# What our server does (core.measure.llm_serving), by whether the engine decodes a batch: the report names it.
+BATCHING = {
+    True: "continuous: prefill-first, requests join and leave between steps, decode batched across those in flight",
+    False: "continuous admission, prefill-first; decode request by request (the engine has no batched decode step)",
+}
 SEARCH_START = 1.0  # requests per second, when no rate is swept
 
 
@@ -38,7 +41,7 @@ def shapes(workload) -> list[tuple[int, int]]:
 class ServingPlan:
     """What every load point of the run shares: its window, the SLO, the lengths, the energy meter."""
 
-    def __init__(self, run: RunContext, vocab: int, points: int):
+    def __init__(self, run: RunContext, vocab: int, points: int, batched: bool = True):
         from core.measure.energy import RaplMeter
 
         workload = run.workload
@@ -50,11 +53,12 @@ class ServingPlan:
             if share < self.window:
                 self.window, self.reason = share, "time budget"
         self.slo = workload.slo_limits or None
-        self.meter, energy = RaplMeter.find()
+        spec = run.spec
+        self.meter, energy = spec.llm_energy(run.config) if spec.llm_energy else RaplMeter.find()
         self._lengths_text = ""
         section: dict[str, Any] = {
             "Load": self._load_text(),
-            "Batching": BATCHING,
+            "Batching": BATCHING[batched],
             "Prompts": "",
             "Lengths": "",
             "Energy": energy,

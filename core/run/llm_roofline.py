@@ -24,11 +24,13 @@ WEIGHT_BYTES = {"FP32": 4, "BF16": 2, "FP16": 2}
 @dataclass
 class LlmRoof:
     work: LlmWork
-    precision: str
+    precision: str  # the activations' (the compute peak's)
     compute_gflops: float | None
     bandwidth_gbs: float | None
     notes: list[str] = field(default_factory=list)  # said on every row (the weights fit in the cache)
     batched: bool = True  # the engine decodes the requests in flight as one batch (else one by one)
+    weight_width: float | None = None  # bytes a stored weight takes, scales included (None: the precision's)
+    kv_width: float | None = None  # bytes a cached key or value takes (None: the precision's)
     # Measures both peaks again for longer: (GFLOP/s, GB/s); None once done (or impossible)
     remeasure: Callable[[], tuple[float | None, float | None]] | None = None
 
@@ -64,11 +66,12 @@ class LlmRoof:
                 out.prefill_peak_share = round(achieved / self.compute_gflops, 4)
         batch = row.batch_size or 1
         width = WEIGHT_BYTES.get(self.precision, 4)
+        weight_width, kv_width = self.weight_width or width, self.kv_width or width
         # A request's decode steps read contexts input+1 .. input+output-1: on average input + output/2.
         context = row.input_tokens + (row.output_tokens or 0) / 2
         # A batched step reads the weights once for every request; one by one, once a request.
-        one_by_one = batch * self.work.decode_bytes(1, context, width, width)
-        moved = self.work.decode_bytes(batch, context, width, width) if self.batched else one_by_one
+        one_by_one = batch * self.work.decode_bytes(1, context, weight_width, kv_width)
+        moved = self.work.decode_bytes(batch, context, weight_width, kv_width) if self.batched else one_by_one
         out.decode_context = context
         out.decode_mb_per_step = _figure(moved / 1e6)
         out.bandwidth_gbs = self.bandwidth_gbs
@@ -84,18 +87,29 @@ class LlmRoof:
         return out
 
 
-def prepare(run, source, precision: str, batched: bool = True) -> LlmRoof | None:
+def prepare(run, source, precision: str, weight_width: float, model=None) -> LlmRoof | None:
     """The work and the peaks, or None (with a note) where they cannot be had: the figures are extras, never a
-    reason to lose the measurement."""
+    reason to lose the measurement. `precision` is the candidate's label: its activations pick the compute peak;
+    `weight_width` is the bytes a stored weight takes; `model` (what serves) may say how it batches decode
+    (`batched_decode`) and holds its KV cache (`kv_width`, bytes a value; default the activations')."""
+    from core.config.llm_precision import activations_of
+
+    activations = activations_of(precision)
+    batched = getattr(model, "batched_decode", True)
+    kv_width = float(getattr(model, "kv_width", WEIGHT_BYTES.get(activations, 4)))
     from core.run.roofline import or_note
 
     if run.spec.name != "CPU":
         run.report.notes.append("LLM roofline: measured on the CPU backend only (no peak probe here)")
         return None
-    return or_note(run, "LLM roofline not measured", lambda: _prepare(run, source, precision, batched))
+    return or_note(
+        run,
+        "LLM roofline not measured",
+        lambda: _prepare(run, source, activations, batched, weight_width, kv_width),
+    )
 
 
-def _prepare(run, source, precision: str, batched: bool) -> LlmRoof:
+def _prepare(run, source, precision: str, batched: bool, weight_width: float, kv_width: float) -> LlmRoof:
     from core.common.artifact_cache import cache_key, code_digest
     from core.common.paths import state_dir
     from core.measure import peak
@@ -125,11 +139,12 @@ def _prepare(run, source, precision: str, batched: bool) -> LlmRoof:
         return peaks[precision].get("GFLOP/s"), peaks["Memory"].get("GB/s")
 
     roof = LlmRoof(work, precision, compute.get("GFLOP/s"), bandwidth.get("GB/s"), batched=batched, remeasure=remeasure)
-    weights = work.weight_bytes(WEIGHT_BYTES.get(precision, 4))
+    roof.weight_width, roof.kv_width = weight_width, kv_width
+    weights = work.weight_bytes(weight_width)
     llc = cache_bytes(processor_facts().get("l3"))
     if llc and weights <= llc:
         roof.notes.append(
-            f"the weights ({weights / 2**20:.1f} MiB at {precision}) fit in the last-level cache "
+            f"the weights ({weights / 2**20:.1f} MiB at {weight_width:g} bytes each) fit in the last-level cache "
             f"({llc / 2**20:.0f} MiB): decode reads them from the cache, the DRAM bound does not apply"
         )
         console.warn(roof.notes[-1])

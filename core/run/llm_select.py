@@ -1,17 +1,25 @@
 """Stage: the LLM candidates, each briefly timed and gated, and the fastest that passes runs.
 
 A candidate is an engine at a precision: the transformers slot engine at BF16 (where native) and FP32, and on
-the CPU onnxruntime-genai at FP32 (its builder converts the same weights; cached). The transformers candidates
-share one module, to hold no second copy of the weights: the FP32 reference answers first (and is the
-transformers FP32 candidate: the same module, timed as it stands); onnxruntime-genai is converted from it while
-it is still FP32; each lower precision then casts the module, is timed and answers the reference's sequences;
-casting back to FP32 gives the reference with the candidate's weight rounding (BF16 values held in FP32), whose
-drift scales the gate's bound (core.quality.llm_gate). The chosen candidate's model is returned ready to serve;
-a transformers FP32 choice after a cast is built again from the source, since the rounding cannot be undone.
+the CPU every engine module of backends/CPU that converts the weights (onnxruntime-genai, OpenVINO, llama.cpp;
+their recipes: FP32 and weight-only INT8/INT4 or GGUF's Q8_0/Q4_0). Converted candidates go first, likely
+fastest first: one of each engine, then each engine's other recipes, fewest bytes per weight first. A recipe
+is skipped when a leaner recipe of the same engine passed (decode reads the weights: it cannot be faster), and
+once the tuning budget is spent, every engine has had its first try. The transformers candidates share one
+module, to hold no second copy of the weights: the FP32 reference answers first (and is the transformers FP32
+candidate: the same module, timed as it stands); the converted engines are made from it while it is FP32;
+each lower precision then casts the module, is timed and answers the reference's sequences.
+
+The gate's scale for a candidate is the reference with the candidate's weight rounding (core.quality.
+llm_rounding: its weights quantized and dequantized as the engine stores them, run in FP32), so an INT4
+engine fails only for error beyond INT4's. The chosen candidate's model is returned ready to serve; a
+transformers FP32 choice after a cast is built again from the source, since the rounding cannot be undone.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -20,18 +28,27 @@ from typing import Any
 
 from core.common import console
 from core.common.errors import Interrupted, UserError
+from core.config import llm_precision
+from core.quality.llm_rounding import BF16, FP32, WeightRounding
 from core.reporting.sections import CandidateRow, EngineSelection
 
 ENGINE = "transformers"
-GENAI = "onnxruntime-genai"
+TORCH_ROUNDING = {"FP32": FP32, "BF16": BF16, "FP16": WeightRounding("FP16", 16, embeddings=True)}
+# backends.CPU modules that are LLM candidate engines (the protocol: backends/CPU/llm_genai.py's names).
+CPU_ENGINES = ("llm_genai", "llm_openvino", "llm_llamacpp")
 DECODE_STEPS = 8  # timed at batch size 1, after one warm-up prefill and two steps
-CONVERSION_HEADROOM = 1.5  # x the FP32 weights free before converting: the builder loads its own copy
+CONVERSION_HEADROOM = 1.5  # x the FP32 weights free before converting: a builder loads its own copy
+# Converted candidates beyond each engine's first are tried while the selection has spent less than this.
+# Conversions are cached, so a later run on this host gets further within it.
+TUNING_SECONDS = 150.0
 
 
 @dataclass(frozen=True)
 class Candidate:
     engine: str
-    precision: str
+    precision: str  # "FP32", "BF16", "INT4 weights, INT8 activations", ...
+    rounding: WeightRounding = FP32
+    backend: Any = field(default=None, compare=False)  # the engine module; None: the transformers module
 
     @property
     def label(self) -> str:
@@ -49,10 +66,11 @@ class Choice:
     model: Any  # what the server runs: a transformers module at its precision, or a converted model
     engine: str
     precision: str
+    rounding: WeightRounding
     accuracy: dict[str, Any]
     selection: EngineSelection
     artifact_mb: float | None = None
-    notes: list[str] = field(default_factory=list)
+    optimizations: str | None = None  # what the engine does, in a line (None: the transformers engine's)
 
 
 def time_candidate(model, prompt: Sequence[int], steps: int) -> Timing:
@@ -76,29 +94,51 @@ def time_candidate(model, prompt: Sequence[int], steps: int) -> Timing:
     return Timing(ttft / 1e6, 1e9 / statistics.median(gaps))
 
 
+def cpu_engines() -> list:
+    """The CPU backend's LLM engine modules present in this checkout."""
+    present = [name for name in CPU_ENGINES if importlib.util.find_spec(f"backends.CPU.{name}") is not None]
+    return [importlib.import_module(f"backends.CPU.{name}") for name in present]
+
+
 def candidates(run, auto: str) -> list[Candidate]:
-    """Candidates to try, likely-fastest first: `auto`'s precision (BF16 where native), onnxruntime-genai FP32 on
-    the CPU, transformers FP32; a pinned engine or precision keeps only its own."""
+    """Every candidate a run may try, in the order tried: converted engines first (one of each, then the rest,
+    fewest bytes per weight first), then transformers at `auto` (BF16 where native) and FP32. A pinned engine
+    or precision keeps only its own; a precision naming only the weights ("INT4 weights") keeps every
+    candidate storing them."""
     engine = run.workload.engine or "auto"
-    precisions = [auto] if run.precision != "auto" or auto == "FP32" else [auto, "FP32"]
-    found = [Candidate(ENGINE, p) for p in precisions if engine in ("auto", ENGINE)]
-    if engine in ("auto", GENAI) and run.spec.name == "CPU" and "FP32" in precisions:
-        found.insert(len(found) - 1 if found else 0, Candidate(GENAI, "FP32"))
+    found = []
+    if run.spec.name == "CPU":
+        for backend in cpu_engines():
+            if engine in ("auto", backend.NAME):
+                found += [Candidate(backend.NAME, label, r, backend) for label, r in backend.RECIPES.items()]
+    found = _try_order(found)
+    if engine in ("auto", ENGINE):
+        found += [Candidate(ENGINE, p, TORCH_ROUNDING[p]) for p in dict.fromkeys([auto, "FP32"]) if p in TORCH_ROUNDING]
+    if run.precision != "auto":
+        pin = llm_precision.parse(run.precision)
+        found = [c for c in found if pin.matches(llm_precision.parse(c.precision))]
     if not found:
+        offered = sorted({f"{b.NAME}: {', '.join(b.RECIPES)}" for b in cpu_engines()} | {f"{ENGINE}: FP32, BF16"})
         raise UserError(
-            f"{engine} runs FP32 on the CPU backend only",
-            field="--engine",
-            fix="pass --precision FP32 or auto on --hardware_type CPU, or another engine",
+            f"no {engine} candidate runs {run.precision} on the {run.spec.name} backend",
+            field="--precision",
+            fix=f"pick an engine and precision that exist ({'; '.join(offered)}), or auto",
         )
     return found
 
 
-def select(module, tried: list[Candidate], point, run, source, rebuild: Callable[[], Any]) -> Choice:
-    """Time and gate every candidate; the chosen one's model ready to serve, its accuracy figures and the
-    candidates table. `module` is the FP32 reference (a transformers module)."""
-    import torch
+def _try_order(converted: list[Candidate]) -> list[Candidate]:
+    """One of each engine first (its leanest recipe), then the others, fewest bytes per weight first: decode at
+    batch size 1 reads every weight once a token, and three engines are tried whatever the budget."""
+    lean = sorted(converted, key=lambda c: c.rounding.bits)
+    firsts = list({c.engine: c for c in reversed(lean)}.values())[::-1]
+    firsts.sort(key=lambda c: lean.index(c))
+    return firsts + [c for c in lean if c not in firsts]
 
-    from core.quality import llm_gate
+
+def select(module, tried: list[Candidate], point, run, source, rebuild: Callable[[], Any]) -> Choice:
+    """Time and gate the candidates; the chosen one's model ready to serve, its accuracy figures and the
+    candidates table. `module` is the FP32 reference (a transformers module)."""
     from core.run.llm_accuracy import answer, figures, model_perplexity, ppl_tokens, sequences
 
     started = time.perf_counter()
@@ -109,67 +149,40 @@ def select(module, tried: list[Candidate], point, run, source, rebuild: Callable
     with console.status("the CPU FP32 reference answers"):
         reference = answer(module, seqs)
     ppl_reference = model_perplexity(module, texts) if texts else None
-    rows: dict[Candidate, CandidateRow] = {}
-    outputs: dict[Candidate, Any] = {}
-    loaders: dict[Candidate, Callable[[], Any]] = {}
-    artifact: dict[Candidate, float] = {}
-    # FP32 candidates first: they need the weights before any cast rounds them.
-    for candidate in sorted(tried, key=lambda c: c.precision != "FP32"):
-        try:
-            if candidate.engine == GENAI:
-                model, row_facts, loaders[candidate] = _genai(module, run, source)
-                artifact[candidate] = row_facts["Artifact MB"]
-            elif candidate.precision == "FP32":
-                model, row_facts = module, {}
-            else:
-                module.to({"BF16": torch.bfloat16, "FP16": torch.float16}[candidate.precision])
-                model, row_facts = module, {}
-            with console.status(f"timing {candidate.label}"):
-                timing = time_candidate(model, prompt, steps)
-            if model is module and candidate.precision == "FP32":
-                outputs[candidate] = reference
-                verdict = llm_gate.judge(reference.logits, reference.logits, reference.logits)
-                scale = "the reference itself (the same module)"
-            else:
-                with console.status(f"{candidate.label} answers the reference's sequences"):
-                    outputs[candidate] = answer(model, seqs, reference.tokens)
-                scale_logits, scale = reference.logits, "the reference itself (FP32 weights, no rounding)"
-                if candidate.precision != "FP32":
-                    module.to(torch.float32)  # the reference with this precision's weight rounding: the scale
-                    with console.status(f"the reference with {candidate.precision}-rounded weights answers"):
-                        scale_logits = answer(module, seqs, reference.tokens, generate=False).logits
-                    scale = f"FP32 with weights rounded to {candidate.precision}"
-                verdict = llm_gate.judge(reference.logits, outputs[candidate].logits, scale_logits)
-            rows[candidate] = _row(candidate, timing, verdict, scale, row_facts)
-        except (KeyboardInterrupt, Interrupted):
-            raise
-        except Exception as err:  # a candidate that cannot run is a row saying why, never the run's end
-            why = f"{type(err).__name__}: {err}"[:300]
-            rows[candidate] = CandidateRow(
-                engine=candidate.engine, precision=candidate.precision, gate="error", why=why
+    trial = _Trial(module, seqs, reference, prompt, steps, run, source)
+    # Converted candidates first, in their order: they are made from the FP32 weights, before any cast.
+    for candidate in [c for c in tried if c.backend is not None]:
+        if candidate.engine in trial.missing:
+            continue  # its first recipe's row says why
+        why_not = trial.skip(candidate, time.perf_counter() - started)
+        if why_not:
+            trial.rows[candidate] = CandidateRow(
+                engine=candidate.engine, precision=candidate.precision, gate="skipped", why=why_not
             )
-        finally:
-            model = None  # a converted model is loaded again only if chosen
-    passed = [c for c in tried if rows[c].passed]
+            continue
+        trial.run(candidate, lambda c=candidate: trial.converted(c))
+    for candidate in sorted([c for c in tried if c.backend is None], key=lambda c: c.precision != "FP32"):
+        trial.run(candidate, lambda c=candidate: trial.torch(c))
+    shown = [c for c in tried if c in trial.rows]
+    passed = [c for c in shown if trial.rows[c].passed]
     fp32 = Candidate(ENGINE, "FP32")
-    chosen = max(passed, key=lambda c: rows[c].extra["Decode Tokens/s"]) if passed else fp32
-    cast = any(c.precision != "FP32" for c in rows)
-    if chosen.engine == GENAI:
+    chosen = max(passed, key=lambda c: trial.rows[c].extra["Decode Tokens/s"]) if passed else fp32
+    if chosen.backend is not None:
         module.to("meta")  # the torch weights are not served: free them
-        served = loaders[chosen]()
+        served = chosen.backend.load(trial.folders[chosen], source.config)
     elif chosen.precision == "FP32":
         served = module
-        if cast:
+        if trial.cast:
             module.to("meta")  # frees the rounded weights before the FP32 ones are built again
             served = rebuild()
     else:
-        served = module.to({"BF16": torch.bfloat16, "FP16": torch.float16}[chosen.precision])
-    outputs.setdefault(chosen, reference)  # no candidate passed: the reference runs
-    for candidate in tried:
-        rows[candidate].chosen = candidate == chosen
-        console.info(_line(rows[candidate]))
-    accuracy = figures(reference, outputs[chosen], chosen.precision, seqs, source)
-    accuracy["Gate"] = rows[chosen].gate if chosen in rows else "fail"
+        served = module.to(torch_dtype(chosen.precision))
+    trial.outputs.setdefault(chosen, reference)  # no candidate passed: the reference runs
+    for candidate in shown:
+        trial.rows[candidate].chosen = candidate == chosen
+        console.info(_line(trial.rows[candidate]))
+    accuracy = figures(reference, trial.outputs[chosen], chosen.precision, seqs, source)
+    accuracy["Gate"] = trial.rows[chosen].gate if chosen in trial.rows else "fail"
     if texts:
         accuracy["PPL"] = round(model_perplexity(served, texts), 6)
         accuracy["PPL Reference"] = round(ppl_reference, 6)
@@ -186,45 +199,130 @@ def select(module, tried: list[Candidate], point, run, source, rebuild: Callable
         timing=f"one prefill of {len(prompt)} tokens (TTFT) and the median of {steps} decode steps at batch size "
         "1, after a warm-up prefill and two steps",
         gate={
-            **llm_gate.rule("the reference with the candidate's weight rounding, run in FP32"),
+            **llm_gate_rule(),
             "Prompts": len(seqs.prompts),
         },
-        candidates=[rows[c] for c in tried],
+        candidates=[trial.rows[c] for c in shown],
         decision="tuned in this run",
     )
-    return Choice(served, chosen.engine, chosen.precision, accuracy, selection, artifact.get(chosen))
+    artifact = trial.rows[chosen].extra.get("Artifact MB") if chosen in trial.rows else None
+    note = chosen.backend and chosen.backend.__doc__.strip().split("\n\n")[0].replace("\n", " ")
+    return Choice(served, chosen.engine, chosen.precision, chosen.rounding, accuracy, selection, artifact, note)
 
 
-def _genai(module, run, source):
-    """onnxruntime-genai's model of the module's FP32 weights: loaded, its row's facts, and how to load it again."""
-    import psutil
+def llm_gate_rule() -> dict[str, Any]:
+    from core.quality import llm_gate
 
-    from backends.CPU import llm_genai
-    from core.common.paths import state_dir
+    return llm_gate.rule("the reference with the candidate's weight rounding (as its engine stores them), in FP32")
 
-    missing = llm_genai.missing()
-    if missing:
-        raise RuntimeError(missing)
-    weights = sum(p.numel() for p in module.parameters()) * 4
-    free = psutil.virtual_memory().available
-    if free < CONVERSION_HEADROOM * weights:
-        raise RuntimeError(
-            f"skipped: converting needs ~{CONVERSION_HEADROOM * weights / 2**30:.1f} GiB free, "
-            f"{free / 2**30:.1f} GiB is"
-        )
-    started = time.perf_counter()
-    with console.status(f"{GENAI}: converting the weights (cached)"):
-        cached = llm_genai.convert(module, source.digest, state_dir() / "compiled" / "llm" / GENAI)
-    facts = {
-        "Compile Seconds": round(time.perf_counter() - started, 2),
-        "Cache": "hit" if cached.hit else "built",
-        "Artifact MB": llm_genai.folder_mb(cached.path),
-    }
 
-    def load():
-        return llm_genai.GenaiModel(cached.path, source.config)
+class _Trial:
+    """The candidates' rows, outputs and converted folders as the selection goes."""
 
-    return load(), facts, load
+    def __init__(self, module, seqs, reference, prompt, steps, run, source):
+        self.module, self.seqs, self.reference = module, seqs, reference
+        self.prompt, self.steps, self.run_context, self.source = prompt, steps, run, source
+        self.rows: dict[Candidate, CandidateRow] = {}
+        self.outputs: dict[Candidate, Any] = {}
+        self.folders: dict[Candidate, Any] = {}
+        self.missing: dict[str, str] = {}  # engine -> why it cannot run here
+        self.cast = False  # the module's weights were cast (rounded) for a lower-precision candidate
+
+    def skip(self, candidate: Candidate, spent: float) -> str | None:
+        """Why `candidate` is not tried, or None."""
+        same = [c for c in self.rows if c.engine == candidate.engine]
+        leaner = [c for c in same if self.rows[c].passed and c.rounding.bits <= candidate.rounding.bits]
+        if leaner:
+            return f"{leaner[0].label} passed and decodes from fewer bytes per weight: this recipe cannot be faster"
+        if same and spent > TUNING_SECONDS:
+            return f"tuning budget spent ({spent:.0f} s of {TUNING_SECONDS:g} s; every engine had its first try)"
+        why = candidate.backend.missing()
+        if why:
+            self.missing[candidate.engine] = why
+        return why
+
+    def run(self, candidate: Candidate, attempt: Callable[[], CandidateRow]) -> None:
+        try:
+            self.rows[candidate] = attempt()
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except Exception as err:  # a candidate that cannot run is a row saying why, never the run's end
+            why = f"{type(err).__name__}: {err}"[:300]
+            self.rows[candidate] = CandidateRow(
+                engine=candidate.engine, precision=candidate.precision, gate="error", why=why
+            )
+
+    def judged(self, candidate: Candidate, model, facts: dict[str, Any]) -> CandidateRow:
+        """Time `model`, have it answer the reference's sequences and judge it on the scale of the reference
+        with the candidate's weight rounding."""
+        from core.quality import llm_gate
+        from core.quality.llm_rounding import rounded
+        from core.run.llm_accuracy import answer
+
+        with console.status(f"timing {candidate.label}"):
+            timing = time_candidate(model, self.prompt, self.steps)
+        if model is self.module and candidate.precision == "FP32":
+            self.outputs[candidate] = self.reference
+            verdict = llm_gate.judge(self.reference.logits, self.reference.logits, self.reference.logits)
+            return _row(candidate, timing, verdict, "the reference itself (the same module)", facts)
+        with console.status(f"{candidate.label} answers the reference's sequences"):
+            self.outputs[candidate] = answer(model, self.seqs, self.reference.tokens)
+        scale_logits, scale = self.reference.logits, "the reference itself (FP32 weights, no rounding)"
+        if not candidate.rounding.lossless:
+            rounding = candidate.rounding
+            with console.status(f"the reference with {rounding.name}-rounded weights answers"):
+                if model is self.module:  # cast back to FP32: the BF16 values are what the candidate holds
+                    self.module.to(torch_dtype("FP32"))
+                    scale_logits = answer(self.module, self.seqs, self.reference.tokens, generate=False).logits
+                else:
+                    with rounded(self.module, rounding):
+                        scale_logits = answer(self.module, self.seqs, self.reference.tokens, generate=False).logits
+            scale = f"FP32 with weights rounded to {rounding.name} as {candidate.engine} stores them"
+        verdict = llm_gate.judge(self.reference.logits, self.outputs[candidate].logits, scale_logits)
+        return _row(candidate, timing, verdict, scale, facts)
+
+    def torch(self, candidate: Candidate) -> CandidateRow:
+        if candidate.precision != "FP32":
+            self.module.to(torch_dtype(candidate.precision))
+            self.cast = True
+        return self.judged(candidate, self.module, {})
+
+    def converted(self, candidate: Candidate) -> CandidateRow:
+        """The engine's copy of the FP32 weights at the candidate's recipe (cached), loaded, judged, freed."""
+        import psutil
+
+        from core.common.artifact_cache import folder_mb
+        from core.common.paths import state_dir
+
+        weights = sum(p.numel() for p in self.module.parameters()) * 4
+        free = psutil.virtual_memory().available
+        if free < CONVERSION_HEADROOM * weights:
+            raise RuntimeError(
+                f"skipped: converting needs ~{CONVERSION_HEADROOM * weights / 2**30:.1f} GiB free, "
+                f"{free / 2**30:.1f} GiB is"
+            )
+        started = time.perf_counter()
+        parent = state_dir() / "compiled" / "llm" / candidate.engine
+        with console.status(f"{candidate.label}: converting the weights (cached)"):
+            cached = candidate.backend.convert(self.module, self.source.digest, parent, candidate.precision)
+        self.folders[candidate] = cached.path
+        facts = {
+            "Compile Seconds": round(time.perf_counter() - started, 2),
+            "Cache": "hit" if cached.hit else "built",
+            "Artifact MB": folder_mb(cached.path),
+            **{k: v for k, v in (cached.meta or {}).items() if k in ("Vocabulary", "Format")},
+        }
+        model = candidate.backend.load(cached.path, self.source.config)
+        try:
+            return self.judged(candidate, model, facts)
+        finally:
+            del model  # loaded again only if chosen
+
+
+def torch_dtype(precision: str):
+    import torch
+
+    return {"FP32": torch.float32, "BF16": torch.bfloat16, "FP16": torch.float16}[precision]
 
 
 def _row(candidate: Candidate, timing: Timing, verdict, scale: str, facts: dict[str, Any]) -> CandidateRow:
@@ -244,14 +342,15 @@ def _row(candidate: Candidate, timing: Timing, verdict, scale: str, facts: dict[
             "Scale": scale,
             "Scale Drift": round(max(p.scale_drift for p in verdict.prompts), 6),
             "Drift Bound": round(min(p.bound for p in verdict.prompts), 6),
-            **({"Artifact MB": facts["Artifact MB"]} if "Artifact MB" in facts else {}),
+            "Bits per Weight": candidate.rounding.bits,
+            **{k: facts[k] for k in ("Artifact MB", "Vocabulary", "Format") if k in facts},
         },
     )
 
 
 def _line(row: CandidateRow) -> str:
-    if row.gate == "error":
-        return f"candidate {row.label}: not judged: {row.why}"
+    if row.gate in ("error", "skipped"):
+        return f"candidate {row.label}: {'not judged' if row.gate == 'error' else 'not tried'}: {row.why}"
     agreement = "-" if row.decisive_agreement is None else f"{row.decisive_agreement:.3f}"
     return (
         f"candidate {row.label}: TTFT {row.extra['TTFT ms']:.1f} ms, decode {row.extra['Decode Tokens/s']:.2f} "

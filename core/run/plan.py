@@ -242,10 +242,11 @@ class TuningPlan:
         section = self.run.report.sections.setdefault(BUDGET_SECTION, {})
         section["Reference Seconds Per Input"] = round(seconds / features, 4) if features else 0.0
 
-    def stages(self, rate: float, left: int, seconds_each: float) -> dict[str, float]:
-        """The rest of the run at `rate` seconds an input: the candidates left, accuracy, measuring, LoadGen."""
+    def stages(self, rate: float, rest: list[float]) -> dict[str, float]:
+        """The rest of the run at `rate` seconds an input: the candidates left (`rest`: each one's expected
+        seconds), accuracy, measuring, LoadGen."""
         run, workload = self.run, self.run.workload
-        stages = {TUNING: left * seconds_each}
+        stages = {TUNING: sum(rest)}
         if run.loader is not None and (workload.test_accuracy or workload.test_numeric):
             self.inputs = len(run.loader.load()) if self.inputs is None else self.inputs
             stages[ACCURACY] = accuracy_estimate(run, rate, self.gate_features, self.inputs)
@@ -258,12 +259,12 @@ class TuningPlan:
     def could_save(self, rate: float) -> float:
         """The most a candidate could save over the rest of the run: what the rate-bound stages would lose if it
         were instantly fast (windows held by min_seconds or LoadGen's minimum save nothing)."""
-        now, instant = self.stages(rate, 0, 0.0), self.stages(1e-12, 0, 0.0)
+        now, instant = self.stages(rate, []), self.stages(1e-12, [])
         return max(0.0, sum(now.values()) - sum(instant.values()))
 
-    def __call__(self, candidate, rows, left: int, seconds_each: float) -> str | None:
-        """Before `candidate` (with `left` candidates still to try, each taking ~`seconds_each` so far): why it is
-        skipped, or None. The engine selection honours it once a candidate has passed."""
+    def __call__(self, candidate, rows, rest: list[float]) -> str | None:
+        """Before `candidate` (`rest`: the seconds each candidate still to try is expected to take, this one
+        first): why it is skipped, or None. The engine selection honours it once a candidate has passed."""
         from core.quality.compile_cost import cannot_win
 
         timed = [row for row in rows if row.qps]
@@ -273,7 +274,8 @@ class TuningPlan:
         rate = 1 / leader.qps
         if not self.said:
             self.said = True
-            self._say(leader, rate, left, seconds_each)
+            self._say(leader, rate, rest)
+        seconds_each = rest[0] if rest else 0.0
         if self.tuning_ends is not None and time.monotonic() + seconds_each > self.tuning_ends:
             budget = run_budget(self.run.workload)
             return (
@@ -282,9 +284,9 @@ class TuningPlan:
             )
         return cannot_win(candidate, rows, self.could_save(rate))
 
-    def _say(self, leader, rate: float, left: int, seconds_each: float) -> None:
+    def _say(self, leader, rate: float, rest: list[float]) -> None:
         run = self.run
-        stages = self.stages(rate, left, seconds_each)
+        stages = self.stages(rate, rest)
         elapsed = run_elapsed(run)
         total = elapsed + sum(stages.values())
         budget = run_budget(run.workload)

@@ -41,11 +41,16 @@ def profile_batch_size(run: RunContext) -> int | None:
     return chosen
 
 
+def profile_calls(timed_ms: float | None) -> int:
+    """Calls to profile: about PROFILE_SECONDS of them at the timed speed, within MIN_CALLS..MAX_CALLS."""
+    return MIN_CALLS if not timed_ms else int(min(MAX_CALLS, max(MIN_CALLS, PROFILE_SECONDS * 1e3 / timed_ms)))
+
+
 def profile_run(run: RunContext, runtime, batch_size: int) -> None:
     row = run.report.perf_by_bs.get(batch_size)
     # What one timed call took (with several clients, beside the others): what a profiled call is held against.
     timed_ms = row.p50_latency if row is not None and row.ok else None
-    calls = MIN_CALLS if not timed_ms else int(min(MAX_CALLS, max(MIN_CALLS, PROFILE_SECONDS * 1e3 / timed_ms)))
+    calls = profile_calls(timed_ms)
     kept = run.folder() / "runs"
     folder = kept / f"{run.report.run_id}-profile"
     try:
