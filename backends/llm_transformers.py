@@ -135,6 +135,20 @@ class SlotEngine:
         return out.logits[0].float()
 
 
+def plain_generate(model, ids, mask, new_tokens: int, streamer=None):
+    """transformers' own generate() as most users run it (the peer our engine is held against): greedy, its
+    default cache, exactly `new_tokens` new tokens a row."""
+    return model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        pad_token_id=0,
+        streamer=streamer,
+    )
+
+
 def serving_engine(model, slots: int, max_len: int):
     """The server's engine for `model`: a converted model (one with `engine`, e.g. onnxruntime-genai's) makes its
     own; a transformers module gets a SlotEngine."""

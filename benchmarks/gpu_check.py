@@ -473,21 +473,13 @@ def generate_figures(model, bs: int, tokens_in: int, tokens_out: int, args, voca
 
     import torch
 
+    from backends.llm_transformers import plain_generate
+
     ids = torch.randint(0, vocab, (bs, tokens_in), generator=torch.Generator().manual_seed(bs)).to(args.device)
     mask = torch.ones_like(ids)
 
     def seconds(new_tokens: int) -> float:
-        return _timed(
-            lambda: model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=False,
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
-                pad_token_id=0,
-            ),
-            args.device,
-        )
+        return _timed(lambda: plain_generate(model, ids, mask, new_tokens), args.device)
 
     repeats = 2 if args.tiny else 3
     with torch.inference_mode():

@@ -61,6 +61,8 @@ def generate_contender(model, prompt: list[int], new_tokens: int):
     import torch
     from transformers.generation.streamers import BaseStreamer
 
+    from backends.llm_transformers import plain_generate
+
     ids = torch.tensor([prompt])
     mask = torch.ones_like(ids)
 
@@ -81,15 +83,7 @@ def generate_contender(model, prompt: list[int], new_tokens: int):
         stamps = Stamps()
         started = time.perf_counter()
         with torch.inference_mode():
-            model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=False,
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
-                pad_token_id=0,
-                streamer=stamps,
-            )
+            plain_generate(model, ids, mask, new_tokens, stamps)
         return _figures(started, stamps.times)
 
     return run
@@ -177,15 +171,16 @@ def llama_bench_contender(loaded, prompt: list[int], new_tokens: int):
 
 def openvino_genai_contender(path: Path, prompt: list[int], new_tokens: int, threads: int):
     """OpenVINO GenAI as its users run a GGUF file: LLMPipeline(file, "CPU") with its defaults (its GGUF reader,
-    the CPU plugin's own precision hints) and our thread count; generate() greedy with max_new_tokens, token
-    ids in, a streamer stamping each new token."""
+    the CPU plugin's own precision hints) but prefix caching off, and our thread count; generate() greedy with
+    max_new_tokens, token ids in, a streamer stamping each new token."""
     import numpy as np
     import openvino as ov
     import openvino_genai as ov_genai
 
-    pipe = ov_genai.LLMPipeline(str(path), "CPU", INFERENCE_NUM_THREADS=threads)
-    ids = np.asarray([prompt], dtype=np.int64)
-    inputs = ov_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
+    scheduler = ov_genai.SchedulerConfig()
+    scheduler.enable_prefix_caching = False  # a repeated prompt would be served from its cache (TTFT ~0)
+    pipe = ov_genai.LLMPipeline(str(path), "CPU", scheduler_config=scheduler, INFERENCE_NUM_THREADS=threads)
+    rounds = iter(range(1 << 30))
     config = pipe.get_generation_config()
     config.max_new_tokens = config.min_new_tokens = new_tokens
     config.ignore_eos, config.do_sample = True, False
@@ -204,6 +199,9 @@ def openvino_genai_contender(path: Path, prompt: list[int], new_tokens: int, thr
             pass
 
     def run() -> tuple[float, float]:
+        shift = next(rounds) % len(prompt)  # and each call's prompt is another rotation: no prefix in common
+        ids = np.asarray([prompt[shift:] + prompt[:shift]], dtype=np.int64)
+        inputs = ov_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
         stamps = Stamps()
         started = time.perf_counter()
         pipe.generate(inputs, config, stamps)

@@ -114,6 +114,20 @@ def test_too_few_decisive_positions_apply_the_tight_bound():
     assert not loose.passed
 
 
+def test_a_rounding_as_coarse_as_unrelated_outputs_still_fails_an_engine_computing_something_else():
+    """4-bit weights on random weights: the rounded reference is ~0.5 of the std away, no position decisive, so
+    the drift bound (2.5x) would pass unrelated logits; the candidate must stay near the rounded reference."""
+    ref = logits(0, peaked=False)
+    scale = noise(ref, 0.6, seed=9)
+    unrelated = logits(7, peaked=False)  # the same spread, computed from nothing the reference holds
+    wrong = judge_prompt(ref, unrelated, scale)
+    assert wrong.decisive < MIN_DECISIVE and wrong.drift <= wrong.bound  # the drift bound alone passes it
+    assert not wrong.passed and "unrelated outputs" in wrong.why
+    sound = judge_prompt(ref, noise(scale, 0.05, seed=3), scale)  # the rounded model, activations rounded too
+    assert sound.passed, sound.why
+    assert sound.beyond < 0.1 * sound.unrelated < wrong.beyond
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 1000), spread=st.floats(0.02, 0.5), factor=st.floats(1.0, 20.0))
 def test_a_failing_candidate_scaled_up_never_passes(seed, spread, factor):
@@ -132,7 +146,7 @@ def test_the_floor_keeps_an_fp32_reference_judging_itself():
 
 
 def test_candidates_follow_the_pinned_engine_and_precision(monkeypatch):
-    from core.quality.llm_rounding import WeightRounding
+    from core.model.llm_rounding import WeightRounding
     from core.run import llm_select
 
     lean = {"INT4 weights, INT8 activations": WeightRounding("INT4", 5, 32), "FP32": WeightRounding("FP32", 32)}
@@ -199,12 +213,15 @@ def test_engine_auto_on_a_tiny_llm_times_and_gates_candidates_and_rows_carry_roo
     int4 = rows.get(("onnxruntime-genai", "INT4 weights, INT8 activations"))
     if importlib.util.find_spec("onnxruntime_genai") is None:
         assert int4["Gate"] == "skipped" and "not installed" in int4["Why"]
-    else:  # the first recipe tried; the scale is the reference with INT4-rounded weights, and leaner wins
-        assert int4["Gate"] == "pass" and int4["Artifact MB"] > 0 and "INT4" in int4["Scale"]
+    elif int4["Gate"] == "pass":  # its first recipe; the scale is the reference with INT4-rounded weights
+        assert int4["Artifact MB"] > 0 and "INT4" in int4["Scale"]
         assert 0 < int4["Scale Drift"] < int4["Normalized Drift"] <= int4["Drift Bound"]
-        for precision in ("INT8 weights, INT8 activations", "FP32"):
+        assert int4["Beyond Scale"] <= 0.5 * int4["Unrelated Drift"]
+        for precision in ("INT8 weights, INT8 activations", "FP32"):  # leaner passed: these cannot be faster
             assert rows["onnxruntime-genai", precision]["Gate"] == "skipped"
             assert "cannot be faster" in rows["onnxruntime-genai", precision]["Why"]
+    else:  # timed slower than a candidate that passed: not gated
+        assert int4["Gate"] == "dropped" and "cannot win" in int4["Why"]
     chosen = [row for row in rows.values() if row["Chosen"]]
     assert len(chosen) == 1 and chosen[0]["Gate"] == "pass"
     passed = [row for row in rows.values() if row["Gate"] == "pass"]
@@ -213,6 +230,9 @@ def test_engine_auto_on_a_tiny_llm_times_and_gates_candidates_and_rows_carry_roo
     assert data["Graph Compile"]["Engine"] == chosen[0]["Engine"]
     for row in passed:
         assert row["TTFT ms"] > 0 and row["Normalized Drift"] <= row["Drift Bound"]
+    for row in rows.values():
+        if row["Gate"] == "dropped":
+            assert 1.25 * row["Decode Tokens/s"] <= chosen[0]["Decode Tokens/s"]
     roof = data["Performance"][0]["Roofline"]
     assert 0 < roof["Prefill Peak Share"] <= 1.1 and 0 < roof["Decode MBU"] <= 1.1
     assert "last-level cache" in roof["Note"]  # a tiny model's weights fit in any L3

@@ -10,6 +10,7 @@ import pytest
 
 from backends.CPU import llm_llamacpp
 from backends.CPU.llm_llamacpp import RECIPES, convert, load
+from tests.llm_fakes import tiny_llama
 
 needs_llama_cpp = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
@@ -42,11 +43,7 @@ def test_recipes_store_what_their_labels_say():
 
 
 def _tiny_llama(tied: bool):
-    """Two layers, GQA, vocabulary 512; tied with llama3 rope scaling (Llama-3.2-1B's kind) or untied plain rope."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
+    """Vocabulary 512; tied with llama3 rope scaling (Llama-3.2-1B's kind) or untied plain rope."""
     rope, positions = {"rope_type": "default", "rope_theta": 10000.0}, 256
     if tied:
         positions = 131072
@@ -58,18 +55,7 @@ def _tiny_llama(tied: bool):
             "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192,
         }
-    config = LlamaConfig(
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=positions,
-        tie_word_embeddings=tied,
-        rope_parameters=rope,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size=512, max_position_embeddings=positions, tie_word_embeddings=tied, rope_parameters=rope)
 
 
 def _ids(count: int, seed: int) -> list[int]:
@@ -147,7 +133,7 @@ def test_decode_batched_across_slots_equals_each_slot_alone(tmp_path):
 @needs_llama_cpp
 @pytest.mark.parametrize("label", [Q8_0, Q4_0])
 def test_quantized_logits_match_the_module_with_the_same_weight_rounding(tmp_path, label):
-    from core.quality.llm_rounding import rounded
+    from core.model.llm_rounding import rounded
 
     module = _tiny_llama(tied=True)
     ids = _ids(32, seed=5)
@@ -166,3 +152,14 @@ def test_quantized_logits_match_the_module_with_the_same_weight_rounding(tmp_pat
     assert drift < 0.02 and drift < unexplained, (drift, rounding, unexplained)
     if label == Q4_0:
         assert drift < 0.2 * rounding, (drift, rounding)
+
+
+@needs_llama_cpp
+def test_llama_cpp_speaks_through_our_log_not_the_console(tmp_path, capfd, caplog):
+    import logging
+
+    module = _tiny_llama(tied=False)
+    with caplog.at_level(logging.DEBUG, logger="backends.CPU.llm_llamacpp"):
+        _engine(module, tmp_path, Q8_0, slots=3)  # llama.cpp logs its load and its context sizes
+    assert "llama" not in capfd.readouterr().err  # nothing printed past our console
+    assert any(record.levelno == logging.DEBUG for record in caplog.records)

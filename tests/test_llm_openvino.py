@@ -14,7 +14,8 @@ pytest.importorskip("openvino_genai")
 
 from backends.CPU import llm_openvino  # noqa: E402
 from core.model.llm_gguf import FILE, cached_gguf, write_gguf  # noqa: E402
-from core.quality.llm_rounding import rounded  # noqa: E402
+from core.model.llm_rounding import rounded  # noqa: E402
+from tests.llm_fakes import tiny_llama as seeded_llama  # noqa: E402
 
 VOCAB = 512
 LLAMA3_ROPE = {
@@ -28,21 +29,8 @@ LLAMA3_ROPE = {
 
 def tiny_llama(llama3: bool = False):
     """tiny-llama's shapes, seeded; weights scaled up so attention is far from uniform and rope errors show."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     extra = {"tie_word_embeddings": True, "rope_theta": 500000.0, "rope_scaling": LLAMA3_ROPE} if llama3 else {}
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        vocab_size=VOCAB,
-        max_position_embeddings=256,
-        **extra,
-    )
-    torch.manual_seed(3)
-    module = LlamaForCausalLM(config).eval()
+    module = seeded_llama(seed=3, vocab_size=VOCAB, **extra)
     with torch.no_grad():
         for param in module.parameters():
             if param.ndim == 2:
@@ -163,3 +151,20 @@ def test_recipes_name_what_the_plugin_runs(module, tmp_path):
     assert "f32" in settings["INFERENCE_PRECISION_HINT"] and "f32" in settings["KV_CACHE_PRECISION"]
     assert settings["INFERENCE_NUM_THREADS"] == str(torch.get_num_threads())
     assert (cached.path / llm_openvino.IR).is_file() and cached.meta["Vocabulary"].startswith("made")
+
+
+def test_the_openvino_engine_is_profiled_by_its_performance_counters(module, tmp_path):
+    from core.run.llm import Point
+    from core.run.llm_profile import profile_phases
+
+    cached = llm_openvino.convert(module, "tiny-profile", tmp_path / "openvino", "FP32")
+    loaded = llm_openvino.load(cached.path, module.config)
+    phases = profile_phases(loaded, Point(1, 2, 12, 3), None, None, tmp_path / "profile", name="openvino")
+    for phase, calls in (("Prefill", 3), ("Decode", 1)):  # decode: within the point's 2 steps, after a warm-up
+        section = phases[phase]
+        assert section["Engine"] == "openvino" and section["Calls"] == calls, section
+        types = {row["Type"]: row for row in section["Types"]}
+        assert types["MatMul/linear"]["Share"] > 0  # FullyConnected nodes, named in our vocabulary
+        assert "FullyConnected" in types["MatMul/linear"]["Engine Ops"]
+        assert section["Profiler"].startswith("OpenVINO performance counters")
+    assert loaded.engine(1, 32).ran is None  # serving records nothing

@@ -18,25 +18,14 @@ from core.reporting.llm_rows import Distribution, LlmRoofline, LlmRow, ServerSid
 from core.reporting.report import RunReport
 from core.run.llm import Point
 from core.run.llm_profile import profile_llm, profile_phases
+from tests.llm_fakes import tiny_llama
 from tests.test_llm_reports import llm_report, served
 
 TINY = "tiny-llama-torch-fp32"
 
 
 def tiny_module():
-    from transformers import AutoConfig, LlamaForCausalLM
-
-    config = AutoConfig.for_model(
-        "llama",
-        hidden_size=64,
-        intermediate_size=96,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        vocab_size=256,
-        max_position_embeddings=128,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(intermediate_size=96, max_position_embeddings=128)
 
 
 def made_row(prefill_ms: float, step_ms: float, point: Point) -> LlmRow:
@@ -104,12 +93,12 @@ def test_a_phase_slower_than_its_timed_figure_is_marked_and_a_faster_one_agrees(
     assert "no decode step" in alone["Decode"]["Note"]
 
 
-def test_a_converted_engine_gets_a_note_not_a_profile():
+def test_a_converted_engine_without_a_profiler_gets_a_note_not_a_profile():
     report = RunReport(model="m", backend="CPU", precision="FP32", dataset=None)
     run = SimpleNamespace(report=report)
     profile_llm(run, SimpleNamespace(engine=lambda slots, max_len: None), "onnxruntime-genai", [Point(1, 1, 16, 4)])
     section = report.sections["Profile"]
-    assert section["Engine"] == "onnxruntime-genai" and "outside torch" in section["Note"]
+    assert section["Engine"] == "onnxruntime-genai" and "no operator profiler" in section["Note"]
     assert "Prefill" not in section
 
 

@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from core.quality.llm_rounding import WeightRounding, round_tensor, rounded  # noqa: E402
+from core.model.llm_rounding import WeightRounding, round_tensor, rounded  # noqa: E402
+from tests.llm_fakes import tiny_llama  # noqa: E402
 
 INT4 = WeightRounding("INT4", 5, block=32)
 INT8 = WeightRounding("INT8", 9, block=32)
@@ -50,19 +51,7 @@ def test_gguf_types_round_like_the_gguf_package_and_keep_their_block_structure()
 
 
 def _tiny_llama(tied: bool):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size=96, tie_word_embeddings=tied)
 
 
 @pytest.mark.parametrize("tied", [True, False])

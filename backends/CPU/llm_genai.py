@@ -16,11 +16,12 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.common.errors import UserError
 from core.model.llm import kv_geometry
-from core.quality.llm_rounding import WeightRounding
+from core.model.llm_rounding import WeightRounding
 
 NAME = "onnxruntime-genai"
 # Label -> the weights' rounding. The builder quantizes every MatMul (LM head included) and keeps the embedding's
@@ -52,7 +53,8 @@ def convert(module, digest: str, cache_parent: Path, precision: str):
     def build(work: Path) -> dict:
         with tempfile.TemporaryDirectory(prefix="hf-", dir=work.parent) as scratch:
             folder = Path(scratch) / "hf"
-            module.save_pretrained(folder)
+            with _quiet_progress():
+                module.save_pretrained(folder)
             _tokenizer(int(module.config.vocab_size)).save_pretrained(folder)
             command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(folder), "-o", str(work)]
             command += ["-p", builder, "-e", "cpu", "-c", str(Path(scratch) / "cache")]
@@ -75,7 +77,9 @@ def _tokenizer(vocab: int):
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=min(vocab, 300), special_tokens=["<unk>", "<s>", "</s>"])
+    trainer = trainers.BpeTrainer(
+        vocab_size=min(vocab, 300), special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
+    )
     tokenizer.train_from_iterator(["a synthetic model has no text of its own"], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
@@ -143,3 +147,17 @@ class GenaiEngine:
 
         out = self._append(self._generator(len(ids) + 1), ids)
         return torch.from_numpy(self._np.array(out[0], dtype=self._np.float32))
+
+
+@contextmanager
+def _quiet_progress():
+    """transformers' progress bars off (save_pretrained's "Writing model shards" would cut into our console)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.model.llm import kv_geometry
-from core.quality.llm_rounding import WeightRounding
+from core.model.llm_rounding import WeightRounding
 
 NAME = "llama.cpp"
 # llama.cpp's CPU dot products quantize activations to Q8_0 for Q4_0 and Q8_0 weights; likely-fastest first.
@@ -65,6 +65,28 @@ def load(folder: Path, config) -> LlamaCppModel:
     return LlamaCppModel(folder, config)
 
 
+_LOG_CALLBACK = []  # the ctypes callback llama.cpp holds, kept alive here
+
+
+def _route_logs(llama_cpp) -> None:
+    """llama.cpp's own log (load and context messages it prints to stderr by default, cutting into our console)
+    into ours: its errors as errors, the rest at debug level (--debug shows them)."""
+    if _LOG_CALLBACK:
+        return
+    import ctypes
+    import logging
+
+    log = logging.getLogger(__name__)
+
+    @llama_cpp.llama_log_callback
+    def callback(level, text, user_data):
+        # ggml's levels: 1 debug, 2 info, 3 warn, 4 error, 5 continued (llama-cpp-python's comment is older)
+        log.log(logging.ERROR if level == 4 else logging.DEBUG, "%s", text.decode("utf-8", "replace").rstrip())
+
+    _LOG_CALLBACK.append(callback)
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
 def system_info() -> str:
     """The CPU features ggml was built with and uses (llama_print_system_info)."""
     import llama_cpp
@@ -79,7 +101,6 @@ class LlamaCppModel:
 
     def __init__(self, folder: Path, config, threads: int | None = None):
         import json
-        import logging
 
         import llama_cpp
         import torch
@@ -87,7 +108,7 @@ class LlamaCppModel:
         from core.common.artifact_cache import META
         from core.model.llm_gguf import FILE
 
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load log, as verbose=False
+        _route_logs(llama_cpp)
         llama_cpp.llama_backend_init()
         self._llama = llama_cpp
         self.config = config

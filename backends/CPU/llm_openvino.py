@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.model.llm import kv_geometry
-from core.quality.llm_rounding import WeightRounding
+from core.model.llm_rounding import WeightRounding
 
 NAME = "openvino"
 Q4_0 = WeightRounding("Q4_0", 4.5, 32, gguf_type="Q4_0", embeddings=True)
@@ -193,11 +193,21 @@ class OpenVinoModel:
             "NUM_STREAMS": 1,
         }
         core = ov.Core()
-        self.compiled = core.compile_model(_sliced(core.read_model(folder / IR)), "CPU", settings)
+        self.model = _sliced(core.read_model(folder / IR))
+        self.compiled = core.compile_model(self.model, "CPU", settings)
         self.settings = {k: _text(self.compiled.get_property(k)) for k in settings}  # what the plugin took
+        self._asked = settings
 
     def engine(self, slots: int, max_len: int) -> OpenVinoEngine:
         return OpenVinoEngine(self, slots, max_len)
+
+    def profiling_engine(self, slots: int, max_len: int) -> OpenVinoEngine:
+        """An engine over a second compile of the same model and settings with OpenVINO's performance counters
+        on (PERF_COUNT); its `profile` gathers them."""
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(self.model, "CPU", {**self._asked, "PERF_COUNT": True})
+        return OpenVinoEngine(self, slots, max_len, compiled)
 
 
 def _text(value) -> str:
@@ -224,11 +234,12 @@ def _sliced(model):
 class OpenVinoEngine:
     """The server's LlmEngine: greedy tokens by argmax of the logits each request's InferRequest returns."""
 
-    def __init__(self, loaded: OpenVinoModel, slots: int, max_len: int):
+    def __init__(self, loaded: OpenVinoModel, slots: int, max_len: int, compiled=None):
         import numpy as np
 
         self._np = np
-        self.compiled = loaded.compiled
+        self.compiled = compiled or loaded.compiled
+        self.ran: list | None = None  # while profiling: the infer requests the current call ran
         self.slots = slots
         self.max_len = max_len
         self.requests = [self.compiled.create_infer_request() for _ in range(slots)]
@@ -246,6 +257,8 @@ class OpenVinoEngine:
             "beam_idx": np.zeros(1, dtype=np.int32),
             KEEP: np.asarray([keep], dtype=np.int64),
         }
+        if self.ran is not None:
+            self.ran.append(request)
         return request.infer(feeds)["logits"][0]  # [keep, vocab]
 
     def prefill(self, slot: int, ids: Sequence[int]) -> int:
@@ -274,3 +287,24 @@ class OpenVinoEngine:
         request = self.compiled.create_infer_request()
         out = self._run(request, 0, ids, len(ids))
         return torch.from_numpy(self._np.array(out, dtype=self._np.float32))
+
+    def profile(self, label: str, call, calls: int, folder: Path):
+        """`call` (a prefill or a decode step on this engine) `calls` times after a warm-up, with the performance
+        counters of every infer request it ran: a RawProfile (this engine must come from profiling_engine)."""
+        import time
+
+        from backends.CPU.openvino_engine import PerfCounters
+
+        folder.mkdir(parents=True, exist_ok=True)
+        call()  # warm-up outside the profile
+        counters = PerfCounters()
+        for index in range(calls):
+            self.ran = []
+            started = time.perf_counter()
+            call()
+            counters.wall += time.perf_counter() - started
+            offset = counters.wall * 1e6
+            for request in self.ran:
+                offset = counters.add(request, index, offset)
+        self.ran = None
+        return counters.raw(label, calls, folder / f"{label}_perf_counters.json")

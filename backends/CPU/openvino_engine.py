@@ -241,57 +241,19 @@ class OpenVinoBackend(RuntimeBackend):
 
     def profile(self, feeds: Feeds, calls: int, folder: Path):
         """OpenVINO's performance counters (PERF_COUNT): each executed node's real time, call by call."""
-        import json
-
-        from core.measure.operators import OpEvent, RawProfile
-
         folder.mkdir(parents=True, exist_ok=True)
         compiled = self._compiled(max(1, self.streams), PERF_COUNT=True)  # one stream's threads, as timed
         fused = self._fused_types(compiled)
         request = compiled.create_infer_request()
         declared = declared_feeds(feeds, self.compiled.input_names)
         request.infer(declared, share_inputs=True)  # warm-up: first-call allocations
-        events: dict[str, OpEvent] = {}
-        trace: list[dict[str, Any]] = []
-        wall = 0.0
+        counters = PerfCounters(fused)
         for call in range(calls):
             start = time.perf_counter()
             request.infer(declared, share_inputs=True)
-            wall += time.perf_counter() - start
-            offset = wall * 1e6
-            for info in request.get_profiling_info():
-                if str(info.status).split(".")[-1] != "EXECUTED":
-                    continue
-                micros = info.real_time.total_seconds() * 1e6
-                found = events.setdefault(
-                    info.node_name, OpEvent(info.node_name, info.node_type, 0.0, 0, kind=fused.get(info.node_name))
-                )
-                found.microseconds += micros
-                found.count += 1
-                trace.append(
-                    {
-                        "name": info.node_name,
-                        "cat": info.node_type,
-                        "ph": "X",
-                        "ts": round(offset, 1),
-                        "dur": round(micros, 1),
-                        "pid": 0,
-                        "tid": 0,
-                        "args": {"exec_type": info.exec_type, "call": call},
-                    }
-                )
-                offset += micros
-        path = folder / "openvino_perf_counters.json"
-        path.write_text(json.dumps({"traceEvents": trace}), encoding="utf-8")
-        return RawProfile(
-            "openvino",
-            "OpenVINO performance counters (PERF_COUNT, get_profiling_info)",
-            calls,
-            wall,
-            list(events.values()),
-            path,
-            note="node times are laid end to end in the trace: OpenVINO reports durations, not start times",
-        )
+            counters.wall += time.perf_counter() - start
+            counters.add(request, call, counters.wall * 1e6)
+        return counters.raw("openvino", calls, folder / "openvino_perf_counters.json")
 
     def _fused_types(self, compiled) -> dict[str, str]:
         """Each Snippets `Subgraph` node's common type, from the original layers it fuses (the runtime model's
@@ -316,6 +278,62 @@ class OpenVinoBackend(RuntimeBackend):
         self.request = None
         self.model = None
         self.streams = 0
+
+
+class PerfCounters:
+    """OpenVINO's performance counters (PERF_COUNT) over profiled calls: each executed node's real time summed
+    per node, and a Chrome trace with the node times laid end to end (OpenVINO reports durations, not starts)."""
+
+    def __init__(self, fused: dict[str, str] | None = None):
+        self.fused = fused or {}  # node name -> its common type, for fused Snippets subgraphs
+        self.events: dict[str, Any] = {}
+        self.trace: list[dict[str, Any]] = []
+        self.wall = 0.0  # the profiled calls' own wall seconds, summed by the caller
+
+    def add(self, request, call: int, offset_us: float) -> float:
+        """The nodes of `request`'s last infer (profiled call `call`) from `offset_us` on; the offset after them."""
+        from core.measure.operators import OpEvent
+
+        for info in request.get_profiling_info():
+            if str(info.status).split(".")[-1] != "EXECUTED":
+                continue
+            micros = info.real_time.total_seconds() * 1e6
+            found = self.events.setdefault(
+                info.node_name, OpEvent(info.node_name, info.node_type, 0.0, 0, kind=self.fused.get(info.node_name))
+            )
+            found.microseconds += micros
+            found.count += 1
+            self.trace.append(
+                {
+                    "name": info.node_name,
+                    "cat": info.node_type,
+                    "ph": "X",
+                    "ts": round(offset_us, 1),
+                    "dur": round(micros, 1),
+                    "pid": 0,
+                    "tid": 0,
+                    "args": {"exec_type": info.exec_type, "call": call},
+                }
+            )
+            offset_us += micros
+        return offset_us
+
+    def raw(self, engine: str, calls: int, path: Path):
+        """The RawProfile of what was gathered, its trace written to `path`."""
+        import json
+
+        from core.measure.operators import RawProfile
+
+        path.write_text(json.dumps({"traceEvents": self.trace}), encoding="utf-8")
+        return RawProfile(
+            engine,
+            "OpenVINO performance counters (PERF_COUNT, get_profiling_info)",
+            calls,
+            self.wall,
+            list(self.events.values()),
+            path,
+            note="node times are laid end to end in the trace: OpenVINO reports durations, not start times",
+        )
 
 
 def _matmul_model(n: int, int8: bool):

@@ -103,7 +103,8 @@ def _rope(config, head_dim: int):
 def _add_vocabulary(writer, config, vocab: int) -> None:
     """A MADE byte-level BPE vocabulary of the model's size: GPT-2's 256 byte symbols, one merge (so both
     readers accept the list: OpenVINO's converter needs merges, llama.cpp a newline token), then '<tok_N>'
-    fillers and bos/eos/unk control tokens. Engines are fed ids; the list only satisfies the readers."""
+    fillers and bos/eos/unk control tokens (eos spelled "<|endoftext|>", a name llama.cpp knows as an end of
+    generation). Engines are fed ids; the list only satisfies the readers."""
     if vocab < len(BYTES) + 4:
         raise ValueError(f"a vocabulary of {vocab} is too small for a made byte-level vocabulary")
     tokens = list(BYTES) + ["\u0120t"] + [f"<tok_{i}>" for i in range(len(BYTES) + 1, vocab)]
@@ -112,7 +113,7 @@ def _add_vocabulary(writer, config, vocab: int) -> None:
     unk = vocab - 1 if vocab - 1 not in (bos, eos) else vocab - 4
     normal, unknown, control = 1, 2, 3  # llama.cpp's token types
     types = [normal] * vocab
-    for index, name, kind in ((bos, "<|bos|>", control), (eos, "<|eos|>", control), (unk, "<|unk|>", unknown)):
+    for index, name, kind in ((bos, "<|bos|>", control), (eos, "<|endoftext|>", control), (unk, "<|unk|>", unknown)):
         tokens[index], types[index] = name, kind
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")

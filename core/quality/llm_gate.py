@@ -12,7 +12,12 @@ Per prompt:
   TIE_FACTOR x the scale model's largest logit error at that position. The reference and the scale model fix
   which positions are decisive, so more candidate error never excuses more disagreement;
 - with fewer than MIN_DECISIVE decisive positions agreement cannot decide: the verdict is inconclusive and
-  the drift must stay within INCONCLUSIVE_FACTOR x the scale model's.
+  the drift must stay within INCONCLUSIVE_FACTOR x the scale model's;
+- the candidate is far closer to the scale model (the model it claims to be: the same rounded weights) than
+  unrelated outputs are: its distance from the scale model's logits, beyond what the rounding explains, is at
+  most UNRELATED_FRACTION of the scale model's distance from its own logits one position on. Where a coarse
+  rounding moves the logits nearly as far as unrelated ones (4-bit weights on random weights do), the bounds
+  above would pass any output; this one still fails an engine that computes something else.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ TIE_FACTOR = 2.0
 AGREEMENT_BOUND = 0.90
 MIN_DECISIVE = 5
 INCONCLUSIVE_FACTOR = 2.5  # tiny-llama BF16 at 4 steps: 1.9x
+UNRELATED_FRACTION = 0.5
 
 
 @dataclass
@@ -40,6 +46,8 @@ class PromptVerdict:
     agreement: float | None  # over the decisive positions; None when none is decisive
     passed: bool
     why: str
+    beyond: float = 0.0  # the candidate's distance from the scale model, over the reference's std
+    unrelated: float | None = None  # the scale model's distance from its own logits one position on
 
 
 @dataclass
@@ -85,7 +93,8 @@ def rule(scale_label: str) -> dict[str, Any]:
             f"per prompt: no NaN/Inf; drift <= {DRIFT_FACTOR:g} x the scale model's (at least {DRIFT_FLOOR:g}); "
             f"greedy agreement >= {AGREEMENT_BOUND:.0%} over positions whose reference top-two gap exceeds "
             f"{TIE_FACTOR:g} x the scale model's largest error there; below {MIN_DECISIVE} such positions "
-            f"inconclusive: drift <= {INCONCLUSIVE_FACTOR:g} x the scale model's; any prompt failing fails"
+            f"inconclusive: drift <= {INCONCLUSIVE_FACTOR:g} x the scale model's; the distance from the scale model "
+            f"<= {UNRELATED_FRACTION:g} x its distance from its own logits one position on; any prompt failing fails"
         ),
         "Scale": scale_label,
     }
@@ -101,6 +110,14 @@ def judge_prompt(reference, candidate, scale) -> PromptVerdict:
     if not bool(torch.isfinite(cand).all()):
         return PromptVerdict(math.inf, scale_drift, 0.0, 0, None, False, "NaN or Inf in the logits")
     drift = float((cand - ref).abs().mean()) / spread
+    beyond = float((cand - sc).abs().mean()) / spread
+    unrelated = float((sc[1:] - sc[:-1]).abs().mean()) / spread if len(sc) > 1 else None
+    far = unrelated is not None and beyond > UNRELATED_FRACTION * unrelated
+    apart = (
+        f"{beyond:.4g} from the scale model > {UNRELATED_FRACTION:g} x unrelated outputs' {unrelated:.4g}"
+        if far
+        else ""
+    )
     top = ref.topk(2, dim=-1).values
     gap = top[:, 0] - top[:, 1]
     tolerance = (TIE_FACTOR * (sc - ref).abs().amax(dim=-1)).clamp(min=DRIFT_FLOOR * spread)
@@ -110,17 +127,19 @@ def judge_prompt(reference, candidate, scale) -> PromptVerdict:
     agreement = float(agree[decisive].double().mean()) if count else None
     if count < MIN_DECISIVE:
         bound = max(INCONCLUSIVE_FACTOR * scale_drift, DRIFT_FLOOR)
-        ok = drift <= bound
-        why = f"inconclusive ({count} decisive positions): drift {drift:.4g} {'<=' if ok else '>'} {bound:.4g}"
-        return PromptVerdict(drift, scale_drift, bound, count, agreement, ok, why)
+        ok = drift <= bound and not far
+        sign = "<=" if drift <= bound else ">"
+        why = f"inconclusive ({count} decisive positions): drift {drift:.4g} {sign} {bound:.4g}"
+        why += f"; {apart}" if far else ""
+        return PromptVerdict(drift, scale_drift, bound, count, agreement, ok, why, beyond, unrelated)
     bound = max(DRIFT_FACTOR * scale_drift, DRIFT_FLOOR)
-    reasons = []
+    reasons = [apart] if far else []
     if drift > bound:
         reasons.append(f"drift {drift:.4g} > {bound:.4g}")
     if agreement < AGREEMENT_BOUND:
         reasons.append(f"agreement {agreement:.3f} < {AGREEMENT_BOUND:.2f} over {count} decisive positions")
     why = "; ".join(reasons) or f"drift {drift:.4g} <= {bound:.4g}, agreement {agreement:.3f} over {count}"
-    return PromptVerdict(drift, scale_drift, bound, count, agreement, not reasons, why)
+    return PromptVerdict(drift, scale_drift, bound, count, agreement, not reasons, why, beyond, unrelated)
 
 
 def judge(references: list, candidates: list, scales: list) -> LlmVerdict:

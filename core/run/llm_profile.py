@@ -6,8 +6,9 @@ with the threads the rows ran with. Each phase becomes a profile in the encoders
 types, top nodes, shares of the profiled call) held against the row's own timing, as encoder profiles are: the
 profiled prefill against the row's Prefill Time (TTFT less its queue), the profiled step against the row's decode
 step (Decode Model Time over its steps); a phase more than 1.3x its timed figure is marked unrepresentative.
-TTFT and TPOT sit beside them. A converted engine (onnxruntime-genai, OpenVINO, llama.cpp) runs outside torch: a
-note says so. A profiler is an extra: its failure is a note, never a failed run.
+TTFT and TPOT sit beside them. The transformers engine is profiled by torch.profiler, OpenVINO by its performance
+counters (a second compile with PERF_COUNT, every infer request a step runs); onnxruntime-genai and llama.cpp
+have no profiler here: a note says so. A profiler is an extra: its failure is a note, never a failed run.
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ def profile_llm(run: RunContext, module, engine: str, points: list, roof=None) -
     point = points[0]
     row = next((r for r in run.report.llm_rows if r.point == _key(point)), None)
     head: dict[str, Any] = {"Engine": engine, "Load Point": row.label if row else _label(point)}
-    if not _is_torch(module):
+    if not _is_torch(module) and not hasattr(module, "profiling_engine"):
         head["Note"] = (
-            f"{engine} runs in its own runtime, outside torch: no operator profile (profile the transformers "
-            "engine with --engine transformers)"
+            f"{engine} has no operator profiler here (profile the same weights with --engine transformers, or openvino)"
         )
         run.report.sections[SECTION] = head
         console.info(f"profile: {head['Note']}")
@@ -46,7 +46,8 @@ def profile_llm(run: RunContext, module, engine: str, points: list, roof=None) -
     folder = run.folder() / "runs" / f"{run.report.run_id}-profile"
     try:
         with console.status(f"profiling a prefill and decode steps at {head['Load Point']}"):
-            phases = profile_phases(module, point, row, roof.work if roof else None, folder, run.workload.seed)
+            work = roof.work if roof else None
+            phases = profile_phases(module, point, row, work, folder, run.workload.seed, engine)
     except Exception as err:  # a profiler is an extra: its failure is a note, never a failed run
         log.debug("LLM profiler failed", exc_info=True)
         head["Note"] = f"the profiler failed: {type(err).__name__}: {err}"[:300]
@@ -69,35 +70,27 @@ def profile_llm(run: RunContext, module, engine: str, points: list, roof=None) -
         console.path_line("profile traces", folder)
 
 
-def profile_phases(module, point, row: LlmRow | None, work, folder, seed: int = 0) -> dict[str, Any]:
-    """{"Prefill": section, "Decode": section} of a transformers module at `point`, each in
+def profile_phases(
+    module, point, row: LlmRow | None, work, folder, seed: int = 0, name: str = "transformers"
+) -> dict[str, Any]:
+    """{"Prefill": section, "Decode": section} of engine `name` serving `module` (a transformers module, under
+    torch.profiler; or a converted model with a `profiling_engine`, under its own profiler) at `point`, each in
     operators.normalize's shape plus what it is held against."""
     import numpy as np
-    import torch
-
-    from backends.llm_transformers import SlotEngine
-    from backends.torch_profiler import torch_profile
 
     n, batch, steps = point.input_tokens, point.batch_size, point.output_tokens - 1
-    engine = SlotEngine(module, slots=batch, max_len=n + point.output_tokens)
+    engine, collect, rewinds = _profiled_engine(module, batch, n + point.output_tokens, folder)
     rng = np.random.default_rng(seed)
     prompts = [rng.integers(0, int(module.config.vocab_size), n).tolist() for _ in range(batch)]
-    cuda = engine.device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else None
     timed_prefill = row.prefill.avg if row is not None and row.ok and row.prefill else None
-    raw = torch_profile(
-        "transformers-prefill",
-        lambda: engine.prefill(0, prompts[0]),
-        min(MAX_CALLS, profile_calls(timed_prefill)),
-        folder,
-        cuda=cuda,
-        sync=sync,
+    raw = collect(
+        f"{_slug(name)}-prefill", lambda: engine.prefill(0, prompts[0]), min(MAX_CALLS, profile_calls(timed_prefill))
     )
     gflop = work.prefill_flops(n) / 1e9 if work is not None else None
     prefill = normalize(raw, batch_size=1, timed_ms=timed_prefill, work_gflop=gflop)
     prefill.update(
         {
-            "Engine": "transformers",
+            "Engine": name,
             "Input Tokens": n,
             "Timed Against": "the row's Prefill Time AVG (TTFT less its queue)",
             "Row TTFT AVG": row.ttft.avg if row is not None and row.ttft else None,
@@ -112,7 +105,7 @@ def profile_phases(module, point, row: LlmRow | None, work, folder, seed: int = 
     last = n + steps  # the timed run's last step leaves a request at this length
 
     def step() -> None:
-        if engine.lengths[0] >= last:  # back to the prompt's end: only the contexts the timed run decoded at
+        if rewinds and engine.lengths[0] >= last:  # back to the prompt's end: the contexts the timed run decoded at
             for slot in slots:
                 engine.lengths[slot] = n
         tokens[:] = engine.decode(slots, tokens)
@@ -121,11 +114,13 @@ def profile_phases(module, point, row: LlmRow | None, work, folder, seed: int = 
     if timed_step is None and row is not None and row.ok and row.server and row.server.decode_model_avg:
         timed_step = row.server.decode_model_avg / steps  # the same figure where no roofline was measured
     calls = min(MAX_CALLS, profile_calls(timed_step))
-    raw = torch_profile("transformers-decode", step, calls, folder, cuda=cuda, sync=sync)
+    if not rewinds:  # a KV state that cannot be cut back: the warm-up and the calls stay within the steps
+        calls = max(1, min(calls, steps - 1))
+    raw = collect(f"{_slug(name)}-decode", step, calls)
     decode = normalize(raw, batch_size=batch, timed_ms=timed_step, work_gflop=None)
     decode.update(
         {
-            "Engine": "transformers",
+            "Engine": name,
             "Contexts": f"{n} to {last - 1} tokens, as the timed run decoded",
             "Timed Against": f"the row's Decode Model Time AVG over its {steps} steps",
             "Row TPOT AVG": row.tpot.avg if row is not None and row.tpot else None,
@@ -133,6 +128,31 @@ def profile_phases(module, point, row: LlmRow | None, work, folder, seed: int = 
     )
     out["Decode"] = decode
     return out
+
+
+def _profiled_engine(module, slots: int, max_len: int, folder):
+    """(engine, collect(label, call, calls) -> RawProfile, whether its slots can be rewound to an earlier length)
+    for `module`: the transformers slot engine under torch.profiler, or a converted model's profiling engine."""
+    if not _is_torch(module):
+        engine = module.profiling_engine(slots, max_len)
+        return engine, lambda label, call, calls: engine.profile(label, call, calls, folder), False
+    import torch
+
+    from backends.llm_transformers import SlotEngine
+    from backends.torch_profiler import torch_profile
+
+    engine = SlotEngine(module, slots=slots, max_len=max_len)
+    cuda = engine.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else None
+
+    def collect(label, call, calls):
+        return torch_profile(label, call, calls, folder, cuda=cuda, sync=sync)
+
+    return engine, collect, True
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name)
 
 
 def _is_torch(module) -> bool:

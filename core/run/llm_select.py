@@ -5,12 +5,13 @@ the CPU every engine module of backends/CPU that converts the weights (onnxrunti
 their recipes: FP32 and weight-only INT8/INT4 or GGUF's Q8_0/Q4_0). Converted candidates go first, likely
 fastest first: one of each engine, then each engine's other recipes, fewest bytes per weight first. A recipe
 is skipped when a leaner recipe of the same engine passed (decode reads the weights: it cannot be faster), and
-once the tuning budget is spent, every engine has had its first try. The transformers candidates share one
+once the tuning budget is spent, every engine has had its first try; a timed candidate 1.25x slower in decode
+than one that passed is dropped without its gate (it cannot win). The transformers candidates share one
 module, to hold no second copy of the weights: the FP32 reference answers first (and is the transformers FP32
 candidate: the same module, timed as it stands); the converted engines are made from it while it is FP32;
 each lower precision then casts the module, is timed and answers the reference's sequences.
 
-The gate's scale for a candidate is the reference with the candidate's weight rounding (core.quality.
+The gate's scale for a candidate is the reference with the candidate's weight rounding (core.model.
 llm_rounding: its weights quantized and dequantized as the engine stores them, run in FP32), so an INT4
 engine fails only for error beyond INT4's. The chosen candidate's model is returned ready to serve; a
 transformers FP32 choice after a cast is built again from the source, since the rounding cannot be undone.
@@ -29,7 +30,8 @@ from typing import Any
 from core.common import console
 from core.common.errors import Interrupted, UserError
 from core.config import llm_precision
-from core.quality.llm_rounding import BF16, FP32, WeightRounding
+from core.model.llm_rounding import BF16, FP32, WeightRounding
+from core.quality.selection import DROP_RATIO  # a candidate this much slower than one that passed is not gated
 from core.reporting.sections import CandidateRow, EngineSelection
 
 ENGINE = "transformers"
@@ -227,6 +229,7 @@ class _Trial:
         self.folders: dict[Candidate, Any] = {}
         self.missing: dict[str, str] = {}  # engine -> why it cannot run here
         self.cast = False  # the module's weights were cast (rounded) for a lower-precision candidate
+        self.scales: dict[WeightRounding, Any] = {}  # rounding -> the rounded reference's logits (engines share)
 
     def skip(self, candidate: Candidate, spent: float) -> str | None:
         """Why `candidate` is not tried, or None."""
@@ -255,21 +258,34 @@ class _Trial:
     def judged(self, candidate: Candidate, model, facts: dict[str, Any]) -> CandidateRow:
         """Time `model`, have it answer the reference's sequences and judge it on the scale of the reference
         with the candidate's weight rounding."""
+        from core.model.llm_rounding import rounded
         from core.quality import llm_gate
-        from core.quality.llm_rounding import rounded
         from core.run.llm_accuracy import answer
 
         with console.status(f"timing {candidate.label}"):
             timing = time_candidate(model, self.prompt, self.steps)
-        if model is self.module and candidate.precision == "FP32":
+        reference = model is self.module and candidate.precision == "FP32"
+        leader = max((r.extra["Decode Tokens/s"] for r in self.rows.values() if r.passed), default=0.0)
+        if not reference and leader >= DROP_RATIO * timing.decode_tokens_per_s:
+            ratio = leader / timing.decode_tokens_per_s
+            return CandidateRow(
+                engine=candidate.engine,
+                precision=candidate.precision,
+                gate="dropped",
+                why=f"decodes {ratio:.2f}x slower than the fastest that passed: it cannot win, so it is not gated",
+                extra={"TTFT ms": round(timing.ttft_ms, 2), "Decode Tokens/s": round(timing.decode_tokens_per_s, 3)},
+            )
+        if reference:
             self.outputs[candidate] = self.reference
             verdict = llm_gate.judge(self.reference.logits, self.reference.logits, self.reference.logits)
             return _row(candidate, timing, verdict, "the reference itself (the same module)", facts)
         with console.status(f"{candidate.label} answers the reference's sequences"):
             self.outputs[candidate] = answer(model, self.seqs, self.reference.tokens)
         scale_logits, scale = self.reference.logits, "the reference itself (FP32 weights, no rounding)"
-        if not candidate.rounding.lossless:
-            rounding = candidate.rounding
+        rounding = candidate.rounding
+        if not rounding.lossless and rounding in self.scales:  # another engine stores the same values
+            scale_logits = self.scales[rounding]
+        elif not rounding.lossless:
             with console.status(f"the reference with {rounding.name}-rounded weights answers"):
                 if model is self.module:  # cast back to FP32: the BF16 values are what the candidate holds
                     self.module.to(torch_dtype("FP32"))
@@ -277,6 +293,8 @@ class _Trial:
                 else:
                     with rounded(self.module, rounding):
                         scale_logits = answer(self.module, self.seqs, self.reference.tokens, generate=False).logits
+            self.scales[rounding] = scale_logits
+        if not rounding.lossless:
             scale = f"FP32 with weights rounded to {rounding.name} as {candidate.engine} stores them"
         verdict = llm_gate.judge(self.reference.logits, self.outputs[candidate].logits, scale_logits)
         return _row(candidate, timing, verdict, scale, facts)
@@ -342,15 +360,27 @@ def _row(candidate: Candidate, timing: Timing, verdict, scale: str, facts: dict[
             "Scale": scale,
             "Scale Drift": round(max(p.scale_drift for p in verdict.prompts), 6),
             "Drift Bound": round(min(p.bound for p in verdict.prompts), 6),
+            "Beyond Scale": round(max(p.beyond for p in verdict.prompts), 6),
+            "Unrelated Drift": _least([p.unrelated for p in verdict.prompts]),
             "Bits per Weight": candidate.rounding.bits,
             **{k: facts[k] for k in ("Artifact MB", "Vocabulary", "Format") if k in facts},
         },
     )
 
 
+def _least(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(min(known), 6) if known else None
+
+
 def _line(row: CandidateRow) -> str:
     if row.gate in ("error", "skipped"):
         return f"candidate {row.label}: {'not judged' if row.gate == 'error' else 'not tried'}: {row.why}"
+    if row.gate == "dropped":
+        return (
+            f"candidate {row.label}: TTFT {row.extra['TTFT ms']:.1f} ms, decode {row.extra['Decode Tokens/s']:.2f} "
+            f"tokens/s: dropped ({row.why})"
+        )
     agreement = "-" if row.decisive_agreement is None else f"{row.decisive_agreement:.3f}"
     return (
         f"candidate {row.label}: TTFT {row.extra['TTFT ms']:.1f} ms, decode {row.extra['Decode Tokens/s']:.2f} "
