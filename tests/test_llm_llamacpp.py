@@ -5,6 +5,7 @@ across slots equal each slot run alone, and an absent llama-cpp-python is named 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,34 @@ def test_llama_cpp_speaks_through_our_log_not_the_console(tmp_path, capfd, caplo
         _engine(module, tmp_path, Q8_0, slots=3)  # llama.cpp logs its load and its context sizes
     assert "llama" not in capfd.readouterr().err  # nothing printed past our console
     assert any(record.levelno == logging.DEBUG for record in caplog.records)
+
+
+@needs_llama_cpp
+@pytest.mark.parametrize("label", [Q4_0, "FP32"])
+def test_the_llama_cpp_engine_is_profiled_node_by_node_and_serves_as_before(tmp_path, label):
+    import json
+
+    from core.run.llm import Point
+    from core.run.llm_profile import profile_phases
+
+    module = _tiny_llama(tied=False)
+    cached, engine = _engine(module, tmp_path, label, slots=2)
+    loaded = load(cached.path, module.config)
+    phases = profile_phases(loaded, Point(1, 2, 12, 3), None, None, tmp_path / "profile", name="llama.cpp")
+    for phase, calls in (("Prefill", 3), ("Decode", 1)):  # decode: within the point's 2 steps, after a warm-up
+        section = phases[phase]
+        assert section["Engine"] == "llama.cpp" and section["Calls"] == calls, section
+        assert section["Profiler"].startswith("ggml eval callback")
+        types = {row["Type"]: row for row in section["Types"]}
+        assert types["MatMul/linear"]["Share"] > 0 and "MUL_MAT" in types["MatMul/linear"]["Engine Ops"]
+        # FP32 runs attention as kq/kqv products; the quantized recipes as flash attention: attention either way
+        assert types["attention"]["Share"] > 0, types
+        assert sum(row["Share"] for row in types.values()) == pytest.approx(1.0, abs=0.01)
+        trace = json.loads(Path(section["Trace"]).read_text(encoding="utf-8"))["traceEvents"]
+        assert {event["args"]["call"] for event in trace} == set(range(calls))
+        assert not {"VIEW", "RESHAPE", "PERMUTE", "TRANSPOSE"} & {event["cat"] for event in trace}
+    # The serving engine has no callback and answers what the profiled one answered before its timer ran.
+    prompt = _ids(12, seed=3)
+    profiled = loaded.profiling_engine(1, 32)
+    assert _generate(engine, 0, prompt, 4) == _generate(profiled, 0, prompt, 4)
+    assert engine.timer is None and profiled.timer.events is None

@@ -168,6 +168,17 @@ def test_a_failed_row_or_an_uncounted_model_gets_no_derived_numbers():
         ("Add", "elementwise"),
         ("Subgraph", "elementwise"),
         ("Range", "other"),
+        # ggml's op names (llama.cpp)
+        ("MUL_MAT", MATMUL),
+        ("FLASH_ATTN_EXT", ATTENTION),
+        ("SOFT_MAX", "softmax"),
+        ("RMS_NORM", "layer norm"),
+        ("GET_ROWS", "data movement"),
+        ("SET_ROWS", "data movement"),
+        ("CPY", "data movement"),
+        ("ROPE", "elementwise"),
+        ("SWIGLU", "elementwise"),
+        ("MUL", "elementwise"),
     ],
 )
 def test_every_engine_s_op_names_land_in_one_vocabulary(name, kind):
@@ -578,3 +589,51 @@ def test_compare_sets_achieved_rates_against_each_other_never_shares():
     assert rows["Peak Share"].ratios == [None, None] and rows["Roof GFLOP/s"].ratios == [None, None]
     assert rows["Peak Share"].values[0] != rows["Peak Share"].values[1] and not cmp.regressions
     assert any("a peak share has no ratio" in text for _, text in comparison_notes(cmp))
+
+
+def test_openvino_counters_give_each_call_its_own_times_not_the_request_s_running_average():
+    """The CPU plugin reports each node's average over every infer of its request: a 80 ms prefill followed by
+    10 ms decode steps reads 45, then 33.3, ...; a profiled step must come out at 10 ms, not at the average."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from backends.CPU.openvino_engine import PerfCounters
+
+    class Request:
+        def __init__(self):
+            self.times: list[float] = []  # ms of each infer so far
+
+        def infer(self, ms: float) -> None:
+            self.times.append(ms)
+
+        def get_profiling_info(self):
+            average = sum(self.times) / len(self.times)
+            executed = SimpleNamespace(
+                node_name="MatMul_1",
+                node_type="FullyConnected",
+                status="Status.EXECUTED",
+                exec_type="brgemm",
+                real_time=timedelta(microseconds=round(average * 1000)),
+            )
+            skipped = SimpleNamespace(
+                node_name="Reshape_2",
+                node_type="Reshape",
+                status="Status.NOT_RUN",
+                exec_type="undef",
+                real_time=timedelta(0),
+            )
+            return [executed, skipped]
+
+    request = Request()
+    request.infer(80.0)  # the prefill, outside the profile
+    counters = PerfCounters()
+    offset = 0.0
+    for call, ms in enumerate([10.0, 12.0, 10.0]):
+        counters.mark(request, len(request.times))
+        request.infer(ms)
+        offset = counters.add(request, len(request.times), call, offset)
+    (event,) = counters.events.values()
+    assert event.microseconds == pytest.approx(32_000, abs=5) and event.count == 3
+    assert [round(e["dur"] / 1000, 2) for e in counters.trace] == [10.0, 12.0, 10.0]
+    with pytest.raises(ValueError, match="not marked"):
+        PerfCounters().add(request, len(request.times), 0, 0.0)

@@ -11,7 +11,8 @@ activations. The quantized recipes keep llama.cpp's defaults (F16 KV cache, flas
 to, which rounds attention through F16); FP32 asks for an F32 cache and no flash attention, so FP32 stays FP32
 throughout (logits within 1e-5 of the module's std, against 2e-3 with flash attention). The gate's logits
 come from the same GGUF through a second context that keeps an output for every position (what
-`Llama(logits_all=True)` does).
+`Llama(logits_all=True)` does). --profile times each ggml node through the scheduler's eval callback
+(`_NodeTimer`), on an engine of its own.
 """
 
 from __future__ import annotations
@@ -127,12 +128,112 @@ class LlamaCppModel:
     def engine(self, slots: int, max_len: int) -> LlamaCppEngine:
         return LlamaCppEngine(self, slots, max_len)
 
+    def profiling_engine(self, slots: int, max_len: int) -> LlamaCppEngine:
+        """An engine whose serving context times each ggml node it runs (`_NodeTimer`); its `profile` gathers
+        them. The serving engines have no callback: their graphs run whole."""
+        return LlamaCppEngine(self, slots, max_len, _NodeTimer())
+
+
+# ggml ops that compute nothing (a view of another tensor's data): no node time of their own.
+_NO_COMPUTE = {b"NONE", b"VIEW", b"RESHAPE", b"PERMUTE", b"TRANSPOSE"}
+
+
+class _NodeTimer:
+    """ggml's scheduler eval callback (the hook llama.cpp's eval-callback tool uses) as a per-node timer. Before
+    a graph runs, the scheduler asks about each node; a node we want ends a piece, the scheduler runs that piece
+    (on all threads, as the whole graph would) and calls back, so the time from the ask to the call back is that
+    node's (plus the views before it, which compute nothing). The time between pieces (the scheduler's call,
+    ours) lands outside operators. ggml_op_desc and ggml_get_name read the tensor, so no struct layout is
+    assumed. While not profiling the timer wants no node and the graph runs whole."""
+
+    def __init__(self):
+        import ctypes
+        import time
+
+        import llama_cpp
+        from llama_cpp._ggml import libggml
+
+        for function in (libggml.ggml_op_desc, libggml.ggml_get_name):
+            function.argtypes, function.restype = [ctypes.c_void_p], ctypes.c_char_p
+        op_of, name_of, clock = libggml.ggml_op_desc, libggml.ggml_get_name, time.perf_counter_ns
+        self.events: dict | None = None  # (node name, op) -> OpEvent while profiling
+        self.trace: list[dict] = []
+        self.call = 0
+        self.origin = self.asked = 0
+
+        @llama_cpp.ggml_backend_sched_eval_callback
+        def callback(tensor, ask, user_data):
+            if self.events is None:
+                return False
+            if ask:
+                if op_of(tensor) in _NO_COMPUTE:
+                    return False
+                self.asked = clock()
+                return True
+            self._record(name_of(tensor).decode(), op_of(tensor).decode(), self.asked, clock())
+            return True
+
+        self.callback = callback  # llama.cpp holds a pointer to it: kept alive with the timer
+
+    def _record(self, name: str, op: str, started_ns: int, ended_ns: int) -> None:
+        from core.measure.operators import ATTENTION, OpEvent
+
+        micros = (ended_ns - started_ns) / 1e3
+        found = self.events.get((name, op))
+        if found is None:
+            # Without flash attention, QK^T and its product with V are plain MUL_MATs, named kq and kqv.
+            kind = ATTENTION if op == "MUL_MAT" and name.startswith("kq") else None
+            found = self.events[name, op] = OpEvent(name, op, 0.0, 0, kind=kind)
+        found.microseconds += micros
+        found.count += 1
+        start = (started_ns - self.origin) / 1e3
+        self.trace.append(
+            {
+                "name": name,
+                "cat": op,
+                "ph": "X",
+                "ts": round(start, 1),
+                "dur": round(micros, 1),
+                "pid": 0,
+                "tid": 0,
+                "args": {"call": self.call},
+            }
+        )
+
+    def profile(self, label: str, call, calls: int, path: Path):
+        """`call` run `calls` times with every node timed: a RawProfile, its Chrome trace written to `path`."""
+        import json
+        import time
+
+        from core.measure.operators import RawProfile
+
+        self.events, self.trace, wall = {}, [], 0
+        self.origin = time.perf_counter_ns()
+        try:
+            for self.call in range(calls):
+                started = time.perf_counter_ns()
+                call()
+                wall += time.perf_counter_ns() - started
+            events = list(self.events.values())
+        finally:
+            self.events = None
+        path.write_text(json.dumps({"traceEvents": self.trace}), encoding="utf-8")
+        return RawProfile(
+            label,
+            "ggml eval callback (each node run on its own and timed)",
+            calls,
+            wall / 1e9,
+            events,
+            path,
+            note="a node's time runs from the scheduler's ask to its call back, so it holds the views before it",
+        )
+
 
 class _Context:
     """A llama context over `loaded` (`sequences` streams sharing `positions` cells) and a llama_batch of up to
     `batch` tokens, one sequence id each; both freed with this object."""
 
-    def __init__(self, loaded: LlamaCppModel, positions: int, batch: int, sequences: int):
+    def __init__(self, loaded: LlamaCppModel, positions: int, batch: int, sequences: int, timer=None):
         llama_cpp = loaded._llama
         self._llama, self.loaded, self.positions = llama_cpp, loaded, positions  # the model outlives its contexts
         params = llama_cpp.llama_context_default_params()
@@ -142,6 +243,8 @@ class _Context:
         if loaded.tensor_type == "F32":  # FP32 throughout: ggml's CPU flash attention rounds through F16
             params.type_k = params.type_v = llama_cpp.GGML_TYPE_F32
             params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        if timer is not None:
+            params.cb_eval = timer.callback
         self.ctx = llama_cpp.llama_init_from_model(loaded.handle, params)
         if not self.ctx:
             raise RuntimeError(f"llama.cpp could not make a context of {positions} positions, {sequences} sequences")
@@ -171,10 +274,10 @@ class _Context:
 class LlamaCppEngine:
     """The server's LlmEngine: greedy tokens by argmax of llama.cpp's logits, a sequence per slot."""
 
-    def __init__(self, loaded: LlamaCppModel, slots: int, max_len: int):
+    def __init__(self, loaded: LlamaCppModel, slots: int, max_len: int, timer: _NodeTimer | None = None):
         llama_cpp = loaded._llama
-        self.loaded, self.slots, self.max_len = loaded, slots, max_len
-        self.main = _Context(loaded, slots * max_len, max(max_len, slots), slots)
+        self.loaded, self.slots, self.max_len, self.timer = loaded, slots, max_len, timer
+        self.main = _Context(loaded, slots * max_len, max(max_len, slots), slots, timer)
         per_slot = llama_cpp.llama_n_ctx_seq(self.main.ctx)
         if per_slot < max_len:
             raise RuntimeError(f"llama.cpp gave a slot {per_slot} positions, not {max_len}")
@@ -214,3 +317,10 @@ class LlamaCppEngine:
         self._llama.llama_memory_clear(self.scoring.memory, True)
         self.scoring.decode(ids, range(n), [0] * n, [True] * n)
         return torch.from_numpy(self.scoring.rows(0, n).copy())
+
+    def profile(self, label: str, call, calls: int, folder: Path):
+        """`call` (a prefill or a decode step on this engine) `calls` times after a warm-up, every ggml node it
+        runs timed: a RawProfile (this engine must come from profiling_engine)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        call()  # warm-up outside the profile
+        return self.timer.profile(label, call, calls, folder / f"{label}_ggml_nodes.json")

@@ -240,6 +240,8 @@ class OpenVinoEngine:
         self._np = np
         self.compiled = compiled or loaded.compiled
         self.ran: list | None = None  # while profiling: the infer requests the current call ran
+        # id(request) -> infers run, on a profiling engine: the performance counters' totals need it
+        self.infers: dict[int, int] | None = {} if compiled is not None else None
         self.slots = slots
         self.max_len = max_len
         self.requests = [self.compiled.create_infer_request() for _ in range(slots)]
@@ -259,6 +261,8 @@ class OpenVinoEngine:
         }
         if self.ran is not None:
             self.ran.append(request)
+        if self.infers is not None:
+            self.infers[id(request)] = self.infers.get(id(request), 0) + 1
         return request.infer(feeds)["logits"][0]  # [keep, vocab]
 
     def prefill(self, slot: int, ids: Sequence[int]) -> int:
@@ -299,12 +303,14 @@ class OpenVinoEngine:
         call()  # warm-up outside the profile
         counters = PerfCounters()
         for index in range(calls):
+            for request in self.requests:
+                counters.mark(request, self.infers.get(id(request), 0))
             self.ran = []
             started = time.perf_counter()
             call()
             counters.wall += time.perf_counter() - started
             offset = counters.wall * 1e6
-            for request in self.ran:
-                offset = counters.add(request, index, offset)
+            for request in dict.fromkeys(self.ran):  # each request once: its delta holds all its infers
+                offset = counters.add(request, self.infers[id(request)], index, offset)
         self.ran = None
         return counters.raw(label, calls, folder / f"{label}_perf_counters.json")

@@ -248,11 +248,12 @@ class OpenVinoBackend(RuntimeBackend):
         declared = declared_feeds(feeds, self.compiled.input_names)
         request.infer(declared, share_inputs=True)  # warm-up: first-call allocations
         counters = PerfCounters(fused)
+        counters.mark(request, 1)
         for call in range(calls):
             start = time.perf_counter()
             request.infer(declared, share_inputs=True)
             counters.wall += time.perf_counter() - start
-            counters.add(request, call, counters.wall * 1e6)
+            counters.add(request, call + 2, call, counters.wall * 1e6)
         return counters.raw("openvino", calls, folder / "openvino_perf_counters.json")
 
     def _fused_types(self, compiled) -> dict[str, str]:
@@ -282,30 +283,51 @@ class OpenVinoBackend(RuntimeBackend):
 
 class PerfCounters:
     """OpenVINO's performance counters (PERF_COUNT) over profiled calls: each executed node's real time summed
-    per node, and a Chrome trace with the node times laid end to end (OpenVINO reports durations, not starts)."""
+    per node, and a Chrome trace with the node times laid end to end (OpenVINO reports durations, not starts).
+
+    The CPU plugin reports, per node, the average over every infer its request has run since it was made (a
+    prefill's 80 ms still weighed in a later decode step's figure), so a call's own times are differences of
+    totals (average x infers): `mark` a request before the call, `add` it after, each with the number of
+    infers that request has run. The averages come rounded to the microsecond; the deltas carry that rounding
+    times the infer count (a few microseconds a node for the few infers a profile runs)."""
 
     def __init__(self, fused: dict[str, str] | None = None):
         self.fused = fused or {}  # node name -> its common type, for fused Snippets subgraphs
         self.events: dict[str, Any] = {}
         self.trace: list[dict[str, Any]] = []
         self.wall = 0.0  # the profiled calls' own wall seconds, summed by the caller
+        self._marked: dict[int, dict[str, float]] = {}  # id(request) -> node name -> total microseconds
 
-    def add(self, request, call: int, offset_us: float) -> float:
-        """The nodes of `request`'s last infer (profiled call `call`) from `offset_us` on; the offset after them."""
+    @staticmethod
+    def _totals(request, infers: int) -> dict[str, tuple[Any, float]]:
+        """Node name -> (its profiling info, microseconds over all `infers` of `request`), executed nodes only."""
+        return {
+            info.node_name: (info, info.real_time.total_seconds() * 1e6 * infers)
+            for info in request.get_profiling_info()
+            if str(info.status).split(".")[-1] == "EXECUTED"
+        }
+
+    def mark(self, request, infers: int) -> None:
+        """Where `request` stands before a profiled call, after `infers` infers."""
+        self._marked[id(request)] = {name: total for name, (_, total) in self._totals(request, infers).items()}
+
+    def add(self, request, infers: int, call: int, offset_us: float) -> float:
+        """The nodes `request` ran since its mark (now `infers` infers in all), as part of profiled call `call`,
+        from `offset_us` on in the trace; the offset after them. It is marked anew."""
         from core.measure.operators import OpEvent
 
-        for info in request.get_profiling_info():
-            if str(info.status).split(".")[-1] != "EXECUTED":
-                continue
-            micros = info.real_time.total_seconds() * 1e6
-            found = self.events.setdefault(
-                info.node_name, OpEvent(info.node_name, info.node_type, 0.0, 0, kind=self.fused.get(info.node_name))
-            )
+        before = self._marked.get(id(request))
+        if before is None:
+            raise ValueError("PerfCounters.add on a request that was not marked before the call")
+        now = self._totals(request, infers)
+        for name, (info, total) in now.items():
+            micros = max(0.0, total - before.get(name, 0.0))
+            found = self.events.setdefault(name, OpEvent(name, info.node_type, 0.0, 0, kind=self.fused.get(name)))
             found.microseconds += micros
             found.count += 1
             self.trace.append(
                 {
-                    "name": info.node_name,
+                    "name": name,
                     "cat": info.node_type,
                     "ph": "X",
                     "ts": round(offset_us, 1),
@@ -316,6 +338,7 @@ class PerfCounters:
                 }
             )
             offset_us += micros
+        self._marked[id(request)] = {name: total for name, (_, total) in now.items()}
         return offset_us
 
     def raw(self, engine: str, calls: int, path: Path):

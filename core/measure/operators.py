@@ -2,9 +2,10 @@
 events (`RawProfile`), and `normalize` turns them into the report's `Profile` section.
 
 onnxruntime names a node's op `MatMul` or `SkipLayerNormalization`, OpenVINO `FullyConnected` or `MVN`,
-torch `aten::addmm` or `aten::native_layer_norm`: all three land in the same few types, the engine's own
-name kept beside each. Shares are of the profiled call's wall time; what no operator accounts for
-(framework dispatch, thread wake-ups, copies between calls) is its own line, so shares add up to 100%.
+torch `aten::addmm` or `aten::native_layer_norm`, ggml `MUL_MAT` or `RMS_NORM`: all land in the same few
+types, the engine's own name kept beside each. Shares are of the profiled call's wall time; what no operator
+accounts for (framework dispatch, thread wake-ups, copies between calls) is its own line, so shares add up to
+100%.
 """
 
 from __future__ import annotations
@@ -29,23 +30,23 @@ UNREPRESENTATIVE = 1.3
 # Batched products are attention's QK^T and AV (eager attention, in every transformer here; linear layers run
 # as mm/addmm), in the profile as in the work count.
 _RULES: tuple[tuple[str, str], ...] = (
-    (ATTENTION, r"attention|sdpa|scaled_dot_product|^bmm$|^baddbmm$"),
+    (ATTENTION, r"attention|flash_attn|sdpa|scaled_dot_product|^bmm$|^baddbmm$"),
     (LAYER_NORM, r"layernorm|layer_norm|mvn|rmsnorm|rms_norm|groupnorm|group_norm|batchnorm|batch_norm|normaliz"),
     (GELU, r"gelu"),
-    (SOFTMAX, r"softmax"),
+    (SOFTMAX, r"softmax|soft_max"),
     (CONVOLUTION, r"conv(?!ert)"),
-    (MATMUL, r"matmul|gemm|^linear$|^addmm$|(^|_)mm$|fullyconnected|innerproduct|^einsum$"),
+    (MATMUL, r"matmul|mul_mat|gemm|^linear$|^addmm$|(^|_)mm$|fullyconnected|innerproduct|^einsum$"),
     (
         DATA_MOVEMENT,
         r"reshape|transpose|permute|^view|copy|concat|^cat$|gather|slice|split|squeeze|expand|^cast$|^to$|"
         r"contiguous|clone|reorder|convert|^shape|flatten|index|embedding|^pad$|tile|select|stack|narrow|"
-        r"^empty|^zeros|^ones|^fill|memcpy|broadcast|^as_strided",
+        r"^empty|^zeros|^ones|^fill|memcpy|broadcast|^as_strided|get_rows|set_rows|^cpy$|^cont$|^dup$",
     ),
     (
         ELEMENTWISE,
         r"^add|^sub|^mul|^div|relu|tanh|sigmoid|silu|swish|^erf|^pow|sqrt|^exp|eltwise|^where|^neg|^abs|clamp|"
         r"^max$|^min$|^sum$|^mean$|reduce|quantize|^rsub|^masked_fill|subgraph|^bias|^scale|^not|^and|^or|^equal|^less|"
-        r"^greater|^tanh|^log|^floor|^ceil|^round|^sign|^sin|^cos|^dropout",
+        r"^greater|^tanh|^log|^floor|^ceil|^round|^sign|^sin|^cos|^dropout|^rope|glu$",
     ),
 )
 _COMPILED = tuple((kind, re.compile(pattern)) for kind, pattern in _RULES)

@@ -7,8 +7,9 @@ types, top nodes, shares of the profiled call) held against the row's own timing
 profiled prefill against the row's Prefill Time (TTFT less its queue), the profiled step against the row's decode
 step (Decode Model Time over its steps); a phase more than 1.3x its timed figure is marked unrepresentative.
 TTFT and TPOT sit beside them. The transformers engine is profiled by torch.profiler, OpenVINO by its performance
-counters (a second compile with PERF_COUNT, every infer request a step runs); onnxruntime-genai and llama.cpp
-have no profiler here: a note says so. A profiler is an extra: its failure is a note, never a failed run.
+counters (a second compile with PERF_COUNT, every infer request a step runs), llama.cpp by ggml's eval callback
+(each node run on its own and timed); onnxruntime-genai has no profiler here: a note says so. A profiler is an
+extra: its failure is a note, never a failed run.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def profile_llm(run: RunContext, module, engine: str, points: list, roof=None) -
     head: dict[str, Any] = {"Engine": engine, "Load Point": row.label if row else _label(point)}
     if not _is_torch(module) and not hasattr(module, "profiling_engine"):
         head["Note"] = (
-            f"{engine} has no operator profiler here (profile the same weights with --engine transformers, or openvino)"
+            f"{engine} has no operator profiler here "
+            "(profile the same weights with --engine transformers, openvino or llama.cpp)"
         )
         run.report.sections[SECTION] = head
         console.info(f"profile: {head['Note']}")
