@@ -8,6 +8,7 @@ a small BPE tokenizer (token ids are all the engine is given; the tokenizer only
 converted folder is cached like every artifact, keyed by the weights' digest, the builder's version and this
 file. A request's generator holds its own KV cache; decode steps run request by request (no batching across
 requests), and the logits the gate judges come from the same model file through the same generator.
+--profile switches on onnxruntime's session profiling in a second load of the model (GenaiEngine.profile).
 """
 
 from __future__ import annotations
@@ -104,19 +105,25 @@ class GenaiModel:
     def engine(self, slots: int, max_len: int) -> GenaiEngine:
         return GenaiEngine(self, slots, max_len)
 
+    def profiling_engine(self, slots: int, max_len: int) -> GenaiEngine:
+        """An engine that keeps each slot's tokens, so its `profile` can replay them into a profiled model."""
+        return GenaiEngine(self, slots, max_len, keep_tokens=True)
+
 
 class GenaiEngine:
     """The server's LlmEngine: greedy tokens by argmax of the logits each request's generator returns."""
 
-    def __init__(self, loaded: GenaiModel, slots: int, max_len: int):
+    def __init__(self, loaded: GenaiModel, slots: int, max_len: int, keep_tokens: bool = False):
         import numpy as np
         import onnxruntime_genai as og
 
         self._og, self._np = og, np
+        self.loaded = loaded
         self.model = loaded.model
         self.slots = slots
         self.max_len = max_len
         self.generators: list = [None] * slots
+        self.tokens: list[list[int]] | None = [[] for _ in range(slots)] if keep_tokens else None  # per slot
         layers, kv_heads, head_dim = kv_geometry(loaded.config)
         self.cache_bytes = slots * 2 * layers * kv_heads * head_dim * max_len * 4  # FP32, allocated per request
 
@@ -125,21 +132,26 @@ class GenaiEngine:
         params.set_search_options(max_length=max_len, do_sample=False)
         return self._og.Generator(self.model, params)
 
-    def _append(self, generator, ids: Sequence[int]):
+    def _append(self, generator, ids: Sequence[int], slot: int | None = None):
         generator.append_tokens(self._np.asarray(list(ids), dtype=self._np.int32))
+        if self.tokens is not None and slot is not None:
+            self.tokens[slot].extend(ids)
         return generator.get_output("logits")  # [1, tokens appended, vocab]
 
     def prefill(self, slot: int, ids: Sequence[int]) -> int:
         if len(ids) + 1 > self.max_len:
             raise ValueError(f"a prompt of {len(ids)} tokens does not fit the cache's {self.max_len} positions")
+        self.release(slot)
         self.generators[slot] = self._generator(self.max_len)
-        return int(self._append(self.generators[slot], ids)[0, -1].argmax())
+        return int(self._append(self.generators[slot], ids, slot)[0, -1].argmax())
 
     def decode(self, slots: Sequence[int], tokens: Sequence[int]) -> list[int]:
-        return [int(self._append(self.generators[s], [t])[0, -1].argmax()) for s, t in zip(slots, tokens)]
+        return [int(self._append(self.generators[s], [t], s)[0, -1].argmax()) for s, t in zip(slots, tokens)]
 
     def release(self, slot: int) -> None:
         self.generators[slot] = None
+        if self.tokens is not None:
+            self.tokens[slot] = []
 
     def logits(self, ids: Sequence[int]):
         """Teacher-forced logits [len(ids), vocab] in FP32 from the same model file."""
@@ -147,6 +159,67 @@ class GenaiEngine:
 
         out = self._append(self._generator(len(ids) + 1), ids)
         return torch.from_numpy(self._np.array(out[0], dtype=self._np.float32))
+
+    def profile(self, label: str, call, calls: int, folder: Path):
+        """`call` (a prefill or a decode step on this engine) `calls` times after a warm-up, under onnxruntime's
+        session profiling: a RawProfile of the node kernel times (this engine must come from profiling_engine).
+
+        onnxruntime-genai has no call that ends a profile: the trace is written when the session goes. So the
+        phase runs on a second load of the model with profiling on in its session options, each live slot's
+        tokens replayed into it first (one run each), and the slots are released after. The trace's runs are
+        then the replays, the warm-up and the calls, the same number each: the last calls' runs are kept."""
+        import gc
+        import json
+        import time
+
+        from backends.CPU.onnxruntime_engine import kernel_events, op_events, trace_events
+        from core.measure.operators import RawProfile
+
+        og = self._og
+        folder.mkdir(parents=True, exist_ok=True)
+        prefix = folder / f"{label}_onnxruntime"
+        config = og.Config(str(self.loaded.folder))
+        profiling = {"model": {"decoder": {"session_options": {"enable_profiling": str(prefix)}}}}
+        config.overlay(json.dumps(profiling))
+        served, self.model = self.model, og.Model(config)
+        live = {slot: list(tokens) for slot, tokens in enumerate(self.tokens) if tokens}
+        wall = 0.0
+        try:
+            for slot, tokens in live.items():
+                self.generators[slot] = self._generator(self.max_len)
+                self._append(self.generators[slot], tokens)
+            call()  # warm-up outside the profile
+            for _ in range(calls):
+                started = time.perf_counter()
+                call()
+                wall += time.perf_counter() - started
+        finally:
+            for slot in range(self.slots):
+                self.release(slot)
+            self.model = served
+            gc.collect()  # the profiled model's last reference: its session ends and writes the trace
+        traces = sorted(folder.glob(f"{prefix.name}*.json"), key=lambda path: path.stat().st_mtime)
+        if not traces:
+            raise RuntimeError(f"onnxruntime wrote no profile under {prefix}")
+        events = trace_events(traces[-1])
+        runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: float(e["ts"]))
+        per_call, left = divmod(len(runs) - len(live), calls + 1)
+        if left or per_call < 1:
+            raise RuntimeError(
+                f"onnxruntime's trace holds {len(runs)} runs, not {len(live)} replays and {calls + 1} equal calls"
+            )
+        kept = runs[len(runs) - calls * per_call :]
+        start, end = float(kept[0]["ts"]), float(kept[-1]["ts"]) + float(kept[-1]["dur"])
+        kernels = [kernel for kernel in kernel_events(events) if start <= float(kernel[2]["ts"]) <= end]
+        return RawProfile(
+            label,
+            "onnxruntime session profiling (enable_profiling in genai_config's session options)",
+            calls,
+            wall,
+            op_events(kernels),
+            traces[-1],
+            note="the phase ran on a second load of the model, profiling on; its trace holds every run",
+        )
 
 
 @contextmanager

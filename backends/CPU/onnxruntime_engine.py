@@ -264,7 +264,7 @@ class OnnxRuntimeBackend(RuntimeBackend):
 
     def profile(self, feeds: Feeds, calls: int, folder: Path):
         """onnxruntime's session profiling: a Chrome trace of every node's kernel time."""
-        from core.measure.operators import OpEvent, RawProfile
+        from core.measure.operators import RawProfile
 
         folder.mkdir(parents=True, exist_ok=True)
         options = self._options(self._threads_per_instance())
@@ -278,20 +278,16 @@ class OnnxRuntimeBackend(RuntimeBackend):
             session.run(None, declared)
         wall = time.perf_counter() - start
         trace = Path(session.end_profiling())
-        events: dict[str, OpEvent] = {}
         warmed: set[str] = set()
-        for event in sorted(_trace_events(trace), key=lambda event: float(event.get("ts", 0))):
-            if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
-                continue
-            name = event["name"][: -len("_kernel_time")]
-            if name not in warmed:  # each node's first run belongs to the untimed first call
-                warmed.add(name)
-                continue
-            op = str((event.get("args") or {}).get("op_name", "?"))
-            found = events.setdefault(name, OpEvent(name, op, 0.0, 0))
-            found.microseconds += float(event.get("dur", 0))
-            found.count += 1
-        return RawProfile("onnxruntime", "onnxruntime session profiling", calls, wall, list(events.values()), trace)
+
+        def timed(kernels):
+            for name, op, event in kernels:
+                if name in warmed:
+                    yield name, op, event
+                warmed.add(name)  # each node's first run belongs to the untimed first call
+
+        events = op_events(timed(kernel_events(trace_events(trace))))
+        return RawProfile("onnxruntime", "onnxruntime session profiling", calls, wall, events, trace)
 
     def close(self) -> None:
         self.session = None
@@ -322,12 +318,35 @@ def _matmul_model(n: int, precision: str):
     return model
 
 
-def _trace_events(path: Path) -> list[dict[str, Any]]:
+def trace_events(path: Path) -> list[dict[str, Any]]:
+    """The events of an onnxruntime profile (a Chrome trace)."""
     import json
 
     data = json.loads(path.read_text(encoding="utf-8"))
     events = data.get("traceEvents", data) if isinstance(data, dict) else data
     return [event for event in events if isinstance(event, dict)]
+
+
+def kernel_events(events: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(node name, op name, event) of each node's kernel run among `events`, in time order."""
+    kernels = []
+    for event in sorted(events, key=lambda event: float(event.get("ts", 0))):
+        if event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time"):
+            op = str((event.get("args") or {}).get("op_name", "?"))
+            kernels.append((event["name"][: -len("_kernel_time")], op, event))
+    return kernels
+
+
+def op_events(kernels) -> list:
+    """One OpEvent a node, summing its kernel runs among `kernels` ((name, op, event) as kernel_events gives)."""
+    from core.measure.operators import OpEvent
+
+    events: dict[str, OpEvent] = {}
+    for name, op, event in kernels:
+        found = events.setdefault(name, OpEvent(name, op, 0.0, 0))
+        found.microseconds += float(event.get("dur", 0))
+        found.count += 1
+    return list(events.values())
 
 
 ENGINE = Engine(name="onnxruntime", precisions=PRECISIONS, compile=compile_model, runtime=OnnxRuntimeBackend)

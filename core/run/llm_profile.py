@@ -8,8 +8,9 @@ profiled prefill against the row's Prefill Time (TTFT less its queue), the profi
 step (Decode Model Time over its steps); a phase more than 1.3x its timed figure is marked unrepresentative.
 TTFT and TPOT sit beside them. The transformers engine is profiled by torch.profiler, OpenVINO by its performance
 counters (a second compile with PERF_COUNT, every infer request a step runs), llama.cpp by ggml's eval callback
-(each node run on its own and timed); onnxruntime-genai has no profiler here: a note says so. A profiler is an
-extra: its failure is a note, never a failed run.
+(each node run on its own and timed), onnxruntime-genai by onnxruntime's session profiling (a second load of the
+model, profiling on); an engine without a profiler gets a note. A profiler is an extra: its failure is a note,
+never a failed run.
 """
 
 from __future__ import annotations
@@ -38,10 +39,7 @@ def profile_llm(run: RunContext, module, engine: str, points: list, roof=None) -
     row = next((r for r in run.report.llm_rows if r.point == _key(point)), None)
     head: dict[str, Any] = {"Engine": engine, "Load Point": row.label if row else _label(point)}
     if not _is_torch(module) and not hasattr(module, "profiling_engine"):
-        head["Note"] = (
-            f"{engine} has no operator profiler here "
-            "(profile the same weights with --engine transformers, openvino or llama.cpp)"
-        )
+        head["Note"] = f"{engine} has no operator profiler here (profile the same weights with --engine transformers)"
         run.report.sections[SECTION] = head
         console.info(f"profile: {head['Note']}")
         return
