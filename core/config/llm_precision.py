@@ -48,11 +48,6 @@ def parse(text: str) -> LlmPrecision:
     return LlmPrecision(weights, activations)
 
 
-def weights_of(label: str) -> str:
-    """The weight format a candidate's label names ("INT4 weights, INT8 activations" -> "INT4")."""
-    return parse(label).weights
-
-
 def activations_of(label: str) -> str:
     precision = parse(label)
     return precision.activations or precision.weights

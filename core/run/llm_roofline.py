@@ -93,11 +93,11 @@ def prepare(run, source, precision: str, weight_width: float, model=None) -> Llm
     `weight_width` is the bytes a stored weight takes; `model` (what serves) may say how it batches decode
     (`batched_decode`) and holds its KV cache (`kv_width`, bytes a value; default the activations')."""
     from core.config.llm_precision import activations_of
+    from core.run.roofline import or_note
 
     activations = activations_of(precision)
     batched = getattr(model, "batched_decode", True)
     kv_width = float(getattr(model, "kv_width", WEIGHT_BYTES.get(activations, 4)))
-    from core.run.roofline import or_note
 
     if run.spec.name != "CPU":
         run.report.notes.append("LLM roofline: measured on the CPU backend only (no peak probe here)")

@@ -133,14 +133,14 @@ def _try_order(converted: list[Candidate]) -> list[Candidate]:
     """One of each engine first (its leanest recipe), then the others, fewest bytes per weight first: decode at
     batch size 1 reads every weight once a token, and three engines are tried whatever the budget."""
     lean = sorted(converted, key=lambda c: c.rounding.bits)
-    firsts = list({c.engine: c for c in reversed(lean)}.values())[::-1]
-    firsts.sort(key=lambda c: lean.index(c))
+    firsts = sorted({c.engine: c for c in reversed(lean)}.values(), key=lean.index)  # each engine's leanest
     return firsts + [c for c in lean if c not in firsts]
 
 
 def select(module, tried: list[Candidate], point, run, source, rebuild: Callable[[], Any]) -> Choice:
     """Time and gate the candidates; the chosen one's model ready to serve, its accuracy figures and the
     candidates table. `module` is the FP32 reference (a transformers module)."""
+    from core.quality import llm_gate
     from core.run.llm_accuracy import answer, figures, model_perplexity, ppl_tokens, sequences
 
     started = time.perf_counter()
@@ -201,7 +201,7 @@ def select(module, tried: list[Candidate], point, run, source, rebuild: Callable
         timing=f"one prefill of {len(prompt)} tokens (TTFT) and the median of {steps} decode steps at batch size "
         "1, after a warm-up prefill and two steps",
         gate={
-            **llm_gate_rule(),
+            **llm_gate.rule("the reference with the candidate's weight rounding (as its engine stores them), in FP32"),
             "Prompts": len(seqs.prompts),
         },
         candidates=[trial.rows[c] for c in shown],
@@ -210,12 +210,6 @@ def select(module, tried: list[Candidate], point, run, source, rebuild: Callable
     artifact = trial.rows[chosen].extra.get("Artifact MB") if chosen in trial.rows else None
     note = chosen.backend and chosen.backend.__doc__.strip().split("\n\n")[0].replace("\n", " ")
     return Choice(served, chosen.engine, chosen.precision, chosen.rounding, accuracy, selection, artifact, note)
-
-
-def llm_gate_rule() -> dict[str, Any]:
-    from core.quality import llm_gate
-
-    return llm_gate.rule("the reference with the candidate's weight rounding (as its engine stores them), in FP32")
 
 
 class _Trial:
